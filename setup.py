@@ -1,0 +1,41 @@
+"""tagger: music tagging by transfer learning from Google's VGGish."""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open("tagger/__init__.py", encoding="utf-8") as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+with open("README.md", encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
+
+setup(
+    name="tagger",
+    version=VERSION,
+    description="Music tagging with transfer learning from Google's VGGish",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tagger", "tagger.*", "preprocess", "preprocess.*"]),
+    package_data={"tagger": ["models/*/*"]},
+    # one set that `pip check` accepts (TensorFlow 2.21 + Keras 3; tensorflow-hub needs tf-keras)
+    install_requires=[
+        "tensorflow==2.21.0",
+        "keras==3.15.1",
+        "tensorflow-hub==0.16.1",
+        "tf-keras==2.21.0",
+        "librosa==0.11.0",
+        "soundfile==0.14.0",
+        "soxr==1.1.0",
+        "pescador==3.0.0",
+        "pandas==3.1.1",
+        "numpy==2.4.6",
+        "scikit-learn==1.9.1",
+        "tqdm==4.70.1",
+        "matplotlib==3.11.2",
+    ],
+    extras_require={"test": ["pytest==9.2.0"], "cloud": []},
+    entry_points={"console_scripts": ["tagger = tagger.cli:main"]},
+)

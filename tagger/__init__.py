@@ -1,0 +1,28 @@
+"""tagger: music tagging by transfer learning from Google's VGGish.
+
+Light to import: TensorFlow loads only when a network is built.
+"""
+
+from .exceptions import AudioError, DataError, ParameterError, TaggerError, TaggerWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "TaggerError",
+    "ParameterError",
+    "AudioError",
+    "DataError",
+    "TaggerWarning",
+    "Embedder",
+    "embed",
+    "embed_files",
+]
+
+
+def __getattr__(name):
+    if name in ("Embedder", "embed", "embed_files"):
+        from . import embed as _embed
+
+        return getattr(_embed, name)
+    raise AttributeError(f"module 'tagger' has no attribute {name!r}")

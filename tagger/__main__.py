@@ -1,0 +1,5 @@
+"""``python -m tagger`` is the ``tagger`` command."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Audio decoding: any file libsndfile reads, or an array, to mono float32 at 16 kHz.
+
+Files are decoded in blocks and resampled with a streaming soxr resampler,
+so a two-hour recording never sits in memory whole. No TensorFlow here.
+"""
+
+import os
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from . import params
+from .exceptions import AudioError, ParameterError
+
+__all__ = ["iter_blocks", "load", "to_mono_16k", "info"]
+
+#: decode block length used when streaming a file, in seconds of source audio
+BLOCK_SECONDS = 30.0
+
+
+def _open(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise AudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a folder, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        return sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
+        raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
+
+
+def info(path):
+    """Return ``(sample_rate, channels, duration_s)`` from a file's header.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    tuple of (int, int, float)
+    """
+    with _open(path) as f:
+        return f.samplerate, f.channels, f.frames / float(f.samplerate)
+
+
+def _downmix(block):
+    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+
+
+def iter_blocks(path, *, block_seconds=BLOCK_SECONDS):
+    """Decode a file block by block to mono float32 at 16 kHz.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Any file libsndfile reads (wav, flac, ogg, mp3, au, ...).
+    block_seconds : float
+        Length of one decoded block in seconds of source audio.
+
+    Yields
+    ------
+    np.ndarray, shape (n,), float32
+        Consecutive mono 16 kHz blocks; their concatenation is the whole file.
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, empty, unreadable or holds non-finite samples.
+    """
+    if block_seconds <= 0:
+        raise ParameterError(f"block_seconds={block_seconds!r} must be > 0")
+    with _open(path) as f:
+        sr = f.samplerate
+        stream = None
+        if sr != params.SAMPLE_RATE:
+            stream = soxr.ResampleStream(sr, params.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        n = max(1, int(block_seconds * sr))
+        while True:
+            try:
+                block = f.read(n, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise AudioError(f"{os.fspath(path)}: decoding failed ({exc})") from exc
+            last = len(block) < n
+            mono = _downmix(block)
+            if stream is not None:
+                mono = stream.resample_chunk(mono, last=last)
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"{os.fspath(path)}: audio holds NaN or infinite samples")
+            if len(mono):
+                yield np.ascontiguousarray(mono, dtype=np.float32)
+            if last:
+                break
+
+
+def to_mono_16k(y, sr):
+    """Downmix and resample an array to mono float32 at 16 kHz.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,) or (n, channels) or (channels, n)
+        Samples; float in [-1, 1] or integer PCM (scaled by the type's range).
+        A 2-D array is read as (n_samples, n_channels), soundfile's layout,
+        unless its first axis is the shorter one (librosa's layout).
+    sr : int
+        Sample rate of ``y`` in Hz.
+
+    Returns
+    -------
+    np.ndarray, shape (m,), float32
+    """
+    y = np.asarray(y)
+    if not isinstance(sr, (int, np.integer)) or sr <= 0:
+        raise ParameterError(f"sr={sr!r} must be a positive integer sample rate")
+    if y.ndim not in (1, 2):
+        raise AudioError(f"audio array must be 1-D or 2-D, got shape {y.shape}")
+    if np.issubdtype(y.dtype, np.integer):
+        y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
+    elif not np.issubdtype(y.dtype, np.floating):
+        raise AudioError(f"audio array must hold numbers, got dtype {y.dtype}")
+    y = y.astype(np.float32, copy=False)
+    if y.ndim == 2:
+        if y.shape[0] < y.shape[1]:
+            y = y.T
+        y = _downmix(y)
+    if not np.all(np.isfinite(y)):
+        raise AudioError("audio array holds NaN or infinite samples")
+    if sr != params.SAMPLE_RATE and len(y):
+        y = soxr.resample(y, sr, params.SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def load(path):
+    """Decode a whole file to mono float32 at 16 kHz.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    np.ndarray, shape (n,), float32
+    """
+    blocks = list(iter_blocks(path))
+    if not blocks:
+        raise AudioError(f"{os.fspath(path)}: no audio samples")
+    return np.concatenate(blocks)

@@ -1,0 +1,76 @@
+"""Decode + frontend for one file, as messages; runs in worker processes (no TensorFlow).
+
+A file is streamed block by block through :class:`tagger.frontend.Patcher`,
+and its patches leave in chunks, so memory per file stays bounded.
+"""
+
+import queue
+import warnings
+
+import numpy as np
+
+from .audio import iter_blocks
+from .exceptions import TaggerError
+from .frontend import Patcher
+from . import params
+
+__all__ = ["decode_messages", "worker_loop"]
+
+
+def _describe(exc):
+    return str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
+
+
+def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
+    """Yield the messages describing one file's patches.
+
+    Yields
+    ------
+    tuple
+        ``("patches", index, patches (n, 96, 64) float32, timestamps (n,))`` zero or more
+        times, then ``("done", index, duration_s, [warning texts])`` or
+        ``("error", index, reason)``.
+    """
+    pending_p, pending_t, n_pending = [], [], 0
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=str(path))
+
+            def emit(p, t):
+                nonlocal n_pending
+                pending_p.append(p)
+                pending_t.append(t)
+                n_pending += len(p)
+
+            for block in iter_blocks(path):
+                emit(*patcher.feed(block))
+                if n_pending >= chunk_patches:
+                    yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))
+                    pending_p, pending_t, n_pending = [], [], 0
+            emit(*patcher.finish())
+        if n_pending:
+            yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))
+        texts = [str(w.message) for w in caught]
+        yield ("done", index, patcher.n_samples / params.SAMPLE_RATE, texts)
+    except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
+        yield ("error", index, _describe(exc))
+
+
+def worker_loop(tasks, results, options):
+    """Process entry point: take ``(index, path)`` tasks until ``None``; put messages.
+
+    Before each file it puts ``("start", index)`` so the parent knows which
+    file a crashed worker held.
+    """
+    while True:
+        try:
+            task = tasks.get()
+        except (EOFError, OSError, queue.Empty):
+            return
+        if task is None:
+            return
+        index, path = task
+        results.put(("start", index))
+        for message in decode_messages(index, path, **options):
+            results.put(message)

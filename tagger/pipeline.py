@@ -1,0 +1,255 @@
+"""Files -> embeddings, in input order: parallel decoding, full network batches.
+
+Worker processes (spawned, TensorFlow-free) decode and patch files into a
+bounded queue; the parent packs patches from several files into batches of
+exactly ``batch_size`` for the network and hands each finished track back in
+input order. Bad files come back as failures; the run goes on.
+"""
+
+import collections
+import multiprocessing as mp
+import os
+import queue
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import params
+from .decode import decode_messages, worker_loop
+from .exceptions import ParameterError
+
+__all__ = ["TrackResult", "iter_embeddings", "default_workers"]
+
+
+@dataclass
+class TrackResult:
+    """One input's outcome.
+
+    Attributes
+    ----------
+    index : int
+        Position in the input list.
+    path : str
+    embedding : np.ndarray, shape (T, 128), float32, or None on failure
+        Raw network output.
+    timestamps : np.ndarray, shape (T,), or None
+    duration : float or None
+        Seconds of audio decoded.
+    error : str or None
+        Why the file failed.
+    warnings : list of str
+    """
+
+    index: int
+    path: str
+    embedding: np.ndarray = None
+    timestamps: np.ndarray = None
+    duration: float = None
+    error: str = None
+    warnings: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+def default_workers():
+    """Decode processes: one per core beyond the first, at least one."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class _Track:
+    __slots__ = ("path", "emb", "times", "in_flight", "decoded", "result")
+
+    def __init__(self, path):
+        self.path = path
+        self.emb, self.times = [], []
+        self.in_flight = 0
+        self.decoded = False
+        self.result = None
+
+
+class _Batcher:
+    """Packs patches of many tracks into fixed-size network batches."""
+
+    def __init__(self, run, batch_size, tracks):
+        self.run, self.batch_size, self.tracks = run, batch_size, tracks
+        self.queue = collections.deque()  # (index, patches)
+        self.size = 0
+
+    def add(self, index, patches, times):
+        track = self.tracks[index]
+        track.times.append(times)
+        track.in_flight += len(patches)
+        self.queue.append((index, patches))
+        self.size += len(patches)
+        while self.size >= self.batch_size:
+            self._step(self.batch_size)
+
+    def flush(self):
+        while self.size:
+            self._step(min(self.size, self.batch_size))
+
+    def _step(self, n):
+        parts, owners, need = [], [], n
+        while need:
+            index, patches = self.queue[0]
+            take = patches[:need]
+            parts.append(take)
+            owners.append((index, len(take)))
+            if len(take) == len(patches):
+                self.queue.popleft()
+            else:
+                self.queue[0] = (index, patches[need:])
+            need -= len(take)
+        out = self.run(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        self.size -= n
+        start = 0
+        for index, count in owners:
+            track = self.tracks[index]
+            track.emb.append(out[start : start + count])
+            track.in_flight -= count
+            start += count
+
+
+def _finish(track):
+    emb = np.concatenate(track.emb) if track.emb else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
+    times = np.concatenate(track.times) if track.times else np.zeros(0)
+    track.result.embedding, track.result.timestamps = emb, times
+    track.emb = track.times = None
+
+
+def iter_embeddings(
+    paths,
+    run,
+    *,
+    batch_size=64,
+    hop_seconds=params.EXAMPLE_HOP_SECONDS,
+    short_policy="pad",
+    workers=None,
+    chunk_patches=32,
+    prefetch=8,
+):
+    """Embed files; yield one :class:`TrackResult` per path, in input order.
+
+    Parameters
+    ----------
+    paths : sequence of str
+    run : callable
+        ``run(patches (n, 96, 64) float32) -> (n, 128) float32``, the network.
+    batch_size : int
+        Patches per network call; every call but the last is full.
+    hop_seconds : float
+        Patch hop.
+    short_policy : {'pad', 'skip'}
+    workers : int, optional
+        Decode processes; 0 decodes in this process. Default :func:`default_workers`.
+    chunk_patches : int
+        Patches per message from a worker.
+    prefetch : int
+        Messages buffered per worker (bounds memory).
+
+    Yields
+    ------
+    TrackResult
+    """
+    if batch_size < 1:
+        raise ParameterError(f"batch_size={batch_size} must be >= 1")
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise ParameterError(f"workers={workers} must be >= 0")
+    paths = [os.fspath(p) for p in paths]
+    tracks = {i: _Track(p) for i, p in enumerate(paths)}
+    for i, track in tracks.items():
+        track.result = TrackResult(index=i, path=track.path)
+    batcher = _Batcher(run, batch_size, tracks)
+    options = dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches)
+    next_out = 0
+    n_decoded = 0
+
+    def handle(message):
+        nonlocal n_decoded
+        kind, index = message[0], message[1]
+        track = tracks[index]
+        if kind == "patches":
+            batcher.add(index, message[2], message[3])
+        elif kind == "done":
+            track.decoded = True
+            n_decoded += 1
+            track.result.duration, track.result.warnings = message[2], message[3]
+        elif kind == "error":
+            track.decoded = True
+            n_decoded += 1
+            track.result.error = message[2]
+
+    def ready():
+        nonlocal next_out
+        while next_out < len(paths):
+            track = tracks[next_out]
+            if not (track.decoded and track.in_flight == 0):
+                return
+            if track.result.error is None:
+                _finish(track)
+            del tracks[next_out]
+            next_out += 1
+            yield track.result
+
+    if workers == 0:
+        for index, path in enumerate(paths):
+            for message in decode_messages(index, path, **options):
+                handle(message)
+            yield from ready()
+        batcher.flush()
+        yield from ready()
+        return
+
+    ctx = mp.get_context("spawn")
+    tasks = ctx.Queue()
+    results = ctx.Queue(maxsize=max(2, prefetch * workers))
+    for item in enumerate(paths):
+        tasks.put(item)
+    n_workers = min(workers, max(1, len(paths)))
+    for _ in range(n_workers):
+        tasks.put(None)
+    procs = [ctx.Process(target=worker_loop, args=(tasks, results, options), daemon=True) for _ in range(n_workers)]
+    for proc in procs:
+        proc.start()
+    started = set()  # files a worker began and has not finished: blamed if workers crash
+    try:
+        while next_out < len(paths):
+            try:
+                message = results.get(timeout=0.5)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    # every worker is gone: whatever was started and unfinished crashed them
+                    for index in sorted(started):
+                        track = tracks.get(index)
+                        if track is not None and not track.decoded:
+                            track.decoded = True
+                            track.result.error = "decoder process crashed on this file"
+                    for index, track in tracks.items():
+                        if not track.decoded:
+                            track.decoded = True
+                            track.result.error = "not decoded: every decoder process crashed"
+                    batcher.flush()
+                    yield from ready()
+                    break
+                if n_decoded == len(paths):
+                    batcher.flush()
+                yield from ready()
+                continue
+            if message[0] == "start":
+                started.add(message[1])
+                continue
+            if message[0] in ("done", "error"):
+                started.discard(message[1])
+            handle(message)
+            if n_decoded == len(paths):
+                batcher.flush()
+            yield from ready()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)

@@ -1,0 +1,123 @@
+"""Build VGGish weight files in the official layout, with random values.
+
+The real weights cannot be downloaded everywhere (CI, offline machines);
+these writers produce a TF-slim checkpoint and a SavedModel with exactly the
+official variable names, so every loading code path can run on them.
+Also useful to try the pipeline end to end before fetching real weights.
+"""
+
+import os
+
+import numpy as np
+
+__all__ = ["random_weights", "write_checkpoint", "write_savedmodel", "numpy_forward"]
+
+
+def random_weights(seed=0):
+    """Random VGGish weights (He-scaled so activations stay in range).
+
+    Returns
+    -------
+    dict of str -> np.ndarray, float32
+        Official variable name -> value.
+    """
+    from .vggish import official_names
+
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in official_names().items():
+        if name.endswith("/weights"):
+            fan_in = int(np.prod(shape[:-1]))
+            weights[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        else:
+            weights[name] = (rng.standard_normal(shape) * 0.01).astype(np.float32)
+    return weights
+
+
+def write_checkpoint(weights, path, *, version=1):
+    """Write a TF-slim style checkpoint, like the official ``vggish_model.ckpt``.
+
+    Parameters
+    ----------
+    weights : dict of str -> np.ndarray
+    path : str
+        Checkpoint path (for V1 a single file; for V2 a prefix).
+    version : {1, 2}
+        Checkpoint format; the official release is V1.
+
+    Returns
+    -------
+    str
+        The path to pass to :func:`tagger.vggish.read_weights`.
+    """
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fmt = {1: tf.compat.v1.train.SaverDef.V1, 2: tf.compat.v1.train.SaverDef.V2}[version]
+    graph = tf.Graph()
+    with graph.as_default():
+        variables = [tf.compat.v1.Variable(value, name=name) for name, value in weights.items()]
+        saver = tf.compat.v1.train.Saver(variables, write_version=fmt)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            return saver.save(sess, os.fspath(path), write_meta_graph=False, write_state=False)
+
+
+def write_savedmodel(weights, path):
+    """Write a SavedModel tracking the weights under their official names.
+
+    Its ``__call__`` takes a 1-D float32 waveform like the TF Hub model's; it
+    returns zeros, since only the variables are read by tagger.
+    """
+    import tensorflow as tf
+
+    class _VGGishFixture(tf.Module):
+        def __init__(self):
+            super().__init__(name=None)
+            self.vggish_variables = [tf.Variable(v, name=k) for k, v in weights.items()]
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, waveform):
+            return tf.zeros([1, 128])
+
+    tf.saved_model.save(_VGGishFixture(), os.fspath(path))
+    return os.fspath(path)
+
+
+def numpy_forward(weights, patches):
+    """Independent NumPy forward pass of VGGish, the reference for the Keras model.
+
+    Parameters
+    ----------
+    weights : dict of str -> np.ndarray
+    patches : np.ndarray, shape (N, 96, 64)
+
+    Returns
+    -------
+    np.ndarray, shape (N, 128), float64
+    """
+    x = np.asarray(patches, dtype=np.float64)[..., None]
+
+    def conv_relu(x, scope):
+        kernel, bias = weights[scope + "/weights"].astype(np.float64), weights[scope + "/biases"]
+        padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        h, w = x.shape[1:3]
+        out = np.zeros(x.shape[:3] + (kernel.shape[-1],))
+        for i in range(3):
+            for j in range(3):
+                out += padded[:, i : i + h, j : j + w, :] @ kernel[i, j]
+        return np.maximum(out + bias, 0.0)
+
+    def pool(x):
+        n, h, w, c = x.shape
+        x = np.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-np.inf)
+        return x.reshape(n, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
+
+    x = pool(conv_relu(x, "vggish/conv1"))
+    x = pool(conv_relu(x, "vggish/conv2"))
+    x = pool(conv_relu(conv_relu(x, "vggish/conv3/conv3_1"), "vggish/conv3/conv3_2"))
+    x = pool(conv_relu(conv_relu(x, "vggish/conv4/conv4_1"), "vggish/conv4/conv4_2"))
+    x = x.reshape(len(x), -1)
+    for scope in ("vggish/fc1/fc1_1", "vggish/fc1/fc1_2"):
+        x = np.maximum(x @ weights[scope + "/weights"] + weights[scope + "/biases"], 0.0)
+    return x @ weights["vggish/fc2/weights"] + weights["vggish/fc2/biases"]

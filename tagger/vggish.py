@@ -1,0 +1,306 @@
+"""The VGGish network in Keras 3, its official weights, and the PCA postprocessor.
+
+Network (as Google's ``vggish_slim.py``): conv 3x3 stride 1 SAME + ReLU
+64 -> maxpool 2x2/2 SAME -> 128 -> pool -> 256, 256 -> pool -> 512, 512 ->
+pool -> flatten (NHWC) -> fc 4096 ReLU -> fc 4096 ReLU -> fc 128 without
+activation (the official ``fc2`` is pre-activation).
+
+Weights come from a TF Hub handle, a local SavedModel folder, or the
+TF-slim checkpoint ``vggish_model.ckpt``; all use the official variable names.
+TensorFlow is imported only when a function here needs it.
+"""
+
+import hashlib
+import os
+
+import numpy as np
+
+from . import params
+from .exceptions import DataError, ParameterError
+
+__all__ = [
+    "OFFICIAL_LAYERS",
+    "build_vggish",
+    "read_weights",
+    "set_weights",
+    "weights_id",
+    "load_vggish",
+    "Postprocessor",
+    "dequantize",
+]
+
+#: Keras layer name -> (official variable scope, kernel shape)
+OFFICIAL_LAYERS = {
+    "conv1": ("vggish/conv1", (3, 3, 1, 64)),
+    "conv2": ("vggish/conv2", (3, 3, 64, 128)),
+    "conv3_1": ("vggish/conv3/conv3_1", (3, 3, 128, 256)),
+    "conv3_2": ("vggish/conv3/conv3_2", (3, 3, 256, 256)),
+    "conv4_1": ("vggish/conv4/conv4_1", (3, 3, 256, 512)),
+    "conv4_2": ("vggish/conv4/conv4_2", (3, 3, 512, 512)),
+    "fc1_1": ("vggish/fc1/fc1_1", (6 * 4 * 512, 4096)),
+    "fc1_2": ("vggish/fc1/fc1_2", (4096, 4096)),
+    "fc2": ("vggish/fc2", (4096, params.EMBEDDING_SIZE)),
+}
+
+_WEIGHTS_HELP = (
+    "VGGish weights are needed. Download them once, e.g. the TF Hub model "
+    f"{params.VGGISH_HUB_HANDLE} (a SavedModel; unpack it into a folder) or the TF-slim "
+    f"checkpoint {params.CHECKPOINT_URL}, then point tagger at the local copy with "
+    f"--weights PATH or the environment variable {params.WEIGHTS_ENV}=PATH."
+)
+
+
+def official_names():
+    """Every official variable name, e.g. ``vggish/conv3/conv3_1/weights``, with its shape."""
+    names = {}
+    for scope, kernel_shape in OFFICIAL_LAYERS.values():
+        names[f"{scope}/weights"] = kernel_shape
+        names[f"{scope}/biases"] = (kernel_shape[-1],)
+    return names
+
+
+def build_vggish(*, name="vggish"):
+    """Build the VGGish network (random weights).
+
+    Returns
+    -------
+    keras.Model
+        Input ``(batch, 96, 64)`` float32 log-mel patches, output ``(batch, 128)``
+        raw embeddings.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((params.NUM_FRAMES, params.NUM_BANDS), name="log_mel")
+    x = layers.Reshape((params.NUM_FRAMES, params.NUM_BANDS, 1))(inputs)
+    for lname in ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2"):
+        filters = OFFICIAL_LAYERS[lname][1][-1]
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=lname)(x)
+        if lname in ("conv1", "conv2", "conv3_2", "conv4_2"):
+            x = layers.MaxPooling2D(2, strides=2, padding="same", name="pool" + lname[4])(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(4096, activation="relu", name="fc1_1")(x)
+    x = layers.Dense(4096, activation="relu", name="fc1_2")(x)
+    outputs = layers.Dense(params.EMBEDDING_SIZE, activation=None, name="fc2")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _strip(name):
+    name = name.split(":")[0]
+    return name[name.index("vggish/"):] if "vggish/" in name else name
+
+
+def _collect_variables(obj):
+    """All tf.Variables reachable from a loaded SavedModel object."""
+    import tensorflow as tf
+
+    found = list(getattr(obj, "variables", None) or [])
+    if found:
+        return found
+    seen, stack = set(), [obj]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, tf.Variable):
+            found.append(node)
+            continue
+        children = getattr(node, "_trackable_children", None)
+        if callable(children):
+            try:
+                stack.extend(children().values())
+            except Exception:  # noqa: BLE001 - some trackables refuse listing; skip them
+                pass
+    return found
+
+
+def _read_savedmodel(path):
+    import tensorflow as tf
+
+    try:
+        obj = tf.saved_model.load(path)
+    except Exception as exc:  # noqa: BLE001 - TF raises many types here
+        raise DataError(f"{path}: cannot load SavedModel ({exc})") from exc
+    return {_strip(v.name): v.numpy() for v in _collect_variables(obj)}
+
+
+def _read_checkpoint(path):
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: cannot read checkpoint ({exc})") from exc
+    return {_strip(k): reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+
+
+def _read_hub(handle):
+    try:
+        import tensorflow_hub as hub
+    except ImportError as exc:
+        raise DataError(f"tensorflow_hub cannot be imported ({exc}); {_WEIGHTS_HELP}") from exc
+    try:
+        path = hub.resolve(handle)
+    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+        raise DataError(f"cannot fetch VGGish weights from {handle} ({exc}). {_WEIGHTS_HELP}") from exc
+    return _read_savedmodel(path)
+
+
+def resolve_source(source=None):
+    """The weights source in force: ``source``, else ``$TAGGER_VGGISH_WEIGHTS``, else the hub handle."""
+    return os.fspath(source) if source else os.environ.get(params.WEIGHTS_ENV) or params.VGGISH_HUB_HANDLE
+
+
+def read_weights(source=None):
+    """Read official VGGish weights from any form a user may hold.
+
+    Parameters
+    ----------
+    source : str or os.PathLike, optional
+        A local SavedModel folder, a TF-slim checkpoint (``vggish_model.ckpt``,
+        V1 or V2 format), or a TF Hub handle (downloaded once and cached in
+        ``$TFHUB_CACHE_DIR``). Default: ``$TAGGER_VGGISH_WEIGHTS``, else
+        :data:`tagger.params.VGGISH_HUB_HANDLE`.
+
+    Returns
+    -------
+    dict of str -> np.ndarray
+        Official variable name -> value, only the 18 VGGish variables.
+
+    Raises
+    ------
+    DataError
+        Missing source, unreadable file, missing or misshapen variables.
+    """
+    source = resolve_source(source)
+    if "://" in source:
+        raw = _read_hub(source)
+    elif os.path.isdir(source):
+        if not os.path.exists(os.path.join(source, "saved_model.pb")):
+            raise DataError(f"{source}: folder holds no saved_model.pb. {_WEIGHTS_HELP}")
+        raw = _read_savedmodel(source)
+    elif os.path.exists(source) or os.path.exists(source + ".index"):
+        raw = _read_checkpoint(source)
+    else:
+        raise DataError(f"{source}: no such SavedModel folder or checkpoint. {_WEIGHTS_HELP}")
+    weights = {}
+    problems = []
+    for name, shape in official_names().items():
+        if name not in raw:
+            problems.append(f"{name} missing")
+        elif tuple(raw[name].shape) != shape:
+            problems.append(f"{name} has shape {tuple(raw[name].shape)}, expected {shape}")
+        else:
+            weights[name] = np.asarray(raw[name], dtype=np.float32)
+    if problems:
+        raise DataError(f"{source}: not VGGish weights: " + "; ".join(problems[:6]))
+    return weights
+
+
+def weights_id(weights):
+    """Short content hash identifying a set of weights, e.g. ``'vggish-sha1:3f2a...'``."""
+    digest = hashlib.sha1()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(weights[name], dtype=np.float32).tobytes())
+    return "vggish-sha1:" + digest.hexdigest()[:16]
+
+
+def set_weights(model, weights):
+    """Copy official weights (``read_weights`` output) into a :func:`build_vggish` model."""
+    for lname, (scope, _) in OFFICIAL_LAYERS.items():
+        model.get_layer(lname).set_weights([weights[f"{scope}/weights"], weights[f"{scope}/biases"]])
+    return model
+
+
+def load_vggish(source=None):
+    """Build VGGish and load official weights.
+
+    Returns
+    -------
+    model : keras.Model
+    identifier : str
+        :func:`weights_id` of the loaded weights.
+    """
+    weights = read_weights(source)
+    return set_weights(build_vggish(), weights), weights_id(weights)
+
+
+def _pca_path(path):
+    if path:
+        return os.fspath(path)
+    if os.environ.get(params.PCA_PARAMS_ENV):
+        return os.environ[params.PCA_PARAMS_ENV]
+    return os.path.join(os.path.dirname(__file__), "data", "vggish_pca_params.npz")
+
+
+class Postprocessor:
+    """PCA whitening and 8-bit quantisation with the official parameters.
+
+    Parameters
+    ----------
+    pca_params : str or os.PathLike, optional
+        ``vggish_pca_params.npz`` holding ``pca_means`` (128,) and
+        ``pca_eigen_vectors`` (128, 128). Default: ``$TAGGER_VGGISH_PCA``.
+    """
+
+    def __init__(self, pca_params=None):
+        path = _pca_path(pca_params)
+        if not os.path.exists(path):
+            raise DataError(
+                f"{path}: VGGish PCA parameters not found; download {params.PCA_PARAMS_URL} and pass"
+                f" it with --pca or {params.PCA_PARAMS_ENV}=PATH"
+            )
+        try:
+            with np.load(path) as npz:
+                self.means = npz[params.PCA_MEANS_NAME].reshape(-1, 1)
+                self.eigen = npz[params.PCA_EIGEN_VECTORS_NAME]
+        except (KeyError, ValueError, OSError) as exc:
+            raise DataError(f"{path}: not a VGGish PCA parameter file ({exc})") from exc
+        size = params.EMBEDDING_SIZE
+        if self.eigen.shape != (size, size) or self.means.shape != (size, 1):
+            raise DataError(f"{path}: PCA shapes {self.eigen.shape}, {self.means.shape} are not 128-d")
+        self.path = path
+
+    def whiten(self, emb):
+        """PCA-whitened embeddings, shape (T, 128), float64, before clipping."""
+        emb = np.asarray(emb, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[1] != params.EMBEDDING_SIZE:
+            raise ParameterError(f"embeddings must have shape (T, 128), got {emb.shape}")
+        return (self.eigen @ (emb.T - self.means)).T
+
+    def __call__(self, emb):
+        """Whiten, clip to [-2, 2] and quantise to 0..255.
+
+        Parameters
+        ----------
+        emb : np.ndarray, shape (T, 128)
+            Raw embeddings.
+
+        Returns
+        -------
+        np.ndarray, shape (T, 128), uint8
+        """
+        lo, hi = params.QUANTIZE_MIN_VAL, params.QUANTIZE_MAX_VAL
+        clipped = np.clip(self.whiten(emb), lo, hi)
+        return ((clipped - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+
+    def invert(self, quantized):
+        """Approximate raw embeddings from quantised ones (inverse PCA of the dequantised values)."""
+        return (self.eigen.T @ dequantize(quantized).T.astype(np.float64) + self.means).T.astype(np.float32)
+
+
+def dequantize(quantized):
+    """Map uint8 postprocessed embeddings back to whitened floats in [-2, 2].
+
+    Parameters
+    ----------
+    quantized : np.ndarray, shape (..., 128), uint8
+
+    Returns
+    -------
+    np.ndarray, same shape, float32: ``x / 255 * 4 - 2``
+    """
+    lo, hi = params.QUANTIZE_MIN_VAL, params.QUANTIZE_MAX_VAL
+    return (np.asarray(quantized, dtype=np.float32) * ((hi - lo) / 255.0) + lo).astype(np.float32)
