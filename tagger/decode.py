@@ -4,7 +4,9 @@ A file is streamed block by block through :class:`tagger.frontend.Patcher`,
 and its patches leave in chunks, so memory per file stays bounded.
 """
 
-import queue
+import multiprocessing as mp
+import os
+import threading
 import warnings
 
 import numpy as np
@@ -57,16 +59,31 @@ def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
         yield ("error", index, _describe(exc))
 
 
+def _exit_with_parent():
+    """Daemon thread: end this worker as soon as its parent is gone (even after SIGKILL)."""
+    parent = mp.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        parent.join()  # returns when the parent's sentinel closes
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tagger-parent-watch", daemon=True).start()
+
+
 def worker_loop(tasks, results, options):
     """Process entry point: take ``(index, path)`` tasks until ``None``; put messages.
 
     Before each file it puts ``("start", index)`` so the parent knows which
-    file a crashed worker held.
+    file a crashed worker held. A worker whose parent died (killed, even with
+    SIGKILL) exits at once instead of lingering on a queue nobody reads.
     """
+    _exit_with_parent()
     while True:
         try:
             task = tasks.get()
-        except (EOFError, OSError, queue.Empty):
+        except (EOFError, OSError):
             return
         if task is None:
             return

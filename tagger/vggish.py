@@ -232,7 +232,10 @@ def _pca_path(path):
         return os.fspath(path)
     if os.environ.get(params.PCA_PARAMS_ENV):
         return os.environ[params.PCA_PARAMS_ENV]
-    return os.path.join(os.path.dirname(__file__), "data", "vggish_pca_params.npz")
+    raise DataError(
+        f"VGGish PCA parameters are needed for postprocessing: download {params.PCA_PARAMS_URL} and pass"
+        f" it with --pca PATH or {params.PCA_PARAMS_ENV}=PATH"
+    )
 
 
 class Postprocessor:
@@ -287,8 +290,12 @@ class Postprocessor:
         return ((clipped - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
     def invert(self, quantized):
-        """Approximate raw embeddings from quantised ones (inverse PCA of the dequantised values)."""
-        return (self.eigen.T @ dequantize(quantized).T.astype(np.float64) + self.means).T.astype(np.float32)
+        """Approximate raw embeddings from quantised ones (inverse PCA of the dequantised values).
+
+        Exact up to quantisation for values whose whitened form lies inside [-2, 2].
+        """
+        whitened = dequantize(quantized).astype(np.float64).T
+        return (np.linalg.solve(self.eigen, whitened) + self.means).T.astype(np.float32)
 
 
 def dequantize(quantized):

@@ -1,0 +1,112 @@
+"""Shared fixtures: the real data in ../shared, fixture VGGish weights, synthetic audio."""
+
+import os
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("TAGGER_SHARED", ROOT.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """The ../shared folder of real data (skips with the reason when absent)."""
+    if not (SHARED / "README.md").exists():
+        pytest.skip(f"real data folder {SHARED} is absent (set TAGGER_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def gtzan_files(shared):
+    files = sorted((shared / "data/gtzan/genres").glob("*/*.au"))
+    assert len(files) == 10
+    return files
+
+
+@pytest.fixture(scope="session")
+def mtt_clip(shared):
+    return shared / "data/mtt/audio/e/joram-moments_of_clarity-08-solipsism-59-88.mp3"
+
+
+@pytest.fixture(scope="session")
+def pca_params(shared):
+    return shared / "vggish/vggish_pca_params.npz"
+
+
+@pytest.fixture(scope="session")
+def fixture_weights():
+    from tagger.testing import random_weights
+
+    return random_weights(seed=0)
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory, fixture_weights):
+    """The fixture weights in the official layouts: V1 and V2 checkpoints and a SavedModel."""
+    from tagger.testing import write_checkpoint, write_savedmodel
+
+    folder = tmp_path_factory.mktemp("weights")
+    write_checkpoint(fixture_weights, str(folder / "v1" / "vggish_model.ckpt"), version=1)
+    write_checkpoint(fixture_weights, str(folder / "v2" / "vggish_model.ckpt"), version=2)
+    write_savedmodel(fixture_weights, folder / "savedmodel")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def ckpt_path(weights_dir):
+    return str(weights_dir / "v1" / "vggish_model.ckpt")
+
+
+@pytest.fixture(scope="session")
+def embedder(ckpt_path):
+    """A VGGish embedder over the fixture weights (loaded through the real checkpoint path)."""
+    from tagger.embed import Embedder
+
+    return Embedder(ckpt_path, batch_size=16)
+
+
+def write_audio(path, seconds, sr=16000, channels=1, freq=440.0, amplitude=0.5, seed=0, **kwargs):
+    """Write a sine (plus a little noise) to ``path``; returns the path."""
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    rng = np.random.default_rng(seed)
+    y = amplitude * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(n)
+    if channels > 1:
+        y = np.stack([y * (0.5 + 0.5 * c / channels) for c in range(channels)], axis=1)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y.astype(np.float32), sr, **kwargs)
+    return path
+
+
+@pytest.fixture
+def make_audio(tmp_path):
+    def make(name, seconds, **kwargs):
+        return write_audio(tmp_path / name, seconds, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """An empty file, a text file named .wav, and a WAV cut inside its header."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "notes.wav").write_text("this is not audio\n" * 20)
+    good = write_audio(tmp_path / "whole.wav", 2.0)
+    (folder / "cut_header.wav").write_bytes(good.read_bytes()[:30])
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _warnings_are_visible():
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        yield

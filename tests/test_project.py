@@ -1,0 +1,25 @@
+"""The project's own promises: README commands, CI script, import hygiene."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    return re.findall(r"```bash\n(.*?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    test_command = readme_commands()[1]
+    assert "pytest" in test_command
+    ci_lines = [ln.strip() for ln in (ROOT / ".ci/run").read_text().splitlines()]
+    assert test_command.strip() in ci_lines
+
+
+def test_frontend_modules_do_not_import_tensorflow():
+    code = "import sys, tagger, tagger.audio, tagger.frontend, tagger.decode, tagger.cache, tagger.files; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
