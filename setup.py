@@ -34,6 +34,7 @@ setup(
         "numpy==2.4.6",
         "scikit-learn==1.9.1",
         "tqdm==4.70.1",
+        "threadpoolctl==3.8.0",
         "matplotlib==3.11.2",
     ],
     extras_require={"test": ["pytest==9.2.0"], "cloud": []},

@@ -80,6 +80,11 @@ def worker_loop(tasks, results, options):
     SIGKILL) exits at once instead of lingering on a queue nobody reads.
     """
     _exit_with_parent()
+    # one BLAS thread per worker: the network owns the other cores, and a
+    # spinning BLAS pool in every worker costs more than it saves
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
     while True:
         try:
             task = tasks.get()

@@ -84,25 +84,19 @@ class Embedder:
         if dtype != "float32":
             ident += "+" + dtype
         self.weights_id = ident
-        tf_dtype = tf.bfloat16 if dtype == "bfloat16" else tf.float32
-        if dtype == "bfloat16":
-            # cast a copy of every weight once; activations follow the weights' type
-            import keras
+        if dtype != "float32":
             from .vggish import build_vggish
 
-            low = build_vggish(name="vggish_bf16")
-            low = keras.Model(low.inputs, low.outputs)
-            for src, dst in zip(model.layers, low.layers):
-                dst.set_weights(src.get_weights())
-            self._dtype_model = _cast_model(low)
+            low = build_vggish(name=f"vggish_{dtype}", dtype=dtype)
+            low.set_weights(model.get_weights())
+            net = low
         else:
-            self._dtype_model = model
+            net = model
         spec = tf.TensorSpec([self.batch_size, params.NUM_FRAMES, params.NUM_BANDS], tf.float32)
-        net = self._dtype_model
 
         @tf.function(input_signature=[spec])
         def forward(x):
-            return tf.cast(net(tf.cast(x, tf_dtype), training=False), tf.float32)
+            return tf.cast(net(x, training=False), tf.float32)
 
         self._forward = forward
 
@@ -165,18 +159,6 @@ class Embedder:
             if result.ok:
                 result.embedding = self.finalize(result.embedding)
             yield result
-
-
-def _cast_model(model):
-    import keras
-
-    for layer in model.layers:
-        if layer.weights:
-            values = [w.numpy().astype("float32") for w in layer.weights]
-            layer.dtype_policy = keras.DTypePolicy("bfloat16")
-            for var, value in zip(layer.weights, values):
-                var.assign(value)
-    return model
 
 
 def embed(y, sr, *, embedder=None, weights=None, **options):

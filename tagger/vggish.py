@@ -59,8 +59,13 @@ def official_names():
     return names
 
 
-def build_vggish(*, name="vggish"):
+def build_vggish(*, name="vggish", dtype="float32"):
     """Build the VGGish network (random weights).
+
+    Parameters
+    ----------
+    dtype : str
+        Keras dtype policy of every layer (``'float32'`` or ``'bfloat16'``).
 
     Returns
     -------
@@ -72,16 +77,16 @@ def build_vggish(*, name="vggish"):
     from keras import layers
 
     inputs = keras.Input((params.NUM_FRAMES, params.NUM_BANDS), name="log_mel")
-    x = layers.Reshape((params.NUM_FRAMES, params.NUM_BANDS, 1))(inputs)
+    x = layers.Reshape((params.NUM_FRAMES, params.NUM_BANDS, 1), dtype=dtype)(inputs)
     for lname in ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2"):
         filters = OFFICIAL_LAYERS[lname][1][-1]
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=lname)(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=lname, dtype=dtype)(x)
         if lname in ("conv1", "conv2", "conv3_2", "conv4_2"):
-            x = layers.MaxPooling2D(2, strides=2, padding="same", name="pool" + lname[4])(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(4096, activation="relu", name="fc1_1")(x)
-    x = layers.Dense(4096, activation="relu", name="fc1_2")(x)
-    outputs = layers.Dense(params.EMBEDDING_SIZE, activation=None, name="fc2")(x)
+            x = layers.MaxPooling2D(2, strides=2, padding="same", name="pool" + lname[4], dtype=dtype)(x)
+    x = layers.Flatten(name="flatten", dtype=dtype)(x)
+    x = layers.Dense(4096, activation="relu", name="fc1_1", dtype=dtype)(x)
+    x = layers.Dense(4096, activation="relu", name="fc1_2", dtype=dtype)(x)
+    outputs = layers.Dense(params.EMBEDDING_SIZE, activation=None, name="fc2", dtype=dtype)(x)
     return keras.Model(inputs, outputs, name=name)
 
 

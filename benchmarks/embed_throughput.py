@@ -1,0 +1,101 @@
+"""Embedding throughput on 30 s clips: end to end vs the network alone.
+
+End to end = decode + resample + frontend + network + cache write, through
+``tagger.embed.embed_files`` with its worker processes. Network only = the
+same batches of patches through the same compiled network, nothing else.
+
+    python benchmarks/embed_throughput.py [--clips 48] [--weights CKPT] [--bfloat16]
+
+Without --weights it uses random weights in the official layout (speed does
+not depend on the values). Clips are the real GTZAN tracks from ../shared
+when present (repeated under distinct names), else synthetic 30 s WAVs.
+"""
+
+import argparse
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_clips(folder, n):
+    import soundfile as sf
+
+    shared = pathlib.Path(os.environ.get("TAGGER_SHARED", ROOT.parent / "shared"))
+    real = sorted((shared / "data/gtzan/genres").glob("*/*.au"))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        dst = folder / f"clip{i:04d}.au"
+        if real:
+            shutil.copy(real[i % len(real)], dst)
+        else:
+            rng = np.random.default_rng(i)
+            sf.write(str(dst), (0.1 * rng.standard_normal(30 * 22050)).astype(np.float32), 22050)
+        paths.append(dst)
+    return paths, ("real GTZAN .au (22.05 kHz)" if real else "synthetic 22.05 kHz")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 network and its error")
+    args = ap.parse_args()
+
+    from tagger import audio, frontend
+    from tagger.embed import Embedder, embed_files
+    from tagger.testing import random_weights, write_checkpoint
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
+    try:
+        weights = args.weights or write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)
+        paths, kind = make_clips(tmp / "clips", args.clips)
+        emb = Embedder(weights, batch_size=args.batch_size)
+        patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
+        emb.run(patches[: args.batch_size])  # trace + warm up
+
+        # alternate the two measurements and take medians: this machine's speed drifts between runs
+        net_times, e2e_times = [], []
+        for rep in range(args.repeats):
+            t0 = time.perf_counter()
+            net_out = emb.run(patches)
+            net_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            summary = embed_files(paths, tmp / "cache", embedder=emb, workers=args.workers, overwrite=True, progress=False)
+            e2e_times.append(time.perf_counter() - t0)
+            if summary["failed"]:
+                raise SystemExit(f"benchmark clips failed: {summary['failures'][:3]}")
+        net_s, e2e_s = float(np.median(net_times)), float(np.median(e2e_times))
+
+        n = len(paths)
+        print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, batch {args.batch_size}, cpus {os.cpu_count()}")
+        print(f"network only : {n / net_s:7.2f} clips/s  ({len(patches) / net_s:7.1f} patches/s)")
+        print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + network + cache write)")
+        print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
+              f" per-run ratios {', '.join(f'{a / b:.0%}' for a, b in zip(net_times, e2e_times))})")
+        if args.bfloat16:
+            low = Embedder(weights, batch_size=args.batch_size, dtype="bfloat16")
+            low.run(patches[: args.batch_size])
+            t0 = time.perf_counter()
+            low_out = low.run(patches)
+            low_s = time.perf_counter() - t0
+            rel = np.abs(low_out - net_out).max() / np.abs(net_out).max()
+            print(f"bfloat16 net : {n / low_s:7.2f} clips/s; max |bf16 - f32| / max |f32| = {rel:.4f}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
