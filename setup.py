@@ -35,6 +35,7 @@ setup(
         "scikit-learn==1.9.1",
         "tqdm==4.70.1",
         "threadpoolctl==3.8.0",
+        "tensorboard==2.21.0",
         "matplotlib==3.11.2",
     ],
     extras_require={"test": ["pytest==9.2.0"], "cloud": []},

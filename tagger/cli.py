@@ -6,12 +6,13 @@ some files failed (listed in the errors file).
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
 
 from . import __version__, params
-from .exceptions import TaggerError
+from .exceptions import ParameterError, TaggerError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
@@ -58,6 +59,55 @@ def cmd_embed(args):
     return EXIT_OK
 
 
+def cmd_prepare(args):
+    # the one place the library reaches into preprocess/
+    if args.dataset == "audioset":
+        from preprocess import audioset
+
+        written = audioset.prepare(args.source, args.out, vocabularies=args.vocabulary or audioset.VOCABULARIES, seed=args.seed,
+                                   progress=False if args.no_progress else None)
+        for vocab, path in written.items():
+            print(f"{vocab}: {path}")
+        return EXIT_OK
+    embedder = None if args.no_embed else _embedder(args)
+    if args.dataset == "gtzan":
+        from preprocess import gtzan
+
+        splits = args.splits or os.path.join(os.path.dirname(os.path.abspath(args.source.rstrip("/"))), "splits", "dnn-mgr")
+        path = gtzan.prepare(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres, embedder=embedder,
+                             workers=args.workers, progress=False if args.no_progress else None)
+    else:
+        from preprocess import mtt
+
+        if not args.annotations:
+            raise ParameterError("tagger prepare mtt needs --annotations annotations_final.csv")
+        path = mtt.prepare(args.annotations, args.source, args.out, which=(args.vocabulary or ["top50"])[0], embedder=embedder,
+                           workers=args.workers, progress=False if args.no_progress else None)
+    print(f"track index: {path}")
+    return EXIT_OK
+
+
+def cmd_train(args):
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(args.config)
+    run_dir = args.run_dir or os.path.join("runs", cfg["name"])
+    metrics = train(cfg, run_dir, verbose=0 if args.quiet else 1)
+    print(f"run folder: {run_dir}")
+    print(json.dumps(metrics, indent=1))
+    return EXIT_OK
+
+
+def cmd_evaluate(args):
+    from .evaluate import evaluate
+
+    summary = evaluate(args.run, split=args.split, mode=args.mode, out_dir=args.out)
+    keys = [k for k in ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1") if k in summary]
+    print(", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips ({args.split}, {args.mode})")
+    return EXIT_OK
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tagger", description="Music tagging with transfer learning from VGGish.")
     parser.add_argument("--version", action="version", version=f"tagger {__version__}")
@@ -74,6 +124,33 @@ def build_parser():
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default CACHE/errors.tsv)")
     _add_embedding_options(p)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("prepare", help="dataset -> track index + embedding cache")
+    p.add_argument("dataset", choices=("audioset", "gtzan", "mtt"))
+    p.add_argument("source", help="audioset: folder with bal_train/ and the class files; gtzan: the genres/ folder; mtt: the audio folder")
+    p.add_argument("--out", required=True, help="output folder (index, vocabulary, cache/)")
+    p.add_argument("--vocabulary", action="append", help="audioset: 527, music, genre10 (repeatable; default all); mtt: top50 or all")
+    p.add_argument("--annotations", help="mtt: annotations_final.csv")
+    p.add_argument("--splits", help="gtzan: folder of the split lists (default: ../splits/dnn-mgr beside genres/)")
+    p.add_argument("--split", choices=("filtered", "stratified"), help="gtzan split (default filtered)")
+    p.add_argument("--genres", choices=("all", "gtzan8"), default="all", help="gtzan genre subset")
+    p.add_argument("--seed", type=int, default=0, help="audioset: seed of the train/valid split and folds")
+    p.add_argument("--no-embed", action="store_true", help="gtzan/mtt: write the index only")
+    _add_embedding_options(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a head from an experiment config into a run folder")
+    p.add_argument("config", help="experiment config (JSON), e.g. experiments/audioset_music_dense.json")
+    p.add_argument("--run-dir", default=None, help="run folder (default runs/<config name>); an existing one resumes")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="per-tag metrics and plots of a run on a split")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--mode", choices=("head", "soft", "hard"), default="head", help="clip scores: the head, or soft/hard voting over windows")
+    p.add_argument("--out", default=None, help="output folder (default RUN/eval/<split>-<mode>)")
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -16,7 +16,7 @@ from .exceptions import DataError, ParameterError
 from .frontend import waveform_to_patches
 from .pipeline import iter_embeddings
 
-__all__ = ["Embedder", "embed", "embed_files", "EmbedSummary"]
+__all__ = ["Embedder", "embed", "embed_files", "embed_items", "EmbedSummary"]
 
 log = logging.getLogger(__name__)
 
@@ -194,19 +194,32 @@ class EmbedSummary(dict):
         return self["failed"] == 0
 
 
-def embed_files(
-    inputs,
-    cache_dir,
-    *,
-    embedder,
-    overwrite=False,
-    workers=None,
-    include=(),
-    exclude=(),
-    errors_file=None,
-    progress=None,
-):
-    """Embed audio files into the cache, one entry per track.
+def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), **options):
+    """Embed audio files into the cache, one entry per track (track id: path relative to its input).
+
+    Parameters
+    ----------
+    inputs : sequence of str
+        Files, folders, list files (see :func:`tagger.files.collect`).
+    cache_dir : str
+    embedder : Embedder
+    include, exclude : sequence of str
+        Glob filters.
+    **options
+        ``overwrite``, ``workers``, ``errors_file``, ``progress``: see :func:`embed_items`.
+
+    Returns
+    -------
+    EmbedSummary
+    """
+    items = files.collect(inputs, include=include, exclude=exclude)
+    if not items:
+        raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
+    return embed_items(items, cache_dir, embedder=embedder, **options)
+
+
+def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, errors_file=None, progress=None):
+    """Embed ``(path, track_id)`` pairs into the cache.
 
     Finished entries are skipped unless ``overwrite``; stale ones (other
     frontend or weights) stop the run before any work, unless ``overwrite``.
@@ -216,15 +229,12 @@ def embed_files(
 
     Parameters
     ----------
-    inputs : sequence of str
-        Files, folders, list files (see :func:`tagger.files.collect`).
+    items : sequence of (str, str)
     cache_dir : str
     embedder : Embedder
     overwrite : bool
     workers : int, optional
         Decode processes (see :func:`tagger.pipeline.iter_embeddings`).
-    include, exclude : sequence of str
-        Glob filters.
     errors_file : str, optional
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
@@ -235,9 +245,6 @@ def embed_files(
     """
     from tqdm.auto import tqdm
 
-    items = files.collect(inputs, include=include, exclude=exclude)
-    if not items:
-        raise DataError(f"no audio files found in {list(inputs)}")
     todo = []
     for path, track_id in items:
         entry_file = cache.entry_path(cache_dir, track_id)

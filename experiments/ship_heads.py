@@ -1,0 +1,55 @@
+"""Train the shipped `music` and `genre10` heads on all of AudioSet's balanced train set.
+
+    python experiments/ship_heads.py
+
+For each task, the best head of ``experiments/results_audioset.json`` is
+retrained with the same config on train + valid for its best epoch count
+(so no data is held out), then exported into ``tagger/models/<task>/``
+with the validation metrics it reached in the experiment.
+"""
+
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main():
+    os.chdir(ROOT)
+    from tagger import bundle
+    from tagger.config import load_config
+    from tagger.train import fit, load_split
+
+    results = json.loads((ROOT / "experiments/results_audioset.json").read_text())
+    for task in ("music", "genre10"):
+        heads = results[task]["heads"]
+        best = max(heads, key=lambda h: heads[h]["score"])
+        cfg = load_config(heads[best]["config"])
+        if cfg["data"]["cv_folds"] > 1:
+            epochs = int(np.median([json.loads(pathlib.Path(f"runs/{pathlib.Path(heads[best]['config']).stem}/fold{k}/metrics.json").read_text())["best_epoch"] + 1 for k in range(cfg["data"]["cv_folds"])]))
+        else:
+            epochs = int(heads[best]["best_epoch"]) + 1
+        cfg["data"]["cv_folds"] = 0
+        cfg["epochs"] = epochs
+        cfg["early_stopping"] = {"patience": epochs + 1}
+        train = load_split(cfg, "train")
+        valid = load_split(cfg, "valid")
+        every = (train[0] + valid[0], train[1] + valid[1], np.concatenate([train[2], valid[2]]))
+        run = f"runs/ship_{task}"
+        fit(cfg, run, train_data=every, valid_data=valid, verbose=0)
+        metrics = {"task": task, "head": best, "experiment": heads[best], "baseline": results[task]["baseline"],
+                   "monitor": results[task]["monitor"], "trained_on": "AudioSet bal_train, train + valid", "epochs": epochs}
+        (pathlib.Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        bundle.export(run, f"tagger/models/{task}", embedding="postprocessed", task=cfg["data"]["task"], window=cfg["window"],
+                      note="trained on AudioSet's released VGGish features (PCA-whitened, quantised); raw VGGish output is postprocessed before this head")
+        print(f"{task}: shipped {best} ({epochs} epochs) -> tagger/models/{task}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Model bundles: a head with everything needed to use it.
+
+A bundle folder holds ``model.keras``, ``labels.json``, ``thresholds.json``,
+``metrics.json`` and ``bundle.json`` (the frontend parameters and the kind of
+embedding the head expects: ``"postprocessed"`` for heads trained on
+AudioSet's released, PCA-whitened and quantised features; ``"raw"`` for
+heads trained on raw VGGish output). Shipped bundles live in
+``tagger/models/<name>/``; a run folder from ``tagger train`` works too.
+"""
+
+import json
+import os
+import shutil
+
+from . import params
+from .exceptions import DataError
+
+__all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "read_meta"]
+
+SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "models")
+FILES = ("model.keras", "labels.json", "thresholds.json", "metrics.json")
+
+
+def shipped():
+    """Names of the bundles shipped with the package."""
+    if not os.path.isdir(SHIPPED_DIR):
+        return []
+    return sorted(n for n in os.listdir(SHIPPED_DIR) if os.path.exists(os.path.join(SHIPPED_DIR, n, "model.keras")))
+
+
+def resolve(name_or_path):
+    """Folder of a shipped bundle name, a bundle folder or a run folder."""
+    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "model.keras")):
+        return os.fspath(name_or_path)
+    candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
+    if os.path.exists(os.path.join(candidate, "model.keras")):
+        return candidate
+    raise DataError(f"{name_or_path}: no such model; shipped models: {', '.join(shipped()) or 'none'}, or give a run folder")
+
+
+def read_meta(folder):
+    """``bundle.json`` of a bundle, or what a run folder's config implies."""
+    path = os.path.join(folder, "bundle.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    config = os.path.join(folder, "config.json")
+    if not os.path.exists(config):
+        raise DataError(f"{folder}: neither bundle.json nor config.json")
+    with open(config, encoding="utf-8") as f:
+        cfg = json.load(f)
+    return {"embedding": cfg.get("embedding", "postprocessed"), "frontend": params.frontend_params(), "task": cfg["data"]["task"], "window": cfg["window"]}
+
+
+def export(run_dir, out_dir, *, embedding, task, window, note=""):
+    """Copy a run's model, labels, thresholds and metrics into a bundle folder with ``bundle.json``."""
+    missing = [f for f in FILES if not os.path.exists(os.path.join(run_dir, f))]
+    if missing:
+        raise DataError(f"{run_dir}: cannot export, missing {missing}")
+    os.makedirs(out_dir, exist_ok=True)
+    for name in FILES:
+        shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
+    meta = {"embedding": embedding, "frontend": params.frontend_params(), "task": task, "window": window, "note": note}
+    with open(os.path.join(out_dir, "bundle.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    return out_dir

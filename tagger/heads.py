@@ -1,0 +1,113 @@
+"""Heads over VGGish embeddings, built by name from one registry.
+
+Every head takes ``x`` (batch, time, 128) float32 and ``mask`` (batch, time)
+float32 (1 for real patches, 0 for padding) and returns clip-level
+probabilities (batch, n_outputs): sigmoid for ``multilabel``, softmax for
+``singlelabel``. Heads know nothing of training.
+"""
+
+import keras
+from keras import layers
+
+from .exceptions import ParameterError
+from .layers import AttentionPool1D, AutoPool1D, MaskedMean
+
+__all__ = ["HEADS", "TASKS", "build_head"]
+
+TASKS = ("multilabel", "singlelabel")
+
+
+def _inputs(embedding_size):
+    x = keras.Input((None, embedding_size), name="x")
+    mask = keras.Input((None,), name="mask")
+    return x, mask
+
+
+def _stack(h, *, hidden, n_layers, dropout, prefix):
+    """[Dense, BatchNorm, ReLU, Dropout] x n_layers (Dense acts per patch on 3-D input)."""
+    for i in range(n_layers):
+        h = layers.Dense(hidden, name=f"{prefix}_dense{i}")(h)
+        h = layers.BatchNormalization(name=f"{prefix}_bn{i}")(h)
+        h = layers.Activation("relu", name=f"{prefix}_relu{i}")(h)
+        if dropout:
+            h = layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(h)
+    return h
+
+
+def _final(task):
+    return "sigmoid" if task == "multilabel" else "softmax"
+
+
+def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128):
+    """Mean over the clip's patches, then a dense stack."""
+    x, mask = _inputs(embedding_size)
+    h = MaskedMean(name="mean")(x, mask=mask)
+    h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="clip")
+    out = layers.Dense(n_outputs, activation=_final(task), name="output")(h)
+    return keras.Model([x, mask], out, name="dense")
+
+
+def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha_init=0.0, embedding_size=128):
+    """Per-patch dense stack and predictions, pooled over time by AutoPool.
+
+    Multi-label: per-patch sigmoid probabilities are pooled. Single-label:
+    per-patch logits are pooled, then softmax.
+    """
+    x, mask = _inputs(embedding_size)
+    h = _stack(x, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
+    if task == "multilabel":
+        per_patch = layers.Dense(n_outputs, activation="sigmoid", name="patch_output")(h)
+        out = AutoPool1D(alpha_init=alpha_init, name="output")(per_patch, mask=mask)
+    else:
+        per_patch = layers.Dense(n_outputs, name="patch_logits")(h)
+        pooled = AutoPool1D(alpha_init=alpha_init, name="autopool")(per_patch, mask=mask)
+        out = layers.Activation("softmax", name="output")(pooled)
+    return keras.Model([x, mask], out, name="autopool")
+
+
+def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128):
+    """Per-patch dense stack, per-patch predictions weighted by attention over time."""
+    x, mask = _inputs(embedding_size)
+    h = _stack(x, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
+    attention = layers.Dense(n_outputs, name="attention_logits")(h)
+    if task == "multilabel":
+        per_patch = layers.Dense(n_outputs, activation="sigmoid", name="patch_output")(h)
+        out = AttentionPool1D(name="output")([per_patch, attention], mask=mask)
+    else:
+        per_patch = layers.Dense(n_outputs, name="patch_logits")(h)
+        pooled = AttentionPool1D(name="attention")([per_patch, attention], mask=mask)
+        out = layers.Activation("softmax", name="output")(pooled)
+    return keras.Model([x, mask], out, name="attention")
+
+
+HEADS = {"dense": dense_head, "autopool": autopool_head, "attention": attention_head}
+
+
+def build_head(name, n_outputs, task, **config):
+    """Build a head by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`HEADS`.
+    n_outputs : int
+        Number of tags or classes.
+    task : {'multilabel', 'singlelabel'}
+    **config
+        The builder's keyword settings (``hidden``, ``n_layers``, ``dropout``, ...).
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``[x (batch, time, 128), mask (batch, time)]``, output (batch, n_outputs).
+    """
+    if name not in HEADS:
+        raise ParameterError(f"unknown head {name!r}; valid heads: {', '.join(sorted(HEADS))}")
+    if task not in TASKS:
+        raise ParameterError(f"task={task!r} must be one of {TASKS}")
+    if n_outputs < 1:
+        raise ParameterError(f"n_outputs={n_outputs} must be >= 1")
+    try:
+        return HEADS[name](n_outputs, task, **config)
+    except TypeError as exc:
+        raise ParameterError(f"head {name!r}: bad settings {sorted(config)} ({exc})") from exc

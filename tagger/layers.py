@@ -1,0 +1,82 @@
+"""Custom Keras 3 layers: AutoPool1D and masked pooling over patches."""
+
+import keras
+from keras import ops
+
+__all__ = ["AutoPool1D", "MaskedMean", "AttentionPool1D"]
+
+
+def _mask_weights(mask, like):
+    """(batch, time) mask -> (batch, time, 1) float; all ones when mask is None."""
+    if mask is None:
+        return ops.ones_like(like[..., :1])
+    return ops.expand_dims(ops.cast(mask, like.dtype), -1)
+
+
+def _masked_softmax(logits, mask):
+    """Softmax over axis 1 ignoring masked steps; logits (batch, time, classes)."""
+    m = _mask_weights(mask, logits)
+    logits = ops.where(m > 0, logits, ops.full_like(logits, -1e9))
+    logits = logits - ops.max(logits, axis=1, keepdims=True)
+    w = ops.exp(logits) * m
+    return w / ops.maximum(ops.sum(w, axis=1, keepdims=True), 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="tagger")
+class AutoPool1D(keras.layers.Layer):
+    """Adaptive pooling over time with a learnable alpha per class (McFee et al., 2018).
+
+    ``y_c = sum_t x_tc * softmax_t(alpha_c * x_tc)``: alpha = 0 is the mean,
+    alpha -> inf the max, alpha -> -inf the min. Masked steps have no influence.
+
+    Call arguments: ``inputs`` (batch, time, classes); ``mask`` (batch, time), optional.
+    Output: (batch, classes).
+    """
+
+    def __init__(self, alpha_init=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_init = float(alpha_init)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            shape=(input_shape[-1],), initializer=keras.initializers.Constant(self.alpha_init), name="alpha"
+        )
+
+    def call(self, inputs, mask=None):
+        weights = _masked_softmax(inputs * self.alpha, mask)
+        return ops.sum(inputs * weights, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "alpha_init": self.alpha_init}
+
+
+@keras.saving.register_keras_serializable(package="tagger")
+class MaskedMean(keras.layers.Layer):
+    """Mean over time of the unmasked steps: (batch, time, d) -> (batch, d)."""
+
+    def call(self, inputs, mask=None):
+        m = _mask_weights(mask, inputs)
+        return ops.sum(inputs * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@keras.saving.register_keras_serializable(package="tagger")
+class AttentionPool1D(keras.layers.Layer):
+    """Decision-level attention (Kong et al., 2018): ``y_c = sum_t p_tc * softmax_t(a_tc)``.
+
+    Call arguments: ``[predictions, attention_logits]``, both (batch, time, classes); mask (batch, time).
+    """
+
+    def call(self, inputs, mask=None):
+        predictions, logits = inputs
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0]
+        return ops.sum(predictions * _masked_softmax(logits, mask), axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None

@@ -1,0 +1,254 @@
+"""Training a head on cached embeddings into a self-describing, resumable run folder.
+
+Run folder: ``config.json`` (frozen), ``labels.json``, ``history.csv``,
+``tensorboard/``, ``checkpoints/last.keras`` + ``checkpoints/state.json``,
+``model.keras`` (best on validation), ``thresholds.json``, ``metrics.json``,
+``version.json``. A killed run restarted on the same folder resumes from its
+last checkpoint and ends as an uninterrupted run would: each epoch's data
+stream and random state derive from (seed, epoch) alone, and the early
+stopping and learning-rate schedule state is checkpointed with the model.
+"""
+
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+
+import numpy as np
+
+from . import __version__, tracks
+from .exceptions import DataError, ParameterError
+
+__all__ = ["load_split", "fit", "cross_validate", "train", "predict_tracks"]
+
+log = logging.getLogger(__name__)
+
+
+def _json_dump(obj, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def read_vocabulary(path):
+    with open(path, encoding="utf-8") as f:
+        names = json.load(f)
+    if not isinstance(names, list) or not names:
+        raise DataError(f"{path}: a vocabulary is a non-empty JSON list of tag names")
+    return names
+
+
+def load_split(cfg, split, *, fold=None, exclude_fold=None):
+    """Embeddings and label matrix of one split (or fold) of the config's dataset.
+
+    Returns
+    -------
+    ids : list of str
+    embeddings : list of np.ndarray, each (T_i, 128), float32
+    y : np.ndarray, shape (n, n_labels), float32
+    """
+    data = cfg["data"]
+    df = tracks.read_index(data["index"])
+    if fold is not None or exclude_fold is not None:
+        if "fold" not in df.columns:
+            raise DataError(f"{data['index']}: cross-validation needs a 'fold' column")
+        df = df[df["fold"] == fold] if fold is not None else df[df["fold"] != exclude_fold]
+    else:
+        df = df[df["split"] == split]
+    vocabulary = read_vocabulary(data["vocabulary"])
+    y = tracks.label_matrix(df["labels"].tolist(), vocabulary)
+    keep = y.sum(1) > 0
+    ids = df["track_id"].astype(str).to_numpy()[keep].tolist()
+    return ids, tracks.load_embeddings(ids, data["cache"]), y[keep]
+
+
+def predict_tracks(model, embeddings, *, batch_size=256):
+    """Clip-level predictions of a head for whole tracks (deterministic order).
+
+    Returns
+    -------
+    np.ndarray, shape (n_tracks, n_outputs), float32
+    """
+    from .streams import iter_padded_batches
+
+    outs = [np.asarray(model((x, m), training=False)) for x, m in iter_padded_batches(embeddings, batch_size)]
+    return np.concatenate(outs)
+
+
+def _optimizer(cfg):
+    import keras
+
+    opt = cfg["optimizer"]
+    kinds = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    return kinds[opt["name"]](learning_rate=opt["learning_rate"])
+
+
+def _strategy():
+    """MirroredStrategy across GPUs when more than one is visible; else the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _init_run(run_dir, cfg, labels):
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    frozen = os.path.join(run_dir, "config.json")
+    if os.path.exists(frozen):
+        with open(frozen, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous != json.loads(json.dumps(cfg)):
+            raise DataError(f"{run_dir}: the run folder holds a different config; use a new run folder")
+    else:
+        _json_dump(cfg, frozen)
+    _json_dump(labels, os.path.join(run_dir, "labels.json"))
+    _json_dump({"tagger": __version__}, os.path.join(run_dir, "version.json"))
+
+
+def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
+    """Train ``cfg``'s head into ``run_dir`` (resuming when it holds a checkpoint).
+
+    Parameters
+    ----------
+    cfg : dict
+        A validated config (:func:`tagger.config.validate`).
+    run_dir : str
+    train_data, valid_data : tuple, optional
+        ``(ids, embeddings, y)`` overriding the config's splits (cross-validation).
+    verbose : int
+
+    Returns
+    -------
+    dict
+        The validation metrics written to ``metrics.json``.
+    """
+    import keras
+    import tensorflow as tf
+
+    from .heads import build_head
+    from .metrics import choose_thresholds, monitor_score
+    from .streams import keras_batches, training_stream
+
+    data = cfg["data"]
+    labels = read_vocabulary(data["vocabulary"])
+    train_data = train_data or load_split(cfg, data["train_split"])
+    valid_data = valid_data or load_split(cfg, data["valid_split"])
+    for name, part in (("train", train_data), ("valid", valid_data)):
+        if not part[0]:
+            raise DataError(f"{data['index']}: the {name} split has no tracks with labels in the vocabulary")
+    _init_run(run_dir, cfg, labels)
+    seed, task = int(cfg["seed"]), data["task"]
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    strategy = _strategy()
+    batch_size = cfg["batch_size"] * strategy.num_replicas_in_sync
+
+    ckpt, state_path = os.path.join(run_dir, "checkpoints", "last.keras"), os.path.join(run_dir, "checkpoints", "state.json")
+    with strategy.scope():
+        if os.path.exists(state_path) and os.path.exists(ckpt):
+            with open(state_path, encoding="utf-8") as f:
+                state = json.load(f)
+            model = keras.saving.load_model(ckpt)
+            log.info("resuming %s at epoch %d", run_dir, state["epoch"])
+        else:
+            state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
+            head = {k: v for k, v in cfg["head"].items() if k != "name"}
+            model = build_head(cfg["head"]["name"], len(labels), task, **head)
+            loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
+            model.compile(optimizer=_optimizer(cfg), loss=loss)
+    history_path = os.path.join(run_dir, "history.csv")
+    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    _, train_emb, train_y = train_data
+    _, valid_emb, valid_y = valid_data
+    es, rl = cfg["early_stopping"], cfg["reduce_lr"]
+    while state["epoch"] < cfg["epochs"] and not state["stopped"]:
+        epoch = state["epoch"]
+        keras.utils.set_random_seed(seed * 100_003 + epoch)
+        stream = training_stream(
+            train_emb, train_y, window=cfg["window"], batch_size=batch_size,
+            n_active=cfg["mux"]["n_active"], rate=cfg["mux"]["rate"], seed=seed * 100_003 + epoch,
+            weighting=cfg["mux"]["weighting"],
+        )
+        started = time.perf_counter()
+        fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0)
+        seconds = time.perf_counter() - started
+        score = monitor_score(task, valid_y, predict_tracks(model, valid_emb))
+        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        row = {"epoch": epoch, "loss": float(fit_hist.history["loss"][-1]), "val_score": score, "lr": lr, "seconds": round(seconds, 3)}
+        with writer.as_default():
+            for key in ("loss", "val_score", "lr"):
+                tf.summary.scalar(key, row[key], step=epoch)
+        improved = score > state["best"] + 1e-6
+        if improved:
+            state.update(best=score, best_epoch=epoch, wait=0, lr_wait=0)
+            model.save(os.path.join(run_dir, "model.tmp.keras"))
+            os.replace(os.path.join(run_dir, "model.tmp.keras"), os.path.join(run_dir, "model.keras"))
+        else:
+            state["wait"] += 1
+            state["lr_wait"] += 1
+            if state["lr_wait"] >= rl["patience"] and lr > rl["min_lr"]:
+                model.optimizer.learning_rate.assign(max(lr * rl["factor"], rl["min_lr"]))
+                state["lr_wait"] = 0
+            if state["wait"] >= es["patience"]:
+                state["stopped"] = True
+        state["epoch"] = epoch + 1
+        _append_history(history_path, row, epoch)
+        model.save(ckpt + ".tmp.keras")
+        os.replace(ckpt + ".tmp.keras", ckpt)
+        _json_dump(state, state_path)
+        if verbose:
+            print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
+    best = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    valid_score = predict_tracks(best, valid_emb)
+    thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
+    _json_dump(dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])), os.path.join(run_dir, "thresholds.json"))
+    metrics = {
+        "valid_score": float(monitor_score(task, valid_y, valid_score)),
+        "monitor": "macro_pr_auc" if task == "multilabel" else "accuracy",
+        "best_epoch": int(state["best_epoch"]),
+        "epochs_run": int(state["epoch"]),
+        "n_train": len(train_emb),
+        "n_valid": len(valid_emb),
+    }
+    _json_dump(metrics, os.path.join(run_dir, "metrics.json"))
+    return metrics
+
+
+def _append_history(path, row, epoch):
+    """Append one epoch; a row for this epoch left by a killed run is replaced."""
+    rows = []
+    if os.path.exists(path):
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    rows.append(row)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def cross_validate(cfg, run_dir, *, verbose=1):
+    """Train one head per fold (index column ``fold``); summary in ``run_dir/metrics.json``."""
+    n = int(cfg["data"]["cv_folds"])
+    scores = []
+    for k in range(n):
+        metrics = fit(cfg, os.path.join(run_dir, f"fold{k}"), train_data=load_split(cfg, None, exclude_fold=k),
+                      valid_data=load_split(cfg, None, fold=k), verbose=verbose)
+        scores.append(metrics["valid_score"])
+    summary = {"cv_folds": n, "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)),
+               "monitor": metrics["monitor"]}
+    _json_dump(summary, os.path.join(run_dir, "metrics.json"))
+    return summary
+
+
+def train(cfg, run_dir, *, verbose=1):
+    """Train per the config: cross-validation when ``data.cv_folds > 1``, else one run."""
+    if int(cfg["data"]["cv_folds"]) > 1:
+        os.makedirs(run_dir, exist_ok=True)
+        return cross_validate(cfg, run_dir, verbose=verbose)
+    return fit(cfg, run_dir, verbose=verbose)

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+
+from tagger.exceptions import ParameterError
+
+
+def autopool_reference(x, alpha, mask):
+    """NumPy AutoPool: sum_t x * softmax_t(alpha * x) over unmasked steps."""
+    z = alpha[None, None, :] * x
+    z = np.where(mask[..., None] > 0, z, -np.inf)
+    w = np.exp(z - z.max(axis=1, keepdims=True))
+    w = w / w.sum(axis=1, keepdims=True)
+    return (x * w).sum(axis=1)
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (4, 7, 5)).astype(np.float32)
+    mask = np.ones((4, 7), np.float32)
+    mask[1, 4:] = 0
+    mask[2, 1:] = 0
+    return x, mask
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -2.0, 3.5])
+def test_autopool_matches_numpy(batch, alpha):
+    from tagger.layers import AutoPool1D
+
+    x, mask = batch
+    layer = AutoPool1D(alpha_init=alpha)
+    out = np.asarray(layer(x, mask=mask))
+    np.testing.assert_allclose(out, autopool_reference(x, np.full(5, alpha), mask), rtol=1e-5, atol=1e-6)
+
+
+def test_autopool_alpha_zero_is_masked_mean_and_large_alpha_is_max(batch):
+    from tagger.layers import AutoPool1D
+
+    x, mask = batch
+    mean = (x * mask[..., None]).sum(1) / mask.sum(1)[:, None]
+    np.testing.assert_allclose(np.asarray(AutoPool1D(alpha_init=0.0)(x, mask=mask)), mean, rtol=1e-5)
+    big = np.asarray(AutoPool1D(alpha_init=200.0)(x, mask=mask))
+    np.testing.assert_allclose(big, np.where(mask[..., None] > 0, x, -np.inf).max(1), atol=1e-3)
+
+
+def test_masked_patches_have_no_influence(batch):
+    from tagger.layers import AttentionPool1D, AutoPool1D, MaskedMean
+
+    x, mask = batch
+    noisy = x.copy()
+    noisy[mask == 0] = 1e3
+    for layer in (AutoPool1D(alpha_init=1.5), MaskedMean()):
+        np.testing.assert_allclose(np.asarray(layer(x, mask=mask)), np.asarray(layer(noisy, mask=mask)), rtol=1e-6)
+    att = AttentionPool1D()
+    np.testing.assert_allclose(np.asarray(att([x, x], mask=mask)), np.asarray(att([noisy, noisy], mask=mask)), rtol=1e-6)
+
+
+def test_autopool_config_round_trip(tmp_path):
+    import keras
+
+    from tagger.heads import build_head
+
+    model = build_head("autopool", 6, "multilabel", hidden=8, n_layers=1, alpha_init=0.7)
+    assert model.get_layer("output").get_config()["alpha_init"] == 0.7
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    again = keras.saving.load_model(path)
+    x = np.random.default_rng(1).standard_normal((2, 5, 128)).astype(np.float32)
+    m = np.ones((2, 5), np.float32)
+    np.testing.assert_allclose(np.asarray(model((x, m))), np.asarray(again((x, m))), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
+@pytest.mark.parametrize("task", ["multilabel", "singlelabel"])
+def test_heads_shapes_and_outputs(name, task):
+    from tagger.heads import build_head
+
+    model = build_head(name, 9, task, hidden=16, n_layers=1, dropout=0.1)
+    x = np.random.default_rng(2).standard_normal((3, 6, 128)).astype(np.float32)
+    mask = np.ones((3, 6), np.float32)
+    mask[0, 2:] = 0
+    out = np.asarray(model((x, mask), training=False))
+    assert out.shape == (3, 9)
+    assert np.all((out >= 0) & (out <= 1))
+    if task == "singlelabel":
+        np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-5)
+    # padding beyond the mask changes nothing
+    x2 = x.copy()
+    x2[0, 2:] = 99.0
+    np.testing.assert_allclose(np.asarray(model((x2, mask), training=False)), out, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_head_lists_valid_names():
+    from tagger.heads import build_head
+
+    with pytest.raises(ParameterError, match="attention, autopool, dense"):
+        build_head("transformer", 3, "multilabel")
+    with pytest.raises(ParameterError, match="bad settings"):
+        build_head("dense", 3, "multilabel", depth=4)
+
+
+def test_streams_windows_masks_and_determinism():
+    from tagger.streams import iter_padded_batches, training_stream
+
+    rng = np.random.default_rng(0)
+    embs = [rng.standard_normal((n, 128)).astype(np.float32) for n in (3, 10, 25)]
+    y = np.eye(3, dtype=np.float32)
+
+    def take(seed):
+        s = training_stream(embs, y, window=8, batch_size=16, n_active=2, rate=2.0, seed=seed)
+        return [next(s) for _ in range(5)]
+
+    a, b, c = take(1), take(1), take(2)
+    for p, q in zip(a, b):
+        for k in ("x", "mask", "y"):
+            np.testing.assert_array_equal(p[k], q[k])
+    assert any(not np.array_equal(p["x"], q["x"]) for p, q in zip(a, c))
+    batch = a[0]
+    assert batch["x"].shape == (16, 8, 128) and batch["mask"].shape == (16, 8) and batch["y"].shape == (16, 3)
+    short = batch["y"][:, 0] == 1  # the 3-patch track: padded and masked, not dropped
+    seen_short = np.concatenate([p["y"][:, 0] for p in a]).sum()
+    assert seen_short > 0
+    for p in a:
+        rows = p["y"][:, 0] == 1
+        assert np.all(p["mask"][rows].sum(1) == 3)
+        assert np.all(p["x"][rows][:, 3:] == 0)
+    assert np.all(batch["mask"][~short].sum(1) == 8)
+    order = [x for x, _ in iter_padded_batches(embs, 2)]
+    assert [len(x) for x in order] == [2, 1] and order[0].shape == (2, 10, 128)

@@ -1,0 +1,96 @@
+"""GTZAN and MagnaTagATune adapters, against the real files and split lists in ../shared."""
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from preprocess import gtzan, mtt
+from tagger import cache
+from tagger.exceptions import DataError
+
+
+def test_gtzan_filtered_split_and_cache(shared, embedder, tmp_path):
+    splits = shared / "data/gtzan/splits/dnn-mgr"
+    assignment = gtzan.read_splits(splits, "filtered")
+    assert sum(v == "train" for v in assignment.values()) == 443
+    assert sum(v == "valid" for v in assignment.values()) == 197
+    assert sum(v == "test" for v in assignment.values()) == 290
+    index = gtzan.prepare(shared / "data/gtzan/genres", splits, tmp_path, embedder=embedder, workers=1, progress=False)
+    df = pd.read_csv(index)
+    # the ten local tracks are the .00000 of each genre; the filtered split keeps those it lists
+    assert set(df["track_id"]) == {s for s in assignment if s.endswith(".00000")}
+    assert all(df["split"] == df["track_id"].map(assignment))
+    assert all(df["labels"] == df["track_id"].str.split(".").str[0])
+    for track_id in df["track_id"]:
+        assert cache.read_entry(tmp_path / "cache", track_id)["embedding"].shape[1] == 128
+
+
+def test_gtzan_stratified_and_subset(shared, tmp_path):
+    index = gtzan.prepare(shared / "data/gtzan/genres", shared / "data/gtzan/splits/dnn-mgr", tmp_path,
+                          split="stratified", genres="gtzan8")
+    df = pd.read_csv(index)
+    assert len(df) == 8 and not {"disco", "rock"} & set(df["labels"])
+    assert json.loads((tmp_path / "vocab.json").read_text()) == gtzan.SUBSETS["gtzan8"]
+
+
+@pytest.fixture(scope="module")
+def mtt_annotations(shared, tmp_path_factory):
+    """annotations_final.csv in the official format, rebuilt from the real jukemir metadata."""
+    with gzip.open(shared / "data/mtt/metadata/jukemir/magnatagatune.json.gz") as f:
+        meta = json.load(f)
+    clips = [m for m in meta.values() if m.get("split") is not None]
+    tags = sorted({t for m in clips for t in m["y_all"]})
+    path = tmp_path_factory.mktemp("mtt") / "annotations_final.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL)
+        w.writerow(["clip_id", *tags, "mp3_path"])
+        for m in clips:
+            have = set(m["y_all"])
+            w.writerow([m["extra"]["clip_id"], *[int(t in have) for t in tags], m["extra"]["mp3_path"]])
+    return path, clips
+
+
+def test_mtt_vocabulary_and_splits_match_the_reference(shared, mtt_annotations, tmp_path):
+    path, clips = mtt_annotations
+    assert path.read_text().splitlines()[0].startswith('"clip_id"\t"')
+    index = pd.read_csv(mtt.prepare(path, shared / "data/mtt/audio", tmp_path), dtype={"track_id": str})
+    vocab = json.loads((tmp_path / "vocab.json").read_text())
+    reference = np.load(shared / "data/mtt/splits/minzwon_sota_split_mtat/tags.npy", allow_pickle=True)
+    assert set(vocab) == set(reference.tolist()) and len(vocab) == 50
+    # split by folder equals the jukemir split of each clip
+    by_clip = {m["extra"]["clip_id"]: m["split"] for m in clips}
+    assert all(index["split"] == index["track_id"].map(by_clip))
+    # valid and test membership equal Won et al.'s lists (clips with at least one top-50 tag)
+    for part in ("valid", "test"):
+        listed = np.load(shared / f"data/mtt/splits/minzwon_sota_split_mtat/{part}.npy", allow_pickle=True)
+        ours = set(index.loc[index["split"] == part, "mp3_path"])
+        assert ours == {str(x).split("\t")[1] for x in listed}
+    assert (index["split"] == "train").sum() == 15247
+
+
+def test_mtt_fixture_and_real_clip(shared, embedder, tmp_path):
+    clip = "e/joram-moments_of_clarity-08-solipsism-59-88.mp3"
+    ann = tmp_path / "annotations_final.csv"
+    rows = [("1", "1", "0", "1", clip), ("2", "0", "0", "0", "0/missing.mp3"), ("3", "1", "1", "0", "c/also_missing.mp3")]
+    with open(ann, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL)
+        w.writerow(["clip_id", "techno", "guitar", "no singer", "mp3_path"])
+        w.writerows(rows)
+    out = tmp_path / "out"
+    df = pd.read_csv(mtt.prepare(ann, shared / "data/mtt/audio", out, which="all", embedder=embedder, workers=0), dtype={"track_id": str})
+    assert list(df["track_id"]) == ["1", "3"]  # clip 2 has no tag
+    assert list(df["split"]) == ["test", "valid"] and df["labels"].iloc[0] == "techno|no singer"
+    assert cache.read_entry(out / "cache", "1")["embedding"].shape == (30, 128)
+    with pytest.raises(DataError, match="have no audio"):
+        mtt.prepare(ann, shared / "data/mtt/audio", tmp_path / "strict", require_audio=True)
+
+
+def test_mtt_bad_annotations(tmp_path):
+    bad = tmp_path / "a.csv"
+    bad.write_text('"id"\t"x"\n"1"\t"0"\n')
+    with pytest.raises(DataError, match="clip_id"):
+        mtt.prepare(bad, tmp_path, tmp_path / "o")

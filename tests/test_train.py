@@ -1,0 +1,182 @@
+"""Training on the real AudioSet features in ../shared: prepare, train, evaluate, resume, bad configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tagger import cli
+from tagger.config import validate
+from tagger.exceptions import DataError, ParameterError
+
+
+@pytest.fixture(scope="session")
+def audioset_data(shared, tmp_path_factory):
+    from preprocess import audioset
+
+    out = tmp_path_factory.mktemp("audioset")
+    audioset.prepare(shared / "data/audioset", out, progress=False)
+    return out
+
+
+def test_prepared_vocabularies(audioset_data):
+    from preprocess.common import read_vocabulary
+
+    music = read_vocabulary(audioset_data / "vocab_music.json")
+    assert len(music) == 150 and "Music" in music and "Rock music" in music
+    assert len(read_vocabulary(audioset_data / "vocab_527.json")) == 527
+    assert len(pd.read_csv(audioset_data / "index_527.csv")) == 22160
+    genre = pd.read_csv(audioset_data / "index_genre10.csv")
+    assert len(genre) == 540 and not genre["labels"].str.contains("|", regex=False).any()
+    assert sorted(genre["fold"].unique()) == [0, 1, 2, 3, 4]
+    # folds and splits are grouped by video
+    assert genre.groupby("video_id")["fold"].nunique().max() == 1
+    idx = pd.read_csv(audioset_data / "index_music.csv")
+    assert idx.groupby("video_id")["split"].nunique().max() == 1
+    assert set(idx["split"]) == {"train", "valid"}
+
+
+def small_config(data, **over):
+    cfg = {
+        "name": "small",
+        "data": {"index": str(data / "index_music.csv"), "cache": str(data / "cache"), "vocabulary": str(data / "vocab_music.json")},
+        "head": {"name": "dense", "hidden": 64, "n_layers": 1, "dropout": 0.1},
+        "batch_size": 32, "epochs": 4, "steps_per_epoch": 15, "mux": {"n_active": 64, "rate": 4.0},
+        "early_stopping": {"patience": 2}, "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
+        "seed": 3,
+    }
+    for key, value in over.items():
+        cfg[key] = value
+    return cfg
+
+
+def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(small_config(audioset_data)))
+    run = tmp_path / "run"
+    assert cli.main(["train", str(path), "--run-dir", str(run), "--quiet"]) == 0
+    for name in ("config.json", "history.csv", "model.keras", "labels.json", "thresholds.json", "metrics.json", "version.json", "checkpoints/last.keras"):
+        assert (run / name).exists(), name
+    assert any((run / "tensorboard").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["valid_score"] > 0.15  # far above chance (about 0.02 macro PR-AUC for 150 rare tags)
+    assert cli.main(["evaluate", str(run), "--split", "valid", "--mode", "soft"]) == 0
+    out = run / "eval" / "valid-soft"
+    per_tag = pd.read_csv(out / "per_tag.csv")
+    assert len(per_tag) == 150 and {"roc_auc", "pr_auc", "precision", "recall", "f1", "support", "threshold"} <= set(per_tag.columns)
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["macro_roc_auc"] > 0.7 and (out / "pr_auc.png").exists()
+
+
+def test_genre_cross_validation_and_confusion(audioset_data, tmp_path):
+    from tagger.evaluate import evaluate
+    from tagger.train import train
+
+    cfg = validate(small_config(
+        audioset_data,
+        data={"index": str(audioset_data / "index_genre10.csv"), "cache": str(audioset_data / "cache"),
+              "vocabulary": str(audioset_data / "vocab_genre10.json"), "task": "singlelabel", "cv_folds": 2},
+        epochs=2, head={"name": "dense", "hidden": 32, "n_layers": 1},
+    ))
+    summary = train(cfg, str(tmp_path / "cv"), verbose=0)
+    assert len(summary["fold_scores"]) == 2 and summary["mean"] > 0.3  # ten classes: chance is about 0.1
+    report = evaluate(str(tmp_path / "cv" / "fold0"), split="valid", mode="hard")
+    assert np.array(report["confusion"]).shape == (10, 10)
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tagger import cli
+    real = os.replace
+    seen = {"n": 0}
+    def replace(src, dst):
+        real(src, dst)
+        if str(dst).endswith("state.json"):
+            seen["n"] += 1
+            if seen["n"] == int(os.environ["KILL_AFTER_EPOCH"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
+    cfg = small_config(audioset_data, head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2}, epochs=4)
+    cfg["early_stopping"] = {"patience": 10}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+
+    def run(folder, kill_after):
+        env = {**os.environ, "KILL_AFTER_EPOCH": str(kill_after)}
+        return subprocess.run([sys.executable, "-c", KILLER, "train", str(path), "--run-dir", str(folder), "--quiet"],
+                              env=env, capture_output=True, text=True, timeout=900)
+
+    whole = run(tmp_path / "whole", 99)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = run(tmp_path / "resumed", 2)
+    assert killed.returncode == -signal.SIGKILL
+    assert json.loads((tmp_path / "resumed/checkpoints/state.json").read_text())["epoch"] == 2
+    assert not (tmp_path / "resumed/metrics.json").exists()
+    resumed = run(tmp_path / "resumed", 99)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((tmp_path / "whole/metrics.json").read_text())
+    b = json.loads((tmp_path / "resumed/metrics.json").read_text())
+    assert a == b
+    ha = pd.read_csv(tmp_path / "whole/history.csv")
+    hb = pd.read_csv(tmp_path / "resumed/history.csv")
+    assert len(ha) == len(hb) == 4
+    np.testing.assert_allclose(ha[["loss", "val_score", "lr"]], hb[["loss", "val_score", "lr"]], rtol=1e-6)
+
+
+def test_same_seed_same_metrics(audioset_data, tmp_path):
+    from tagger.train import train
+
+    cfg = validate(small_config(audioset_data, epochs=2))
+    a = train(cfg, str(tmp_path / "a"), verbose=0)
+    b = train(cfg, str(tmp_path / "b"), verbose=0)
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    "change,error,match",
+    [
+        ({"optimiser": {}}, ParameterError, "unknown config key 'optimiser'"),
+        ({"mux": {"n_active": 4, "rates": 2}}, ParameterError, "unknown config key mux.'rates'"),
+        ({"head": {"name": "transformer"}}, ParameterError, "unknown head"),
+        ({"head": {"name": "dense", "depth": 3}}, ParameterError, "head.'depth'"),
+        ({"epochs": 0}, ParameterError, "epochs"),
+    ],
+)
+def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error, match):
+    cfg = small_config(audioset_data, **change)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(error, match=match):
+        from tagger.config import load_config
+
+        load_config(str(path))
+    assert cli.main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == cli.EXIT_ERROR
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_path_and_empty_vocabulary(audioset_data, tmp_path):
+    from tagger.train import fit
+
+    cfg = small_config(audioset_data)
+    cfg["data"] = {**cfg["data"], "cache": str(tmp_path / "nowhere")}
+    with pytest.raises(DataError, match="data.cache.*nowhere"):
+        validate(cfg)
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps(["No such tag"]))
+    cfg = validate({**small_config(audioset_data), "data": {**small_config(audioset_data)["data"], "vocabulary": str(vocab)}})
+    with pytest.raises(DataError, match="no tracks with labels"):
+        fit(cfg, str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run").exists()
