@@ -108,6 +108,23 @@ def cmd_evaluate(args):
     return EXIT_OK
 
 
+def cmd_tag(args):
+    from .predict import Tagger, tag_to_file
+
+    tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
+                    batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short)
+    fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else "csv")
+    summary = tag_to_file(tagger, args.inputs, args.out, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
+                          taggram_dir=args.taggram, errors_file=args.errors, include=args.include, exclude=args.exclude,
+                          workers=args.workers, progress=False if args.no_progress else None)
+    print(f"tagged {summary['tagged']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
+          f" of {summary['total']} files -> {args.out}")
+    if summary["failed"]:
+        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tagger", description="Music tagging with transfer learning from VGGish.")
     parser.add_argument("--version", action="version", version=f"tagger {__version__}")
@@ -144,6 +161,20 @@ def build_parser():
     p.add_argument("--run-dir", default=None, help="run folder (default runs/<config name>); an existing one resumes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tag", help="tag audio files with a shipped head or a run folder")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files (.txt, .m3u)")
+    p.add_argument("--model", default="music", help="shipped head (music, genre10) or a run folder (default music)")
+    p.add_argument("--out", default="tags.csv", help="output file: .csv (default) or .jsonl; rerunning continues it")
+    p.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's extension")
+    p.add_argument("--top-n", type=int, default=5, help="top tags per clip in the CSV")
+    p.add_argument("--threshold", type=float, default=None, help="one threshold for every tag (default: the model's per-tag thresholds)")
+    p.add_argument("--taggram", default=None, metavar="DIR", help="also write per-patch predictions as DIR/<clip>.npz")
+    p.add_argument("--cache", default=None, metavar="CACHE", help="reuse/fill an embedding cache (re-tagging skips the network)")
+    p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
+    p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default OUT.errors.tsv)")
+    _add_embedding_options(p)
+    p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("evaluate", help="per-tag metrics and plots of a run on a split")
     p.add_argument("run", help="run folder")

@@ -1,0 +1,170 @@
+"""`tagger tag` and the Tagger API with fixture VGGish weights and a fixture head."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from tagger import cli, frontend
+from tagger.exceptions import DataError
+
+HERE = os.path.dirname(__file__)
+LABELS = ["rock", "jazz", "speech", "piano", "drums"]
+
+
+@pytest.fixture(scope="session")
+def head_dir(tmp_path_factory):
+    """A bundle in the shipped layout with an (untrained) dense head over raw embeddings."""
+    import keras
+
+    from tagger.heads import build_head
+
+    keras.utils.set_random_seed(0)
+    folder = tmp_path_factory.mktemp("head")
+    build_head("dense", len(LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
+    (folder / "labels.json").write_text(json.dumps(LABELS))
+    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in LABELS}))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def long_file(tmp_path_factory):
+    """A 20-minute 22.05 kHz FLAC, written in blocks."""
+    path = tmp_path_factory.mktemp("long") / "twenty_minutes.flac"
+    sr = 22050
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, format="FLAC") as f:
+        for minute in range(20):
+            t = np.arange(60 * sr) / sr + minute * 60
+            f.write((0.3 * np.sin(2 * np.pi * (220 + minute * 10) * t)).astype(np.float32))
+    return path
+
+
+@pytest.fixture(scope="session")
+def mixed_folder(tmp_path_factory, gtzan_files, mtt_clip, long_file):
+    from conftest import write_audio
+
+    folder = tmp_path_factory.mktemp("mixed")
+    for path in gtzan_files + [mtt_clip]:
+        (folder / path.name).symlink_to(path)
+    write_audio(folder / "stereo48k.wav", 4.0, sr=48000, channels=2)
+    write_audio(folder / "tiny.wav", 0.3)
+    (folder / "long").mkdir()
+    (folder / "long" / long_file.name).symlink_to(long_file)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "corrupt.mp3").write_bytes(os.urandom(3000))
+    return folder
+
+
+def test_folder_with_good_and_bad_files(mixed_folder, head_dir, ckpt_path, tmp_path):
+    out = tmp_path / "tags.csv"
+    status = cli.main(["tag", str(mixed_folder), "--model", str(head_dir), "--weights", ckpt_path, "--out", str(out),
+                       "--workers", "1", "--no-progress", "--top-n", "3", "--taggram", str(tmp_path / "taggrams")])
+    assert status == cli.EXIT_SOME_FAILED
+    df = pd.read_csv(out)
+    assert len(df) == 14  # 10 GTZAN + 1 MTT + stereo + tiny + 20-minute
+    assert list(df.columns) == ["path", "duration", "tag_1", "p_1", "tag_2", "p_2", "tag_3", "p_3", "tags"]
+    assert df["tag_1"].isin(LABELS).all() and (df["p_1"] >= df["p_2"]).all()
+    long_row = df[df["path"].str.endswith("twenty_minutes.flac")].iloc[0]
+    assert abs(long_row["duration"] - 1200.0) < 0.1
+    errors = pd.read_csv(str(out) + ".errors.tsv", sep="\t")
+    assert sorted(os.path.basename(p) for p in errors["path"]) == ["corrupt.mp3", "empty.wav"]
+    taggram = np.load(tmp_path / "taggrams" / "long" / "twenty_minutes.flac.npz")
+    n = frontend.n_patches(1200 * 16000)
+    assert n == 1249
+    assert taggram["taggram"].shape == (n, len(LABELS)) and taggram["timestamps"][-1] == pytest.approx((n - 1) * 0.96)
+
+
+def test_long_file_memory_is_bounded(long_file):
+    """Decoding streams in blocks: peak memory stays far below the file's decoded size (about 200 MB as float64)."""
+    out = subprocess.run([sys.executable, os.path.join(HERE, "memory_probe.py"), str(long_file)],
+                         capture_output=True, text=True, check=True, timeout=600)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])
+    assert peak["patches"] == frontend.n_patches(1200 * 16000)
+    assert peak["worker_mb"] < 200, peak
+    assert peak["main_mb"] < 200, peak
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tagger import cli, predict
+    real = predict.Tagger.rows
+    count = {"n": 0}
+    def rows(self, *a, **k):
+        count["n"] += 1
+        if count["n"] == int(os.environ["KILL_AT_ROW"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, *a, **k)
+    predict.Tagger.rows = rows
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def test_kill_and_resume_equals_uninterrupted(mixed_folder, head_dir, ckpt_path, tmp_path):
+    args = ["tag", str(mixed_folder), "--model", str(head_dir), "--weights", ckpt_path, "--workers", "1", "--no-progress",
+            "--exclude", "twenty_minutes.flac"]
+
+    def run(out, kill_at):
+        env = {**os.environ, "KILL_AT_ROW": str(kill_at)}
+        return subprocess.run([sys.executable, "-c", KILLER, *args, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+
+    whole = run(tmp_path / "whole.csv", 999)
+    assert whole.returncode == cli.EXIT_SOME_FAILED, whole.stderr[-2000:]
+    killed = run(tmp_path / "resumed.csv", 5)
+    assert killed.returncode == -signal.SIGKILL
+    assert len(pd.read_csv(tmp_path / "resumed.csv")) == 4
+    resumed = run(tmp_path / "resumed.csv", 999)
+    assert resumed.returncode == cli.EXIT_SOME_FAILED, resumed.stderr[-2000:]
+    assert "skipped" in resumed.stdout
+    a, b = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "resumed.csv")
+    assert list(a["path"]) == list(b["path"]) and len(a) == 13
+    text_cols = [c for c in a.columns if not c.startswith("p_") and c != "duration"]
+    pd.testing.assert_frame_equal(a[text_cols], b[text_cols])
+    np.testing.assert_allclose(a.filter(like="p_").to_numpy(), b.filter(like="p_").to_numpy(), atol=1e-4)
+    assert (tmp_path / "whole.csv.errors.tsv").read_text() == (tmp_path / "resumed.csv.errors.tsv").read_text()
+
+
+def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, make_audio, tmp_path):
+    from tagger.predict import Tagger, tag_to_file
+
+    tagger = Tagger(str(head_dir), embedder=embedder, cache_dir=str(tmp_path / "cache"))
+    y = np.sin(np.arange(32000) * 0.05).astype(np.float32)
+    df = tagger.tag_arrays([(y, 16000)], names=["sine"])
+    assert df.loc[0, "path"] == "sine" and df.loc[0, "tag_1"] in LABELS
+    paths = [make_audio(f"c{i}.wav", 2.0 + i, seed=i) for i in range(3)]
+    first = tagger.tag(paths, top_n=2)
+    assert len(first) == 3
+    calls = {"n": 0}
+    real_run = embedder.run
+
+    def counting(patches):
+        calls["n"] += 1
+        return real_run(patches)
+
+    embedder.run = counting
+    try:
+        again = Tagger(str(head_dir), embedder=embedder, cache_dir=str(tmp_path / "cache")).tag(paths, top_n=2)
+    finally:
+        embedder.run = real_run
+    assert calls["n"] == 0  # every embedding came from the cache
+    pd.testing.assert_frame_equal(first, again)
+    summary = tag_to_file(tagger, paths, tmp_path / "t.jsonl", fmt="jsonl", progress=False, workers=0)
+    records = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert summary["tagged"] == 3 and set(records[0]["probabilities"]) == set(LABELS)
+
+
+def test_unknown_model(ckpt_path, tmp_path):
+    from tagger.predict import Tagger
+
+    with pytest.raises(DataError, match="no such model"):
+        Tagger(str(tmp_path / "nope"), weights=ckpt_path)
