@@ -12,7 +12,7 @@ import os
 
 from .exceptions import DataError, ParameterError
 
-__all__ = ["DEFAULTS", "load_config", "validate"]
+__all__ = ["DEFAULTS", "load_config", "validate", "data_path"]
 
 DEFAULTS = {
     "name": None,
@@ -73,17 +73,15 @@ def validate(config, *, base_dir="."):
     for key in _PATH_KEYS:
         if not data[key]:
             raise ParameterError(f"config key data.{key} is required")
-        path = os.path.expanduser(os.path.expandvars(str(data[key])))
-        path = path if os.path.isabs(path) else os.path.abspath(os.path.join(base_dir, path))
+        path = data_path(cfg, key, base_dir=base_dir)
         if not os.path.exists(path):
             raise DataError(f"config key data.{key}: {path} does not exist")
-        data[key] = path
     if data["task"] not in TASKS:
         raise ParameterError(f"config key data.task={data['task']!r} must be one of {TASKS}")
     head = cfg["head"]
     if head.get("name") not in HEADS:
         raise ParameterError(f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}")
-    accepted = set(inspect.signature(HEADS[head["name"]]).parameters) - {"n_outputs", "task"}
+    accepted = set(inspect.signature(HEADS[head["name"]]).parameters) - {"n_outputs", "task", "output_bias"}
     for key in head:
         if key != "name" and key not in accepted:
             raise ParameterError(f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}")
@@ -97,6 +95,16 @@ def validate(config, *, base_dir="."):
     if cfg["optimizer"]["name"] not in ("adam", "sgd", "rmsprop", "adamw"):
         raise ParameterError(f"config key optimizer.name={cfg['optimizer']['name']!r} must be adam, adamw, sgd or rmsprop")
     return cfg
+
+
+def data_path(cfg, key, *, base_dir="."):
+    """A data path of the config, resolved now: ``~`` and ``$VARS`` expanded, relative to ``base_dir``.
+
+    Configs keep paths as written, so a run folder can move between machines
+    (a preempted VM resumes elsewhere) with its frozen config unchanged.
+    """
+    path = os.path.expanduser(os.path.expandvars(str(cfg["data"][key])))
+    return path if os.path.isabs(path) else os.path.abspath(os.path.join(base_dir, path))
 
 
 def load_config(path):

@@ -12,7 +12,7 @@ from keras import layers
 from .exceptions import ParameterError
 from .layers import AttentionPool1D, AutoPool1D, MaskedMean
 
-__all__ = ["HEADS", "TASKS", "build_head"]
+__all__ = ["HEADS", "TASKS", "build_head", "prior_bias"]
 
 TASKS = ("multilabel", "singlelabel")
 
@@ -38,16 +38,40 @@ def _final(task):
     return "sigmoid" if task == "multilabel" else "softmax"
 
 
-def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128):
+def _bias(output_bias):
+    """Initial output bias (e.g. label-prior log-odds), or zeros."""
+    if output_bias is None:
+        return "zeros"
+    return keras.initializers.Constant([float(b) for b in output_bias])
+
+
+def prior_bias(labels, task, *, eps=1e-3):
+    """Output bias that starts a head at the label priors: log-odds (multi-label) or log-prior (single-label).
+
+    Parameters
+    ----------
+    labels : np.ndarray, shape (n_tracks, n_outputs)
+
+    Returns
+    -------
+    list of float
+    """
+    import numpy as np
+
+    prior = np.clip(np.asarray(labels, dtype=np.float64).mean(0), eps, 1 - eps)
+    return (np.log(prior / (1 - prior)) if task == "multilabel" else np.log(prior)).tolist()
+
+
+def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128, output_bias=None):
     """Mean over the clip's patches, then a dense stack."""
     x, mask = _inputs(embedding_size)
     h = MaskedMean(name="mean")(x, mask=mask)
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="clip")
-    out = layers.Dense(n_outputs, activation=_final(task), name="output")(h)
+    out = layers.Dense(n_outputs, activation=_final(task), bias_initializer=_bias(output_bias), name="output")(h)
     return keras.Model([x, mask], out, name="dense")
 
 
-def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha_init=0.0, embedding_size=128):
+def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha_init=0.0, embedding_size=128, output_bias=None):
     """Per-patch dense stack and predictions, pooled over time by AutoPool.
 
     Multi-label: per-patch sigmoid probabilities are pooled. Single-label:
@@ -56,25 +80,25 @@ def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha
     x, mask = _inputs(embedding_size)
     h = _stack(x, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     if task == "multilabel":
-        per_patch = layers.Dense(n_outputs, activation="sigmoid", name="patch_output")(h)
+        per_patch = layers.Dense(n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output")(h)
         out = AutoPool1D(alpha_init=alpha_init, name="output")(per_patch, mask=mask)
     else:
-        per_patch = layers.Dense(n_outputs, name="patch_logits")(h)
+        per_patch = layers.Dense(n_outputs, bias_initializer=_bias(output_bias), name="patch_logits")(h)
         pooled = AutoPool1D(alpha_init=alpha_init, name="autopool")(per_patch, mask=mask)
         out = layers.Activation("softmax", name="output")(pooled)
     return keras.Model([x, mask], out, name="autopool")
 
 
-def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128):
+def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128, output_bias=None):
     """Per-patch dense stack, per-patch predictions weighted by attention over time."""
     x, mask = _inputs(embedding_size)
     h = _stack(x, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     attention = layers.Dense(n_outputs, name="attention_logits")(h)
     if task == "multilabel":
-        per_patch = layers.Dense(n_outputs, activation="sigmoid", name="patch_output")(h)
+        per_patch = layers.Dense(n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output")(h)
         out = AttentionPool1D(name="output")([per_patch, attention], mask=mask)
     else:
-        per_patch = layers.Dense(n_outputs, name="patch_logits")(h)
+        per_patch = layers.Dense(n_outputs, bias_initializer=_bias(output_bias), name="patch_logits")(h)
         pooled = AttentionPool1D(name="attention")([per_patch, attention], mask=mask)
         out = layers.Activation("softmax", name="output")(pooled)
     return keras.Model([x, mask], out, name="attention")

@@ -1,7 +1,8 @@
 """Training a head on cached embeddings into a self-describing, resumable run folder.
 
 Run folder: ``config.json`` (frozen), ``labels.json``, ``history.csv``,
-``tensorboard/``, ``checkpoints/last.keras`` + ``checkpoints/state.json``,
+``tensorboard/``, ``checkpoints/epoch-NNNN.keras`` + ``epoch-NNNN.json`` (model
+with optimiser state, and the loop state; the last two epochs kept),
 ``model.keras`` (best on validation), ``thresholds.json``, ``metrics.json``,
 ``version.json``. A killed run restarted on the same folder resumes from its
 last checkpoint and ends as an uninterrupted run would: each epoch's data
@@ -50,19 +51,21 @@ def load_split(cfg, split, *, fold=None, exclude_fold=None):
     embeddings : list of np.ndarray, each (T_i, 128), float32
     y : np.ndarray, shape (n, n_labels), float32
     """
-    data = cfg["data"]
-    df = tracks.read_index(data["index"])
+    from .config import data_path
+
+    index_path = data_path(cfg, "index")
+    df = tracks.read_index(index_path)
     if fold is not None or exclude_fold is not None:
         if "fold" not in df.columns:
-            raise DataError(f"{data['index']}: cross-validation needs a 'fold' column")
+            raise DataError(f"{index_path}: cross-validation needs a 'fold' column")
         df = df[df["fold"] == fold] if fold is not None else df[df["fold"] != exclude_fold]
     else:
         df = df[df["split"] == split]
-    vocabulary = read_vocabulary(data["vocabulary"])
+    vocabulary = read_vocabulary(data_path(cfg, "vocabulary"))
     y = tracks.label_matrix(df["labels"].tolist(), vocabulary)
     keep = y.sum(1) > 0
     ids = df["track_id"].astype(str).to_numpy()[keep].tolist()
-    return ids, tracks.load_embeddings(ids, data["cache"]), y[keep]
+    return ids, tracks.load_embeddings(ids, data_path(cfg, "cache")), y[keep]
 
 
 def predict_tracks(model, embeddings, *, batch_size=256):
@@ -92,6 +95,22 @@ def _strategy():
 
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _reseed(model, seed):
+    """Set every random generator inside the model (dropout masks) from ``seed``.
+
+    Called at each epoch start so an epoch's randomness depends on (seed,
+    epoch) alone, not on how many steps ran before in this process: a run
+    resumed from any checkpoint repeats the uninterrupted run exactly.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                value.state.assign(np.array([rng.integers(1, 2**31), 0], dtype=value.state.dtype))
 
 
 def _init_run(run_dir, cfg, labels):
@@ -128,17 +147,19 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     import keras
     import tensorflow as tf
 
-    from .heads import build_head
+    from .heads import build_head, prior_bias
     from .metrics import choose_thresholds, monitor_score
     from .streams import keras_batches, training_stream
 
+    from .config import data_path
+
     data = cfg["data"]
-    labels = read_vocabulary(data["vocabulary"])
+    labels = read_vocabulary(data_path(cfg, "vocabulary"))
     train_data = train_data or load_split(cfg, data["train_split"])
     valid_data = valid_data or load_split(cfg, data["valid_split"])
     for name, part in (("train", train_data), ("valid", valid_data)):
         if not part[0]:
-            raise DataError(f"{data['index']}: the {name} split has no tracks with labels in the vocabulary")
+            raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
     _init_run(run_dir, cfg, labels)
     seed, task = int(cfg["seed"]), data["task"]
     tf.config.experimental.enable_op_determinism()
@@ -146,17 +167,17 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     strategy = _strategy()
     batch_size = cfg["batch_size"] * strategy.num_replicas_in_sync
 
-    ckpt, state_path = os.path.join(run_dir, "checkpoints", "last.keras"), os.path.join(run_dir, "checkpoints", "state.json")
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
     with strategy.scope():
-        if os.path.exists(state_path) and os.path.exists(ckpt):
-            with open(state_path, encoding="utf-8") as f:
-                state = json.load(f)
-            model = keras.saving.load_model(ckpt)
+        resumed = _latest_checkpoint(ckpt_dir)
+        if resumed is not None:
+            model, state = resumed
             log.info("resuming %s at epoch %d", run_dir, state["epoch"])
         else:
             state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
             head = {k: v for k, v in cfg["head"].items() if k != "name"}
-            model = build_head(cfg["head"]["name"], len(labels), task, **head)
+            # start at the label priors rather than at 0.5 for every tag
+            model = build_head(cfg["head"]["name"], len(labels), task, output_bias=prior_bias(train_data[2], task), **head)
             loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
             model.compile(optimizer=_optimizer(cfg), loss=loss)
     history_path = os.path.join(run_dir, "history.csv")
@@ -167,13 +188,14 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     while state["epoch"] < cfg["epochs"] and not state["stopped"]:
         epoch = state["epoch"]
         keras.utils.set_random_seed(seed * 100_003 + epoch)
+        _reseed(model, seed * 100_003 + epoch)
         stream = training_stream(
             train_emb, train_y, window=cfg["window"], batch_size=batch_size,
             n_active=cfg["mux"]["n_active"], rate=cfg["mux"]["rate"], seed=seed * 100_003 + epoch,
             weighting=cfg["mux"]["weighting"],
         )
         started = time.perf_counter()
-        fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0)
+        fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0, shuffle=False)
         seconds = time.perf_counter() - started
         score = monitor_score(task, valid_y, predict_tracks(model, valid_emb))
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
@@ -196,9 +218,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
                 state["stopped"] = True
         state["epoch"] = epoch + 1
         _append_history(history_path, row, epoch)
-        model.save(ckpt + ".tmp.keras")
-        os.replace(ckpt + ".tmp.keras", ckpt)
-        _json_dump(state, state_path)
+        _save_checkpoint(ckpt_dir, model, state)
         if verbose:
             print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
     best = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
@@ -215,6 +235,45 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     }
     _json_dump(metrics, os.path.join(run_dir, "metrics.json"))
     return metrics
+
+
+def _checkpoint_epochs(ckpt_dir):
+    if not os.path.isdir(ckpt_dir):
+        return []
+    names = set(os.listdir(ckpt_dir))
+    return sorted(int(n[6:10]) for n in names if n.startswith("epoch-") and n.endswith(".json") and n[:-5] + ".keras" in names)
+
+
+def _save_checkpoint(ckpt_dir, model, state, keep=2):
+    """Write ``epoch-NNNN.keras`` then ``epoch-NNNN.json`` (each atomically); keep the last ``keep`` pairs.
+
+    A pair is self-contained, so a copy of the folder taken at any moment
+    (a bucket sync during training) holds at least one complete pair.
+    """
+    stem = os.path.join(ckpt_dir, f"epoch-{state['epoch']:04d}")
+    model.save(stem + ".tmp.keras")
+    os.replace(stem + ".tmp.keras", stem + ".keras")
+    _json_dump(state, stem + ".json")
+    for old in _checkpoint_epochs(ckpt_dir)[:-keep]:
+        for ext in (".json", ".keras"):
+            path = os.path.join(ckpt_dir, f"epoch-{old:04d}{ext}")
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def _latest_checkpoint(ckpt_dir):
+    """(model, state) of the newest complete, loadable checkpoint pair, or None."""
+    import keras
+
+    for epoch in reversed(_checkpoint_epochs(ckpt_dir)):
+        stem = os.path.join(ckpt_dir, f"epoch-{epoch:04d}")
+        try:
+            with open(stem + ".json", encoding="utf-8") as f:
+                state = json.load(f)
+            return keras.saving.load_model(stem + ".keras"), state
+        except Exception as exc:  # noqa: BLE001 - a damaged pair: fall back to the one before
+            log.warning("checkpoint %s unusable (%s); trying an older one", stem, exc)
+    return None
 
 
 def _append_history(path, row, epoch):

@@ -110,3 +110,13 @@ def _warnings_are_visible():
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         yield
+
+
+@pytest.fixture(scope="session")
+def audioset_data(shared, tmp_path_factory):
+    """The released AudioSet features prepared by preprocess.audioset (cache + indexes)."""
+    from preprocess import audioset
+
+    out = tmp_path_factory.mktemp("audioset")
+    audioset.prepare(shared / "data/audioset", out, progress=False)
+    return out

@@ -1,0 +1,192 @@
+"""cloud/: command sequences with fake gcloud/gsutil, and the job runner killed and resumed."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLOUD = os.path.join(ROOT, "cloud", "tagger-cloud")
+RUNNER = os.path.join(ROOT, "cloud", "run_job.sh")
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """PATH with recording gcloud and gsutil; gs:// lives in tmp_path/gcs."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("gcloud", "gsutil"):
+        target = bin_dir / tool
+        target.write_text(f"#!{sys.executable}\n" + open(os.path.join(ROOT, "tests", "fake_gcloud.py")).read())
+        target.chmod(0o755)
+    (tmp_path / "gcs").mkdir()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+           "FAKE_LOG": str(tmp_path / "calls.jsonl"), "FAKE_GCS": str(tmp_path / "gcs")}
+
+    def calls():
+        path = tmp_path / "calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    return env, calls
+
+
+def sh(args, env, check=True):
+    return subprocess.run(["bash", *args], env=env, capture_output=True, text=True, check=check, timeout=120)
+
+
+def test_submit_sequence(fake, tmp_path):
+    env, calls = fake
+    config = tmp_path / "exp.json"
+    config.write_text("{}")
+    sh([CLOUD, "submit", str(config), "job1", "--bucket", "gs://bkt", "--project", "proj", "--count", "2",
+        "--accelerator", "nvidia-l4", "--machine-type", "g2-standard-24"], env)
+    seq = calls()
+    assert [c["args"][:3] for c in seq] == [["storage", "cp", str(config)], ["compute", "instances", "create"]]
+    assert seq[0]["args"][3] == "gs://bkt/jobs/job1/config.json"
+    create = seq[1]["args"]
+    assert create[3] == "tagger-job1"
+    for flag in ("--accelerator=type=nvidia-l4,count=2", "--machine-type=g2-standard-24", "--provisioning-model=SPOT",
+                 "--instance-termination-action=STOP", "--project=proj", f"--metadata-from-file=startup-script={RUNNER}",
+                 "--metadata=tagger-job=job1,tagger-bucket=gs://bkt,tagger-image=,install-nvidia-driver=True"):
+        assert flag in create, flag
+    assert (tmp_path / "gcs/bkt/jobs/job1/config.json").exists()
+
+
+def test_on_demand_and_dry_run(fake, tmp_path):
+    env, calls = fake
+    config = tmp_path / "exp.json"
+    config.write_text("{}")
+    out = sh([CLOUD, "submit", str(config), "job2", "--bucket", "gs://bkt", "--on-demand", "--dry-run"], env).stdout
+    assert calls() == []  # nothing ran
+    lines = out.strip().splitlines()
+    assert lines[0] == f"gcloud storage cp {config} gs://bkt/jobs/job2/config.json"
+    assert lines[1].startswith("gcloud compute instances create tagger-job2 --zone=us-central1-a") and "SPOT" not in lines[1]
+
+
+def test_logs_fetch_delete_sequences(fake, tmp_path):
+    env, calls = fake
+    sh([CLOUD, "logs", "job1", "--zone", "europe-west4-a"], env)
+    sh([CLOUD, "delete", "job1"], env)
+    run_dir = tmp_path / "gcs/bkt/jobs/job1/run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    (tmp_path / "gcs/bkt/jobs/job1/status").write_text("succeeded exit=0\n")
+    sh([CLOUD, "fetch", "job1", str(tmp_path / "results"), "--bucket", "gs://bkt"], env)
+    seq = [c["args"] for c in calls()]
+    assert seq[0][:3] == ["compute", "ssh", "tagger-job1"] and "--zone=europe-west4-a" in seq[0]
+    assert any(a.startswith("--command=sudo journalctl -u google-startup-scripts") for a in seq[0])
+    assert seq[1][:4] == ["compute", "instances", "delete", "tagger-job1"]
+    assert seq[2] == ["storage", "rsync", "--recursive", "gs://bkt/jobs/job1/run", str(tmp_path / "results")]
+    assert seq[3] == ["storage", "cp", "gs://bkt/jobs/job1/status", str(tmp_path / "results/status")]
+    assert (tmp_path / "results/metrics.json").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["submit", "missing.json", "j", "--bucket", "gs://b"], "no such config"),
+    (["submit", "README.md", "j"], "--bucket"),
+    (["submit", "README.md", "bad/name", "--bucket", "gs://b"], "job name"),
+    (["launch"], "unknown command"),
+    (["logs", "j", "--frobnicate"], "unknown option"),
+])
+def test_bad_arguments(fake, args, message):
+    env, calls = fake
+    result = subprocess.run(["bash", CLOUD, *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0 and message in result.stderr
+    assert calls() == []
+
+
+def job_bucket(tmp_path, audioset_data):
+    """gs://bkt holding the genre10 data (index, vocabulary, its cache entries) and a small config."""
+    data = tmp_path / "gcs/bkt/data/audioset"
+    (data / "cache").mkdir(parents=True)
+    index = pd.read_csv(audioset_data / "index_genre10.csv", dtype={"track_id": str})
+    for name in ("index_genre10.csv", "vocab_genre10.json"):
+        shutil.copy(audioset_data / name, data / name)
+    for track_id in index["track_id"]:
+        shutil.copy(audioset_data / "cache" / f"{track_id}.pkl", data / "cache" / f"{track_id}.pkl")
+    config = {
+        "data": {"index": "data/audioset/index_genre10.csv", "cache": "data/audioset/cache",
+                 "vocabulary": "data/audioset/vocab_genre10.json", "task": "singlelabel"},
+        "head": {"name": "dense", "hidden": 32, "n_layers": 1, "dropout": 0.2},
+        "batch_size": 32, "epochs": 8, "steps_per_epoch": 60, "mux": {"n_active": 64, "rate": 4.0},
+        "early_stopping": {"patience": 20}, "seed": 5,
+    }
+    for job in ("whole", "preempted"):
+        (tmp_path / f"gcs/bkt/jobs/{job}").mkdir(parents=True)
+        (tmp_path / f"gcs/bkt/jobs/{job}/config.json").write_text(json.dumps(config))
+
+
+def runner_env(env, tmp_path, job, work):
+    return {**env, "TAGGER_JOB": job, "TAGGER_BUCKET": "gs://bkt", "TAGGER_IMAGE": "", "TAGGER_WORK": str(work),
+            "SYNC_SECONDS": "1", "SHUTDOWN_CMD": f"touch {tmp_path}/shutdown-{job}-{work.name}"}
+
+
+def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
+    env, calls = fake
+    job_bucket(tmp_path, audioset_data)
+    whole = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "whole", tmp_path / "vm0"),
+                           capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    assert (tmp_path / "gcs/bkt/jobs/whole/status").read_text().startswith("succeeded")
+    assert (tmp_path / "shutdown-whole-vm0").exists()
+    expected = json.loads((tmp_path / "gcs/bkt/jobs/whole/run/metrics.json").read_text())
+
+    # a spot VM: preempted (every process killed at once) after its second checkpoint reached the bucket
+    proc = subprocess.Popen(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm1"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = tmp_path / "gcs/bkt/jobs/preempted/run/checkpoints/epoch-0002.json"
+    deadline = time.time() + 600
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists()
+    assert not (tmp_path / "gcs/bkt/jobs/preempted/status").exists()
+    assert not (tmp_path / "gcs/bkt/jobs/preempted/run/metrics.json").exists()
+    assert not (tmp_path / "shutdown-preempted-vm1").exists()
+
+    # restarted on a fresh disk: everything comes from the bucket
+    n_before = len(calls())
+    again = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming from gs://bkt/jobs/preempted/run" in again.stdout
+    resumed_calls = [c["args"] for c in calls()[n_before:]]
+    assert resumed_calls[0][:2] == ["storage", "cp"] and resumed_calls[0][2] == "gs://bkt/jobs/preempted/config.json"
+    assert ["storage", "rsync", "--recursive", "gs://bkt/data", str(tmp_path / "vm2/data")] in resumed_calls
+    assert ["storage", "rsync", "--recursive", "gs://bkt/jobs/preempted/run", str(tmp_path / "vm2/run")] in resumed_calls
+    assert resumed_calls[-2][:2] == ["storage", "cp"] and resumed_calls[-2][-1] == "gs://bkt/jobs/preempted/status"
+    history = pd.read_csv(tmp_path / "gcs/bkt/jobs/preempted/run/history.csv")
+    assert list(history["epoch"]) == list(range(8))
+    assert json.loads((tmp_path / "gcs/bkt/jobs/preempted/run/metrics.json").read_text()) == expected
+    assert (tmp_path / "shutdown-preempted-vm2").exists()
+
+
+def test_runner_shuts_down_after_failure(fake, tmp_path):
+    env, calls = fake
+    (tmp_path / "gcs/bkt/jobs/broken").mkdir(parents=True)
+    (tmp_path / "gcs/bkt/data").mkdir(parents=True)
+    (tmp_path / "gcs/bkt/jobs/broken/config.json").write_text('{"data": {"index": "nowhere.csv"}}')
+    result = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "broken", tmp_path / "vm"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert (tmp_path / "gcs/bkt/jobs/broken/status").read_text().startswith("failed")
+    assert "nowhere.csv" in (tmp_path / "gcs/bkt/jobs/broken/log.txt").read_text()
+    assert (tmp_path / "shutdown-broken-vm").exists()
+
+
+def test_shell_scripts_pass_bash_n_and_shellcheck():
+    scripts = [CLOUD, RUNNER, os.path.join(ROOT, "cloud", "common.sh"), os.path.join(ROOT, ".ci", "run")]
+    for script in scripts:
+        subprocess.run(["bash", "-n", script], check=True)
+    if shutil.which("shellcheck") is None:
+        assert os.environ.get("CI") != "true", "CI must install shellcheck (.ci/run does)"
+        pytest.skip("shellcheck is not installed here (.ci/run installs it)")
+    result = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout
