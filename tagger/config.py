@@ -31,7 +31,8 @@ DEFAULTS = {
     "batch_size": 64,
     "epochs": 30,
     "steps_per_epoch": 100,
-    "mux": {"n_active": 256, "rate": 8.0, "weighting": "uniform"},  # or "inverse_frequency"
+    # weighting: "uniform" or "inverse_frequency"; draw: windows per mux draw (see tagger.streams)
+    "mux": {"n_active": 256, "rate": 8.0, "weighting": "uniform", "draw": 1},
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "early_stopping": {"patience": 6},
     "reduce_lr": {"factor": 0.5, "patience": 2, "min_lr": 1e-5},
@@ -90,6 +91,8 @@ def validate(config, *, base_dir="."):
             raise ParameterError(f"config key {key}={cfg[key]!r} must be a positive integer")
     if cfg["mux"]["weighting"] not in ("uniform", "inverse_frequency"):
         raise ParameterError(f"config key mux.weighting={cfg['mux']['weighting']!r} must be 'uniform' or 'inverse_frequency'")
+    if not isinstance(cfg["mux"]["draw"], int) or cfg["mux"]["draw"] < 1 or cfg["batch_size"] % cfg["mux"]["draw"]:
+        raise ParameterError(f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}")
     if cfg["mux"]["n_active"] < 1 or cfg["mux"]["rate"] <= 0:
         raise ParameterError(f"config key mux={cfg['mux']}: n_active must be >= 1 and rate > 0")
     if cfg["optimizer"]["name"] not in ("adam", "sgd", "rmsprop", "adamw"):

@@ -17,6 +17,7 @@ __all__ = ["track_windows", "training_stream", "keras_batches", "pad_tracks", "i
 
 
 def _window(emb, start, window):
+    """One window of ``window`` patches from ``start``, zero-padded, with its mask."""
     x = np.zeros((window, emb.shape[1]), np.float32)
     m = np.zeros(window, np.float32)
     piece = emb[start : start + window]
@@ -25,20 +26,28 @@ def _window(emb, start, window):
     return x, m
 
 
-def track_windows(emb, y, *, window, seed):
-    """Generator function: endless random windows of one track.
+def track_windows(emb, y, *, window, seed, draw=1):
+    """Generator function: endless random windows of one track, ``draw`` at a time.
 
     Yields
     ------
     dict
-        ``x`` (window, 128) float32, ``mask`` (window,) float32, ``y`` (n_outputs,) float32.
+        ``x`` (draw, window, 128) float32, ``mask`` (draw, window) float32,
+        ``y`` (draw, n_outputs) float32: ``draw`` windows at independent random starts.
     """
     rng = np.random.default_rng(seed)
     n = len(emb)
+    if n <= window:  # the whole (padded) track is the only window: build it once
+        x, m = _window(emb, 0, window)
+        block = {"x": np.repeat(x[None], draw, 0), "mask": np.repeat(m[None], draw, 0), "y": np.repeat(y[None], draw, 0)}
+        while True:
+            yield block
+    windows = np.lib.stride_tricks.sliding_window_view(emb, window, axis=0).transpose(0, 2, 1)  # (n - window + 1, window, 128)
+    ones = np.ones((draw, window), np.float32)
+    ys = np.repeat(y[None], draw, 0)
     while True:
-        start = int(rng.integers(0, n - window + 1)) if n > window else 0
-        x, m = _window(emb, start, window)
-        yield {"x": x, "mask": m, "y": y}
+        starts = rng.integers(0, n - window + 1, size=draw)
+        yield {"x": windows[starts], "mask": ones, "y": ys}
 
 
 WEIGHTINGS = ("uniform", "inverse_frequency")
@@ -66,7 +75,7 @@ def track_weights(labels, weighting="uniform"):
     return w / w.sum()
 
 
-def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, seed, weighting="uniform"):
+def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, seed, weighting="uniform", draw=1):
     """Endless seeded batches for training.
 
     Parameters
@@ -83,29 +92,36 @@ def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, s
     seed : int
     weighting : {'uniform', 'inverse_frequency'}
         How often each track is drawn (see :func:`track_weights`).
+    draw : int
+        Windows a track's streamer yields per draw from the mux (random
+        starts). Larger draws cut pescador's per-sample overhead for tracks
+        longer than the window; keep 1 when tracks are about one window long
+        (their windows would repeat). ``batch_size`` must be a multiple.
 
     Returns
     -------
     generator of dict
         ``x`` (batch, window, 128), ``mask`` (batch, window), ``y`` (batch, n_outputs).
     """
-    for name, value in (("window", window), ("batch_size", batch_size), ("n_active", n_active)):
+    for name, value in (("window", window), ("batch_size", batch_size), ("n_active", n_active), ("draw", draw)):
         if value < 1:
             raise ParameterError(f"{name}={value} must be >= 1")
+    if batch_size % draw:
+        raise ParameterError(f"batch_size={batch_size} must be a multiple of draw={draw}")
     if rate <= 0:
         raise ParameterError(f"rate={rate} must be > 0")
     if not embeddings:
         raise ParameterError("no tracks to stream")
     seeds = np.random.default_rng(seed).integers(0, 2**31, size=len(embeddings))
     streamers = [
-        pescador.Streamer(track_windows, emb, y, window=window, seed=int(s))
+        pescador.Streamer(track_windows, emb, y, window=window, seed=int(s), draw=draw)
         for emb, y, s in zip(embeddings, labels, seeds)
     ]
     mux = pescador.StochasticMux(
         streamers, n_active=min(n_active, len(streamers)), rate=rate, weights=track_weights(labels, weighting),
         mode="with_replacement", random_state=seed,
     )
-    return pescador.buffer_stream(mux, batch_size)
+    return pescador.buffer_stream(mux, batch_size // draw, axis=0)
 
 
 def keras_batches(stream):

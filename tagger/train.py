@@ -192,7 +192,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
         stream = training_stream(
             train_emb, train_y, window=cfg["window"], batch_size=batch_size,
             n_active=cfg["mux"]["n_active"], rate=cfg["mux"]["rate"], seed=seed * 100_003 + epoch,
-            weighting=cfg["mux"]["weighting"],
+            weighting=cfg["mux"]["weighting"], draw=cfg["mux"]["draw"],
         )
         started = time.perf_counter()
         fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0, shuffle=False)

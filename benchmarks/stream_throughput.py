@@ -1,0 +1,79 @@
+"""Does the pescador pipeline outrun the model? Batches/s produced vs consumed.
+
+    python benchmarks/stream_throughput.py [--config experiments/audioset_music_dense.json] [--batches 300]
+
+Produced: batches drawn from ``tagger.streams.training_stream`` (StochasticMux
+over one Streamer per track + buffer_stream), as training draws them.
+Consumed: ``train_on_batch`` steps of the config's head on those same batches.
+Needs the prepared AudioSet data (``tagger prepare audioset ../shared/data/audioset --out data/audioset``).
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=str(ROOT / "experiments/audioset_music_dense.json"))
+    ap.add_argument("--batches", type=int, default=300)
+    ap.add_argument("--synthetic", metavar="N,T,TAGS", default=None,
+                    help="random tracks instead of the config's data, e.g. 15000,30,50 (MagnaTagATune-shaped)")
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    import numpy as np
+
+    from tagger.config import load_config, validate
+    from tagger.heads import build_head, prior_bias
+    from tagger.streams import training_stream
+    from tagger.train import load_split
+
+    if args.synthetic:
+        import json
+
+        n, t, tags = (int(v) for v in args.synthetic.split(","))
+        rng = np.random.default_rng(0)
+        emb = [rng.standard_normal((t, 128)).astype(np.float32) for _ in range(n)]
+        y = (rng.random((n, tags)) < 0.05).astype(np.float32)
+        with open(args.config, encoding="utf-8") as f:
+            raw = json.load(f)
+        raw["data"] = {"index": ".", "cache": ".", "vocabulary": ".", "task": raw["data"].get("task", "multilabel")}
+        cfg = validate(raw)
+        args.config += f" (synthetic: {n} tracks x {t} patches, {tags} tags)"
+    else:
+        cfg = load_config(args.config)
+        _, emb, y = load_split(cfg, "train")
+    mux = cfg["mux"]
+    s = training_stream(emb, y, window=cfg["window"], batch_size=cfg["batch_size"], n_active=mux["n_active"],
+                        rate=mux["rate"], seed=0, weighting=mux["weighting"], draw=mux["draw"])
+    next(s)
+    t0 = time.perf_counter()
+    batches = [next(s) for _ in range(args.batches)]
+    produce = args.batches / (time.perf_counter() - t0)
+
+    task = cfg["data"]["task"]
+    head = {k: v for k, v in cfg["head"].items() if k != "name"}
+    n_out = y.shape[1]
+    model = build_head(cfg["head"]["name"], n_out, task, output_bias=prior_bias(y, task), **head)
+    model.compile(optimizer="adam", loss="binary_crossentropy" if task == "multilabel" else "categorical_crossentropy")
+    for b in batches[:5]:
+        model.train_on_batch((b["x"], b["mask"]), b["y"])
+    t0 = time.perf_counter()
+    for b in batches:
+        model.train_on_batch((b["x"], b["mask"]), b["y"])
+    consume = args.batches / (time.perf_counter() - t0)
+    print(f"config: {args.config}: {len(emb)} tracks, batch {cfg['batch_size']} x {cfg['window']} patches,"
+          f" mux draw {mux['draw']}, n_active {mux['n_active']}, head {cfg['head']['name']}")
+    print(f"pescador produces : {produce:8.1f} batches/s")
+    print(f"model consumes    : {consume:8.1f} batches/s (train_on_batch)")
+    print(f"ratio             : {produce / consume:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
