@@ -22,26 +22,9 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def make_clips(folder, n):
-    import soundfile as sf
-
-    shared = pathlib.Path(os.environ.get("TAGGER_SHARED", ROOT.parent / "shared"))
-    real = sorted((shared / "data/gtzan/genres").glob("*/*.au"))
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        dst = folder / f"clip{i:04d}.au"
-        if real:
-            shutil.copy(real[i % len(real)], dst)
-        else:
-            rng = np.random.default_rng(i)
-            sf.write(str(dst), (0.1 * rng.standard_normal(30 * 22050)).astype(np.float32), 22050)
-        paths.append(dst)
-    return paths, ("real GTZAN .au (22.05 kHz)" if real else "synthetic 22.05 kHz")
 
 
 def main():
@@ -54,6 +37,7 @@ def main():
     ap.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 network and its error")
     args = ap.parse_args()
 
+    from common import make_clips
     from tagger import audio, frontend
     from tagger.embed import Embedder, embed_files
     from tagger.testing import random_weights, write_checkpoint

@@ -17,6 +17,7 @@ __all__ = [
     "Embedder",
     "embed",
     "embed_files",
+    "Tagger",
 ]
 
 
@@ -25,4 +26,8 @@ def __getattr__(name):
         from . import embed as _embed
 
         return getattr(_embed, name)
+    if name == "Tagger":
+        from .predict import Tagger
+
+        return Tagger
     raise AttributeError(f"module 'tagger' has no attribute {name!r}")

@@ -12,7 +12,7 @@ def mean_pool(embeddings):
     return np.stack([e.mean(axis=0) for e in embeddings]).astype(np.float32)
 
 
-def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0):
+def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_scores=False):
     """Fit scikit-learn logistic regression on mean-pooled, standardised embeddings.
 
     Multi-label: one binary model per tag (tags without both classes in
@@ -22,6 +22,8 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0):
     -------
     float
         The same validation score training monitors (macro PR-AUC or accuracy).
+    np.ndarray, shape (n_valid, n_outputs)
+        The validation probabilities, with ``return_scores=True``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -33,7 +35,8 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0):
         clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x_train, y_train.argmax(1))
         scores = np.zeros_like(y_valid)
         scores[:, clf.classes_] = clf.predict_proba(x_valid)
-        return monitor_score(task, y_valid, scores)
+        score = monitor_score(task, y_valid, scores)
+        return (score, scores) if return_scores else score
     scores = np.zeros_like(y_valid)
     for c in range(y_train.shape[1]):
         positives = y_train[:, c].sum()
@@ -42,4 +45,5 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0):
             scores[:, c] = clf.predict_proba(x_valid)[:, 1]
         else:
             scores[:, c] = positives / len(y_train)
-    return monitor_score(task, y_valid, scores)
+    score = monitor_score(task, y_valid, scores)
+    return (score, scores) if return_scores else score

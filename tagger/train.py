@@ -14,13 +14,12 @@ import csv
 import json
 import logging
 import os
-import shutil
 import time
 
 import numpy as np
 
 from . import __version__, tracks
-from .exceptions import DataError, ParameterError
+from .exceptions import DataError
 
 __all__ = ["load_split", "fit", "cross_validate", "train", "predict_tracks"]
 

@@ -1,5 +1,4 @@
 import csv
-import shutil
 
 import numpy as np
 import pytest

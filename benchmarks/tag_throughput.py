@@ -1,0 +1,77 @@
+"""Tagging throughput on 30 s clips: `tagger tag` end to end vs the network alone.
+
+End to end = decode + frontend + VGGish + head + CSV row, through
+``tagger.predict.tag_to_file`` with its worker processes. Network only = the
+same patches through the same compiled VGGish. Medians of alternating runs.
+
+    python benchmarks/tag_throughput.py [--clips 48] [--weights CKPT] [--model music]
+
+Without --weights it uses random weights in the official layout (speed does not
+depend on the values). The head is a shipped bundle or a run folder.
+"""
+
+import argparse
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--model", default="music")
+    ap.add_argument("--pca", default=os.environ.get("TAGGER_VGGISH_PCA", str(ROOT.parent / "shared/vggish/vggish_pca_params.npz")))
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    from common import make_clips
+    from tagger import audio, frontend
+    from tagger.predict import Tagger, tag_to_file
+    from tagger.testing import random_weights, write_checkpoint
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
+    try:
+        weights = args.weights or write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)
+        paths, kind = make_clips(tmp / "clips", args.clips)
+        tagger = Tagger(args.model, weights=weights, pca_params=args.pca, batch_size=args.batch_size)
+        emb = tagger.embedder
+        patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
+        emb.run(patches[: args.batch_size])
+        tagger.scores(emb.finalize(emb.run(patches[:31])))  # warm the head too
+        net_times, e2e_times = [], []
+        for rep in range(args.repeats):
+            t0 = time.perf_counter()
+            emb.run(patches)
+            net_times.append(time.perf_counter() - t0)
+            out = tmp / f"tags{rep}.csv"
+            t0 = time.perf_counter()
+            summary = tag_to_file(tagger, [tmp / "clips"], out, workers=args.workers, progress=False)
+            e2e_times.append(time.perf_counter() - t0)
+            if summary["failed"]:
+                raise SystemExit(f"benchmark clips failed: see {summary['errors_file']}")
+        net_s, e2e_s = float(np.median(net_times)), float(np.median(e2e_times))
+        n = len(paths)
+        print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, model {args.model}, batch {args.batch_size}, cpus {os.cpu_count()}")
+        print(f"network only : {n / net_s:7.2f} clips/s")
+        print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + VGGish + head + CSV)")
+        print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
+              f" per-run ratios {', '.join(f'{a / b:.0%}' for a, b in zip(net_times, e2e_times))})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
