@@ -115,29 +115,30 @@ class Tagger:
     def iter_tag(self, items, *, workers=None):
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
 
-        Cached embeddings are used when a cache is set; new ones are written to it.
+        Cached embeddings are used when a cache is set (checked first, read
+        again only when their turn comes, so memory holds one clip's at a
+        time); new ones are written to it.
         """
         items = list(items)
-        results = {}
-        todo = []
-        for i, (path, track_id) in enumerate(items):
-            entry = self._cached(track_id)
-            if entry is None:
-                todo.append(i)
-            else:
-                results[i] = (entry["embedding"], entry["timestamps"], entry["duration"], None)
+        cached = {i for i, (_, track_id) in enumerate(items) if self._cached(track_id) is not None}
+        todo = [i for i in range(len(items)) if i not in cached]
         stream = self.embedder.iter_files([items[i][0] for i in todo], workers=workers) if todo else iter(())
         for i, (path, track_id) in enumerate(items):
-            if i not in results:
+            if i in cached:
+                entry = self._cached(track_id)
+                if entry is None:  # removed or replaced by another process since the check
+                    yield TagResult(i, path, track_id, error=f"cache entry for {track_id} changed during the run; rerun")
+                    continue
+                emb, times, duration, error = entry["embedding"], entry["timestamps"], entry["duration"], None
+            else:
                 r = next(stream)
                 for text in r.warnings:
                     log.warning(text)
-                results[i] = (r.embedding, r.timestamps, r.duration, r.error)
+                emb, times, duration, error = r.embedding, r.timestamps, r.duration, r.error
                 if r.ok and self.cache_dir is not None and track_id is not None:
                     cache.write_entry(self.cache_dir, track_id, cache.make_entry(
-                        r.embedding, r.timestamps, frontend=self.embedder.frontend, weights=self.embedder.weights_id,
-                        source=path, duration=r.duration))
-            emb, times, duration, error = results.pop(i)
+                        emb, times, frontend=self.embedder.frontend, weights=self.embedder.weights_id,
+                        source=path, duration=duration))
             if error is not None:
                 yield TagResult(i, path, track_id, error=error)
                 continue
