@@ -59,6 +59,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))
     ap.add_argument("--only", default=None, help="vocabulary: 527, music or genre10")
+    ap.add_argument("--heads", default=None, help="comma-separated heads to run (default: all)")
     ap.add_argument("--table-only", action="store_true", help="train nothing: fill missing ROC-AUC values, rewrite the table")
     args = ap.parse_args()
     os.chdir(ROOT)
@@ -79,6 +80,8 @@ def main():
         name = os.path.splitext(os.path.basename(path))[0]
         vocab = name.split("_")[1]
         if args.only and vocab != args.only:
+            continue
+        if args.heads and name.split("_")[-1] not in args.heads.split(","):
             continue
         cfg = load_config(path)
         started = time.perf_counter()
@@ -125,7 +128,7 @@ def write_table(results):
         bl = f"{b['mean']:.4f}" + (f" ± {b['std']:.4f}" if b.get("std") is not None else "") + f" (C={b['C']})"
         for head, h in sorted(r["heads"].items()):
             score = f"{h['score']:.4f}" + (f" ± {h['std']:.4f}" if h.get("std") is not None else "")
-            roc = f"{h['roc_auc']:.4f} / {b['roc_auc']:.4f}" if "roc_auc" in h and "roc_auc" in b else "n/a (single-label)"
+            roc = f"{h['roc_auc']:.4f} / {b['roc_auc']:.4f}" if "roc_auc" in h and "roc_auc" in b else "n/a"
             lines.append(f"| {vocab} | {r['monitor']} | {head} | {score} | {bl} | {h['score'] - b['mean']:+.4f} | {roc} | {h['wall_s']:.0f} s |")
     readme = ROOT / "experiments/README.md"
     text = readme.read_text() if readme.exists() else "<!-- results:begin -->\n<!-- results:end -->\n"

@@ -53,13 +53,21 @@ def read_meta(folder):
 
 
 def export(run_dir, out_dir, *, embedding, task, window, note=""):
-    """Copy a run's model, labels, thresholds and metrics into a bundle folder with ``bundle.json``."""
+    """Copy a run's model (without optimizer state), labels, thresholds and metrics into a bundle folder with ``bundle.json``."""
     missing = [f for f in FILES if not os.path.exists(os.path.join(run_dir, f))]
     if missing:
         raise DataError(f"{run_dir}: cannot export, missing {missing}")
+    import keras
+
+    from . import layers  # noqa: F401 - registers the custom layers
+
     os.makedirs(out_dir, exist_ok=True)
     for name in FILES:
-        shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
+        if name == "model.keras":
+            # uncompiled: the optimizer's state is for training, not for tagging (a third of the size)
+            keras.saving.load_model(os.path.join(run_dir, name), compile=False).save(os.path.join(out_dir, name))
+        else:
+            shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
     meta = {"embedding": embedding, "frontend": params.frontend_params(), "task": task, "window": window, "note": note}
     with open(os.path.join(out_dir, "bundle.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

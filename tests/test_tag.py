@@ -168,3 +168,19 @@ def test_unknown_model(ckpt_path, tmp_path):
 
     with pytest.raises(DataError, match="no such model"):
         Tagger(str(tmp_path / "nope"), weights=ckpt_path)
+
+
+@pytest.mark.parametrize("name,n_labels", [("music", 150), ("genre10", 10)])
+def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_clip):
+    from tagger import bundle
+    from tagger.predict import Tagger
+
+    assert name in bundle.shipped()
+    tagger = Tagger(name, weights=ckpt_path, pca_params=pca_params)
+    assert len(tagger.labels) == n_labels and tagger.embedder.postprocessor is not None
+    metrics = json.loads(open(os.path.join(tagger.folder, "metrics.json")).read())
+    assert metrics["experiment"]["score"] > metrics["baseline"]["mean"]
+    df = tagger.tag([mtt_clip], top_n=3, workers=0)
+    assert len(df) == 1 and df.loc[0, "tag_1"] in tagger.labels
+    if name == "genre10":
+        assert df.loc[0, "tags"] in tagger.labels  # single-label: exactly one genre
