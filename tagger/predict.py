@@ -79,26 +79,38 @@ class Tagger:
             raise ParameterError(f"model {model!r} expects {'postprocessed' if postprocess else 'raw'} embeddings; the given embedder differs")
         self.embedder = embedder
         self.cache_dir = cache_dir
+        import tensorflow as tf
 
-    def scores(self, embedding):
+        head = self.head
+        spec = (tf.TensorSpec([None, None, 128], tf.float32), tf.TensorSpec([None, None], tf.float32))
+
+        @tf.function(input_signature=spec)
+        def run_head(x, m):  # one trace for every clip length: no per-clip eager overhead
+            return head((x, m), training=False)
+
+        self._run_head = run_head
+
+    def scores(self, embedding, *, taggram=True):
         """Clip probabilities and the per-patch taggram of one clip.
 
         Parameters
         ----------
         embedding : np.ndarray, shape (T, 128)
             As the embedder returns it (uint8 when postprocessed).
+        taggram : bool
+            Also compute the taggram.
 
         Returns
         -------
         clip : np.ndarray, shape (n_labels,), float32
-        taggram : np.ndarray, shape (T, n_labels), float32
+        taggram : np.ndarray, shape (T, n_labels), float32, or None
             The head applied to each patch alone.
         """
         emb = cache.embedding_as_float({"embedding": np.asarray(embedding)})
-        x, m = emb[None], np.ones((1, len(emb)), np.float32)
-        clip = np.asarray(self.head((x, m), training=False))[0]
-        taggram = np.asarray(self.head((emb[:, None, :], np.ones((len(emb), 1), np.float32)), training=False))
-        return clip, taggram
+        clip = self._run_head(emb[None], np.ones((1, len(emb)), np.float32)).numpy()[0]
+        if not taggram:
+            return clip, None
+        return clip, self._run_head(emb[:, None, :], np.ones((len(emb), 1), np.float32)).numpy()
 
     def _cached(self, track_id):
         if self.cache_dir is None or track_id is None:
@@ -112,7 +124,7 @@ class Tagger:
             log.warning("%s; re-embedding", exc)
             return None
 
-    def iter_tag(self, items, *, workers=None):
+    def iter_tag(self, items, *, workers=None, taggram=True):
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
 
         Cached embeddings are used when a cache is set (checked first, read
@@ -142,8 +154,8 @@ class Tagger:
             if error is not None:
                 yield TagResult(i, path, track_id, error=error)
                 continue
-            clip, taggram = self.scores(emb)
-            yield TagResult(i, path, track_id, duration=duration, timestamps=times, probabilities=clip, taggram=taggram)
+            clip, grams = self.scores(emb, taggram=taggram)
+            yield TagResult(i, path, track_id, duration=duration, timestamps=times, probabilities=clip, taggram=grams)
 
     def rows(self, result, *, top_n=5, threshold=None):
         """A result as a flat dict: path, duration, top-N tags with probabilities, tags over threshold."""
@@ -166,7 +178,7 @@ class Tagger:
         import pandas as pd
 
         rows, errors = [], []
-        for r in self.iter_tag(files.collect(inputs, include=include, exclude=exclude), workers=workers):
+        for r in self.iter_tag(files.collect(inputs, include=include, exclude=exclude), workers=workers, taggram=False):
             if r.ok:
                 rows.append(self.rows(r, top_n=top_n, threshold=threshold))
             else:
@@ -182,7 +194,7 @@ class Tagger:
         rows = []
         for i, (y, sr) in enumerate(arrays):
             emb, times = self.embedder.embed(y, sr)
-            clip, taggram = self.scores(emb)
+            clip, taggram = self.scores(emb, taggram=False)
             name = names[i] if names else f"<array {i}>"
             duration = len(y) / float(sr) if np.ndim(y) == 1 else max(np.shape(y)) / float(sr)
             rows.append(self.rows(TagResult(i, name, duration=duration, timestamps=times, probabilities=clip, taggram=taggram), top_n=top_n, threshold=threshold))
@@ -242,7 +254,7 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
             writer.writeheader()
         if not err_lines:
             ferr.write("path\terror\n")
-        for r in tagger.iter_tag(todo, workers=workers):
+        for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir)):
             if r.ok:
                 if fmt == "csv":
                     writer.writerow(tagger.rows(r, top_n=top_n, threshold=threshold))
