@@ -1,11 +1,8 @@
 """Helpers shared by the dataset adapters: seeded splits and vocabulary files."""
 
-import json
-import os
-
 import numpy as np
 
-from tagger.exceptions import DataError
+from tagger.tracks import read_vocabulary, write_vocabulary  # noqa: F401 - re-exported for the adapters
 
 __all__ = ["split_by_group", "fold_by_group", "write_vocabulary", "read_vocabulary"]
 
@@ -32,19 +29,3 @@ def fold_by_group(groups, labels, *, n_folds, seed):
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), labels, groups)):
         folds[test] = k
     return folds
-
-
-def write_vocabulary(names, path):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(list(names), f, indent=1)
-    return path
-
-
-def read_vocabulary(path):
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such vocabulary file")
-    with open(path, encoding="utf-8") as f:
-        names = json.load(f)
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise DataError(f"{path}: a vocabulary is a non-empty JSON list of tag names")
-    return names

@@ -15,7 +15,7 @@ import shutil
 from . import params
 from .exceptions import DataError
 
-__all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "read_meta"]
+__all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "read_meta", "read_labels"]
 
 SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "models")
 FILES = ("model.keras", "labels.json", "thresholds.json", "metrics.json")
@@ -36,6 +36,30 @@ def resolve(name_or_path):
     if os.path.exists(os.path.join(candidate, "model.keras")):
         return candidate
     raise DataError(f"{name_or_path}: no such model; shipped models: {', '.join(shipped()) or 'none'}, or give a run folder")
+
+
+def read_labels(folder):
+    """Labels and per-tag thresholds of a bundle or run folder.
+
+    Returns
+    -------
+    labels : list of str
+    thresholds : np.ndarray, shape (n_labels,)
+        From ``thresholds.json``; 0.5 where none was chosen (or no file).
+    """
+    import numpy as np
+
+    path = os.path.join(folder, "labels.json")
+    if not os.path.exists(path):
+        raise DataError(f"{folder}: no labels.json")
+    with open(path, encoding="utf-8") as f:
+        labels = json.load(f)
+    stored = {}
+    path = os.path.join(folder, "thresholds.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    return labels, np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
 
 
 def read_meta(folder):

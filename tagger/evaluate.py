@@ -21,6 +21,7 @@ def load_run(run_dir):
     import keras
 
     from . import layers  # noqa: F401 - registers the custom layers for loading
+    from .bundle import read_labels
 
     needed = ("model.keras", "config.json", "labels.json")
     missing = [n for n in needed if not os.path.exists(os.path.join(run_dir, n))]
@@ -28,14 +29,7 @@ def load_run(run_dir):
         raise DataError(f"{run_dir}: not a finished run folder (missing {', '.join(missing)})")
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
-    with open(os.path.join(run_dir, "labels.json"), encoding="utf-8") as f:
-        labels = json.load(f)
-    thresholds = np.full(len(labels), 0.5)
-    path = os.path.join(run_dir, "thresholds.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            stored = json.load(f)
-        thresholds = np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
+    labels, thresholds = read_labels(run_dir)
     return keras.saving.load_model(os.path.join(run_dir, "model.keras")), cfg, labels, thresholds
 
 

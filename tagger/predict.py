@@ -63,14 +63,7 @@ class Tagger:
         self.folder = bundle.resolve(model)
         self.meta = bundle.read_meta(self.folder)
         self.head = keras.saving.load_model(os.path.join(self.folder, "model.keras"))
-        with open(os.path.join(self.folder, "labels.json"), encoding="utf-8") as f:
-            self.labels = json.load(f)
-        self.thresholds = np.full(len(self.labels), 0.5)
-        path = os.path.join(self.folder, "thresholds.json")
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                stored = json.load(f)
-            self.thresholds = np.array([0.5 if stored.get(t) is None else stored[t] for t in self.labels])
+        self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
         postprocess = self.meta.get("embedding") == "postprocessed"
         if embedder is None:

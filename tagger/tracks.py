@@ -5,6 +5,7 @@ A track index is a table (CSV or Parquet) with the columns ``track_id``,
 ``|``) and ``duration``. Embeddings live in the cache under ``track_id``.
 """
 
+import json
 import os
 
 import numpy as np
@@ -13,7 +14,7 @@ import pandas as pd
 from . import cache
 from .exceptions import DataError
 
-__all__ = ["INDEX_COLUMNS", "write_index", "read_index", "label_matrix", "load_embeddings"]
+__all__ = ["INDEX_COLUMNS", "write_index", "read_index", "label_matrix", "load_embeddings", "write_vocabulary", "read_vocabulary"]
 
 INDEX_COLUMNS = ("track_id", "path", "split", "labels", "duration")
 SEPARATOR = "|"
@@ -75,3 +76,21 @@ def load_embeddings(track_ids, cache_dir, *, frontend=None, weights=None):
         entry = cache.read_entry(cache_dir, track_id, frontend=frontend, weights=weights)
         out.append(cache.embedding_as_float(entry))
     return out
+
+
+def write_vocabulary(names, path):
+    """Write a vocabulary: a JSON list of tag names, in output order."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(list(names), f, indent=1)
+    return path
+
+
+def read_vocabulary(path):
+    """Read a vocabulary file (a non-empty JSON list of tag names)."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such vocabulary file")
+    with open(path, encoding="utf-8") as f:
+        names = json.load(f)
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise DataError(f"{path}: a vocabulary is a non-empty JSON list of tag names")
+    return names

@@ -33,14 +33,6 @@ def _json_dump(obj, path):
     os.replace(tmp, path)
 
 
-def read_vocabulary(path):
-    with open(path, encoding="utf-8") as f:
-        names = json.load(f)
-    if not isinstance(names, list) or not names:
-        raise DataError(f"{path}: a vocabulary is a non-empty JSON list of tag names")
-    return names
-
-
 def load_split(cfg, split, *, fold=None, exclude_fold=None):
     """Embeddings and label matrix of one split (or fold) of the config's dataset.
 
@@ -60,7 +52,7 @@ def load_split(cfg, split, *, fold=None, exclude_fold=None):
         df = df[df["fold"] == fold] if fold is not None else df[df["fold"] != exclude_fold]
     else:
         df = df[df["split"] == split]
-    vocabulary = read_vocabulary(data_path(cfg, "vocabulary"))
+    vocabulary = tracks.read_vocabulary(data_path(cfg, "vocabulary"))
     y = tracks.label_matrix(df["labels"].tolist(), vocabulary)
     keep = y.sum(1) > 0
     ids = df["track_id"].astype(str).to_numpy()[keep].tolist()
@@ -153,7 +145,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     from .config import data_path
 
     data = cfg["data"]
-    labels = read_vocabulary(data_path(cfg, "vocabulary"))
+    labels = tracks.read_vocabulary(data_path(cfg, "vocabulary"))
     train_data = train_data or load_split(cfg, data["train_split"])
     valid_data = valid_data or load_split(cfg, data["valid_split"])
     for name, part in (("train", train_data), ("valid", valid_data)):
