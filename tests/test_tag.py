@@ -178,7 +178,8 @@ def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_c
     assert name in bundle.shipped()
     tagger = Tagger(name, weights=ckpt_path, pca_params=pca_params)
     assert len(tagger.labels) == n_labels and tagger.embedder.postprocessor is not None
-    metrics = json.loads(open(os.path.join(tagger.folder, "metrics.json")).read())
+    with open(os.path.join(tagger.folder, "metrics.json")) as f:
+        metrics = json.load(f)
     assert metrics["experiment"]["score"] > metrics["baseline"]["mean"]
     df = tagger.tag([mtt_clip], top_n=3, workers=0)
     assert len(df) == 1 and df.loc[0, "tag_1"] in tagger.labels
