@@ -22,7 +22,6 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,7 +36,7 @@ def main():
     ap.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 network and its error")
     args = ap.parse_args()
 
-    from common import make_clips
+    from common import alternate, make_clips
     from tagger import audio, frontend
     from tagger.embed import Embedder, embed_files
     from tagger.testing import random_weights, write_checkpoint
@@ -50,25 +49,25 @@ def main():
         patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
         emb.run(patches[: args.batch_size])  # trace + warm up
 
-        # alternate the two measurements and take medians: this machine's speed drifts between runs
-        net_times, e2e_times = [], []
-        for rep in range(args.repeats):
-            t0 = time.perf_counter()
-            net_out = emb.run(patches)
-            net_times.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+        holder = {}
+
+        def end_to_end():
             summary = embed_files(paths, tmp / "cache", embedder=emb, workers=args.workers, overwrite=True, progress=False)
-            e2e_times.append(time.perf_counter() - t0)
             if summary["failed"]:
                 raise SystemExit(f"benchmark clips failed: {summary['failures'][:3]}")
-        net_s, e2e_s = float(np.median(net_times)), float(np.median(e2e_times))
+
+        def network():
+            holder["out"] = emb.run(patches)
+
+        net_s, e2e_s, per_run = alternate(network, end_to_end, args.repeats)
+        net_out = holder["out"]
 
         n = len(paths)
         print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, batch {args.batch_size}, cpus {os.cpu_count()}")
         print(f"network only : {n / net_s:7.2f} clips/s  ({len(patches) / net_s:7.1f} patches/s)")
         print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + network + cache write)")
         print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
-              f" per-run ratios {', '.join(f'{a / b:.0%}' for a, b in zip(net_times, e2e_times))})")
+              f" per-run ratios {per_run})")
         if args.bfloat16:
             low = Embedder(weights, batch_size=args.batch_size, dtype="bfloat16")
             low.run(patches[: args.batch_size])

@@ -16,12 +16,10 @@ import pathlib
 import shutil
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,7 +35,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from common import make_clips
+    from common import alternate, make_clips
     from tagger import audio, frontend
     from tagger.predict import Tagger, tag_to_file
     from tagger.testing import random_weights, write_checkpoint
@@ -51,24 +49,20 @@ def main():
         patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
         emb.run(patches[: args.batch_size])
         tagger.scores(emb.finalize(emb.run(patches[:31])), taggram=False)  # warm the head too
-        net_times, e2e_times = [], []
-        for rep in range(args.repeats):
-            t0 = time.perf_counter()
-            emb.run(patches)
-            net_times.append(time.perf_counter() - t0)
-            out = tmp / f"tags{rep}.csv"
-            t0 = time.perf_counter()
-            summary = tag_to_file(tagger, [tmp / "clips"], out, workers=args.workers, progress=False)
-            e2e_times.append(time.perf_counter() - t0)
+        runs = iter(range(args.repeats))
+
+        def end_to_end():
+            summary = tag_to_file(tagger, [tmp / "clips"], tmp / f"tags{next(runs)}.csv", workers=args.workers, progress=False)
             if summary["failed"]:
                 raise SystemExit(f"benchmark clips failed: see {summary['errors_file']}")
-        net_s, e2e_s = float(np.median(net_times)), float(np.median(e2e_times))
+
+        net_s, e2e_s, per_run = alternate(lambda: emb.run(patches), end_to_end, args.repeats)
         n = len(paths)
         print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, model {args.model}, batch {args.batch_size}, cpus {os.cpu_count()}")
         print(f"network only : {n / net_s:7.2f} clips/s")
         print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + VGGish + head + CSV)")
         print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
-              f" per-run ratios {', '.join(f'{a / b:.0%}' for a, b in zip(net_times, e2e_times))})")
+              f" per-run ratios {per_run})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
