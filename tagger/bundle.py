@@ -15,7 +15,7 @@ import shutil
 from . import params
 from .exceptions import DataError
 
-__all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "read_meta", "read_labels"]
+__all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "write_meta", "read_meta", "read_labels"]
 
 SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "models")
 FILES = ("model.keras", "labels.json", "thresholds.json", "metrics.json")
@@ -62,18 +62,26 @@ def read_labels(folder):
     return labels, np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
 
 
+EMBEDDINGS = ("raw", "postprocessed")
+
+
+def write_meta(folder, *, embedding, task, window, note=""):
+    """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike)."""
+    if embedding not in EMBEDDINGS:
+        raise DataError(f"embedding={embedding!r} must be one of {EMBEDDINGS}")
+    meta = {"embedding": embedding, "frontend": params.frontend_params(), "task": task, "window": window, "note": note}
+    with open(os.path.join(folder, "bundle.json"), "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
 def read_meta(folder):
-    """``bundle.json`` of a bundle, or what a run folder's config implies."""
+    """``bundle.json`` of a bundle or run folder."""
     path = os.path.join(folder, "bundle.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    config = os.path.join(folder, "config.json")
-    if not os.path.exists(config):
-        raise DataError(f"{folder}: neither bundle.json nor config.json")
-    with open(config, encoding="utf-8") as f:
-        cfg = json.load(f)
-    return {"embedding": cfg.get("embedding", "postprocessed"), "frontend": params.frontend_params(), "task": cfg["data"]["task"], "window": cfg["window"]}
+    if not os.path.exists(path):
+        raise DataError(f"{folder}: no bundle.json (what embeddings the head expects); retrain or export it")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def export(run_dir, out_dir, *, embedding, task, window, note=""):
@@ -92,7 +100,5 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
             keras.saving.load_model(os.path.join(run_dir, name), compile=False).save(os.path.join(out_dir, name))
         else:
             shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
-    meta = {"embedding": embedding, "frontend": params.frontend_params(), "task": task, "window": window, "note": note}
-    with open(os.path.join(out_dir, "bundle.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
+    write_meta(out_dir, embedding=embedding, task=task, window=window, note=note)
     return out_dir

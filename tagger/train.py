@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from . import __version__, tracks
+from . import __version__, cache, tracks
+from .bundle import write_meta
 from .exceptions import DataError
 
 __all__ = ["load_split", "fit", "cross_validate", "train", "predict_tracks"]
@@ -153,6 +154,10 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
             raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
     _init_run(run_dir, cfg, labels)
     seed, task = int(cfg["seed"]), data["task"]
+    # the run folder says which embeddings its head expects: uint8 in the cache means postprocessed
+    first = cache.read_entry(data_path(cfg, "cache"), train_data[0][0])
+    write_meta(run_dir, embedding="postprocessed" if first["embedding"].dtype == np.uint8 else "raw",
+               task=task, window=cfg["window"])
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     strategy = _strategy()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,3 +186,14 @@ def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_c
     assert len(df) == 1 and df.loc[0, "tag_1"] in tagger.labels
     if name == "genre10":
         assert df.loc[0, "tags"] in tagger.labels  # single-label: exactly one genre
+
+
+def test_head_folder_without_bundle_json_is_refused(head_dir, embedder, tmp_path):
+    """No guessing which embeddings a head expects: a folder without bundle.json is an error."""
+    from tagger.predict import Tagger
+
+    bare = tmp_path / "bare"
+    shutil.copytree(head_dir, bare)
+    (bare / "bundle.json").unlink()
+    with pytest.raises(DataError, match="no bundle.json"):
+        Tagger(str(bare), embedder=embedder)

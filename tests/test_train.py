@@ -54,6 +54,8 @@ def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
     assert cli.main(["train", str(path), "--run-dir", str(run), "--quiet"]) == 0
     for name in ("config.json", "history.csv", "model.keras", "labels.json", "thresholds.json", "metrics.json", "version.json"):
         assert (run / name).exists(), name
+    # AudioSet's released features are postprocessed (uint8): tagging with this run must postprocess too
+    assert json.loads((run / "bundle.json").read_text())["embedding"] == "postprocessed"
     pairs = sorted(p.stem for p in (run / "checkpoints").glob("epoch-*.keras"))
     assert pairs and all((run / "checkpoints" / f"{p}.json").exists() for p in pairs) and len(pairs) <= 2
     assert any((run / "tensorboard").iterdir())
