@@ -97,33 +97,3 @@ def test_unknown_head_lists_valid_names():
         build_head("transformer", 3, "multilabel")
     with pytest.raises(ParameterError, match="bad settings"):
         build_head("dense", 3, "multilabel", depth=4)
-
-
-def test_streams_windows_masks_and_determinism():
-    from tagger.streams import iter_padded_batches, training_stream
-
-    rng = np.random.default_rng(0)
-    embs = [rng.standard_normal((n, 128)).astype(np.float32) for n in (3, 10, 25)]
-    y = np.eye(3, dtype=np.float32)
-
-    def take(seed):
-        s = training_stream(embs, y, window=8, batch_size=16, n_active=2, rate=2.0, seed=seed)
-        return [next(s) for _ in range(5)]
-
-    a, b, c = take(1), take(1), take(2)
-    for p, q in zip(a, b):
-        for k in ("x", "mask", "y"):
-            np.testing.assert_array_equal(p[k], q[k])
-    assert any(not np.array_equal(p["x"], q["x"]) for p, q in zip(a, c))
-    batch = a[0]
-    assert batch["x"].shape == (16, 8, 128) and batch["mask"].shape == (16, 8) and batch["y"].shape == (16, 3)
-    short = batch["y"][:, 0] == 1  # the 3-patch track: padded and masked, not dropped
-    seen_short = np.concatenate([p["y"][:, 0] for p in a]).sum()
-    assert seen_short > 0
-    for p in a:
-        rows = p["y"][:, 0] == 1
-        assert np.all(p["mask"][rows].sum(1) == 3)
-        assert np.all(p["x"][rows][:, 3:] == 0)
-    assert np.all(batch["mask"][~short].sum(1) == 8)
-    order = [x for x, _ in iter_padded_batches(embs, 2)]
-    assert [len(x) for x in order] == [2, 1] and order[0].shape == (2, 10, 128)
