@@ -31,8 +31,9 @@ DEFAULTS = {
     "batch_size": 64,
     "epochs": 30,
     "steps_per_epoch": 100,
-    # weighting: "uniform" or "inverse_frequency"; draw: windows per mux draw (see tagger.streams)
+    # weighting: "uniform", "inverse_sqrt_frequency" or "inverse_frequency"; draw: windows per mux draw (see tagger.streams)
     "mux": {"n_active": 256, "rate": 8.0, "weighting": "uniform", "draw": 1},
+    "mixup": 0.0,  # Beta(alpha, alpha) mixup of training batches; 0: off
     "optimizer": {"name": "adam", "learning_rate": 1e-3},
     "early_stopping": {"patience": 6},
     "reduce_lr": {"factor": 0.5, "patience": 2, "min_lr": 1e-5},
@@ -68,6 +69,7 @@ def validate(config, *, base_dir="."):
         The complete config, paths absolute.
     """
     from .heads import HEADS, TASKS
+    from .streams import WEIGHTINGS
 
     cfg = _merge(DEFAULTS, config, "")
     data = cfg["data"]
@@ -89,12 +91,14 @@ def validate(config, *, base_dir="."):
     for key in ("window", "batch_size", "epochs", "steps_per_epoch"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ParameterError(f"config key {key}={cfg[key]!r} must be a positive integer")
-    if cfg["mux"]["weighting"] not in ("uniform", "inverse_frequency"):
-        raise ParameterError(f"config key mux.weighting={cfg['mux']['weighting']!r} must be 'uniform' or 'inverse_frequency'")
+    if cfg["mux"]["weighting"] not in WEIGHTINGS:
+        raise ParameterError(f"config key mux.weighting={cfg['mux']['weighting']!r} must be one of {', '.join(WEIGHTINGS)}")
     if not isinstance(cfg["mux"]["draw"], int) or cfg["mux"]["draw"] < 1 or cfg["batch_size"] % cfg["mux"]["draw"]:
         raise ParameterError(f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}")
     if cfg["mux"]["n_active"] < 1 or cfg["mux"]["rate"] <= 0:
         raise ParameterError(f"config key mux={cfg['mux']}: n_active must be >= 1 and rate > 0")
+    if not isinstance(cfg["mixup"], (int, float)) or cfg["mixup"] < 0:
+        raise ParameterError(f"config key mixup={cfg['mixup']!r} must be a number >= 0 (0: off)")
     if cfg["optimizer"]["name"] not in ("adam", "sgd", "rmsprop", "adamw"):
         raise ParameterError(f"config key optimizer.name={cfg['optimizer']['name']!r} must be adam, adamw, sgd or rmsprop")
     return cfg

@@ -14,7 +14,7 @@ import pescador
 
 from .exceptions import ParameterError
 
-__all__ = ["track_windows", "TrackMux", "training_stream", "keras_batches", "pad_tracks", "iter_padded_batches"]
+__all__ = ["track_windows", "TrackMux", "training_stream", "mixup", "keras_batches", "pad_tracks", "iter_padded_batches"]
 
 
 def _window(emb, start, window):
@@ -153,7 +153,7 @@ class TrackMux(pescador.StochasticMux):
                     gens[slot], left[slot] = activate()
 
 
-WEIGHTINGS = ("uniform", "inverse_frequency")
+WEIGHTINGS = {"uniform": 0.0, "inverse_sqrt_frequency": 0.5, "inverse_frequency": 1.0}  # name: power of 1 / count
 
 
 def track_weights(labels, weighting="uniform"):
@@ -162,18 +162,20 @@ def track_weights(labels, weighting="uniform"):
     ``uniform``: every track alike. ``inverse_frequency``: a track weighs the
     mean of ``1 / count`` over its labels, so rare tags are drawn about as
     often as common ones (label-balanced sampling).
+    ``inverse_sqrt_frequency``: the mean of ``1 / sqrt(count)``, half-way
+    between the two.
 
     Returns
     -------
     np.ndarray, shape (n_tracks,), summing to 1
     """
     if weighting not in WEIGHTINGS:
-        raise ParameterError(f"weighting={weighting!r} must be one of {WEIGHTINGS}")
+        raise ParameterError(f"weighting={weighting!r} must be one of {', '.join(WEIGHTINGS)}")
     labels = np.asarray(labels, dtype=np.float64)
     if weighting == "uniform":
         w = np.ones(len(labels))
     else:
-        inverse = 1.0 / np.maximum(labels.sum(0), 1.0)
+        inverse = np.maximum(labels.sum(0), 1.0) ** -WEIGHTINGS[weighting]
         w = (labels * inverse).sum(1) / np.maximum(labels.sum(1), 1.0)
     return w / w.sum()
 
@@ -193,7 +195,7 @@ def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, s
     rate : float
         Mean samples drawn from a track before it is replaced.
     seed : int
-    weighting : {'uniform', 'inverse_frequency'}
+    weighting : {'uniform', 'inverse_sqrt_frequency', 'inverse_frequency'}
         How often each track is drawn (see :func:`track_weights`).
     draw : int
         Windows a track's streamer yields per draw from the mux (random
@@ -219,6 +221,43 @@ def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, s
     streamers = [pescador.Streamer(track_windows, emb, y, window=window, rng=rng, draw=draw) for emb, y in zip(embeddings, labels)]
     mux = TrackMux(streamers, n_active=min(n_active, len(streamers)), rate=rate, weights=track_weights(labels, weighting), random_state=seed)
     return pescador.buffer_stream(mux, batch_size // draw, axis=0)
+
+
+def mixup(stream, alpha, *, seed):
+    """Mix each batch with a shuffled copy of itself (Zhang et al., 2018).
+
+    Sample ``i`` becomes ``lam_i * a + (1 - lam_i) * b`` for its inputs and
+    labels, ``lam_i ~ Beta(alpha, alpha)``, ``b`` a random other sample of
+    the batch; the mask is the union of the two masks.
+
+    Parameters
+    ----------
+    stream : iterable of dict
+        Batches with ``x`` (batch, window, 128), ``mask`` (batch, window), ``y`` (batch, n_outputs).
+    alpha : float
+        Beta parameter; 0 passes batches through unchanged.
+    seed : int
+
+    Yields
+    ------
+    dict
+        Batches of the same shapes, float32.
+    """
+    if alpha < 0:
+        raise ParameterError(f"mixup alpha={alpha} must be >= 0")
+    if alpha == 0:
+        yield from stream
+        return
+    rng = np.random.default_rng([seed, 2])
+    for batch in stream:
+        n = len(batch["y"])
+        lam = rng.beta(alpha, alpha, size=n).astype(np.float32)
+        other = rng.permutation(n)
+        yield {
+            "x": lam[:, None, None] * batch["x"] + (1 - lam[:, None, None]) * batch["x"][other],
+            "mask": np.maximum(batch["mask"], batch["mask"][other]),
+            "y": lam[:, None] * batch["y"] + (1 - lam[:, None]) * batch["y"][other],
+        }
 
 
 def keras_batches(stream):

@@ -141,7 +141,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
 
     from .heads import build_head, prior_bias
     from .metrics import choose_thresholds, monitor_score
-    from .streams import keras_batches, training_stream
+    from .streams import keras_batches, mixup, training_stream
 
     from .config import data_path
 
@@ -191,6 +191,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
             weighting=cfg["mux"]["weighting"], draw=cfg["mux"]["draw"],
         )
         started = time.perf_counter()
+        stream = mixup(stream, cfg["mixup"], seed=seed * 100_003 + epoch)
         fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0, shuffle=False)
         seconds = time.perf_counter() - started
         score = monitor_score(task, valid_y, predict_tracks(model, valid_emb))

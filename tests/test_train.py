@@ -149,6 +149,7 @@ def test_same_seed_same_metrics(audioset_data, tmp_path):
         ({"head": {"name": "transformer"}}, ParameterError, "unknown head"),
         ({"head": {"name": "dense", "depth": 3}}, ParameterError, "head.'depth'"),
         ({"epochs": 0}, ParameterError, "epochs"),
+        ({"mixup": -0.5}, ParameterError, "mixup=-0.5"),
     ],
 )
 def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error, match):
