@@ -32,7 +32,7 @@ def main():
     import numpy as np
 
     from tagger.config import load_config, validate
-    from tagger.heads import build_head, prior_bias
+    from tagger.heads import build_head, input_stats, prior_bias
     from tagger.streams import training_stream
     from tagger.train import load_split
 
@@ -63,7 +63,8 @@ def main():
     task = cfg["data"]["task"]
     head = {k: v for k, v in cfg["head"].items() if k != "name"}
     n_out = y.shape[1]
-    model = build_head(cfg["head"]["name"], n_out, task, output_bias=prior_bias(y, task), **head)
+    stats = input_stats(emb) if head.get("standardize") else None
+    model = build_head(cfg["head"]["name"], n_out, task, output_bias=prior_bias(y, task), input_stats=stats, **head)
     model.compile(optimizer="adam", loss="binary_crossentropy" if task == "multilabel" else "categorical_crossentropy")
     for b in batches[:5]:
         model.train_on_batch((b["x"], b["mask"]), b["y"])

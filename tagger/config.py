@@ -84,7 +84,7 @@ def validate(config, *, base_dir="."):
     head = cfg["head"]
     if head.get("name") not in HEADS:
         raise ParameterError(f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}")
-    accepted = set(inspect.signature(HEADS[head["name"]]).parameters) - {"n_outputs", "task", "output_bias"}
+    accepted = set(inspect.signature(HEADS[head["name"]]).parameters) - {"n_outputs", "task", "output_bias", "input_stats"}
     for key in head:
         if key != "name" and key not in accepted:
             raise ParameterError(f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}")

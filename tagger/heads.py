@@ -3,7 +3,10 @@
 Every head takes ``x`` (batch, time, 128) float32 and ``mask`` (batch, time)
 float32 (1 for real patches, 0 for padding) and returns clip-level
 probabilities (batch, n_outputs): sigmoid for ``multilabel``, softmax for
-``singlelabel``. Heads know nothing of training.
+``singlelabel``. With ``standardize=True`` a Normalization layer holding the
+training patches' mean and variance (``input_stats``, see :func:`input_stats`)
+comes first, as the baseline's StandardScaler does. Heads know nothing of
+training.
 """
 
 import keras
@@ -12,15 +15,39 @@ from keras import layers
 from .exceptions import ParameterError
 from .layers import AttentionPool1D, AutoPool1D, MaskedMean
 
-__all__ = ["HEADS", "TASKS", "build_head", "prior_bias"]
+__all__ = ["HEADS", "TASKS", "build_head", "prior_bias", "input_stats"]
 
 TASKS = ("multilabel", "singlelabel")
 
 
-def _inputs(embedding_size):
+def _inputs(embedding_size, standardize=False, input_stats=None):
+    """Model inputs and the tensor heads build on: ``x``, standardised per dimension when asked."""
     x = keras.Input((None, embedding_size), name="x")
     mask = keras.Input((None,), name="mask")
-    return x, mask
+    if not standardize:
+        return x, mask, x
+    mean, variance = input_stats if input_stats is not None else ([0.0] * embedding_size, [1.0] * embedding_size)
+    if len(mean) != embedding_size or len(variance) != embedding_size:
+        raise ParameterError(f"input_stats has {len(mean)} means and {len(variance)} variances; embedding_size={embedding_size}")
+    h = layers.Normalization(axis=-1, mean=[float(v) for v in mean], variance=[float(v) for v in variance], name="standardize")(x)
+    return x, mask, h
+
+
+def input_stats(embeddings):
+    """Per-dimension mean and variance over every patch of the training tracks.
+
+    Parameters
+    ----------
+    embeddings : list of np.ndarray, each (T_i, embedding_size)
+
+    Returns
+    -------
+    mean, variance : list of float, each of length embedding_size
+    """
+    import numpy as np
+
+    patches = np.concatenate([np.asarray(e, dtype=np.float64) for e in embeddings])
+    return patches.mean(0).tolist(), np.maximum(patches.var(0), 1e-6).tolist()
 
 
 def _stack(h, *, hidden, n_layers, dropout, prefix):
@@ -62,23 +89,25 @@ def prior_bias(labels, task, *, eps=1e-3):
     return (np.log(prior / (1 - prior)) if task == "multilabel" else np.log(prior)).tolist()
 
 
-def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128, output_bias=None):
+def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standardize=False, embedding_size=128,
+               output_bias=None, input_stats=None):
     """Mean over the clip's patches, then a dense stack."""
-    x, mask = _inputs(embedding_size)
-    h = MaskedMean(name="mean")(x, mask=mask)
+    x, mask, h = _inputs(embedding_size, standardize, input_stats)
+    h = MaskedMean(name="mean")(h, mask=mask)
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="clip")
     out = layers.Dense(n_outputs, activation=_final(task), bias_initializer=_bias(output_bias), name="output")(h)
     return keras.Model([x, mask], out, name="dense")
 
 
-def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha_init=0.0, embedding_size=128, output_bias=None):
+def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha_init=0.0, standardize=False,
+                  embedding_size=128, output_bias=None, input_stats=None):
     """Per-patch dense stack and predictions, pooled over time by AutoPool.
 
     Multi-label: per-patch sigmoid probabilities are pooled. Single-label:
     per-patch logits are pooled, then softmax.
     """
-    x, mask = _inputs(embedding_size)
-    h = _stack(x, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
+    x, mask, h = _inputs(embedding_size, standardize, input_stats)
+    h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     if task == "multilabel":
         per_patch = layers.Dense(n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output")(h)
         out = AutoPool1D(alpha_init=alpha_init, name="output")(per_patch, mask=mask)
@@ -89,10 +118,11 @@ def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha
     return keras.Model([x, mask], out, name="autopool")
 
 
-def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, embedding_size=128, output_bias=None):
+def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standardize=False, embedding_size=128,
+                   output_bias=None, input_stats=None):
     """Per-patch dense stack, per-patch predictions weighted by attention over time."""
-    x, mask = _inputs(embedding_size)
-    h = _stack(x, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
+    x, mask, h = _inputs(embedding_size, standardize, input_stats)
+    h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     attention = layers.Dense(n_outputs, name="attention_logits")(h)
     if task == "multilabel":
         per_patch = layers.Dense(n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output")(h)

@@ -139,7 +139,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     import keras
     import tensorflow as tf
 
-    from .heads import build_head, prior_bias
+    from .heads import build_head, input_stats, prior_bias
     from .metrics import choose_thresholds, monitor_score
     from .streams import keras_batches, mixup, training_stream
 
@@ -173,7 +173,9 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
             state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
             head = {k: v for k, v in cfg["head"].items() if k != "name"}
             # start at the label priors rather than at 0.5 for every tag
-            model = build_head(cfg["head"]["name"], len(labels), task, output_bias=prior_bias(train_data[2], task), **head)
+            stats = input_stats(train_data[1]) if head.get("standardize") else None
+            model = build_head(cfg["head"]["name"], len(labels), task, output_bias=prior_bias(train_data[2], task),
+                               input_stats=stats, **head)
             loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
             model.compile(optimizer=_optimizer(cfg), loss=loss)
     history_path = os.path.join(run_dir, "history.csv")

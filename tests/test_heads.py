@@ -90,6 +90,36 @@ def test_heads_shapes_and_outputs(name, task):
     np.testing.assert_allclose(np.asarray(model((x2, mask), training=False)), out, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
+def test_standardize_is_the_training_scaler_and_survives_saving(name, tmp_path):
+    import keras
+
+    from tagger.heads import build_head, input_stats
+
+    rng = np.random.default_rng(4)
+    embs = [rng.normal(3.0, 2.0, (n, 128)).astype(np.float32) for n in (4, 7, 9)]
+    mean, variance = input_stats(embs)
+    np.testing.assert_allclose(mean, np.concatenate(embs).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(variance, np.concatenate(embs).var(0), rtol=1e-5)
+    settings = dict(hidden=8, n_layers=1, dropout=0.0)
+    scaled = build_head(name, 5, "multilabel", standardize=True, input_stats=(mean, variance), **settings)
+    plain = build_head(name, 5, "multilabel", **settings)
+    for layer in plain.layers:
+        if layer.weights:
+            layer.set_weights(scaled.get_layer(layer.name).get_weights())
+    x = embs[2][None]
+    m = np.ones((1, 9), np.float32)
+    z = ((x - np.asarray(mean)) / np.sqrt(variance)).astype(np.float32)
+    out = np.asarray(scaled((x, m), training=False))
+    np.testing.assert_allclose(out, np.asarray(plain((z, m), training=False)), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(out, np.asarray(plain((x, m), training=False)), atol=1e-3)
+    scaled.save(tmp_path / "h.keras")
+    again = keras.saving.load_model(tmp_path / "h.keras")
+    np.testing.assert_allclose(np.asarray(again((x, m), training=False)), out, rtol=1e-6)
+    with pytest.raises(ParameterError, match="input_stats has 3 means"):
+        build_head(name, 5, "multilabel", standardize=True, input_stats=([0.0] * 3, [1.0] * 3), **settings)
+
+
 def test_unknown_head_lists_valid_names():
     from tagger.heads import build_head
 
