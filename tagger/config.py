@@ -34,7 +34,9 @@ DEFAULTS = {
     # weighting: "uniform", "inverse_sqrt_frequency" or "inverse_frequency"; draw: windows per mux draw (see tagger.streams)
     "mux": {"n_active": 256, "rate": 8.0, "weighting": "uniform", "draw": 1},
     "mixup": 0.0,  # Beta(alpha, alpha) mixup of training batches; 0: off
-    "optimizer": {"name": "adam", "learning_rate": 1e-3},
+    # ema > 0: keep an exponential moving average of the weights (momentum `ema`) and train on from it
+    # at every epoch's end, so validation, checkpoints and the best model all use the averaged weights
+    "optimizer": {"name": "adam", "learning_rate": 1e-3, "ema": 0.0},
     "early_stopping": {"patience": 6},
     "reduce_lr": {"factor": 0.5, "patience": 2, "min_lr": 1e-5},
     "seed": 0,
@@ -97,6 +99,9 @@ def validate(config, *, base_dir="."):
         raise ParameterError(f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}")
     if cfg["mux"]["n_active"] < 1 or cfg["mux"]["rate"] <= 0:
         raise ParameterError(f"config key mux={cfg['mux']}: n_active must be >= 1 and rate > 0")
+    ema = cfg["optimizer"]["ema"]
+    if not isinstance(ema, (int, float)) or not 0 <= ema < 1:
+        raise ParameterError(f"config key optimizer.ema={ema!r} must be in [0, 1) (0: off)")
     if not isinstance(cfg["mixup"], (int, float)) or cfg["mixup"] < 0:
         raise ParameterError(f"config key mixup={cfg['mixup']!r} must be a number >= 0 (0: off)")
     if cfg["optimizer"]["name"] not in ("adam", "sgd", "rmsprop", "adamw"):

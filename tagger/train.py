@@ -78,7 +78,11 @@ def _optimizer(cfg):
 
     opt = cfg["optimizer"]
     kinds = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return kinds[opt["name"]](learning_rate=opt["learning_rate"])
+    if not opt["ema"]:
+        return kinds[opt["name"]](learning_rate=opt["learning_rate"])
+    # the averaged weights replace the model's on the last step of every epoch
+    return kinds[opt["name"]](learning_rate=opt["learning_rate"], use_ema=True, ema_momentum=opt["ema"],
+                              ema_overwrite_frequency=cfg["steps_per_epoch"])
 
 
 def _strategy():

@@ -104,7 +104,9 @@ KILLER = textwrap.dedent(
 
 
 def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
-    cfg = small_config(audioset_data, head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2}, epochs=4)
+    # with every stateful or random part of the recipe: input scaler, mixup, dropout, weight averaging
+    cfg = small_config(audioset_data, head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2, "standardize": True},
+                       epochs=4, mixup=0.4, optimizer={"name": "adam", "learning_rate": 1e-3, "ema": 0.9})
     cfg["early_stopping"] = {"patience": 10}
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
@@ -150,6 +152,7 @@ def test_same_seed_same_metrics(audioset_data, tmp_path):
         ({"head": {"name": "dense", "depth": 3}}, ParameterError, "head.'depth'"),
         ({"epochs": 0}, ParameterError, "epochs"),
         ({"mixup": -0.5}, ParameterError, "mixup=-0.5"),
+        ({"optimizer": {"ema": 1.0}}, ParameterError, "optimizer.ema=1.0"),
     ],
 )
 def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error, match):
