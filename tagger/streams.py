@@ -104,6 +104,8 @@ class TrackMux(pescador.StochasticMux):
     """
 
     def __init__(self, streamers, n_active, rate, *, weights=None, random_state=0, block=4096):
+        if rate is None or not rate > 0:
+            raise ParameterError(f"TrackMux rate={rate} must be > 0")
         weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         super().__init__(streamers, n_active, rate, weights=weights, mode="with_replacement", dist="poisson",
                          random_state=random_state)

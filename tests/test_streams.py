@@ -91,9 +91,11 @@ def test_trackmux_replaces_exhausted_streamers():
     assert len(got) == 1000 and set(got) == set(range(5))
 
 
-def test_trackmux_refuses_iterables():
+def test_trackmux_refuses_iterables_and_endless_activations():
     with pytest.raises(ParameterError, match="streamer 0 wraps list"):
         TrackMux([pescador.Streamer([1, 2, 3])], n_active=1, rate=2.0)
+    with pytest.raises(ParameterError, match="rate=None"):
+        TrackMux([pescador.Streamer(constant, 0)], n_active=1, rate=None)
 
 
 def test_windows_vary_across_activations():
