@@ -9,6 +9,8 @@ and masked, never dropped. Validation is deterministic:
 every track once, whole, in order.
 """
 
+import functools
+
 import numpy as np
 import pescador
 
@@ -25,6 +27,14 @@ def _window(emb, start, window):
     x[: len(piece)] = piece
     m[: len(piece)] = 1.0
     return x, m
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(shape):
+    """A read-only all-ones float32 mask, shared (batches are built by copying it)."""
+    ones = np.ones(shape, np.float32)
+    ones.setflags(write=False)
+    return ones
 
 
 def _tile(a, draw):
@@ -57,13 +67,12 @@ def track_windows(emb, y, *, window, rng, draw=1):
     """
     n = len(emb)
     if n <= window:  # the whole (padded) track is the only window: build it once
-        x, m = _window(emb, 0, window) if n < window else (np.asarray(emb, np.float32), np.ones(window, np.float32))
+        x, m = _window(emb, 0, window) if n < window else (np.asarray(emb, np.float32), _ones((window,)))
         block = {"x": _tile(x, draw), "mask": _tile(m, draw), "y": _tile(y, draw)}
         while True:
             yield block
     windows = np.lib.stride_tricks.sliding_window_view(emb, window, axis=0).transpose(0, 2, 1)  # (n - window + 1, window, 128)
-    ones = np.ones((draw, window), np.float32)
-    ys = _tile(y, draw)
+    ones, ys = _ones((draw, window)), _tile(y, draw)
     while True:
         starts = rng.integers(0, n - window + 1, size=draw)
         yield {"x": windows[starts], "mask": ones, "y": ys}
