@@ -4,8 +4,8 @@ Every head takes ``x`` (batch, time, 128) float32 and ``mask`` (batch, time)
 float32 (1 for real patches, 0 for padding) and returns clip-level
 probabilities (batch, n_outputs): sigmoid for ``multilabel``, softmax for
 ``singlelabel``. With ``standardize=True`` a Normalization layer holding the
-training patches' mean and variance (``input_stats``, see :func:`input_stats`)
-comes first, as the baseline's StandardScaler does. Heads know nothing of
+training patches' mean and variance (``input_stats``, see :func:`input_stats`;
+the identity when not given) comes first, as the baseline's StandardScaler does. Heads know nothing of
 training.
 """
 
@@ -46,8 +46,12 @@ def input_stats(embeddings):
     """
     import numpy as np
 
-    patches = np.concatenate([np.asarray(e, dtype=np.float64) for e in embeddings])
-    return patches.mean(0).tolist(), np.maximum(patches.var(0), 1e-6).tolist()
+    n, total, squares = 0, 0.0, 0.0  # running sums: no copy of the whole training set
+    for e in embeddings:
+        e = np.asarray(e, dtype=np.float64)
+        n, total, squares = n + len(e), total + e.sum(0), squares + np.square(e).sum(0)
+    mean = total / n
+    return mean.tolist(), np.maximum(squares / n - mean**2, 1e-6).tolist()
 
 
 def _stack(h, *, hidden, n_layers, dropout, prefix):

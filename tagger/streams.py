@@ -42,6 +42,18 @@ def _tile(a, draw):
     return a[None] if draw == 1 else np.repeat(a[None], draw, 0)
 
 
+def _only_window(emb, y, window, draw):
+    """The sample of a track no longer than ``window``: the whole track, padded and masked."""
+    x, m = _window(emb, 0, window) if len(emb) < window else (np.asarray(emb, np.float32), _ones((window,)))
+    return {"x": _tile(x, draw), "mask": _tile(m, draw), "y": _tile(y, draw)}
+
+
+def _repeat(sample):
+    """Generator function: ``sample``, endlessly."""
+    while True:
+        yield sample
+
+
 def track_windows(emb, y, *, window, rng, draw=1):
     """Generator function: endless random windows of one track, ``draw`` at a time.
 
@@ -66,11 +78,8 @@ def track_windows(emb, y, *, window, rng, draw=1):
         ``y`` (draw, n_outputs) float32: ``draw`` windows at independent random starts.
     """
     n = len(emb)
-    if n <= window:  # the whole (padded) track is the only window: build it once
-        x, m = _window(emb, 0, window) if n < window else (np.asarray(emb, np.float32), _ones((window,)))
-        block = {"x": _tile(x, draw), "mask": _tile(m, draw), "y": _tile(y, draw)}
-        while True:
-            yield block
+    if n <= window:  # the whole (padded) track is the only window
+        yield from _repeat(_only_window(emb, y, window, draw))
     windows = np.lib.stride_tricks.sliding_window_view(emb, window, axis=0).transpose(0, 2, 1)  # (n - window + 1, window, 128)
     ones, ys = _ones((draw, window)), _tile(y, draw)
     while True:
@@ -146,9 +155,8 @@ class TrackMux(pescador.StochasticMux):
         gens, left = [None] * k, [0] * k
         for slot in range(k):
             gens[slot], left[slot] = activate()
-        limit = np.inf if max_iter is None else max_iter
-        produced = 0
-        while produced < limit:
+        remaining = None if max_iter is None else int(max_iter)
+        while remaining is None or remaining > 0:
             for slot in rng.integers(0, k, size=self.block).tolist():
                 try:
                     sample = next(gens[slot])
@@ -156,9 +164,10 @@ class TrackMux(pescador.StochasticMux):
                     gens[slot], left[slot] = activate()
                     continue
                 yield sample
-                produced += 1
-                if produced >= limit:
-                    return
+                if remaining is not None:
+                    remaining -= 1
+                    if not remaining:
+                        return
                 left[slot] -= 1
                 if not left[slot]:
                     gens[slot], left[slot] = activate()
@@ -229,7 +238,12 @@ def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, s
     if not embeddings:
         raise ParameterError("no tracks to stream")
     rng = np.random.default_rng([seed, 1])  # window starts; the mux draws from its own seed
-    streamers = [pescador.Streamer(track_windows, emb, y, window=window, rng=rng, draw=draw) for emb, y in zip(embeddings, labels)]
+    # a track no longer than the window has one sample: built once here, not on every activation
+    streamers = [
+        pescador.Streamer(_repeat, _only_window(emb, y, window, draw)) if len(emb) <= window
+        else pescador.Streamer(track_windows, emb, y, window=window, rng=rng, draw=draw)
+        for emb, y in zip(embeddings, labels)
+    ]
     mux = TrackMux(streamers, n_active=min(n_active, len(streamers)), rate=rate, weights=track_weights(labels, weighting), random_state=seed)
     return pescador.buffer_stream(mux, batch_size // draw, axis=0)
 

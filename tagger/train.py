@@ -22,7 +22,7 @@ from . import __version__, cache, tracks
 from .bundle import write_meta
 from .exceptions import DataError
 
-__all__ = ["load_split", "fit", "cross_validate", "train", "predict_tracks"]
+__all__ = ["load_split", "build_run_head", "fit", "cross_validate", "train", "predict_tracks"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,28 @@ def _optimizer(cfg):
                               ema_overwrite_frequency=cfg["steps_per_epoch"])
 
 
+def build_run_head(cfg, embeddings, y):
+    """The config's head for this training data: output bias at the label priors, scaler from its patches.
+
+    Parameters
+    ----------
+    cfg : dict
+    embeddings : list of np.ndarray, each (T_i, 128)
+    y : np.ndarray, shape (n_tracks, n_outputs)
+
+    Returns
+    -------
+    keras.Model
+    """
+    from .heads import build_head, input_stats, prior_bias
+
+    task = cfg["data"]["task"]
+    head = {k: v for k, v in cfg["head"].items() if k != "name"}
+    stats = input_stats(embeddings) if head.get("standardize") else None
+    # start at the label priors rather than at 0.5 for every tag
+    return build_head(cfg["head"]["name"], y.shape[1], task, output_bias=prior_bias(y, task), input_stats=stats, **head)
+
+
 def _strategy():
     """MirroredStrategy across GPUs when more than one is visible; else the default strategy."""
     import tensorflow as tf
@@ -143,7 +165,6 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     import keras
     import tensorflow as tf
 
-    from .heads import build_head, input_stats, prior_bias
     from .metrics import choose_thresholds, monitor_score
     from .streams import keras_batches, mixup, training_stream
 
@@ -175,11 +196,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
             log.info("resuming %s at epoch %d", run_dir, state["epoch"])
         else:
             state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
-            head = {k: v for k, v in cfg["head"].items() if k != "name"}
-            # start at the label priors rather than at 0.5 for every tag
-            stats = input_stats(train_data[1]) if head.get("standardize") else None
-            model = build_head(cfg["head"]["name"], len(labels), task, output_bias=prior_bias(train_data[2], task),
-                               input_stats=stats, **head)
+            model = build_run_head(cfg, train_data[1], train_data[2])
             loss = "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
             model.compile(optimizer=_optimizer(cfg), loss=loss)
     history_path = os.path.join(run_dir, "history.csv")
@@ -196,8 +213,8 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
             n_active=cfg["mux"]["n_active"], rate=cfg["mux"]["rate"], seed=seed * 100_003 + epoch,
             weighting=cfg["mux"]["weighting"], draw=cfg["mux"]["draw"],
         )
-        started = time.perf_counter()
         stream = mixup(stream, cfg["mixup"], seed=seed * 100_003 + epoch)
+        started = time.perf_counter()
         fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0, shuffle=False)
         seconds = time.perf_counter() - started
         score = monitor_score(task, valid_y, predict_tracks(model, valid_emb))
