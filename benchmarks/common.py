@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: 30 s test clips and the alternating timing method."""
+"""Shared by the benchmark scripts: options, 30 s test clips and their patches, and the alternating timing method."""
 
 import os
 import pathlib
@@ -8,6 +8,39 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def parser(doc):
+    """The options every throughput benchmark takes; scripts add their own."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    return ap
+
+
+def inputs(args, tmp):
+    """VGGish weights (``--weights``, or random ones in the official layout), the clips, and their patches.
+
+    Returns
+    -------
+    weights : str
+    paths : list of pathlib.Path
+    kind : str
+        What the clips are.
+    patches : np.ndarray, shape (n_patches, 96, 64), float32
+    """
+    from tagger import audio, frontend
+    from tagger.testing import random_weights, write_checkpoint
+
+    weights = args.weights or write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)
+    paths, kind = make_clips(tmp / "clips", args.clips)
+    patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
+    return weights, paths, kind, patches
 
 
 def make_clips(folder, n):
@@ -26,7 +59,6 @@ def make_clips(folder, n):
             sf.write(str(dst), (0.1 * rng.standard_normal(30 * 22050)).astype(np.float32), 22050)
         paths.append(dst)
     return paths, ("real GTZAN .au (22.05 kHz)" if real else "synthetic 22.05 kHz")
-
 
 
 def alternate(network, end_to_end, repeats):

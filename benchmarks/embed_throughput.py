@@ -11,7 +11,6 @@ not depend on the values). Clips are the real GTZAN tracks from ../shared
 when present (repeated under distinct names), else synthetic 30 s WAVs.
 """
 
-import argparse
 import os
 import pathlib
 import shutil
@@ -27,26 +26,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=48)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--repeats", type=int, default=3)
+    from common import alternate, inputs, parser
+
+    ap = parser(__doc__)
     ap.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 network and its error")
     args = ap.parse_args()
 
-    from common import alternate, make_clips
-    from tagger import audio, frontend
     from tagger.embed import Embedder, embed_files
-    from tagger.testing import random_weights, write_checkpoint
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:
-        weights = args.weights or write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)
-        paths, kind = make_clips(tmp / "clips", args.clips)
+        weights, paths, kind, patches = inputs(args, tmp)
         emb = Embedder(weights, batch_size=args.batch_size)
-        patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
         emb.run(patches[: args.batch_size])  # trace + warm up
 
         holder = {}

@@ -10,14 +10,11 @@ Without --weights it uses random weights in the official layout (speed does not
 depend on the values). The head is a shipped bundle or a run folder.
 """
 
-import argparse
 import os
 import pathlib
 import shutil
 import sys
 import tempfile
-
-import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,28 +22,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clips", type=int, default=48)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--weights", default=None)
+    from common import alternate, inputs, parser
+
+    ap = parser(__doc__)
     ap.add_argument("--model", default="music")
     ap.add_argument("--pca", default=os.environ.get("TAGGER_VGGISH_PCA", str(ROOT.parent / "shared/vggish/vggish_pca_params.npz")))
-    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from common import alternate, make_clips
-    from tagger import audio, frontend
     from tagger.predict import Tagger, tag_to_file
-    from tagger.testing import random_weights, write_checkpoint
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:
-        weights = args.weights or write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)
-        paths, kind = make_clips(tmp / "clips", args.clips)
+        weights, paths, kind, patches = inputs(args, tmp)
         tagger = Tagger(args.model, weights=weights, pca_params=args.pca, batch_size=args.batch_size)
         emb = tagger.embedder
-        patches = np.concatenate([frontend.waveform_to_patches(audio.load(p))[0] for p in paths])
         emb.run(patches[: args.batch_size])
         tagger.scores(emb.finalize(emb.run(patches[:31])), taggram=False)  # warm the head too
         runs = iter(range(args.repeats))
