@@ -87,12 +87,19 @@ def validate(config, *, base_dir="."):
     if head.get("name") not in HEADS:
         raise ParameterError(f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}")
     accepted = set(inspect.signature(HEADS[head["name"]]).parameters) - {"n_outputs", "task", "output_bias", "input_stats"}
+    accepted.add("members")  # an ensemble of that head (tagger.heads.build_head)
     for key in head:
         if key != "name" and key not in accepted:
             raise ParameterError(f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}")
+    members = head.get("members", 1)
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise ParameterError(f"config key head.members={members!r} must be a positive integer")
     for key in ("window", "batch_size", "epochs", "steps_per_epoch"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ParameterError(f"config key {key}={cfg[key]!r} must be a positive integer")
+    if cfg["batch_size"] % members:
+        raise ParameterError(f"config key batch_size={cfg['batch_size']} must be a multiple of head.members={members} "
+                             "(each member trains on an equal slice of every batch)")
     if cfg["mux"]["weighting"] not in WEIGHTINGS:
         raise ParameterError(f"config key mux.weighting={cfg['mux']['weighting']!r} must be one of {', '.join(WEIGHTINGS)}")
     if not isinstance(cfg["mux"]["draw"], int) or cfg["mux"]["draw"] < 1 or cfg["batch_size"] % cfg["mux"]["draw"]:

@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from .exceptions import ParameterError
-from .layers import AttentionPool1D, AutoPool1D, MaskedMean
+from .layers import AttentionPool1D, AutoPool1D, Ensemble, MaskedMean
 
 __all__ = ["HEADS", "TASKS", "build_head", "prior_bias", "input_stats"]
 
@@ -141,8 +141,8 @@ def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, stan
 HEADS = {"dense": dense_head, "autopool": autopool_head, "attention": attention_head}
 
 
-def build_head(name, n_outputs, task, **config):
-    """Build a head by registry name.
+def build_head(name, n_outputs, task, *, members=1, **config):
+    """Build a head by registry name, or an ensemble of ``members`` such heads.
 
     Parameters
     ----------
@@ -151,6 +151,10 @@ def build_head(name, n_outputs, task, **config):
     n_outputs : int
         Number of tags or classes.
     task : {'multilabel', 'singlelabel'}
+    members : int
+        Independent copies of the head, averaged at inference; in training
+        each trains on its own slice of every batch (:class:`tagger.layers.Ensemble`),
+        so a batch of ``members * b`` costs what one head's batch of that size does.
     **config
         The builder's keyword settings (``hidden``, ``n_layers``, ``dropout``, ...).
 
@@ -165,7 +169,16 @@ def build_head(name, n_outputs, task, **config):
         raise ParameterError(f"task={task!r} must be one of {TASKS}")
     if n_outputs < 1:
         raise ParameterError(f"n_outputs={n_outputs} must be >= 1")
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise ParameterError(f"members={members!r} must be a positive integer")
     try:
-        return HEADS[name](n_outputs, task, **config)
+        heads = [HEADS[name](n_outputs, task, **config) for _ in range(members)]
     except TypeError as exc:
         raise ParameterError(f"head {name!r}: bad settings {sorted(config)} ({exc})") from exc
+    if members == 1:
+        return heads[0]
+    x, mask = keras.Input(heads[0].inputs[0].shape[1:], name="x"), keras.Input((None,), name="mask")
+    for i, head in enumerate(heads):
+        head.name = f"{name}_{i}"
+    out = Ensemble(heads, name="ensemble")([x, mask])
+    return keras.Model([x, mask], out, name=f"{name}_x{members}")

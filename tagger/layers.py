@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-__all__ = ["AutoPool1D", "MaskedMean", "AttentionPool1D"]
+__all__ = ["AutoPool1D", "MaskedMean", "AttentionPool1D", "Ensemble"]
 
 
 def _mask_weights(mask, like):
@@ -80,3 +80,43 @@ class AttentionPool1D(keras.layers.Layer):
 
     def compute_mask(self, inputs, mask=None):
         return None
+
+
+
+@keras.saving.register_keras_serializable(package="tagger")
+class Ensemble(keras.layers.Layer):
+    """Independent copies of a head: each trains on its own slice of every batch, all are averaged to predict.
+
+    In training, a batch of B samples is cut into ``len(members)`` consecutive
+    slices and member i sees only slice i, so the members learn independently
+    (a jointly trained average would let them co-adapt) at the compute cost of
+    one head on the whole batch. At inference every member sees every sample
+    and the output is the mean of their outputs.
+
+    Parameters
+    ----------
+    members : list of keras.Model
+        Heads with the same inputs and output shape.
+
+    Call arguments: ``inputs``, the members' inputs (e.g. ``[x, mask]``).
+    Output: (batch, n_outputs).
+    """
+
+    def __init__(self, members, **kwargs):
+        super().__init__(**kwargs)
+        self.members = [keras.saving.deserialize_keras_object(m) if isinstance(m, dict) else m for m in members]
+
+    def call(self, inputs, training=None):
+        if not training:
+            return ops.mean(ops.stack([member(inputs, training=False) for member in self.members], axis=1), axis=1)
+        n = len(self.members)
+        size = ops.shape(inputs[0])[0] // n
+        edges = [i * size for i in range(n)] + [ops.shape(inputs[0])[0]]
+        return ops.concatenate([member([t[edges[i]:edges[i + 1]] for t in inputs], training=True)
+                                for i, member in enumerate(self.members)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return self.members[0].compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "members": [keras.saving.serialize_keras_object(m) for m in self.members]}

@@ -120,6 +120,38 @@ def test_standardize_is_the_training_scaler_and_survives_saving(name, tmp_path):
         build_head(name, 5, "multilabel", standardize=True, input_stats=([0.0] * 3, [1.0] * 3), **settings)
 
 
+@pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
+def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from tagger.heads import build_head
+
+    model = build_head(name, 4, "singlelabel", members=3, hidden=8, n_layers=1, dropout=0.0)
+    heads = model.get_layer("ensemble").members
+    assert [h.name for h in heads] == [f"{name}_0", f"{name}_1", f"{name}_2"]
+    x = np.random.default_rng(6).standard_normal((7, 5, 128)).astype(np.float32)
+    m = np.ones((7, 5), np.float32)
+    m[3, 2:] = 0
+    outs = [np.asarray(h((x, m), training=False)) for h in heads]
+    assert not np.allclose(outs[0], outs[1])  # independently initialised
+    np.testing.assert_allclose(np.asarray(model((x, m), training=False)), np.mean(outs, 0), rtol=1e-5)
+    # training: rows 0-1 from member 0, 2-3 from member 1, 4-6 (the remainder) from member 2
+    train_out = np.asarray(model((x, m), training=True))
+    for h, (lo, hi) in zip(heads, [(0, 2), (2, 4), (4, 7)]):
+        np.testing.assert_allclose(train_out[lo:hi], np.asarray(h((x[lo:hi], m[lo:hi]), training=True)), rtol=1e-5, atol=1e-6)
+    # the loss of member 1's rows reaches member 1 only
+    with tf.GradientTape() as tape:
+        loss = -keras.ops.sum(keras.ops.log(model((x, m), training=True)[2:4, 0]))
+    grads = tape.gradient(loss, [h.trainable_variables[0] for h in heads])
+    assert [g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads] == [False, True, False]
+    model.save(tmp_path / "e.keras")
+    again = keras.saving.load_model(tmp_path / "e.keras")
+    np.testing.assert_allclose(np.asarray(again((x, m), training=False)), np.asarray(model((x, m), training=False)), rtol=1e-6)
+    with pytest.raises(ParameterError, match="members=0"):
+        build_head(name, 4, "singlelabel", members=0)
+
+
 def test_unknown_head_lists_valid_names():
     from tagger.heads import build_head
 

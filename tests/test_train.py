@@ -104,8 +104,10 @@ KILLER = textwrap.dedent(
 
 
 def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
-    # with every stateful or random part of the recipe: input scaler, mixup, dropout, weight averaging
-    cfg = small_config(audioset_data, head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2, "standardize": True},
+    # with every stateful or random part of the recipe: input scaler, mixup, dropout, weight averaging,
+    # an ensemble's per-sample choice of member
+    cfg = small_config(audioset_data, head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2, "standardize": True,
+                                            "members": 2},
                        epochs=4, mixup=0.4, optimizer={"name": "adam", "learning_rate": 1e-3, "ema": 0.9})
     cfg["early_stopping"] = {"patience": 10}
     path = tmp_path / "c.json"
@@ -153,6 +155,8 @@ def test_same_seed_same_metrics(audioset_data, tmp_path):
         ({"epochs": 0}, ParameterError, "epochs"),
         ({"mixup": -0.5}, ParameterError, "mixup=-0.5"),
         ({"optimizer": {"ema": 1.0}}, ParameterError, "optimizer.ema=1.0"),
+        ({"head": {"name": "dense", "members": 0}}, ParameterError, "head.members=0"),
+        ({"head": {"name": "dense", "members": 3}, "batch_size": 8}, ParameterError, "batch_size=8 must be a multiple of head.members=3"),
     ],
 )
 def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error, match):
