@@ -1,6 +1,6 @@
 """Train the shipped `music` and `genre10` heads on all of AudioSet's balanced train set.
 
-    python experiments/ship_heads.py
+    python experiments/ship_heads.py [--tasks music,genre10]
 
 For each task, the best head of ``experiments/results_audioset.json`` is
 retrained with the same config on train + valid for its best epoch count
@@ -8,6 +8,7 @@ retrained with the same config on train + valid for its best epoch count
 with the validation metrics it reached in the experiment.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -21,13 +22,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", default="music,genre10", help="comma-separated tasks to retrain and ship")
+    tasks = ap.parse_args().tasks.split(",")
     os.chdir(ROOT)
     from tagger import bundle
     from tagger.config import load_config
     from tagger.train import fit, load_split
 
     results = json.loads((ROOT / "experiments/results_audioset.json").read_text())
-    for task in ("music", "genre10"):
+    for task in tasks:
         heads = results[task]["heads"]
         best = max(heads, key=lambda h: heads[h]["score"])
         cfg = load_config(heads[best]["config"])

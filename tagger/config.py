@@ -26,6 +26,7 @@ DEFAULTS = {
         "test_split": "test",
         "cv_folds": 0,  # > 1: cross-validate over the index's `fold` column
     },
+    # head: name plus its builder's settings (tagger.heads), and members (default 1) for an ensemble
     "head": {"name": "dense", "hidden": 256, "n_layers": 2, "dropout": 0.3},
     "window": 10,  # patches per training sample
     "batch_size": 64,

@@ -5,8 +5,9 @@ float32 (1 for real patches, 0 for padding) and returns clip-level
 probabilities (batch, n_outputs): sigmoid for ``multilabel``, softmax for
 ``singlelabel``. With ``standardize=True`` a Normalization layer holding the
 training patches' mean and variance (``input_stats``, see :func:`input_stats`;
-the identity when not given) comes first, as the baseline's StandardScaler does. Heads know nothing of
-training.
+the identity when not given) comes first, as the baseline's StandardScaler does.
+``build_head(..., members=M)`` makes an ensemble of M independent copies of a
+head (:class:`tagger.layers.Ensemble`). Heads know nothing of training.
 """
 
 import keras
