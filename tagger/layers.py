@@ -82,7 +82,6 @@ class AttentionPool1D(keras.layers.Layer):
         return None
 
 
-
 @keras.saving.register_keras_serializable(package="tagger")
 class Ensemble(keras.layers.Layer):
     """Independent copies of a head: each trains on its own slice of every batch, all are averaged to predict.
@@ -99,7 +98,8 @@ class Ensemble(keras.layers.Layer):
         Heads with the same inputs and output shape.
 
     Call arguments: ``inputs``, the members' inputs (e.g. ``[x, mask]``).
-    Output: (batch, n_outputs).
+    Output: (batch, n_outputs). Training batches need at least ``len(members)``
+    samples (``tagger train`` asks for a multiple); the last member takes any remainder.
     """
 
     def __init__(self, members, **kwargs):
