@@ -71,7 +71,7 @@ def validate(config, *, base_dir="."):
     dict
         The complete config, paths absolute.
     """
-    from .heads import HEADS, TASKS
+    from .heads import HEADS, TASKS, check_members
     from .streams import WEIGHTINGS
 
     cfg = _merge(DEFAULTS, config, "")
@@ -93,8 +93,7 @@ def validate(config, *, base_dir="."):
         if key != "name" and key not in accepted:
             raise ParameterError(f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}")
     members = head.get("members", 1)
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise ParameterError(f"config key head.members={members!r} must be a positive integer")
+    check_members(members, key="config key head.members")
     for key in ("window", "batch_size", "epochs", "steps_per_epoch"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ParameterError(f"config key {key}={cfg[key]!r} must be a positive integer")

@@ -16,7 +16,7 @@ from keras import layers
 from .exceptions import ParameterError
 from .layers import AttentionPool1D, AutoPool1D, Ensemble, MaskedMean
 
-__all__ = ["HEADS", "TASKS", "build_head", "prior_bias", "input_stats"]
+__all__ = ["HEADS", "TASKS", "build_head", "check_members", "prior_bias", "input_stats"]
 
 TASKS = ("multilabel", "singlelabel")
 
@@ -142,6 +142,12 @@ def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, stan
 HEADS = {"dense": dense_head, "autopool": autopool_head, "attention": attention_head}
 
 
+def check_members(members, *, key="members"):
+    """Raise ParameterError unless ``members`` (ensemble size) is a positive integer; ``key`` names it."""
+    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
+        raise ParameterError(f"{key}={members!r} must be a positive integer")
+
+
 def build_head(name, n_outputs, task, *, members=1, **config):
     """Build a head by registry name, or an ensemble of ``members`` such heads.
 
@@ -170,8 +176,7 @@ def build_head(name, n_outputs, task, *, members=1, **config):
         raise ParameterError(f"task={task!r} must be one of {TASKS}")
     if n_outputs < 1:
         raise ParameterError(f"n_outputs={n_outputs} must be >= 1")
-    if not isinstance(members, int) or isinstance(members, bool) or members < 1:
-        raise ParameterError(f"members={members!r} must be a positive integer")
+    check_members(members)
     try:
         heads = [HEADS[name](n_outputs, task, **config) for _ in range(members)]
     except TypeError as exc:

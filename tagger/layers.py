@@ -109,9 +109,8 @@ class Ensemble(keras.layers.Layer):
     def call(self, inputs, training=None):
         if not training:
             return ops.mean(ops.stack([member(inputs, training=False) for member in self.members], axis=1), axis=1)
-        n = len(self.members)
-        size = ops.shape(inputs[0])[0] // n
-        edges = [i * size for i in range(n)] + [ops.shape(inputs[0])[0]]
+        n, batch = len(self.members), ops.shape(inputs[0])[0]
+        edges = [i * (batch // n) for i in range(n)] + [batch]
         return ops.concatenate([member([t[edges[i]:edges[i + 1]] for t in inputs], training=True)
                                 for i, member in enumerate(self.members)], axis=0)
 
