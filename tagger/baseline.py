@@ -4,7 +4,7 @@ import numpy as np
 
 from .metrics import monitor_score
 
-__all__ = ["mean_pool", "logistic_baseline"]
+__all__ = ["mean_pool", "logistic_baseline", "nested_cv_baseline"]
 
 
 def mean_pool(embeddings):
@@ -47,3 +47,35 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_sco
             scores[:, c] = positives / len(y_train)
     score = monitor_score(task, y_valid, scores)
     return (score, scores) if return_scores else score
+
+
+def nested_cv_baseline(cfg, grid):
+    """The baseline under the heads' nested cross-validation (:func:`tagger.train.cross_validate`).
+
+    For each held-out fold k, C is chosen from ``grid`` on the selection fold
+    (fitting on the other folds), then the model is refit on every fold but
+    k with that C and scored on fold k.
+
+    Parameters
+    ----------
+    cfg : dict
+        A validated config with ``data.cv_folds`` > 1.
+    grid : sequence of float
+        Candidate inverse regularisation strengths.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std``, ``fold_scores`` (held-out folds) and ``fold_C`` (the C each fold chose).
+    """
+    from .train import load_split, nested_folds
+
+    scores, chosen = [], []
+    task = cfg["data"]["task"]
+    for k, j in nested_folds(cfg):
+        inner_train, inner_valid = load_split(cfg, None, exclude_fold=(k, j)), load_split(cfg, None, fold=j)
+        inner = {C: logistic_baseline(inner_train, inner_valid, task, C=C) for C in grid}
+        best = max(grid, key=lambda C: inner[C])  # the first of equal scores
+        chosen.append(best)
+        scores.append(logistic_baseline(load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), task, C=best))
+    return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "fold_scores": scores, "fold_C": chosen}

@@ -4,10 +4,13 @@ Run folder: ``config.json`` (frozen), ``labels.json``, ``history.csv``,
 ``tensorboard/``, ``checkpoints/epoch-NNNN.keras`` + ``epoch-NNNN.json`` (model
 with optimiser state, and the loop state; the last two epochs kept),
 ``model.keras`` (best on validation), ``thresholds.json``, ``metrics.json``,
-``version.json``. A killed run restarted on the same folder resumes from its
-last checkpoint and ends as an uninterrupted run would: each epoch's data
-stream and random state derive from (seed, epoch) alone, and the early
-stopping and learning-rate schedule state is checkpointed with the model.
+``version.json`` (and ``schedule.json`` for a refit on a fixed learning-rate
+schedule, see :func:`fit`). Cross-validation is nested (:func:`cross_validate`):
+the fold a head is scored on never chooses its epochs. A killed run restarted
+on the same folder resumes from its last checkpoint and ends as an
+uninterrupted run would: each epoch's data stream and random state derive
+from (seed, epoch) alone, and the early stopping and learning-rate schedule
+state is checkpointed with the model.
 """
 
 import csv
@@ -22,7 +25,7 @@ from . import __version__, cache, tracks
 from .bundle import write_meta
 from .exceptions import DataError
 
-__all__ = ["load_split", "build_run_head", "fit", "cross_validate", "train", "predict_tracks"]
+__all__ = ["load_split", "build_run_head", "fit", "nested_folds", "read_schedule", "cross_validate", "train", "predict_tracks"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,16 @@ def _json_dump(obj, path):
 def load_split(cfg, split, *, fold=None, exclude_fold=None):
     """Embeddings and label matrix of one split (or fold) of the config's dataset.
 
+    Parameters
+    ----------
+    cfg : dict
+    split : str or None
+        Value of the index's ``split`` column; ignored when a fold is given.
+    fold : int, optional
+        Only the tracks of this fold (index column ``fold``).
+    exclude_fold : int or sequence of int, optional
+        Every track except those of this fold (or these folds).
+
     Returns
     -------
     ids : list of str
@@ -50,7 +63,10 @@ def load_split(cfg, split, *, fold=None, exclude_fold=None):
     if fold is not None or exclude_fold is not None:
         if "fold" not in df.columns:
             raise DataError(f"{index_path}: cross-validation needs a 'fold' column")
-        df = df[df["fold"] == fold] if fold is not None else df[df["fold"] != exclude_fold]
+        if fold is not None:
+            df = df[df["fold"] == fold]
+        else:
+            df = df[~df["fold"].isin(np.atleast_1d(exclude_fold).tolist())]
     else:
         df = df[df["split"] == split]
     vocabulary = tracks.read_vocabulary(data_path(cfg, "vocabulary"))
@@ -131,21 +147,28 @@ def _reseed(model, seed):
                 value.state.assign(np.array([rng.integers(1, 2**31), 0], dtype=value.state.dtype))
 
 
-def _init_run(run_dir, cfg, labels):
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
-    frozen = os.path.join(run_dir, "config.json")
+def _freeze(run_dir, name, value):
+    """Write ``name`` once; a run folder resumed with a different value is refused."""
+    frozen = os.path.join(run_dir, name)
     if os.path.exists(frozen):
         with open(frozen, encoding="utf-8") as f:
             previous = json.load(f)
-        if previous != json.loads(json.dumps(cfg)):
-            raise DataError(f"{run_dir}: the run folder holds a different config; use a new run folder")
+        if previous != json.loads(json.dumps(value)):
+            raise DataError(f"{run_dir}: the run folder holds a different {name}; use a new run folder")
     else:
-        _json_dump(cfg, frozen)
+        _json_dump(value, frozen)
+
+
+def _init_run(run_dir, cfg, labels, schedule=None):
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    _freeze(run_dir, "config.json", cfg)
+    if schedule is not None:
+        _freeze(run_dir, "schedule.json", schedule)
     _json_dump(labels, os.path.join(run_dir, "labels.json"))
     _json_dump({"tagger": __version__}, os.path.join(run_dir, "version.json"))
 
 
-def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
+def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbose=1):
     """Train ``cfg``'s head into ``run_dir`` (resuming when it holds a checkpoint).
 
     Parameters
@@ -155,6 +178,11 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     run_dir : str
     train_data, valid_data : tuple, optional
         ``(ids, embeddings, y)`` overriding the config's splits (cross-validation).
+    schedule : sequence of float, optional
+        A refit: train exactly ``len(schedule)`` epochs, epoch ``i`` at learning
+        rate ``schedule[i]`` (see :func:`read_schedule`), with no early stopping
+        or learning-rate reduction, and keep the last epoch's model.
+        ``valid_data`` is then only scored, never used to choose anything.
     verbose : int
 
     Returns
@@ -177,7 +205,11 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     for name, part in (("train", train_data), ("valid", valid_data)):
         if not part[0]:
             raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
-    _init_run(run_dir, cfg, labels)
+    if schedule is not None:
+        schedule = [float(lr) for lr in schedule]
+        if not schedule or min(schedule) <= 0:
+            raise DataError(f"{run_dir}: a refit schedule needs at least one epoch and positive learning rates, got {schedule}")
+    _init_run(run_dir, cfg, labels, schedule)
     seed, task = int(cfg["seed"]), data["task"]
     # the run folder says which embeddings its head expects: uint8 in the cache means postprocessed
     first = cache.read_entry(data_path(cfg, "cache"), train_data[0][0])
@@ -204,8 +236,11 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
     _, train_emb, train_y = train_data
     _, valid_emb, valid_y = valid_data
     es, rl = cfg["early_stopping"], cfg["reduce_lr"]
-    while state["epoch"] < cfg["epochs"] and not state["stopped"]:
+    n_epochs = cfg["epochs"] if schedule is None else len(schedule)
+    while state["epoch"] < n_epochs and not state["stopped"]:
         epoch = state["epoch"]
+        if schedule is not None:
+            model.optimizer.learning_rate.assign(schedule[epoch])
         keras.utils.set_random_seed(seed * 100_003 + epoch)
         _reseed(model, seed * 100_003 + epoch)
         stream = training_stream(
@@ -223,7 +258,8 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
         with writer.as_default():
             for key in ("loss", "val_score", "lr"):
                 tf.summary.scalar(key, row[key], step=epoch)
-        improved = score > state["best"] + 1e-6
+        # a refit keeps its last epoch: the validation data chooses nothing there
+        improved = schedule is not None or score > state["best"] + 1e-6
         if improved:
             state.update(best=score, best_epoch=epoch, wait=0, lr_wait=0)
             model.save(os.path.join(run_dir, "model.tmp.keras"))
@@ -240,7 +276,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
         _append_history(history_path, row, epoch)
         _save_checkpoint(ckpt_dir, model, state)
         if verbose:
-            print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
+            print(f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
     best = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
     valid_score = predict_tracks(best, valid_emb)
     thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
@@ -252,6 +288,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, verbose=1):
         "epochs_run": int(state["epoch"]),
         "n_train": len(train_emb),
         "n_valid": len(valid_emb),
+        "selection": "best validation epoch" if schedule is None else "refit: last epoch of a fixed schedule",
     }
     _json_dump(metrics, os.path.join(run_dir, "metrics.json"))
     return metrics
@@ -311,16 +348,72 @@ def _append_history(path, row, epoch):
     os.replace(tmp, path)
 
 
-def cross_validate(cfg, run_dir, *, verbose=1):
-    """Train one head per fold (index column ``fold``); summary in ``run_dir/metrics.json``."""
+def nested_folds(cfg):
+    """(held-out fold, selection fold) pairs of a cross-validated config, checked before any training.
+
+    The first ``data.cv_folds`` folds of the index's ``fold`` column are held
+    out in turn; each one's selection fold is the next fold present in the
+    index (cyclically), so at least three folds must be there.
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    from .config import data_path
+
+    index_path = data_path(cfg, "index")
+    df = tracks.read_index(index_path)
     n = int(cfg["data"]["cv_folds"])
-    scores = []
-    for k in range(n):
+    if "fold" not in df.columns:
+        raise DataError(f"{index_path}: config key data.cv_folds={n} needs a 'fold' column in the index")
+    present = sorted(int(f) for f in df["fold"].unique())
+    if len(present) < 3:
+        raise DataError(f"{index_path}: nested cross-validation needs at least 3 folds, the index has {present}")
+    if n > len(present):
+        raise DataError(f"config key data.cv_folds={n}: the index {index_path} has only {len(present)} folds")
+    return [(present[i], present[(i + 1) % len(present)]) for i in range(n)]
+
+
+def read_schedule(run_dir):
+    """Learning rate of every epoch up to a finished run's best one: the refit schedule of :func:`fit`.
+
+    Returns
+    -------
+    list of float
+        ``best_epoch + 1`` learning rates, as logged in ``history.csv``.
+    """
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        best = int(json.load(f)["best_epoch"])
+    with open(os.path.join(run_dir, "history.csv"), newline="", encoding="utf-8") as f:
+        lrs = {int(r["epoch"]): float(r["lr"]) for r in csv.DictReader(f)}
+    if any(e not in lrs for e in range(best + 1)):
+        raise DataError(f"{run_dir}: history.csv lacks epochs up to the best one ({best})")
+    return [lrs[e] for e in range(best + 1)]
+
+
+def cross_validate(cfg, run_dir, *, verbose=1):
+    """Nested cross-validation over the index's ``fold`` column; summary in ``run_dir/metrics.json``.
+
+    For each held-out fold k (:func:`nested_folds`), a head trained on the
+    other folds but the selection fold j, with early stopping and learning-rate
+    reduction watching j, fixes the schedule (``fold{k}-select/``); the head is
+    then retrained on every fold but k with that schedule (``fold{k}/``) and
+    scored on fold k, which chose nothing.
+    """
+    pairs = nested_folds(cfg)
+    scores, epochs = [], []
+    for k, j in pairs:
+        select = os.path.join(run_dir, f"fold{k}-select")
+        fit(cfg, select, train_data=load_split(cfg, None, exclude_fold=(k, j)), valid_data=load_split(cfg, None, fold=j),
+            verbose=verbose)
+        schedule = read_schedule(select)
         metrics = fit(cfg, os.path.join(run_dir, f"fold{k}"), train_data=load_split(cfg, None, exclude_fold=k),
-                      valid_data=load_split(cfg, None, fold=k), verbose=verbose)
+                      valid_data=load_split(cfg, None, fold=k), schedule=schedule, verbose=verbose)
         scores.append(metrics["valid_score"])
-    summary = {"cv_folds": n, "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)),
-               "monitor": metrics["monitor"]}
+        epochs.append(len(schedule))
+    summary = {"cv_folds": len(pairs), "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)),
+               "monitor": metrics["monitor"], "fold_epochs": epochs,
+               "protocol": "nested: epochs and learning rates chosen on another fold, then refit on all folds but the held-out one"}
     _json_dump(summary, os.path.join(run_dir, "metrics.json"))
     return summary
 
@@ -328,6 +421,7 @@ def cross_validate(cfg, run_dir, *, verbose=1):
 def train(cfg, run_dir, *, verbose=1):
     """Train per the config: cross-validation when ``data.cv_folds > 1``, else one run."""
     if int(cfg["data"]["cv_folds"]) > 1:
+        nested_folds(cfg)  # a bad fold setting fails before the run folder exists
         os.makedirs(run_dir, exist_ok=True)
         return cross_validate(cfg, run_dir, verbose=verbose)
     return fit(cfg, run_dir, verbose=verbose)

@@ -69,20 +69,88 @@ def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
     assert summary["macro_roc_auc"] > 0.7 and (out / "pr_auc.png").exists()
 
 
-def test_genre_cross_validation_and_confusion(audioset_data, tmp_path):
-    from tagger.evaluate import evaluate
-    from tagger.train import train
+def genre_config(prepared, **over):
+    return small_config(
+        prepared,
+        data={"index": str(prepared / "index_genre10.csv"), "cache": str(prepared / "cache"),
+              "vocabulary": str(prepared / "vocab_genre10.json"), "task": "singlelabel", "cv_folds": 2},
+        **over,
+    )
 
-    cfg = validate(small_config(
-        audioset_data,
-        data={"index": str(audioset_data / "index_genre10.csv"), "cache": str(audioset_data / "cache"),
-              "vocabulary": str(audioset_data / "vocab_genre10.json"), "task": "singlelabel", "cv_folds": 2},
-        epochs=2, head={"name": "dense", "hidden": 32, "n_layers": 1},
-    ))
+
+def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
+    from tagger.evaluate import evaluate
+    from tagger.train import read_schedule, train
+
+    cfg = validate(genre_config(audioset_data, epochs=3, head={"name": "dense", "hidden": 32, "n_layers": 1}))
     summary = train(cfg, str(tmp_path / "cv"), verbose=0)
     assert len(summary["fold_scores"]) == 2 and summary["mean"] > 0.3  # ten classes: chance is about 0.1
+    folds = pd.read_csv(audioset_data / "index_genre10.csv")["fold"]
+    for k, (held_out, selection) in enumerate([(0, 1), (1, 2)]):
+        select = json.loads((tmp_path / "cv" / f"fold{held_out}-select" / "metrics.json").read_text())
+        refit = json.loads((tmp_path / "cv" / f"fold{held_out}" / "metrics.json").read_text())
+        # the selection run never sees the held-out fold: trained without both folds, stopped on the selection fold
+        assert select["n_train"] == (~folds.isin([held_out, selection])).sum() and select["n_valid"] == (folds == selection).sum()
+        # the refit trains on every other fold for the chosen epochs, and is only scored on the held-out fold
+        schedule = read_schedule(str(tmp_path / "cv" / f"fold{held_out}-select"))
+        assert len(schedule) == select["best_epoch"] + 1 == summary["fold_epochs"][k]
+        assert json.loads((tmp_path / "cv" / f"fold{held_out}" / "schedule.json").read_text()) == schedule
+        assert refit["n_train"] == (folds != held_out).sum() and refit["n_valid"] == (folds == held_out).sum()
+        assert refit["epochs_run"] == len(schedule) and refit["valid_score"] == summary["fold_scores"][k]
     report = evaluate(str(tmp_path / "cv" / "fold0"), split="valid", mode="hard")
     assert np.array(report["confusion"]).shape == (10, 10)
+
+
+def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_path):
+    from tagger.train import fit, load_split
+
+    cfg = validate(genre_config(audioset_data, epochs=9, head={"name": "dense", "hidden": 32, "n_layers": 1}))
+    schedule = [1e-3, 1e-3, 5e-4]
+    train_data, valid_data = load_split(cfg, None, exclude_fold=0), load_split(cfg, None, fold=0)
+    metrics = fit(cfg, str(tmp_path / "refit"), train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=0)
+    history = pd.read_csv(tmp_path / "refit" / "history.csv")
+    # exactly the schedule's epochs and rates, whatever the validation scores did; the last epoch is the model
+    np.testing.assert_allclose(history["lr"], schedule, rtol=1e-6)
+    assert metrics["best_epoch"] == 2 and metrics["epochs_run"] == 3
+    assert metrics["valid_score"] == pytest.approx(history["val_score"].iloc[-1], abs=1e-9)
+    with pytest.raises(DataError, match="different schedule.json"):
+        fit(cfg, str(tmp_path / "refit"), train_data=train_data, valid_data=valid_data, schedule=[1e-3], verbose=0)
+
+
+def test_nested_baseline_chooses_C_on_the_selection_fold(audioset_data):
+    from tagger.baseline import logistic_baseline, nested_cv_baseline
+    from tagger.train import load_split
+
+    cfg = genre_config(audioset_data)
+    cfg["data"]["cv_folds"] = 3
+    cfg = validate(cfg)
+    grid = (0.001, 0.1)
+    result = nested_cv_baseline(cfg, grid)
+    assert len(result["fold_scores"]) == 3
+    for k, j, C, score in zip((0, 1, 2), (1, 2, 3), result["fold_C"], result["fold_scores"]):
+        inner = [logistic_baseline(load_split(cfg, None, exclude_fold=(k, j)), load_split(cfg, None, fold=j), "singlelabel", C=c)
+                 for c in grid]
+        assert C == grid[int(np.argmax(inner))]
+        assert score == logistic_baseline(load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), "singlelabel", C=C)
+
+
+@pytest.mark.parametrize("folds,match", [(7, "data.cv_folds=7: the index .* has only 5 folds"), (2, "at least 3 folds")])
+def test_bad_fold_settings_fail_before_training(audioset_data, tmp_path, folds, match):
+    cfg = genre_config(audioset_data)
+    cfg["data"]["cv_folds"] = folds
+    if folds == 2:  # an index with only two folds
+        index = pd.read_csv(audioset_data / "index_genre10.csv")
+        index["fold"] = index["fold"] % 2
+        index.to_csv(tmp_path / "two_folds.csv", index=False)
+        cfg["data"]["index"] = str(tmp_path / "two_folds.csv")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    from tagger.train import train
+
+    with pytest.raises(DataError, match=match):
+        train(validate(cfg), str(tmp_path / "run"), verbose=0)
+    assert cli.main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == cli.EXIT_ERROR
+    assert not (tmp_path / "run").exists()
 
 
 KILLER = textwrap.dedent(
