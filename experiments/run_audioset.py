@@ -97,7 +97,7 @@ def main():
             t0 = time.perf_counter()
             entry["baseline"] = baseline(cfg, grid=BASELINE_C_FOR.get(vocab, BASELINE_C))
             entry["baseline"]["wall_s"] = round(time.perf_counter() - t0, 1)
-        entry["monitor"] = "accuracy (5-fold CV, grouped by video)" if cfg["data"]["cv_folds"] > 1 else "macro PR-AUC (validation split)"
+        entry["monitor"] = "accuracy (nested 5-fold CV, grouped by video)" if cfg["data"]["cv_folds"] > 1 else "macro PR-AUC (validation split)"
         print(f"{name}: {head['score']:.4f} (baseline {entry['baseline']['mean']:.4f}) in {wall:.0f}s", flush=True)
         out_path.write_text(json.dumps(results, indent=1))
     write_table(results)

@@ -3,9 +3,11 @@
     python experiments/ship_heads.py [--tasks music,genre10]
 
 For each task, the best head of ``experiments/results_audioset.json`` is
-retrained with the same config on train + valid for its best epoch count
-(so no data is held out), then exported into ``tagger/models/<task>/``
-with the validation metrics it reached in the experiment.
+retrained with the same config on train + valid (so no data is held out),
+following the learning-rate schedule of its experiment up to the best epoch
+(for a cross-validated task, the schedule of the fold with the median epoch
+count), and its last epoch is exported into ``tagger/models/<task>/`` with
+the validation metrics it reached in the experiment.
 """
 
 import argparse
@@ -28,25 +30,27 @@ def main():
     os.chdir(ROOT)
     from tagger import bundle
     from tagger.config import load_config
-    from tagger.train import fit, load_split
+    from tagger.train import fit, load_split, read_schedule
 
     results = json.loads((ROOT / "experiments/results_audioset.json").read_text())
     for task in tasks:
         heads = results[task]["heads"]
         best = max(heads, key=lambda h: heads[h]["score"])
         cfg = load_config(heads[best]["config"])
+        experiment = ROOT / "runs" / pathlib.Path(heads[best]["config"]).stem
         if cfg["data"]["cv_folds"] > 1:
-            epochs = int(np.median([json.loads(pathlib.Path(f"runs/{pathlib.Path(heads[best]['config']).stem}/fold{k}/metrics.json").read_text())["best_epoch"] + 1 for k in range(cfg["data"]["cv_folds"])]))
+            schedules = sorted((read_schedule(str(experiment / f"fold{k}-select")) for k in range(cfg["data"]["cv_folds"])), key=len)
+            schedule = schedules[len(schedules) // 2]
         else:
-            epochs = int(heads[best]["best_epoch"]) + 1
+            schedule = read_schedule(str(experiment))
+        epochs = len(schedule)
         cfg["data"]["cv_folds"] = 0
-        cfg["epochs"] = epochs
-        cfg["early_stopping"] = {"patience": epochs + 1}
         train = load_split(cfg, "train")
         valid = load_split(cfg, "valid")
         every = (train[0] + valid[0], train[1] + valid[1], np.concatenate([train[2], valid[2]]))
         run = f"runs/ship_{task}"
-        fit(cfg, run, train_data=every, valid_data=valid, verbose=0)
+        # valid is part of the training data here: it is only scored, the last epoch is shipped
+        fit(cfg, run, train_data=every, valid_data=valid, schedule=schedule, verbose=0)
         metrics = {"task": task, "head": best, "experiment": heads[best], "baseline": results[task]["baseline"],
                    "monitor": results[task]["monitor"], "trained_on": "AudioSet bal_train, train + valid", "epochs": epochs}
         (pathlib.Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=1))
