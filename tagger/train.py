@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__, cache, tracks
 from .bundle import write_meta
-from .exceptions import DataError
+from .exceptions import DataError, ParameterError
 
 __all__ = ["load_split", "build_run_head", "fit", "nested_folds", "read_schedule", "cross_validate", "train", "predict_tracks"]
 
@@ -208,7 +208,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
     if schedule is not None:
         schedule = [float(lr) for lr in schedule]
         if not schedule or min(schedule) <= 0:
-            raise DataError(f"{run_dir}: a refit schedule needs at least one epoch and positive learning rates, got {schedule}")
+            raise ParameterError(f"schedule={schedule}: a refit needs at least one epoch and positive learning rates")
     _init_run(run_dir, cfg, labels, schedule)
     seed, task = int(cfg["seed"]), data["task"]
     # the run folder says which embeddings its head expects: uint8 in the cache means postprocessed

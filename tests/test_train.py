@@ -115,6 +115,10 @@ def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_
     assert metrics["valid_score"] == pytest.approx(history["val_score"].iloc[-1], abs=1e-9)
     with pytest.raises(DataError, match="different schedule.json"):
         fit(cfg, str(tmp_path / "refit"), train_data=train_data, valid_data=valid_data, schedule=[1e-3], verbose=0)
+    for bad in ([], [1e-3, 0.0]):
+        with pytest.raises(ParameterError, match="schedule="):
+            fit(cfg, str(tmp_path / "bad"), train_data=train_data, valid_data=valid_data, schedule=bad, verbose=0)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_nested_baseline_chooses_C_on_the_selection_fold(audioset_data):
