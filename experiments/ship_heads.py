@@ -30,7 +30,7 @@ def main():
     os.chdir(ROOT)
     from tagger import bundle
     from tagger.config import load_config
-    from tagger.train import fit, load_split, read_schedule
+    from tagger.train import fit, load_split, nested_folds, read_schedule
 
     results = json.loads((ROOT / "experiments/results_audioset.json").read_text())
     for task in tasks:
@@ -39,7 +39,7 @@ def main():
         cfg = load_config(heads[best]["config"])
         experiment = ROOT / "runs" / pathlib.Path(heads[best]["config"]).stem
         if cfg["data"]["cv_folds"] > 1:
-            schedules = sorted((read_schedule(str(experiment / f"fold{k}-select")) for k in range(cfg["data"]["cv_folds"])), key=len)
+            schedules = sorted((read_schedule(str(experiment / f"fold{k}-select")) for k, _ in nested_folds(cfg)), key=len)
             schedule = schedules[len(schedules) // 2]
         else:
             schedule = read_schedule(str(experiment))
