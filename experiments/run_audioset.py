@@ -40,9 +40,9 @@ def baseline(cfg, grid=BASELINE_C):
     if int(cfg["data"]["cv_folds"]) > 1:
         return {"C": "per fold", **nested_cv_baseline(cfg, CV_GRID)}
     results = {}
-    valid = load_split(cfg, "valid")
+    train, valid = load_split(cfg, "train"), load_split(cfg, "valid")
     for C in grid:
-        score, probs = logistic_baseline(load_split(cfg, "train"), valid, task, C=C, return_scores=True)
+        score, probs = logistic_baseline(train, valid, task, C=C, return_scores=True)
         results[C] = {"mean": score, "roc_auc": macro_roc_auc(valid[2], probs)}
     best = max(results, key=lambda c: results[c]["mean"])
     return {"C": best, **results[best]}

@@ -4,7 +4,7 @@ import numpy as np
 
 from .metrics import monitor_score
 
-__all__ = ["mean_pool", "logistic_baseline", "nested_cv_baseline"]
+__all__ = ["mean_pool", "logistic_scores", "logistic_baseline", "nested_cv_baseline"]
 
 
 def mean_pool(embeddings):
@@ -12,11 +12,47 @@ def mean_pool(embeddings):
     return np.stack([e.mean(axis=0) for e in embeddings]).astype(np.float32)
 
 
-def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_scores=False):
-    """Fit scikit-learn logistic regression on mean-pooled, standardised embeddings.
+def logistic_scores(x_train, y_train, x_valid, task, *, C=1.0, seed=0):
+    """Standardise clip features, fit scikit-learn logistic regression, score the validation clips.
 
     Multi-label: one binary model per tag (tags without both classes in
     training predict their training rate). Single-label: multinomial.
+
+    Parameters
+    ----------
+    x_train : np.ndarray, shape (n_train, d)
+        One feature vector per clip (the baseline: mean-pooled embeddings).
+    y_train : np.ndarray, shape (n_train, n_outputs)
+    x_valid : np.ndarray, shape (n_valid, d)
+    task : {'multilabel', 'singlelabel'}
+
+    Returns
+    -------
+    np.ndarray, shape (n_valid, n_outputs)
+        Validation probabilities.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x_train)
+    x_train, x_valid = scaler.transform(x_train), scaler.transform(x_valid)
+    scores = np.zeros((len(x_valid), y_train.shape[1]), dtype=y_train.dtype)
+    if task == "singlelabel":
+        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x_train, y_train.argmax(1))
+        scores[:, clf.classes_] = clf.predict_proba(x_valid)
+        return scores
+    for c in range(y_train.shape[1]):
+        positives = y_train[:, c].sum()
+        if 0 < positives < len(y_train):
+            clf = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(x_train, y_train[:, c])
+            scores[:, c] = clf.predict_proba(x_valid)[:, 1]
+        else:
+            scores[:, c] = positives / len(y_train)
+    return scores
+
+
+def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_scores=False):
+    """Logistic regression on mean-pooled, standardised embeddings (:func:`logistic_scores`).
 
     Returns
     -------
@@ -25,27 +61,8 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_sco
     np.ndarray, shape (n_valid, n_outputs)
         The validation probabilities, with ``return_scores=True``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(mean_pool(train_data[1]))
-    x_train, x_valid = scaler.transform(mean_pool(train_data[1])), scaler.transform(mean_pool(valid_data[1]))
-    y_train, y_valid = train_data[2], valid_data[2]
-    if task == "singlelabel":
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x_train, y_train.argmax(1))
-        scores = np.zeros_like(y_valid)
-        scores[:, clf.classes_] = clf.predict_proba(x_valid)
-        score = monitor_score(task, y_valid, scores)
-        return (score, scores) if return_scores else score
-    scores = np.zeros_like(y_valid)
-    for c in range(y_train.shape[1]):
-        positives = y_train[:, c].sum()
-        if 0 < positives < len(y_train):
-            clf = LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(x_train, y_train[:, c])
-            scores[:, c] = clf.predict_proba(x_valid)[:, 1]
-        else:
-            scores[:, c] = positives / len(y_train)
-    score = monitor_score(task, y_valid, scores)
+    scores = logistic_scores(mean_pool(train_data[1]), train_data[2], mean_pool(valid_data[1]), task, C=C, seed=seed)
+    score = monitor_score(task, valid_data[2], scores)
     return (score, scores) if return_scores else score
 
 
