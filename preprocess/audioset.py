@@ -27,7 +27,8 @@ __all__ = ["VOCABULARIES", "GENRE10", "WEIGHTS_ID", "read_records", "prepare"]
 
 VOCABULARIES = ("527", "music", "genre10")
 GENRE10 = ["Blues", "Classical music", "Country", "Disco", "Hip hop music", "Jazz", "Heavy metal", "Pop music", "Reggae", "Rock music"]
-WEIGHTS_ID = "audioset-release-vggish+pca"
+WEIGHTS_ID = "audioset-release-vggish"  # the network of the released features (cache entries' `weights`)
+PCA_ID = "audioset-release-pca"  # they are postprocessed with the official PCA parameters
 MUSIC_MID = "/m/04rlf"
 
 
@@ -81,6 +82,17 @@ def music_subtree(ontology_path, class_names_by_mid):
     return [class_names_by_mid[m] for m in sorted(class_names_by_mid) if m in seen]
 
 
+def _entry_ok(cache_dir, tid):
+    """Whether a segment's entry is already there in the current format (older ones are rewritten)."""
+    if not os.path.exists(cache.entry_path(cache_dir, tid)):
+        return False
+    try:
+        cache.read_entry(cache_dir, tid, weights=WEIGHTS_ID)
+    except DataError:
+        return False
+    return True
+
+
 def track_id(record):
     return f"{record['video_id']}_{int(round(record['start'] * 1000))}"
 
@@ -118,11 +130,11 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
     frontend = params.frontend_params()
     for rec in tqdm(records, desc="cache", unit="segment", disable=(not progress) if progress is not None else None):
         tid = track_id(rec)
-        if os.path.exists(cache.entry_path(cache_dir, tid)):
+        if _entry_ok(cache_dir, tid):
             continue
         times = np.arange(len(rec["frames"])) * params.EXAMPLE_HOP_SECONDS + rec["start"]
         entry = cache.make_entry(
-            rec["frames"], times, frontend=frontend, weights=WEIGHTS_ID,
+            rec["frames"], times, kind="postprocessed", pca=PCA_ID, frontend=frontend, weights=WEIGHTS_ID,
             source=f"audioset:{rec['video_id']}:{rec['start']:.3f}", duration=rec["end"] - rec["start"],
         )
         cache.write_entry(cache_dir, tid, entry)

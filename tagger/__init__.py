@@ -5,7 +5,7 @@ Light to import: TensorFlow loads only when a network is built.
 
 from .exceptions import AudioError, DataError, ParameterError, TaggerError, TaggerWarning
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",

@@ -1,30 +1,54 @@
 """The embedding cache: one pickle per track, written atomically, read safely.
 
-Entry (a dict, ``<cache>/<track_id>.pkl``):
+Entry (a dict, ``<cache>/<track_id>.pkl``, format :data:`FORMAT`):
 
-``format`` int, :data:`FORMAT`; ``embedding`` np.ndarray (T, 128), float32
-raw or uint8 postprocessed; ``timestamps`` np.ndarray (T,), patch start times
-in seconds; ``frontend`` dict, :func:`tagger.params.frontend_params`;
-``weights`` str, identifier of the weights that made it; ``source`` str,
-audio path or record id; ``duration`` float, seconds (or None).
+``format`` int; ``embedding`` np.ndarray (T, 128), float32 raw VGGish output
+or uint8 postprocessed; ``kind`` ``'raw'`` or ``'postprocessed'`` (what
+``embedding`` holds); ``pca`` str or None, the PCA parameters' id of a
+postprocessed entry; ``timestamps`` np.ndarray (T,), patch start times in
+seconds; ``frontend`` dict, :func:`tagger.params.frontend_params`;
+``weights`` str, the network that made it (weights hash and precision);
+``source`` str, the audio path as given when it was embedded, or a record
+id; ``fingerprint`` str or None, :func:`tagger.files.fingerprint` of
+the audio; ``duration`` float, seconds (or None).
 
-Loading uses a restricted unpickler that accepts NumPy arrays and builtins
-only, so a planted pickle cannot run code.
+A raw entry serves heads that need postprocessed embeddings too: the
+postprocessor is applied on read (:func:`embedding_for`), so ``tagger embed``
+then ``tagger tag --cache`` runs the network once. Readers that know the
+source check its fingerprint: an entry whose audio changed is stale
+(:class:`StaleEntry`), never reused. Loading uses a restricted unpickler that
+accepts NumPy arrays and builtins only, so a planted pickle cannot run code.
+Files are created with the umask's permissions (a group-shared cache stays
+readable by the group).
 """
 
 import io
 import os
 import pickle
-import tempfile
 
 import numpy as np
 
 from .exceptions import DataError, ParameterError
+from .records import write_atomic
 
-__all__ = ["FORMAT", "entry_path", "make_entry", "write_entry", "read_entry", "check_entry", "safe_loads", "embedding_as_float"]
+__all__ = ["FORMAT", "KINDS", "StaleEntry", "entry_path", "make_entry", "write_entry", "read_entry", "check_entry",
+           "serves", "embedding_for", "safe_loads", "embedding_as_float", "writable"]
 
-FORMAT = 1
-_KEYS = ("format", "embedding", "timestamps", "frontend", "weights", "source")
+FORMAT = 2
+KINDS = ("raw", "postprocessed")
+_KEYS = ("format", "embedding", "kind", "pca", "timestamps", "frontend", "weights", "source", "fingerprint", "duration")
+
+
+class StaleEntry(DataError):
+    """A cache entry that exists but cannot serve this reader.
+
+    ``reason`` says why: ``'format'`` (an older cache format), ``'settings'``
+    (other frontend settings or network) or ``'source'`` (its audio changed).
+    """
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
 
 # (module, name) pairs a cache pickle may reference: NumPy array and dtype reconstruction only
 _ALLOWED = {
@@ -66,25 +90,38 @@ def entry_path(cache_dir, track_id):
     return os.path.join(os.fspath(cache_dir), track_id + ".pkl")
 
 
-def make_entry(embedding, timestamps, *, frontend, weights, source, duration=None):
+def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=None, fingerprint=None, duration=None):
     """Assemble a cache entry after checking shapes and types.
 
     Parameters
     ----------
-    embedding : np.ndarray, shape (T, 128), float32 or uint8
+    embedding : np.ndarray, shape (T, 128), float32 (raw) or uint8 (postprocessed)
     timestamps : np.ndarray, shape (T,)
+    kind : {'raw', 'postprocessed'}
     frontend : dict
     weights : str
+        The network's id (weights and precision, without postprocessing).
     source : str
+    pca : str, optional
+        Id of the PCA parameters; required for postprocessed entries.
+    fingerprint : str, optional
+        :func:`tagger.files.fingerprint` of the source file.
     duration : float, optional
 
     Returns
     -------
     dict
     """
+    if kind not in KINDS:
+        raise ParameterError(f"kind={kind!r} must be one of {KINDS}")
     embedding = np.asarray(embedding)
-    if embedding.dtype not in (np.float32, np.uint8):
+    want = np.uint8 if kind == "postprocessed" else np.float32
+    if embedding.dtype != want:
+        if kind == "postprocessed":
+            raise DataError(f"{source}: a postprocessed embedding is uint8, got {embedding.dtype}")
         embedding = embedding.astype(np.float32)
+    if kind == "postprocessed" and not pca:
+        raise DataError(f"{source}: a postprocessed entry needs the id of its PCA parameters")
     timestamps = np.asarray(timestamps, dtype=np.float64)
     if embedding.ndim != 2 or embedding.shape[1] != 128 or len(embedding) == 0:
         raise DataError(f"{source}: embedding must have shape (T>0, 128), got {embedding.shape}")
@@ -93,10 +130,13 @@ def make_entry(embedding, timestamps, *, frontend, weights, source, duration=Non
     return {
         "format": FORMAT,
         "embedding": embedding,
+        "kind": kind,
+        "pca": None if kind == "raw" else str(pca),
         "timestamps": timestamps,
         "frontend": dict(frontend),
         "weights": str(weights),
         "source": str(source),
+        "fingerprint": None if fingerprint is None else str(fingerprint),
         "duration": None if duration is None else float(duration),
     }
 
@@ -110,43 +150,85 @@ def write_entry(cache_dir, track_id, entry):
         The entry's path.
     """
     path = entry_path(cache_dir, track_id)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pkl")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return write_atomic(path, lambda f: pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True, fsync=True)
 
 
-def check_entry(entry, *, path="<entry>", frontend=None, weights=None):
-    """Validate an entry's format and, when given, its frontend and weights.
+def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerprint=None):
+    """Validate an entry's format and, when given, its frontend, network and source fingerprint.
 
     Raises
     ------
     DataError
-        Naming the entry and the first mismatch (a stale entry).
+        Not a cache entry at all.
+    StaleEntry
+        Naming the entry and the first mismatch; ``reason`` says which kind.
     """
+    if isinstance(entry, dict) and entry.get("format") != FORMAT and "embedding" in entry:
+        raise StaleEntry(
+            f"{path}: cache format {entry.get('format')!r}, this tagger reads {FORMAT} (format 1 entries were keyed by"
+            " their path below each input folder and never checked against their audio); rebuild the cache: rerun the same"
+            " `tagger embed` (or `tagger prepare`) with --overwrite, or use a new cache folder", "format")
     if not isinstance(entry, dict) or any(k not in entry for k in _KEYS):
         raise DataError(f"{path}: not a tagger cache entry (keys {sorted(entry) if isinstance(entry, dict) else type(entry)})")
-    if entry["format"] != FORMAT:
-        raise DataError(f"{path}: cache format {entry['format']!r}, this tagger reads {FORMAT}; re-embed with --overwrite")
     if frontend is not None and entry["frontend"] != dict(frontend):
         diff = {k: (entry["frontend"].get(k), v) for k, v in frontend.items() if entry["frontend"].get(k) != v}
-        raise DataError(f"{path}: stale entry, frontend differs (cached, wanted): {diff}; re-embed with --overwrite")
+        raise StaleEntry(f"{path}: made with other frontend settings (cached, wanted): {diff}", "settings")
     if weights is not None and entry["weights"] != weights:
-        raise DataError(f"{path}: stale entry, made with weights {entry['weights']}, wanted {weights}; re-embed with --overwrite")
+        raise StaleEntry(f"{path}: made by the network {entry['weights']}, wanted {weights}", "settings")
+    if fingerprint is not None and entry["fingerprint"] != fingerprint:
+        raise StaleEntry(f"{path}: its source {entry['source']} changed since it was embedded"
+                         f" (fingerprint {entry['fingerprint']}, now {fingerprint})", "source")
     return entry
 
 
-def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None):
+def serves(entry, kind, pca=None):
+    """Whether an entry can give embeddings of ``kind`` (raw entries serve postprocessed readers too).
+
+    Parameters
+    ----------
+    entry : dict
+    kind : {'raw', 'postprocessed'}
+    pca : str, optional
+        The reader's PCA parameters id (postprocessed readers).
+    """
+    if entry["kind"] == "raw":
+        return True
+    return kind == "postprocessed" and entry["pca"] == pca
+
+
+def embedding_for(entry, postprocessor=None):
+    """The entry's embedding as a reader needs it.
+
+    Parameters
+    ----------
+    entry : dict
+    postprocessor : tagger.vggish.Postprocessor, optional
+        Given when the reader needs postprocessed embeddings: a raw entry is
+        postprocessed on the fly.
+
+    Returns
+    -------
+    np.ndarray, shape (T, 128): float32 raw, or uint8 postprocessed
+    """
+    if postprocessor is not None and entry["kind"] == "raw":
+        return postprocessor(entry["embedding"])
+    if postprocessor is None and entry["kind"] != "raw":
+        raise DataError(f"{entry['source']}: the cache holds postprocessed embeddings only; raw ones are needed")
+    return entry["embedding"]
+
+
+def writable(cache_dir):
+    """Whether entries can be written into ``cache_dir`` (created when missing and possible)."""
+    cache_dir = os.fspath(cache_dir)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(cache_dir, os.W_OK | os.X_OK)
+
+
+def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None, fingerprint=None):
     """Read and validate one entry.
 
     Parameters
@@ -154,8 +236,8 @@ def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None):
     cache_dir : str
         Cache folder, or the entry's path when ``track_id`` is None.
     track_id : str, optional
-    frontend, weights : optional
-        Expected values; a mismatch raises :class:`DataError`.
+    frontend, weights, fingerprint : optional
+        Expected values; a mismatch raises :class:`StaleEntry`.
 
     Returns
     -------
@@ -169,7 +251,7 @@ def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None):
         raise DataError(f"{path}: no cache entry") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: unreadable or unsafe cache entry ({exc})") from exc
-    return check_entry(entry, path=path, frontend=frontend, weights=weights)
+    return check_entry(entry, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint)
 
 
 def embedding_as_float(entry):

@@ -6,10 +6,13 @@ some files failed (listed in the errors file).
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 
 from . import __version__, params
 from .exceptions import ParameterError, TaggerError
@@ -26,6 +29,21 @@ def _add_embedding_options(p):
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_root_option(p):
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="cache track ids are file paths relative to DIR (default: the working folder)")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
 
 
 def _embedder(args, **extra):
@@ -46,6 +64,7 @@ def cmd_embed(args):
         workers=args.workers,
         include=args.include,
         exclude=args.exclude,
+        root=args.root,
         errors_file=args.errors,
         progress=False if args.no_progress else None,
     )
@@ -116,7 +135,8 @@ def cmd_tag(args):
     fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else "csv")
     summary = tag_to_file(tagger, args.inputs, args.out, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
                           taggram_dir=args.taggram, errors_file=args.errors, include=args.include, exclude=args.exclude,
-                          workers=args.workers, progress=False if args.no_progress else None)
+                          workers=args.workers, progress=False if args.no_progress else None, overwrite=args.overwrite,
+                          root=args.root)
     print(f"tagged {summary['tagged']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
           f" of {summary['total']} files -> {args.out}")
     if summary["failed"]:
@@ -128,7 +148,7 @@ def cmd_tag(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="tagger", description="Music tagging with transfer learning from VGGish.")
     parser.add_argument("--version", action="version", version=f"tagger {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more, TensorFlow's start-up lines included")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("embed", help="audio files -> cached VGGish embeddings (one pickle per track)")
@@ -140,6 +160,7 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="re-embed tracks already in the cache")
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default CACHE/errors.tsv)")
     _add_embedding_options(p)
+    _add_root_option(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("prepare", help="dataset -> track index + embedding cache")
@@ -165,15 +186,17 @@ def build_parser():
     p = sub.add_parser("tag", help="tag audio files with a shipped head or a run folder")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files (.txt, .m3u)")
     p.add_argument("--model", default="music", help="shipped head (music, genre10) or a run folder (default music)")
-    p.add_argument("--out", default="tags.csv", help="output file: .csv (default) or .jsonl; rerunning continues it")
+    p.add_argument("--out", default="tags.csv", help="output file: .csv (default) or .jsonl; rerunning with the same settings continues it")
     p.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's extension")
-    p.add_argument("--top-n", type=int, default=5, help="top tags per clip in the CSV")
+    p.add_argument("--top-n", type=_positive_int, default=5, help="top tags per clip in the CSV")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every tag (default: the model's per-tag thresholds)")
     p.add_argument("--taggram", default=None, metavar="DIR", help="also write per-patch predictions as DIR/<clip>.npz")
     p.add_argument("--cache", default=None, metavar="CACHE", help="reuse/fill an embedding cache (re-tagging skips the network)")
     p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default OUT.errors.tsv)")
+    p.add_argument("--overwrite", action="store_true", help="start OUT afresh (a rerun with other settings is refused without it)")
     _add_embedding_options(p)
+    _add_root_option(p)
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("evaluate", help="per-tag metrics and plots of a run on a split")
@@ -185,11 +208,54 @@ def build_parser():
     return parser
 
 
+# TensorFlow's native start-up lines (glog INFO/WARNING, the absl banner, CUDA probing on machines
+# without a GPU): written to file descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says
+_STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IW]\d{4} \S+ +\d+ \S+:\d+\] "
+    r"|E\d{4} \S+ +\d+ \S+:\d+\] .*(cuInit|cuda|CUDA)"
+    r"|To enable the following instructions: )"
+)
+
+
+@contextlib.contextmanager
+def _without_startup_noise():
+    """Send file descriptor 2 to a temporary file; then replay what was not start-up noise (real errors)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not _STARTUP_NOISE.match(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def _load_tensorflow_quietly():
+    """Load TensorFlow and Keras, and probe devices, with their native start-up lines hidden."""
+    with _without_startup_noise():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe prints its lines now, not mid-command
+        import keras  # noqa: F401
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # deprecation chatter of the checkpoint reader
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose and "tensorflow" not in sys.modules:
+        _load_tensorflow_quietly()  # only the command's own output, unless -v
     try:
         return args.func(args)
     except TaggerError as exc:

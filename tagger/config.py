@@ -1,18 +1,23 @@
 """Experiment configs: defaults, validation, and the frozen form stored in a run folder.
 
 A config is a JSON file (see ``experiments/``). Every key is checked before
-any training starts: an unknown key, an unknown head, a missing path or a
-vocabulary without tracks fails with the offending key or path named.
+any training starts, so before a run folder exists: an unknown key, a value
+of the wrong type or out of its range (booleans are not numbers), an unknown
+head, a missing path or a vocabulary without tracks fails with the offending
+key and value named. ``python -m tagger.config CONFIG [--no-paths]`` runs the
+same checks from the shell (``tagger-cloud submit`` does, before any cloud call).
 """
 
 import copy
 import inspect
 import json
+import math
 import os
+import sys
 
 from .exceptions import DataError, ParameterError
 
-__all__ = ["DEFAULTS", "load_config", "validate", "data_path"]
+__all__ = ["DEFAULTS", "load_config", "validate", "data_path", "main"]
 
 DEFAULTS = {
     "name": None,
@@ -63,13 +68,94 @@ def _merge(defaults, given, where):
     return out
 
 
-def validate(config, *, base_dir="."):
-    """Fill defaults, resolve data paths and check everything that can be checked without training.
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# key -> (check, what it must be); every value of a config is checked here before a run folder exists
+_RULES = {
+    "name": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "a non-empty string"),
+    "data.train_split": (lambda v: isinstance(v, str) and v != "", "a split name (string)"),
+    "data.valid_split": (lambda v: isinstance(v, str) and v != "", "a split name (string)"),
+    "data.test_split": (lambda v: isinstance(v, str) and v != "", "a split name (string)"),
+    "data.cv_folds": (lambda v: _is_int(v) and (v == 0 or v >= 2), "0 (off) or an integer >= 2"),
+    "window": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "steps_per_epoch": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "mux.n_active": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "mux.rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "mux.draw": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "mixup": (lambda v: _is_number(v) and v >= 0, "a number >= 0 (0: off)"),
+    "optimizer.learning_rate": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "optimizer.ema": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1) (0: off)"),
+    "early_stopping.patience": (lambda v: _is_int(v) and v >= 1, "a positive integer (epochs)"),
+    "reduce_lr.factor": (lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "reduce_lr.patience": (lambda v: _is_int(v) and v >= 1, "a positive integer (epochs)"),
+    "reduce_lr.min_lr": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+}
+_CHOICES = {"optimizer.name": ("adam", "adamw", "sgd", "rmsprop")}
+# head settings: ranges by name; types from the builder's defaults (tagger.heads)
+_HEAD_RULES = {
+    "hidden": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "n_layers": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "dropout": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "embedding_size": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+}
+_BY_DEFAULT = {
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+    int: (lambda v: _is_int(v), "an integer"),
+    float: (lambda v: _is_number(v), "a number"),
+}
+
+
+def _get(cfg, key):
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _fail(key, value, what):
+    raise ParameterError(f"config key {key}={json.dumps(value) if _jsonable(value) else repr(value)} must be {what}")
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def validate(config, *, base_dir=".", check_paths=True):
+    """Fill defaults and check every value (types, ranges, choices, paths) without training.
+
+    Parameters
+    ----------
+    config : dict
+    base_dir : str
+        Folder relative data paths are taken from.
+    check_paths : bool
+        Check that the data paths exist (off for a config that will run
+        elsewhere, as ``tagger-cloud submit`` does).
 
     Returns
     -------
     dict
-        The complete config, paths absolute.
+        The complete config.
+
+    Raises
+    ------
+    ParameterError
+        The first bad key, with its value and what it must be.
+    DataError
+        A data path that does not exist.
     """
     from .heads import HEADS, TASKS, check_members
     from .streams import WEIGHTINGS
@@ -77,42 +163,41 @@ def validate(config, *, base_dir="."):
     cfg = _merge(DEFAULTS, config, "")
     data = cfg["data"]
     for key in _PATH_KEYS:
-        if not data[key]:
-            raise ParameterError(f"config key data.{key} is required")
+        if not data[key] or not isinstance(data[key], str):
+            raise ParameterError(f"config key data.{key} is required (a path), got {data[key]!r}")
         path = data_path(cfg, key, base_dir=base_dir)
-        if not os.path.exists(path):
+        if check_paths and not os.path.exists(path):
             raise DataError(f"config key data.{key}: {path} does not exist")
-    if data["task"] not in TASKS:
-        raise ParameterError(f"config key data.task={data['task']!r} must be one of {TASKS}")
+    choices = {**_CHOICES, "data.task": TASKS, "mux.weighting": WEIGHTINGS}
+    for key, allowed in choices.items():
+        if _get(cfg, key) not in allowed:
+            _fail(key, _get(cfg, key), f"one of {', '.join(allowed)}")
+    for key, (check, what) in _RULES.items():
+        if not check(_get(cfg, key)):
+            _fail(key, _get(cfg, key), what)
     head = cfg["head"]
     if head.get("name") not in HEADS:
         raise ParameterError(f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}")
-    accepted = set(inspect.signature(HEADS[head["name"]]).parameters) - {"n_outputs", "task", "output_bias", "input_stats"}
+    signature = inspect.signature(HEADS[head["name"]]).parameters
+    accepted = set(signature) - {"n_outputs", "task", "output_bias", "input_stats"}
     accepted.add("members")  # an ensemble of that head (tagger.heads.build_head)
-    for key in head:
-        if key != "name" and key not in accepted:
+    for key, value in head.items():
+        if key == "name":
+            continue
+        if key not in accepted:
             raise ParameterError(f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}")
+        if key == "members":
+            continue
+        check, what = _HEAD_RULES.get(key) or _BY_DEFAULT.get(type(signature[key].default), (lambda v: True, ""))
+        if not check(value):
+            _fail(f"head.{key}", value, what)
     members = head.get("members", 1)
     check_members(members, key="config key head.members")
-    for key in ("window", "batch_size", "epochs", "steps_per_epoch"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ParameterError(f"config key {key}={cfg[key]!r} must be a positive integer")
     if cfg["batch_size"] % members:
         raise ParameterError(f"config key batch_size={cfg['batch_size']} must be a multiple of head.members={members} "
                              "(each member trains on an equal slice of every batch)")
-    if cfg["mux"]["weighting"] not in WEIGHTINGS:
-        raise ParameterError(f"config key mux.weighting={cfg['mux']['weighting']!r} must be one of {', '.join(WEIGHTINGS)}")
-    if not isinstance(cfg["mux"]["draw"], int) or cfg["mux"]["draw"] < 1 or cfg["batch_size"] % cfg["mux"]["draw"]:
+    if cfg["batch_size"] % cfg["mux"]["draw"]:
         raise ParameterError(f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}")
-    if cfg["mux"]["n_active"] < 1 or cfg["mux"]["rate"] <= 0:
-        raise ParameterError(f"config key mux={cfg['mux']}: n_active must be >= 1 and rate > 0")
-    ema = cfg["optimizer"]["ema"]
-    if not isinstance(ema, (int, float)) or not 0 <= ema < 1:
-        raise ParameterError(f"config key optimizer.ema={ema!r} must be in [0, 1) (0: off)")
-    if not isinstance(cfg["mixup"], (int, float)) or cfg["mixup"] < 0:
-        raise ParameterError(f"config key mixup={cfg['mixup']!r} must be a number >= 0 (0: off)")
-    if cfg["optimizer"]["name"] not in ("adam", "sgd", "rmsprop", "adamw"):
-        raise ParameterError(f"config key optimizer.name={cfg['optimizer']['name']!r} must be adam, adamw, sgd or rmsprop")
     return cfg
 
 
@@ -126,7 +211,7 @@ def data_path(cfg, key, *, base_dir="."):
     return path if os.path.isabs(path) else os.path.abspath(os.path.join(base_dir, path))
 
 
-def load_config(path):
+def load_config(path, *, check_paths=True):
     """Read and validate a config file; relative data paths are taken from the working directory."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such config file")
@@ -138,4 +223,27 @@ def load_config(path):
     if not isinstance(raw, dict):
         raise ParameterError(f"{path}: a config is a JSON object")
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
-    return validate(raw)
+    return validate(raw, check_paths=check_paths)
+
+
+def main(argv=None):
+    """``python -m tagger.config CONFIG [--no-paths]``: validate a config; exit 0, or 1 with the problem."""
+    import argparse
+
+    from .exceptions import TaggerError
+
+    parser = argparse.ArgumentParser(prog="python -m tagger.config", description="Validate an experiment config.")
+    parser.add_argument("config")
+    parser.add_argument("--no-paths", action="store_true", help="do not check that the data paths exist here")
+    args = parser.parse_args(argv)
+    try:
+        load_config(args.config, check_paths=not args.no_paths)
+    except TaggerError as exc:
+        print(f"{args.config}: invalid config: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.config}: valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,14 +5,14 @@
 >>> embed_files(["music/"], "cache/", embedder=emb)  # one pickle per track
 """
 
-import csv
 import logging
 import os
 
 import numpy as np
 
-from . import cache, files, params
+from . import cache, files, locks, params
 from .exceptions import DataError, ParameterError
+from .records import ErrorsWriter
 from .frontend import waveform_to_patches
 from .pipeline import iter_embeddings
 
@@ -62,6 +62,9 @@ class Embedder:
         model=None,
         weights_id=None,
     ):
+        from .pipeline import refuse_in_bootstrapping_child
+
+        refuse_in_bootstrapping_child()  # before loading anything: see its docstring
         import tensorflow as tf
 
         from .vggish import Postprocessor, load_vggish
@@ -78,12 +81,9 @@ class Embedder:
             model, weights_id = load_vggish(weights)
         self.model = model
         self.postprocessor = Postprocessor(pca_params) if postprocess else None
-        ident = weights_id or "unknown"
-        if self.postprocessor is not None:
-            ident += "+pca"
-        if dtype != "float32":
-            ident += "+" + dtype
-        self.weights_id = ident
+        # the network (what cache entries record) and the whole embedding, postprocessing included
+        self.network_id = (weights_id or "unknown") + ("" if dtype == "float32" else "+" + dtype)
+        self.weights_id = (weights_id or "unknown") + ("+pca" if postprocess else "") + ("" if dtype == "float32" else "+" + dtype)
         if dtype != "float32":
             from .vggish import build_vggish
 
@@ -143,10 +143,21 @@ class Embedder:
         patches, times = waveform_to_patches(y, sr, hop_seconds=self.hop_seconds, short_policy=self.short_policy)
         return self.finalize(self.run(patches)), times
 
-    def iter_files(self, paths, *, workers=None):
+    @property
+    def kind(self):
+        """``'postprocessed'`` or ``'raw'``: what :meth:`embed` returns."""
+        return "raw" if self.postprocessor is None else "postprocessed"
+
+    @property
+    def pca_id(self):
+        """Id of the PCA parameters in use (None without postprocessing)."""
+        return None if self.postprocessor is None else self.postprocessor.id
+
+    def iter_files(self, paths, *, workers=None, raw=False):
         """Embed files in parallel; yield :class:`tagger.pipeline.TrackResult` in input order.
 
-        Embeddings in the results are already postprocessed when enabled.
+        Embeddings in the results are already postprocessed when enabled,
+        unless ``raw`` (then they are the network's float32 output).
         """
         for result in iter_embeddings(
             paths,
@@ -156,7 +167,7 @@ class Embedder:
             short_policy=self.short_policy,
             workers=workers,
         ):
-            if result.ok:
+            if result.ok and not raw:
                 result.embedding = self.finalize(result.embedding)
             yield result
 
@@ -194,8 +205,8 @@ class EmbedSummary(dict):
         return self["failed"] == 0
 
 
-def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), **options):
-    """Embed audio files into the cache, one entry per track (track id: path relative to its input).
+def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=None, **options):
+    """Embed audio files into the cache, one entry per track (track id: path relative to ``root``).
 
     Parameters
     ----------
@@ -205,6 +216,9 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), **option
     embedder : Embedder
     include, exclude : sequence of str
         Glob filters.
+    root : str, optional
+        Folder the track ids are relative to (default: the working folder; see
+        :func:`tagger.files.track_id_for`).
     **options
         ``overwrite``, ``workers``, ``errors_file``, ``progress``: see :func:`embed_items`.
 
@@ -212,20 +226,60 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), **option
     -------
     EmbedSummary
     """
-    items = files.collect(inputs, include=include, exclude=exclude)
+    items = files.collect(inputs, include=include, exclude=exclude, root=root)
     if not items:
         raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
     return embed_items(items, cache_dir, embedder=embedder, **options)
 
 
+def _plan(items, cache_dir, embedder, overwrite):
+    """Split items into those to embed and those whose entry already serves; refuse stale ones.
+
+    Returns
+    -------
+    todo : list of (path, track_id, fingerprint)
+    n_done : int
+    """
+    todo, n_done, stale = [], 0, []
+    for path, track_id in items:
+        print_ = files.fingerprint(path)
+        entry_file = cache.entry_path(cache_dir, track_id)
+        if os.path.exists(entry_file) and not overwrite:
+            try:
+                entry = cache.read_entry(entry_file, frontend=embedder.frontend, weights=embedder.network_id,
+                                         fingerprint=print_)
+            except cache.StaleEntry as exc:
+                if exc.reason != "source":
+                    stale.append(str(exc))
+                else:
+                    log.warning("%s; re-embedding it", exc)
+                    todo.append((path, track_id, print_))
+                continue
+            except DataError as exc:
+                stale.append(str(exc))
+                continue
+            if cache.serves(entry, embedder.kind, embedder.pca_id):
+                n_done += 1
+                continue
+        todo.append((path, track_id, print_))
+    if stale:
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise DataError(f"{stale[0]}{more}; pass overwrite=True / --overwrite to replace them, or use another cache folder")
+    return todo, n_done
+
+
 def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, errors_file=None, progress=None):
     """Embed ``(path, track_id)`` pairs into the cache.
 
-    Finished entries are skipped unless ``overwrite``; stale ones (other
-    frontend or weights) stop the run before any work, unless ``overwrite``.
+    Entries that already serve (same frontend and network, same audio, and
+    raw or postprocessed as asked; a raw entry serves a postprocessed run)
+    are skipped unless ``overwrite``. Entries whose audio changed are
+    re-embedded with a warning; entries made with other settings, or in an
+    older cache format, stop the run before any work, unless ``overwrite``.
     Each entry is written atomically as soon as its track is done, so a
-    killed run loses nothing finished. Failures are listed, with reasons,
-    in ``errors_file`` (default ``<cache_dir>/errors.tsv``).
+    killed run loses nothing finished. The cache is locked for the run (one
+    writer per cache). Failures are listed, with reasons, in ``errors_file``
+    (default ``<cache_dir>/errors.tsv``).
 
     Parameters
     ----------
@@ -242,59 +296,61 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     Returns
     -------
     EmbedSummary
+
+    Raises
+    ------
+    DataError
+        Stale entries (see above); another process writing this cache; a
+        read-only cache that would have to be written.
     """
     from tqdm.auto import tqdm
 
-    todo = []
-    for path, track_id in items:
-        entry_file = cache.entry_path(cache_dir, track_id)
-        if os.path.exists(entry_file) and not overwrite:
-            try:
-                cache.read_entry(entry_file, frontend=embedder.frontend, weights=embedder.weights_id)
-                continue
-            except DataError as exc:
-                raise DataError(f"{exc} (pass overwrite=True / --overwrite to replace it)") from exc
-        todo.append((path, track_id))
-    summary = EmbedSummary(total=len(items), embedded=0, skipped=len(items) - len(todo), failed=0, failures=[])
-    errors_file = errors_file or os.path.join(os.fspath(cache_dir), "errors.tsv")
-    os.makedirs(os.fspath(cache_dir), exist_ok=True)
-    bar = tqdm(total=len(todo), unit="clip", desc="embed", disable=(not progress) if progress is not None else None)
-    try:
-        for result in embedder.iter_files([p for p, _ in todo], workers=workers):
-            track_id = todo[result.index][1]
-            for text in result.warnings:
-                log.warning(text)
-            if result.ok:
-                entry = cache.make_entry(
-                    result.embedding,
-                    result.timestamps,
-                    frontend=embedder.frontend,
-                    weights=embedder.weights_id,
-                    source=result.path,
-                    duration=result.duration,
-                )
-                cache.write_entry(cache_dir, track_id, entry)
-                summary["embedded"] += 1
-            else:
-                log.error("%s: %s", result.path, result.error)
-                summary["failed"] += 1
-                summary["failures"].append((result.path, result.error))
-            bar.update(1)
-            bar.set_postfix(failed=summary["failed"], refresh=False)
-    finally:
-        bar.close()
-        _write_errors(errors_file, summary["failures"])
+    cache_dir = os.fspath(cache_dir)
+    errors_file = errors_file or os.path.join(cache_dir, "errors.tsv")
+    if not cache.writable(cache_dir):
+        todo, n_done = _plan(items, cache_dir, embedder, overwrite)
+        if todo:
+            raise DataError(f"cache {cache_dir} is read-only: {len(todo)} of {len(items)} tracks would have to be"
+                            " embedded into it; use a cache folder you can write, or ask its owner")
+        return EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[], errors_file=errors_file)
+    with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
+        todo, n_done = _plan(items, cache_dir, embedder, overwrite)
+        summary = EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[])
+        bar = tqdm(total=len(todo), unit="clip", desc="embed", disable=(not progress) if progress is not None else None)
+        try:
+            for result in embedder.iter_files([p for p, _, _ in todo], workers=workers):
+                _, track_id, print_ = todo[result.index]
+                for text in result.warnings:
+                    log.warning(text)
+                if result.ok:
+                    entry = cache.make_entry(
+                        result.embedding, result.timestamps, kind=embedder.kind, pca=embedder.pca_id,
+                        frontend=embedder.frontend, weights=embedder.network_id, source=result.path,
+                        fingerprint=print_, duration=result.duration,
+                    )
+                    cache.write_entry(cache_dir, track_id, entry)
+                    summary["embedded"] += 1
+                else:
+                    log.error("%s: %s", result.path, result.error)
+                    summary["failed"] += 1
+                    summary["failures"].append((result.path, result.error))
+                bar.update(1)
+                bar.set_postfix(failed=summary["failed"], refresh=False)
+        finally:
+            bar.close()
+            _write_errors(errors_file, summary["failures"])
     summary["errors_file"] = errors_file
     return summary
 
 
 def _write_errors(path, failures):
-    """Write ``path<TAB>reason`` rows (with a header); remove a stale file when there are none."""
+    """Write the failures as an errors file (quoted TSV); remove a stale file when there are none."""
     if not failures:
         if os.path.exists(path):
             os.unlink(path)
         return
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t")
-        writer.writerow(["path", "error"])
-        writer.writerows(failures)
+    if os.path.exists(path):
+        os.unlink(path)
+    with ErrorsWriter(path) as writer:
+        for failure in failures:
+            writer.write(*failure)

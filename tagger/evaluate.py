@@ -84,12 +84,20 @@ def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
     dict
         The metrics written to ``metrics.json``.
     """
+    from .locks import exclusive, folder_lock_path
+
+    model, cfg, labels, thresholds = load_run(run_dir)
+    with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+        return _evaluate(run_dir, model, cfg, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots)
+
+
+def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, plots):
     import pandas as pd
 
     from .metrics import multilabel_report, singlelabel_report
+    from .records import write_json_atomic
     from .train import load_split
 
-    model, cfg, labels, thresholds = load_run(run_dir)
     task = cfg["data"]["task"]
     ids, embeddings, y = load_split(cfg, split)
     if not ids:
@@ -102,8 +110,7 @@ def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
     summary.update(split=split, mode=mode, run=os.path.abspath(run_dir))
     out_dir = out_dir or os.path.join(run_dir, "eval", f"{split}-{mode}")
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    write_json_atomic(summary, os.path.join(out_dir, "metrics.json"))
     pd.DataFrame(rows).to_csv(os.path.join(out_dir, "per_tag.csv"), index=False)
     if plots:
         _plot(out_dir, task, rows, summary, labels)

@@ -1,11 +1,12 @@
 """Finding audio files: files, folders (recursive, globs) and list files -> (path, track id)."""
 
 import fnmatch
+import hashlib
 import os
 
-from .exceptions import DataError, ParameterError
+from .exceptions import DataError
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "collect"]
+__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "collect", "track_id_for", "fingerprint"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".snd", ".aif", ".aiff", ".aifc", ".w64", ".caf")
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".m3u")
@@ -15,8 +16,63 @@ def _matches(rel, patterns):
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(rel), p) for p in patterns)
 
 
-def collect(inputs, *, include=(), exclude=()):
-    """Expand inputs into audio files with stable track ids.
+ABS_PREFIX = "_abs"  # track ids of files outside the root: _abs/<absolute path>
+
+
+def track_id_for(path, root=None):
+    """The cache track id of an audio file: its path relative to ``root`` (default: the working folder).
+
+    One id per source within a cache, whatever the inputs were: ``tagger tag
+    a/sub1/same.au`` and ``tagger tag a/sub2/same.au`` get ``a/sub1/same.au``
+    and ``a/sub2/same.au``. A file outside ``root`` gets
+    ``_abs/<its absolute path>``. Paths are made absolute without resolving
+    symbolic links; separators are ``/``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    root : str or os.PathLike, optional
+
+    Returns
+    -------
+    str
+    """
+    path = os.path.abspath(os.fspath(path))
+    root = os.path.abspath(os.fspath(root) if root is not None else os.getcwd())
+    rel = os.path.relpath(path, root)
+    if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        rel = ABS_PREFIX + path
+    return rel.replace(os.sep, "/")
+
+
+def fingerprint(path, *, block=1 << 16):
+    """Content fingerprint of a file: its size and a SHA-256 of its first and last ``block`` bytes.
+
+    Cheap (two small reads) and kept across copies (unlike mtimes), it tells a
+    cache entry whether its source is still the audio it was made from. An
+    edit that keeps the size and both ends is not seen: ``--overwrite``
+    re-embeds in that case.
+
+    Returns
+    -------
+    str or None
+        ``'<size>:<hex>'``; None when the file cannot be read (the decoder
+        then reports why).
+    """
+    try:
+        with open(os.fspath(path), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            digest = hashlib.sha256(f.read(block))
+            if size > block:
+                f.seek(max(block, size - block))
+                digest.update(f.read(block))
+    except OSError:
+        return None
+    return f"{size}:{digest.hexdigest()[:32]}"
+
+
+def collect(inputs, *, include=(), exclude=(), root=None):
+    """Expand inputs into audio files with track ids.
 
     Parameters
     ----------
@@ -28,17 +84,20 @@ def collect(inputs, *, include=(), exclude=()):
     include, exclude : sequence of str
         Glob patterns matched against the path relative to its folder input
         and against the file name.
+    root : str, optional
+        Folder the track ids are relative to (:func:`track_id_for`; default
+        the working folder).
 
     Returns
     -------
     list of (str, str)
-        ``(path, track_id)`` in a stable order; the track id is the path
-        relative to its folder input (a file's own name for a file input).
+        ``(path, track_id)`` in a stable order, each file once (files with the
+        same name in different folders are different tracks).
 
     Raises
     ------
     DataError
-        A missing input, or two files with the same track id.
+        A missing input.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -46,10 +105,10 @@ def collect(inputs, *, include=(), exclude=()):
     for item in inputs:
         item = os.fspath(item)
         if os.path.isdir(item):
-            for root, dirs, names in os.walk(item):
+            for dirpath, dirs, names in os.walk(item):
                 dirs.sort()
                 for name in sorted(names):
-                    path = os.path.join(root, name)
+                    path = os.path.join(dirpath, name)
                     rel = os.path.relpath(path, item).replace(os.sep, "/")
                     if not name.lower().endswith(AUDIO_EXTENSIONS) or name.startswith("."):
                         continue
@@ -57,25 +116,19 @@ def collect(inputs, *, include=(), exclude=()):
                         continue
                     if exclude and _matches(rel, exclude):
                         continue
-                    found.append((path, rel))
+                    found.append(path)
         elif os.path.isfile(item) and item.lower().endswith(LIST_EXTENSIONS):
             base = os.path.dirname(item)
             with open(item, encoding="utf-8") as f:
                 lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
-            found.extend(collect([os.path.join(base, ln) for ln in lines], include=include, exclude=exclude))
+            found.extend(p for p, _ in collect([os.path.join(base, ln) for ln in lines], include=include, exclude=exclude))
         elif os.path.lexists(item):
-            found.append((item, os.path.basename(item)))
+            found.append(item)
         else:
             raise DataError(f"{item}: no such file or folder")
-    seen = {}
-    for path, track_id in found:
-        if track_id in seen and os.path.abspath(seen[track_id]) != os.path.abspath(path):
-            raise ParameterError(
-                f"two inputs share the track id {track_id!r}: {seen[track_id]} and {path}; pass their common folder instead"
-            )
-        seen[track_id] = path
     unique, done = [], set()
-    for path, track_id in found:
+    for path in found:
+        track_id = track_id_for(path, root)
         if track_id not in done:
             done.add(track_id)
             unique.append((path, track_id))

@@ -10,11 +10,10 @@ the identity when not given) comes first, as the baseline's StandardScaler does.
 head (:class:`tagger.layers.Ensemble`). Heads know nothing of training.
 """
 
-import keras
-from keras import layers
-
 from .exceptions import ParameterError
-from .layers import AttentionPool1D, AutoPool1D, Ensemble, MaskedMean
+
+# Keras (and so TensorFlow) is imported inside the builders: validating a config against this registry
+# (tagger.config, `tagger-cloud submit`) must not load it.
 
 __all__ = ["HEADS", "TASKS", "build_head", "check_members", "prior_bias", "input_stats"]
 
@@ -23,6 +22,9 @@ TASKS = ("multilabel", "singlelabel")
 
 def _inputs(embedding_size, standardize=False, input_stats=None):
     """Model inputs and the tensor heads build on: ``x``, standardised per dimension when asked."""
+    import keras
+    from keras import layers
+
     x = keras.Input((None, embedding_size), name="x")
     mask = keras.Input((None,), name="mask")
     if not standardize:
@@ -57,6 +59,8 @@ def input_stats(embeddings):
 
 def _stack(h, *, hidden, n_layers, dropout, prefix):
     """[Dense, BatchNorm, ReLU, Dropout] x n_layers (Dense acts per patch on 3-D input)."""
+    from keras import layers
+
     for i in range(n_layers):
         h = layers.Dense(hidden, name=f"{prefix}_dense{i}")(h)
         h = layers.BatchNormalization(name=f"{prefix}_bn{i}")(h)
@@ -72,6 +76,8 @@ def _final(task):
 
 def _bias(output_bias):
     """Initial output bias (e.g. label-prior log-odds), or zeros."""
+    import keras
+
     if output_bias is None:
         return "zeros"
     return keras.initializers.Constant([float(b) for b in output_bias])
@@ -97,6 +103,11 @@ def prior_bias(labels, task, *, eps=1e-3):
 def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standardize=False, embedding_size=128,
                output_bias=None, input_stats=None):
     """Mean over the clip's patches, then a dense stack."""
+    import keras
+    from keras import layers
+
+    from .layers import MaskedMean
+
     x, mask, h = _inputs(embedding_size, standardize, input_stats)
     h = MaskedMean(name="mean")(h, mask=mask)
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="clip")
@@ -111,6 +122,11 @@ def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha
     Multi-label: per-patch sigmoid probabilities are pooled. Single-label:
     per-patch logits are pooled, then softmax.
     """
+    import keras
+    from keras import layers
+
+    from .layers import AutoPool1D
+
     x, mask, h = _inputs(embedding_size, standardize, input_stats)
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     if task == "multilabel":
@@ -126,6 +142,11 @@ def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha
 def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standardize=False, embedding_size=128,
                    output_bias=None, input_stats=None):
     """Per-patch dense stack, per-patch predictions weighted by attention over time."""
+    import keras
+    from keras import layers
+
+    from .layers import AttentionPool1D
+
     x, mask, h = _inputs(embedding_size, standardize, input_stats)
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     attention = layers.Dense(n_outputs, name="attention_logits")(h)
@@ -183,6 +204,10 @@ def build_head(name, n_outputs, task, *, members=1, **config):
         raise ParameterError(f"head {name!r}: bad settings {sorted(config)} ({exc})") from exc
     if members == 1:
         return heads[0]
+    import keras
+
+    from .layers import Ensemble
+
     x, mask = keras.Input(heads[0].inputs[0].shape[1:], name="x"), keras.Input((None,), name="mask")
     for i, head in enumerate(heads):
         head.name = f"{name}_{i}"

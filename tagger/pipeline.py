@@ -10,15 +10,33 @@ import collections
 import multiprocessing as mp
 import os
 import queue
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import params
 from .decode import decode_messages, worker_loop
-from .exceptions import ParameterError
+from .exceptions import ParameterError, TaggerError, TaggerWarning
 
-__all__ = ["TrackResult", "iter_embeddings", "default_workers"]
+__all__ = ["TrackResult", "iter_embeddings", "default_workers", "refuse_in_bootstrapping_child"]
+
+_MAIN_GUARD_HELP = (
+    "decode workers are spawned processes, which re-run your script: put the code that calls tagger under"
+    " `if __name__ == \"__main__\":`, or pass workers=0 to decode in the calling process"
+)
+
+
+def refuse_in_bootstrapping_child():
+    """Raise :class:`TaggerError` when called while a spawned process is still importing its parent's script.
+
+    That happens when a script calls tagger at import time, without a main
+    guard: each decode worker re-runs the script and would load a network and
+    start workers of its own. Failing at once lets the parent notice and
+    decode in its own process instead.
+    """
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise TaggerError(f"tagger was called while this process was starting as a decode worker; {_MAIN_GUARD_HELP}")
 
 
 @dataclass
@@ -215,11 +233,16 @@ def iter_embeddings(
     for proc in procs:
         proc.start()
     started = set()  # files a worker began and has not finished: blamed if workers crash
+    heard = False  # whether any worker ever reported
+    fallback = False
     try:
         while next_out < len(paths):
             try:
                 message = results.get(timeout=0.5)
             except queue.Empty:
+                if not heard and not any(p.is_alive() for p in procs):
+                    fallback = True  # no worker ever started (an unguarded script): decode here
+                    break
                 if not any(p.is_alive() for p in procs):
                     # every worker is gone: whatever was started and unfinished crashed them
                     for index in sorted(started):
@@ -238,6 +261,7 @@ def iter_embeddings(
                     batcher.flush()
                 yield from ready()
                 continue
+            heard = True
             if message[0] == "start":
                 started.add(message[1])
                 continue
@@ -253,3 +277,13 @@ def iter_embeddings(
                 proc.terminate()
         for proc in procs:
             proc.join(timeout=5)
+    if fallback:
+        warnings.warn(f"decode worker processes could not start ({_MAIN_GUARD_HELP}); decoding in this process instead",
+                      TaggerWarning, stacklevel=2)
+        for index, path in enumerate(paths):
+            if index in tracks and not tracks[index].decoded:
+                for message in decode_messages(index, path, **options):
+                    handle(message)
+                yield from ready()
+        batcher.flush()
+        yield from ready()

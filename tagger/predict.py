@@ -6,16 +6,18 @@
 """
 
 import csv
+import hashlib
 import json
 import logging
 import os
 
 import numpy as np
 
-from . import bundle, cache, files
+from . import __version__, bundle, cache, files, locks
 from .exceptions import DataError, ParameterError
+from .records import ErrorsWriter, read_errors, read_records, write_json_atomic
 
-__all__ = ["Tagger", "TagResult", "tag_to_file", "FORMATS"]
+__all__ = ["Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings"]
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "jsonl")
@@ -55,13 +57,18 @@ class Tagger:
     """
 
     def __init__(self, model="music", *, weights=None, pca_params=None, cache_dir=None, embedder=None, **options):
+        from .pipeline import refuse_in_bootstrapping_child
+
+        refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
         import keras
 
         from . import layers  # noqa: F401 - registers custom layers
         from .embed import Embedder
 
         self.folder = bundle.resolve(model)
+        self.name = os.fspath(model)
         self.meta = bundle.read_meta(self.folder)
+        self.model_hash = _bundle_hash(self.folder)
         self.head = keras.saving.load_model(os.path.join(self.folder, "model.keras"))
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
@@ -105,50 +112,109 @@ class Tagger:
             return clip, None
         return clip, self._run_head(emb[:, None, :], np.ones((len(emb), 1), np.float32)).numpy()
 
-    def _cached(self, track_id):
-        if self.cache_dir is None or track_id is None:
-            return None
+    def _lookup(self, track_id, fingerprint):
+        """The cache entry of a track if it serves this head, else None; ``(entry, why_not)``.
+
+        ``why_not``: None (a hit, or no entry), ``'source'`` (its audio changed:
+        re-embed and replace), ``'settings'`` or ``'format'`` (made with other
+        settings or an older tagger: not used, not replaced), ``'kind'``
+        (postprocessed entry, raw needed: re-embed and replace).
+        """
         path = cache.entry_path(self.cache_dir, track_id)
         if not os.path.exists(path):
-            return None
+            return None, None
         try:
-            return cache.read_entry(path, frontend=self.embedder.frontend, weights=self.embedder.weights_id)
+            entry = cache.read_entry(path, frontend=self.embedder.frontend, weights=self.embedder.network_id,
+                                     fingerprint=fingerprint)
+        except cache.StaleEntry as exc:
+            if exc.reason == "source":
+                log.warning("%s; re-embedding it", exc)
+            return None, exc
         except DataError as exc:
-            log.warning("%s; re-embedding", exc)
-            return None
+            return None, exc
+        if not cache.serves(entry, self.embedder.kind, self.embedder.pca_id):
+            return None, "kind"
+        return entry, None
 
     def iter_tag(self, items, *, workers=None, taggram=True):
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
 
-        Cached embeddings are used when a cache is set (checked first, read
-        again only when their turn comes, so memory holds one clip's at a
-        time); new ones are written to it.
+        With a cache, entries that serve this head are used (checked against
+        their audio's fingerprint first, read again only when their turn
+        comes, so memory holds one clip's at a time; a raw entry is
+        postprocessed on read when the head needs it). New embeddings are
+        stored raw, so heads of either kind reuse them. Entries made with
+        other settings are neither used nor replaced; entries whose audio
+        changed are replaced, with a warning. A cache this process cannot
+        write is used read-only. The cache is locked while it is written.
         """
         items = list(items)
-        cached = {i for i, (_, track_id) in enumerate(items) if self._cached(track_id) is not None}
-        todo = [i for i in range(len(items)) if i not in cached]
-        stream = self.embedder.iter_files([items[i][0] for i in todo], workers=workers) if todo else iter(())
+        if self.cache_dir is None:
+            yield from self._tag(items, [None] * len(items), {}, set(), workers=workers, taggram=taggram, store=False)
+            return
+        store = cache.writable(self.cache_dir)
+        prints = [files.fingerprint(path) for path, _ in items]
+        if not store:
+            hits, protected = self._plan(items, prints)
+            yield from self._tag(items, prints, hits, protected, workers=workers, taggram=taggram, store=False)
+            return
+        with locks.exclusive(locks.folder_lock_path(self.cache_dir), what=f"cache {self.cache_dir}"):
+            hits, protected = self._plan(items, prints)
+            yield from self._tag(items, prints, hits, protected, workers=workers, taggram=taggram, store=True)
+
+    def _plan(self, items, prints):
+        """Positions served by the cache, and the track ids whose entries must not be replaced.
+
+        Warns once about entries made with other settings or an older tagger.
+        """
+        hits, protected, reasons = set(), set(), []
+        for i, ((_, track_id), print_) in enumerate(zip(items, prints)):
+            entry, why = self._lookup(track_id, print_)
+            if entry is not None:
+                hits.add(i)
+            elif isinstance(why, DataError) and getattr(why, "reason", None) != "source":
+                protected.add(track_id)
+                reasons.append(str(why))
+        if reasons:
+            log.warning("%d entries of the cache %s were made with other settings or an older tagger (first: %s);"
+                        " they are neither used nor replaced: rebuild them with `tagger embed ... --overwrite`,"
+                        " or use another cache", len(reasons), self.cache_dir, reasons[0])
+        return hits, protected
+
+    def _tag(self, items, prints, hits, protected, *, workers, taggram, store):
+        todo = [i for i in range(len(items)) if i not in hits]
+        stream = self.embedder.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
+        not_stored = 0
         for i, (path, track_id) in enumerate(items):
-            if i in cached:
-                entry = self._cached(track_id)
+            if i in hits:
+                entry, _ = self._lookup(track_id, None)
                 if entry is None:  # removed or replaced by another process since the check
                     yield TagResult(i, path, track_id, error=f"cache entry for {track_id} changed during the run; rerun")
                     continue
-                emb, times, duration, error = entry["embedding"], entry["timestamps"], entry["duration"], None
+                emb = cache.embedding_for(entry, self.embedder.postprocessor)
+                times, duration, error = entry["timestamps"], entry["duration"], None
             else:
                 r = next(stream)
                 for text in r.warnings:
                     log.warning(text)
                 emb, times, duration, error = r.embedding, r.timestamps, r.duration, r.error
-                if r.ok and self.cache_dir is not None and track_id is not None:
-                    cache.write_entry(self.cache_dir, track_id, cache.make_entry(
-                        emb, times, frontend=self.embedder.frontend, weights=self.embedder.weights_id,
-                        source=path, duration=duration))
+                if r.ok and self.cache_dir is not None and track_id not in protected:
+                    if store:
+                        cache.write_entry(self.cache_dir, track_id, cache.make_entry(
+                            emb, times, kind="raw", frontend=self.embedder.frontend, weights=self.embedder.network_id,
+                            source=path, fingerprint=prints[i], duration=duration))
+                    else:
+                        not_stored += 1
+                if r.ok:
+                    emb = self.embedder.finalize(emb)
             if error is not None:
                 yield TagResult(i, path, track_id, error=error)
                 continue
             clip, grams = self.scores(emb, taggram=taggram)
             yield TagResult(i, path, track_id, duration=duration, timestamps=times, probabilities=clip, taggram=grams)
+        if not_stored:
+            log.warning("the cache %s is read-only: %d clips not in it were embedded for this run but not stored",
+                        self.cache_dir, not_stored)
 
     def rows(self, result, *, top_n=5, threshold=None):
         """A result as a flat dict: path, duration, top-N tags with probabilities, tags over threshold."""
@@ -166,12 +232,16 @@ class Tagger:
         row["tags"] = "|".join(self.labels[j] for j in chosen)
         return row
 
-    def tag(self, inputs, *, top_n=5, threshold=None, include=(), exclude=(), workers=None):
-        """Tag files and folders; a DataFrame with one row per good clip (failures in ``df.attrs['errors']``)."""
+    def tag(self, inputs, *, top_n=5, threshold=None, include=(), exclude=(), workers=None, root=None):
+        """Tag files and folders; a DataFrame with one row per good clip (failures in ``df.attrs['errors']``).
+
+        ``root``: the folder cache track ids are relative to (default: the working folder).
+        """
         import pandas as pd
 
         rows, errors = [], []
-        for r in self.iter_tag(files.collect(inputs, include=include, exclude=exclude), workers=workers, taggram=False):
+        items = files.collect(inputs, include=include, exclude=exclude, root=root)
+        for r in self.iter_tag(items, workers=workers, taggram=False):
             if r.ok:
                 rows.append(self.rows(r, top_n=top_n, threshold=threshold))
             else:
@@ -194,26 +264,93 @@ class Tagger:
         return pd.DataFrame(rows)
 
 
-def _complete_lines(path):
-    """Lines of a file, dropping a last line cut off by a kill (and truncating it away)."""
-    if not os.path.exists(path):
-        return []
-    with open(path, "rb+") as f:
-        data = f.read()
-        keep = data[: data.rfind(b"\n") + 1]
-        if len(keep) != len(data):
-            f.seek(0)
-            f.truncate(len(keep))
-    return keep.decode("utf-8").splitlines()
+def _bundle_hash(folder):
+    """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json."""
+    digest = hashlib.sha256()
+    for name in ("model.keras", "labels.json", "thresholds.json", "bundle.json"):
+        path = os.path.join(folder, name)
+        digest.update(name.encode())
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def output_settings(tagger, *, fmt, top_n, threshold, taggram):
+    """What a tag output's rows depend on (recorded in ``OUT.meta.json``; a rerun must match it).
+
+    Returns
+    -------
+    dict
+        model (name and content hash), weights (VGGish weights, postprocessing
+        and precision), frontend (hop included), short-clip policy, format,
+        top_n (CSV), threshold and whether taggrams are written.
+    """
+    return {
+        "model": {"name": tagger.name, "hash": tagger.model_hash},
+        "weights": tagger.embedder.weights_id,
+        "frontend": tagger.embedder.frontend,
+        "short_policy": tagger.embedder.short_policy,
+        "format": fmt,
+        "top_n": top_n if fmt == "csv" else None,
+        "threshold": threshold,
+        "taggram": bool(taggram),
+    }
+
+
+def _describe(value):
+    if isinstance(value, dict) and "hash" in value:
+        return f"{value['name']} ({value['hash']})"
+    return json.dumps(value)
+
+
+def _differences(old, new):
+    keys = sorted(set(old) | set(new))
+    same = lambda k: (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash") if k == "model" else old.get(k) == new.get(k)  # noqa: E731
+    return [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
+
+
+def _check_resume(out, errors_file, meta_path, settings):
+    """Refuse to continue an output made with other settings, or one whose settings are unknown."""
+    started = any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (out, errors_file))
+    if not started:
+        return
+    if not os.path.exists(meta_path):
+        raise ParameterError(
+            f"{out} exists but has no {os.path.basename(meta_path)}: it was written by an older tagger (or another"
+            " program), so the settings it was made with are unknown and it cannot be continued safely; rerun with"
+            " --overwrite to tag into it from scratch, or write to another --out")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            old = json.load(f)["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{meta_path}: unreadable ({exc}); rerun with --overwrite, or write to another --out") from exc
+    diff = _differences(old, json.loads(json.dumps(settings)))
+    if diff:
+        raise ParameterError(
+            f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
+            " or write to another --out")
 
 
 def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, taggram_dir=None, errors_file=None,
-                include=(), exclude=(), workers=None, progress=None):
+                include=(), exclude=(), workers=None, progress=None, overwrite=False, root=None):
     """Tag inputs into ``out``, incrementally and resumably.
 
-    Rows are appended (and flushed) as clips finish, in input order; a rerun
-    with the same arguments skips clips already in ``out`` or in the errors
-    file and ends with the same files as an uninterrupted run.
+    Rows are appended (and flushed) as clips finish, in input order. The
+    settings the rows depend on (:func:`output_settings`) are recorded in
+    ``OUT.meta.json``; a rerun with the same settings skips clips already in
+    ``out`` or in the errors file (both read with their parsers; a record cut
+    off by a kill is dropped) and ends with the same files as an
+    uninterrupted run, while a rerun with other settings is refused unless
+    ``overwrite``. One process at a time writes an output (lock ``OUT.lock``).
+
+    Parameters
+    ----------
+    overwrite : bool
+        Start ``out`` and its errors file afresh.
+    root : str, optional
+        Folder the cache track ids are relative to (default: the working folder).
 
     Returns
     -------
@@ -224,51 +361,63 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
 
     if fmt not in FORMATS:
         raise ParameterError(f"format={fmt!r} must be one of {FORMATS}")
-    items = files.collect(inputs, include=include, exclude=exclude)
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
+        raise ParameterError(f"top_n={top_n!r} must be a positive integer")
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise ParameterError(f"threshold={threshold!r} must be in [0, 1]")
+    items = files.collect(inputs, include=include, exclude=exclude, root=root)
     if not items:
         raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
-    errors_file = errors_file or os.fspath(out) + ".errors.tsv"
-    done = set()
-    out_lines = _complete_lines(out)
-    if fmt == "csv" and out_lines:
-        done |= {row["path"] for row in csv.DictReader(out_lines)}
-    elif out_lines:
-        done |= {json.loads(line)["path"] for line in out_lines}
-    err_lines = _complete_lines(errors_file)
-    done |= {line.split("\t", 1)[0] for line in err_lines[1:]}
-    todo = [(p, t) for p, t in items if p not in done]
-    summary = {"total": len(items), "tagged": 0, "skipped": len(items) - len(todo), "failed": len(err_lines[1:]), "errors_file": errors_file}
+    out = os.fspath(out)
+    errors_file = errors_file or out + ".errors.tsv"
+    meta_path = out + ".meta.json"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fieldnames = ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
-    bar = tqdm(total=len(todo), unit="clip", desc="tag", disable=(not progress) if progress is not None else None)
-    with open(out, "a", newline="", encoding="utf-8") as fout, open(errors_file, "a", newline="", encoding="utf-8") as ferr:
-        writer = csv.DictWriter(fout, fieldnames=fieldnames, extrasaction="ignore")
-        if fmt == "csv" and not out_lines:
-            writer.writeheader()
-        if not err_lines:
-            ferr.write("path\terror\n")
-        for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir)):
-            if r.ok:
-                if fmt == "csv":
-                    writer.writerow(tagger.rows(r, top_n=top_n, threshold=threshold))
+    settings = output_settings(tagger, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
+    with locks.exclusive(locks.output_lock_path(out), what=f"output {out}"):
+        if overwrite:
+            for path in (out, errors_file, meta_path):
+                if os.path.exists(path):
+                    os.unlink(path)
+        _check_resume(out, errors_file, meta_path, settings)
+        write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
+        fieldnames = ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
+        header, rows = read_records(out, fmt)
+        if fmt == "csv" and header is not None and header != fieldnames:
+            raise DataError(f"{out}: its columns {header} are not those of these settings {fieldnames}; rerun with"
+                            " --overwrite, or write to another --out")
+        failures = read_errors(errors_file)
+        done = {row["path"] for row in rows} | {path for path, _ in failures}
+        todo = [(p, t) for p, t in items if p not in done]
+        summary = {"total": len(items), "tagged": 0, "skipped": len(items) - len(todo), "failed": len(failures),
+                   "errors_file": errors_file}
+        bar = tqdm(total=len(todo), unit="clip", desc="tag", disable=(not progress) if progress is not None else None)
+        with open(out, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
+            writer = csv.DictWriter(fout, fieldnames=fieldnames, extrasaction="ignore")
+            if fmt == "csv" and header is None:
+                writer.writeheader()
+            for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir)):
+                if r.ok:
+                    row = tagger.rows(r, top_n=top_n, threshold=threshold)
+                    if fmt == "csv":
+                        writer.writerow(row)
+                    else:
+                        record = {"path": r.path, "duration": round(float(r.duration), 3),
+                                  "probabilities": {t: round(float(p), 6) for t, p in zip(tagger.labels, r.probabilities)},
+                                  "tags": row["tags"].split("|") if row["tags"] else []}
+                        fout.write(json.dumps(record) + "\n")
+                    if taggram_dir:
+                        target = os.path.join(taggram_dir, (r.track_id or os.path.basename(r.path)) + ".npz")
+                        os.makedirs(os.path.dirname(target), exist_ok=True)
+                        np.savez_compressed(target, timestamps=r.timestamps, taggram=r.taggram,
+                                            labels=np.array(tagger.labels), probabilities=r.probabilities)
+                    summary["tagged"] += 1
                 else:
-                    record = {"path": r.path, "duration": round(float(r.duration), 3),
-                              "probabilities": {t: round(float(p), 6) for t, p in zip(tagger.labels, r.probabilities)}}
-                    record["tags"] = tagger.rows(r, top_n=top_n, threshold=threshold)["tags"].split("|")
-                    fout.write(json.dumps(record) + "\n")
-                if taggram_dir:
-                    target = os.path.join(taggram_dir, (r.track_id or os.path.basename(r.path)) + ".npz")
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    np.savez_compressed(target, timestamps=r.timestamps, taggram=r.taggram, labels=np.array(tagger.labels), probabilities=r.probabilities)
-                summary["tagged"] += 1
-            else:
-                ferr.write(f"{r.path}\t{r.error}\n")
-                summary["failed"] += 1
-            fout.flush()
-            ferr.flush()
-            bar.update(1)
-            bar.set_postfix(failed=summary["failed"], refresh=False)
-    bar.close()
-    if summary["failed"] == 0 and os.path.exists(errors_file):
-        os.unlink(errors_file)
+                    ferr.write(r.path, r.error)
+                    summary["failed"] += 1
+                fout.flush()
+                bar.update(1)
+                bar.set_postfix(failed=summary["failed"], refresh=False)
+        bar.close()
+        if summary["failed"] == 0 and os.path.exists(errors_file):
+            os.unlink(errors_file)
     return summary

@@ -67,13 +67,21 @@ def label_matrix(labels, vocabulary):
 def load_embeddings(track_ids, cache_dir, *, frontend=None, weights=None):
     """Read the cached embeddings of tracks as float32 (dequantised when stored as uint8).
 
+    Every entry must hold the same kind of embedding (raw or postprocessed):
+    a head trains on one.
+
     Returns
     -------
     list of np.ndarray, each shape (T_i, 128), float32
     """
-    out = []
+    out, first = [], None
     for track_id in track_ids:
         entry = cache.read_entry(cache_dir, track_id, frontend=frontend, weights=weights)
+        if first is None:
+            first = (track_id, entry["kind"])
+        elif entry["kind"] != first[1]:
+            raise DataError(f"{cache_dir}: the cache mixes embeddings: {first[0]} is {first[1]}, {track_id} is"
+                            f" {entry['kind']}; a head trains on one kind (re-embed into a separate cache)")
         out.append(cache.embedding_as_float(entry))
     return out
 

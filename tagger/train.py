@@ -21,9 +21,10 @@ import time
 
 import numpy as np
 
-from . import __version__, cache, tracks
+from . import __version__, cache, locks, tracks
 from .bundle import write_meta
 from .exceptions import DataError, ParameterError
+from .records import write_json_atomic
 
 __all__ = ["load_split", "build_run_head", "fit", "nested_folds", "read_schedule", "cross_validate", "train", "predict_tracks"]
 
@@ -31,10 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def _json_dump(obj, path):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=False)
-    os.replace(tmp, path)
+    write_json_atomic(obj, path)
 
 
 def load_split(cfg, split, *, fold=None, exclude_fold=None):
@@ -148,15 +146,22 @@ def _reseed(model, seed):
 
 
 def _freeze(run_dir, name, value):
-    """Write ``name`` once; a run folder resumed with a different value is refused."""
+    """Write ``name`` once; a run folder resumed with a different value is refused.
+
+    A folder in which no epoch finished yet (a run that failed before
+    training) takes the new value: nothing was made with the old one.
+    """
     frozen = os.path.join(run_dir, name)
     if os.path.exists(frozen):
         with open(frozen, encoding="utf-8") as f:
             previous = json.load(f)
-        if previous != json.loads(json.dumps(value)):
-            raise DataError(f"{run_dir}: the run folder holds a different {name}; use a new run folder")
-    else:
-        _json_dump(value, frozen)
+        if previous == json.loads(json.dumps(value)):
+            return
+        if _checkpoint_epochs(os.path.join(run_dir, "checkpoints")) or os.path.exists(os.path.join(run_dir, "history.csv")):
+            raise DataError(f"{run_dir}: the run folder holds a different {name} and has trained with it; use a new"
+                            " run folder (or delete this one to start over)")
+        log.info("%s: no epoch finished yet; replacing its %s", run_dir, name)
+    _json_dump(value, frozen)
 
 
 def _init_run(run_dir, cfg, labels, schedule=None):
@@ -170,6 +175,9 @@ def _init_run(run_dir, cfg, labels, schedule=None):
 
 def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbose=1):
     """Train ``cfg``'s head into ``run_dir`` (resuming when it holds a checkpoint).
+
+    The data are loaded and checked first; then the run folder is made and
+    locked (one writer per run folder) for the training.
 
     Parameters
     ----------
@@ -190,12 +198,6 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
     dict
         The validation metrics written to ``metrics.json``.
     """
-    import keras
-    import tensorflow as tf
-
-    from .metrics import choose_thresholds, monitor_score
-    from .streams import keras_batches, mixup, training_stream
-
     from .config import data_path
 
     data = cfg["data"]
@@ -209,12 +211,26 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
         schedule = [float(lr) for lr in schedule]
         if not schedule or min(schedule) <= 0:
             raise ParameterError(f"schedule={schedule}: a refit needs at least one epoch and positive learning rates")
+    os.makedirs(run_dir, exist_ok=True)
+    with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+        return _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose)
+
+
+def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose):
+    import keras
+    import tensorflow as tf
+
+    from . import layers  # noqa: F401 - registers the custom layers: checkpoints and the best model load below
+    from .config import data_path
+    from .metrics import choose_thresholds, monitor_score
+    from .streams import keras_batches, mixup, training_stream
+
+    data = cfg["data"]
     _init_run(run_dir, cfg, labels, schedule)
     seed, task = int(cfg["seed"]), data["task"]
-    # the run folder says which embeddings its head expects: uint8 in the cache means postprocessed
+    # the run folder says which embeddings its head expects: what the cache entries say they hold
     first = cache.read_entry(data_path(cfg, "cache"), train_data[0][0])
-    write_meta(run_dir, embedding="postprocessed" if first["embedding"].dtype == np.uint8 else "raw",
-               task=task, window=cfg["window"])
+    write_meta(run_dir, embedding=first["kind"], task=task, window=cfg["window"])
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     strategy = _strategy()
@@ -419,9 +435,16 @@ def cross_validate(cfg, run_dir, *, verbose=1):
 
 
 def train(cfg, run_dir, *, verbose=1):
-    """Train per the config: cross-validation when ``data.cv_folds > 1``, else one run."""
+    """Train per the config: cross-validation when ``data.cv_folds > 1``, else one run.
+
+    The config is validated first, so a bad value fails before the run folder exists.
+    """
+    from .config import validate
+
+    cfg = validate(cfg)
     if int(cfg["data"]["cv_folds"]) > 1:
         nested_folds(cfg)  # a bad fold setting fails before the run folder exists
         os.makedirs(run_dir, exist_ok=True)
-        return cross_validate(cfg, run_dir, verbose=verbose)
+        with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+            return cross_validate(cfg, run_dir, verbose=verbose)
     return fit(cfg, run_dir, verbose=verbose)

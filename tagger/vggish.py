@@ -270,6 +270,9 @@ class Postprocessor:
         if self.eigen.shape != (size, size) or self.means.shape != (size, 1):
             raise DataError(f"{path}: PCA shapes {self.eigen.shape}, {self.means.shape} are not 128-d")
         self.path = path
+        digest = hashlib.sha1(np.ascontiguousarray(self.means, np.float64).tobytes())
+        digest.update(np.ascontiguousarray(self.eigen, np.float64).tobytes())
+        self.id = "pca-sha1:" + digest.hexdigest()[:16]  # what cache entries record
 
     def whiten(self, emb):
         """PCA-whitened embeddings, shape (T, 128), float64, before clipping."""

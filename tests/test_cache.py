@@ -14,7 +14,9 @@ from tagger.exceptions import DataError, ParameterError
 
 def entry(n=3, dtype=np.float32):
     emb = np.arange(n * 128).reshape(n, 128).astype(dtype)
-    return cache.make_entry(emb, np.arange(n) * 0.96, frontend=params.frontend_params(), weights="w1", source="a.wav", duration=3.1)
+    kind, pca = ("postprocessed", "pca1") if dtype == np.uint8 else ("raw", None)
+    return cache.make_entry(emb, np.arange(n) * 0.96, kind=kind, pca=pca, frontend=params.frontend_params(), weights="w1",
+                            source="a.wav", fingerprint="3:abc", duration=3.1)
 
 
 def test_round_trip(tmp_path):
@@ -34,21 +36,60 @@ def test_uint8_dequantised_on_read(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field,value,match",
-    [("frontend", params.frontend_params(hop_seconds=0.48), "frontend differs"), ("weights", "w2", "weights w1")],
+    "field,value,match,reason",
+    [("frontend", params.frontend_params(hop_seconds=0.48), "other frontend settings", "settings"),
+     ("weights", "w2", "network w1", "settings"),
+     ("fingerprint", "3:abd", "a.wav changed", "source")],
 )
-def test_stale_entries_refused(tmp_path, field, value, match):
+def test_stale_entries_refused(tmp_path, field, value, match, reason):
     cache.write_entry(tmp_path, "a", entry())
-    with pytest.raises(DataError, match=match):
+    with pytest.raises(cache.StaleEntry, match=match) as caught:
         cache.read_entry(tmp_path, "a", **{field: value})
+    assert caught.value.reason == reason
 
 
-def test_wrong_format_refused(tmp_path):
-    e = entry()
-    e["format"] = 0
-    cache.write_entry(tmp_path, "old", e)
-    with pytest.raises(DataError, match="cache format 0"):
+def test_previous_format_refused_with_the_way_to_migrate(tmp_path):
+    """A format 1 entry (tagger 0.1: no kind, no fingerprint, ids that could collide) is never reinterpreted."""
+    old = {"format": 1, "embedding": np.zeros((2, 128), np.float32), "timestamps": np.zeros(2), "frontend": {},
+           "weights": "w1", "source": "a.wav", "duration": 2.0}
+    (tmp_path / "old.pkl").write_bytes(pickle.dumps(old))
+    with pytest.raises(cache.StaleEntry, match="cache format 1.*--overwrite") as caught:
         cache.read_entry(tmp_path, "old")
+    assert caught.value.reason == "format"
+
+
+def test_raw_entries_serve_postprocessed_readers(tmp_path, pca_params):
+    from tagger.vggish import Postprocessor
+
+    post = Postprocessor(pca_params)
+    raw, quantised = entry(), entry(dtype=np.uint8)
+    assert cache.serves(raw, "raw") and cache.serves(raw, "postprocessed", post.id)
+    assert not cache.serves(quantised, "raw") and not cache.serves(quantised, "postprocessed", post.id)
+    assert cache.serves(quantised, "postprocessed", "pca1")
+    np.testing.assert_array_equal(cache.embedding_for(raw, post), post(raw["embedding"]))
+    np.testing.assert_array_equal(cache.embedding_for(raw), raw["embedding"])
+    with pytest.raises(DataError, match="postprocessed embeddings only"):
+        cache.embedding_for(quantised)
+
+
+def test_entries_honour_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        from tagger import records
+
+        records._UMASK = None  # read afresh
+        path = cache.write_entry(tmp_path, "shared/a", entry())
+        assert oct(os.stat(path).st_mode & 0o777) == oct(0o640)  # group-readable, as the umask allows
+    finally:
+        os.umask(old)
+        records._UMASK = None
+
+
+def test_make_entry_checks_kind():
+    with pytest.raises(ParameterError, match="kind"):
+        cache.make_entry(np.zeros((1, 128)), np.zeros(1), kind="whitened", frontend={}, weights="w", source="s")
+    with pytest.raises(DataError, match="PCA"):
+        cache.make_entry(np.zeros((1, 128), np.uint8), np.zeros(1), kind="postprocessed", frontend={}, weights="w", source="s")
 
 
 class _Evil:
@@ -60,7 +101,7 @@ def test_restricted_unpickler_refuses_code(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     monkeypatch.setenv("EVIL_MARKER", str(marker))
     planted = tmp_path / "evil.pkl"
-    planted.write_bytes(pickle.dumps({"format": 1, "embedding": _Evil()}))
+    planted.write_bytes(pickle.dumps({"format": 2, "embedding": _Evil()}))
     with pytest.raises(DataError, match="posix.system|os.system|not allowed"):
         cache.read_entry(str(planted))
     assert not marker.exists()
@@ -93,9 +134,9 @@ def test_bad_track_ids(tmp_path, bad):
 
 def test_bad_shapes():
     with pytest.raises(DataError, match="shape"):
-        cache.make_entry(np.zeros((3, 64)), np.zeros(3), frontend={}, weights="w", source="s")
+        cache.make_entry(np.zeros((3, 64)), np.zeros(3), kind="raw", frontend={}, weights="w", source="s")
     with pytest.raises(DataError, match="timestamps"):
-        cache.make_entry(np.zeros((3, 128)), np.zeros(2), frontend={}, weights="w", source="s")
+        cache.make_entry(np.zeros((3, 128)), np.zeros(2), kind="raw", frontend={}, weights="w", source="s")
 
 
 KILLER = textwrap.dedent(

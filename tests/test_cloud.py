@@ -23,7 +23,8 @@ def fake(tmp_path):
     bin_dir.mkdir()
     for tool in ("gcloud", "gsutil"):
         target = bin_dir / tool
-        target.write_text(f"#!{sys.executable}\n" + open(os.path.join(ROOT, "tests", "fake_gcloud.py")).read())
+        with open(os.path.join(ROOT, "tests", "fake_gcloud.py"), encoding="utf-8") as f:
+            target.write_text(f"#!{sys.executable}\n" + f.read())
         target.chmod(0o755)
     (tmp_path / "gcs").mkdir()
     env = {**os.environ, "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
@@ -36,6 +37,11 @@ def fake(tmp_path):
     return env, calls
 
 
+# a config as `tagger-cloud submit` sees it: data paths are relative to the job's work folder, not checked here
+CONFIG = {"data": {"index": "data/audioset/index_genre10.csv", "cache": "data/audioset/cache",
+                   "vocabulary": "data/audioset/vocab_genre10.json", "task": "singlelabel"}}
+
+
 def sh(args, env, check=True):
     return subprocess.run(["bash", *args], env=env, capture_output=True, text=True, check=check, timeout=120)
 
@@ -43,7 +49,7 @@ def sh(args, env, check=True):
 def test_submit_sequence(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
-    config.write_text("{}")
+    config.write_text(json.dumps(CONFIG))
     sh([CLOUD, "submit", str(config), "job1", "--bucket", "gs://bkt", "--project", "proj", "--count", "2",
         "--accelerator", "nvidia-l4", "--machine-type", "g2-standard-24"], env)
     seq = calls()
@@ -61,9 +67,11 @@ def test_submit_sequence(fake, tmp_path):
 def test_on_demand_and_dry_run(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
-    config.write_text("{}")
-    out = sh([CLOUD, "submit", str(config), "job2", "--bucket", "gs://bkt", "--on-demand", "--dry-run"], env).stdout
+    config.write_text(json.dumps(CONFIG))
+    result = sh([CLOUD, "submit", str(config), "job2", "--bucket", "gs://bkt", "--on-demand", "--dry-run"], env)
+    out = result.stdout
     assert calls() == []  # nothing ran
+    assert "submitted job2" not in result.stderr and "nothing was submitted" in result.stderr
     lines = out.strip().splitlines()
     assert lines[0] == f"gcloud storage cp {config} gs://bkt/jobs/job2/config.json"
     assert lines[1].startswith("gcloud compute instances create tagger-job2 --zone=us-central1-a") and "SPOT" not in lines[1]
@@ -89,16 +97,35 @@ def test_logs_fetch_delete_sequences(fake, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["submit", "missing.json", "j", "--bucket", "gs://b"], "no such config"),
-    (["submit", "README.md", "j"], "--bucket"),
-    (["submit", "README.md", "bad/name", "--bucket", "gs://b"], "job name"),
+    (["submit", "CONFIG", "j"], "--bucket"),
+    (["submit", "CONFIG", "bad/name", "--bucket", "gs://b"], "job name"),
+    (["submit", "CONFIG", "j", "--bucket"], "--bucket needs a value"),
+    (["submit", "CONFIG", "j", "--bucket", "--dry-run"], "--bucket needs a value"),
+    (["submit", "CONFIG", "j", "--bucket", "gs://b", "--count", "abc"], "--count 'abc' must be a positive integer"),
+    (["submit", "CONFIG", "j", "--bucket", "gs://b", "--disk-gb", "-5"], "--disk-gb '-5' must be a positive integer"),
+    (["submit", "CONFIG", "j", "--bucket", "gs://b", "--disk-gb", "0"], "--disk-gb '0' must be a positive integer"),
+    (["submit", "TYPO", "j", "--bucket", "gs://b"], "unknown config key 'epocs'"),
+    (["submit", "BADVALUE", "j", "--bucket", "gs://b"], "optimizer.learning_rate=-0.1 must be a number > 0"),
     (["launch"], "unknown command"),
     (["logs", "j", "--frobnicate"], "unknown option"),
 ])
-def test_bad_arguments(fake, args, message):
+def test_bad_arguments(fake, tmp_path, args, message):
+    """Bad options and bad configs fail before any gcloud call, with the option or config key named."""
     env, calls = fake
+    configs = {"CONFIG": CONFIG, "TYPO": {**CONFIG, "epocs": 3}, "BADVALUE": {**CONFIG, "optimizer": {"learning_rate": -0.1}}}
+    for name, value in configs.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(value))
+    args = [str(tmp_path / f"{a}.json") if a in configs else a for a in args]
     result = subprocess.run(["bash", CLOUD, *args], env=env, capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode != 0 and message in result.stderr
-    assert calls() == []
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert "unbound variable" not in result.stderr
+    assert calls() == []  # fake gcloud recorded nothing
+
+
+def test_help_prints_the_help_only():
+    result = subprocess.run(["bash", CLOUD, "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "submit CONFIG JOB" in result.stdout
+    assert "set -euo pipefail" not in result.stdout and "here=" not in result.stdout
 
 
 def job_bucket(tmp_path, audioset_data):

@@ -3,7 +3,7 @@ import csv
 import numpy as np
 import pytest
 
-from tagger import audio, cache, cli, frontend, params
+from tagger import audio, cache, cli, files, frontend, params
 from tagger.embed import Embedder, embed, embed_files
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 from tagger.testing import numpy_forward
@@ -19,19 +19,23 @@ def test_embed_array_matches_numpy_forward(embedder, fixture_weights, gtzan_file
 
 
 def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tmp_path):
-    summary = embed_files([shared / "data/gtzan/genres", mtt_clip], tmp_path, embedder=embedder, workers=1, progress=False)
+    root = shared / "data"
+    summary = embed_files([shared / "data/gtzan/genres", mtt_clip], tmp_path, embedder=embedder, workers=1, progress=False,
+                          root=root)
     assert (summary["embedded"], summary["failed"]) == (11, 0)
     for path in gtzan_files + [mtt_clip]:
-        track_id = path.name if path == mtt_clip else f"{path.parent.name}/{path.name}"
-        entry = cache.read_entry(tmp_path, track_id, frontend=embedder.frontend, weights=embedder.weights_id)
+        track_id = path.relative_to(root).as_posix()  # e.g. gtzan/genres/blues/blues.00000.au
+        entry = cache.read_entry(tmp_path, track_id, frontend=embedder.frontend, weights=embedder.network_id,
+                                 fingerprint=files.fingerprint(path))
+        assert entry["kind"] == "raw" and entry["pca"] is None
         n = frontend.n_patches(round(entry["duration"] * params.SAMPLE_RATE))
         assert entry["embedding"].shape == (n, 128) and n >= 30
         assert entry["source"] == str(path)
         assert np.all(np.isfinite(entry["embedding"]))
     # the pipeline's batches across files give what the file alone gives
     alone, _ = embedder.embed(audio.load(mtt_clip), 16000)
-    np.testing.assert_allclose(cache.read_entry(tmp_path, mtt_clip.name)["embedding"], alone, atol=1e-5)
-    again = embed_files([shared / "data/gtzan/genres"], tmp_path, embedder=embedder, workers=1, progress=False)
+    np.testing.assert_allclose(cache.read_entry(tmp_path, "mtt/audio/e/" + mtt_clip.name)["embedding"], alone, atol=1e-5)
+    again = embed_files([shared / "data/gtzan/genres"], tmp_path, embedder=embedder, workers=1, progress=False, root=root)
     assert (again["skipped"], again["embedded"]) == (10, 0)
 
 
@@ -52,13 +56,13 @@ def test_bad_files_reported_and_run_goes_on(embedder, make_audio, bad_files, tmp
     folder = bad_files
     make_audio("bad/good_stereo48k.flac", 3.0, sr=48000, channels=2)
     make_audio("bad/sub/short.wav", 0.5, sr=8000)
-    summary = embed_files([folder], tmp_path / "cache", embedder=embedder, workers=1, progress=False)
+    summary = embed_files([folder], tmp_path / "cache", embedder=embedder, workers=1, progress=False, root=tmp_path)
     assert (summary["embedded"], summary["failed"]) == (2, 3)
     with open(summary["errors_file"]) as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     assert sorted(r["path"].rsplit("/", 1)[1] for r in rows) == ["cut_header.wav", "empty.wav", "notes.wav"]
     assert all(r["error"] for r in rows)
-    assert cache.read_entry(tmp_path / "cache", "sub/short.wav")["embedding"].shape == (1, 128)
+    assert cache.read_entry(tmp_path / "cache", "bad/sub/short.wav")["embedding"].shape == (1, 128)
 
 
 def test_cli_exit_status_and_errors_file(ckpt_path, bad_files, make_audio, tmp_path, capsys):
@@ -82,11 +86,11 @@ def test_cli_missing_weights_is_a_clean_error(tmp_path, make_audio, capsys):
 
 def test_stale_cache_refused_before_work(embedder, make_audio, tmp_path, ckpt_path):
     path = make_audio("a.wav", 2.0)
-    embed_files([path], tmp_path / "c", embedder=embedder, workers=0, progress=False)
+    embed_files([path], tmp_path / "c", embedder=embedder, workers=0, progress=False, root=tmp_path)
     other = Embedder(ckpt_path, batch_size=16, hop_seconds=0.48)
-    with pytest.raises(DataError, match="frontend differs"):
-        embed_files([path], tmp_path / "c", embedder=other, workers=0, progress=False)
-    summary = embed_files([path], tmp_path / "c", embedder=other, workers=0, overwrite=True, progress=False)
+    with pytest.raises(DataError, match="other frontend settings.*--overwrite"):
+        embed_files([path], tmp_path / "c", embedder=other, workers=0, progress=False, root=tmp_path)
+    summary = embed_files([path], tmp_path / "c", embedder=other, workers=0, overwrite=True, progress=False, root=tmp_path)
     assert summary["embedded"] == 1
     assert cache.read_entry(tmp_path / "c", "a.wav")["embedding"].shape == (3, 128)
 
@@ -94,9 +98,10 @@ def test_stale_cache_refused_before_work(embedder, make_audio, tmp_path, ckpt_pa
 def test_postprocessed_cache_is_uint8(ckpt_path, pca_params, make_audio, tmp_path):
     post = Embedder(ckpt_path, batch_size=8, postprocess=True, pca_params=pca_params)
     path = make_audio("a.wav", 2.0)
-    embed_files([path], tmp_path, embedder=post, workers=0, progress=False)
-    entry = cache.read_entry(tmp_path, "a.wav", weights=post.weights_id)
-    assert entry["embedding"].dtype == np.uint8 and entry["weights"].endswith("+pca")
+    embed_files([path], tmp_path, embedder=post, workers=0, progress=False, root=tmp_path)
+    entry = cache.read_entry(tmp_path, "a.wav", weights=post.network_id)
+    assert entry["embedding"].dtype == np.uint8 and (entry["kind"], entry["pca"]) == ("postprocessed", post.pca_id)
+    assert post.weights_id.endswith("+pca") and not entry["weights"].endswith("+pca")
 
 
 def test_no_inputs(embedder, tmp_path):

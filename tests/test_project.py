@@ -20,6 +20,9 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_frontend_modules_do_not_import_tensorflow():
-    code = "import sys, tagger, tagger.audio, tagger.frontend, tagger.decode, tagger.cache, tagger.files; print('tensorflow' in sys.modules)"
+    """Decoding, caching, outputs, locks and config validation (`tagger-cloud submit`) never load TensorFlow."""
+    modules = "tagger, tagger.audio, tagger.frontend, tagger.decode, tagger.cache, tagger.files, tagger.records, tagger.locks"
+    check = "config.validate({'data': {'index': 'i', 'cache': 'c', 'vocabulary': 'v'}}, check_paths=False)"
+    code = f"import sys, {modules}; from tagger import config; {check}; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -68,7 +68,8 @@ def mixed_folder(tmp_path_factory, gtzan_files, mtt_clip, long_file):
 def test_folder_with_good_and_bad_files(mixed_folder, head_dir, ckpt_path, tmp_path):
     out = tmp_path / "tags.csv"
     status = cli.main(["tag", str(mixed_folder), "--model", str(head_dir), "--weights", ckpt_path, "--out", str(out),
-                       "--workers", "1", "--no-progress", "--top-n", "3", "--taggram", str(tmp_path / "taggrams")])
+                       "--workers", "1", "--no-progress", "--top-n", "3", "--taggram", str(tmp_path / "taggrams"),
+                       "--root", str(mixed_folder)])
     assert status == cli.EXIT_SOME_FAILED
     df = pd.read_csv(out)
     assert len(df) == 14  # 10 GTZAN + 1 MTT + stereo + tiny + 20-minute
