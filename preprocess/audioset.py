@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from tagger import cache, params, tracks
+from tagger import cache, locks, params, tracks
 from tagger.exceptions import DataError, ParameterError
 
 from .common import fold_by_group, split_by_group, write_vocabulary
@@ -128,16 +128,18 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
     records = read_records(os.path.join(audioset_dir, "bal_train"))
     cache_dir = os.path.join(out_dir, "cache")
     frontend = params.frontend_params()
-    for rec in tqdm(records, desc="cache", unit="segment", disable=(not progress) if progress is not None else None):
-        tid = track_id(rec)
-        if _entry_ok(cache_dir, tid):
-            continue
-        times = np.arange(len(rec["frames"])) * params.EXAMPLE_HOP_SECONDS + rec["start"]
-        entry = cache.make_entry(
-            rec["frames"], times, kind="postprocessed", pca=PCA_ID, frontend=frontend, weights=WEIGHTS_ID,
-            source=f"audioset:{rec['video_id']}:{rec['start']:.3f}", duration=rec["end"] - rec["start"],
-        )
-        cache.write_entry(cache_dir, tid, entry)
+    os.makedirs(cache_dir, exist_ok=True)
+    with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
+        for rec in tqdm(records, desc="cache", unit="segment", disable=(not progress) if progress is not None else None):
+            tid = track_id(rec)
+            if _entry_ok(cache_dir, tid):
+                continue
+            times = np.arange(len(rec["frames"])) * params.EXAMPLE_HOP_SECONDS + rec["start"]
+            entry = cache.make_entry(
+                rec["frames"], times, kind="postprocessed", pca=PCA_ID, frontend=frontend, weights=WEIGHTS_ID,
+                source=f"audioset:{rec['video_id']}:{rec['start']:.3f}", duration=rec["end"] - rec["start"],
+            )
+            cache.write_entry(cache_dir, tid, entry)
     base = pd.DataFrame(
         {
             "track_id": [track_id(r) for r in records],

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from . import __version__, params
-from .exceptions import ParameterError, TaggerError
+from .exceptions import DataError, ParameterError, TaggerError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
@@ -119,12 +119,71 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    if args.truth:
+        return _evaluate_truth(args)
+    if args.predictions or args.model or args.map:
+        raise ParameterError("--model, --predictions and --map go with --truth TRUTH.csv")
+    if len(args.target) != 1:
+        raise ParameterError("tagger evaluate RUN takes one run folder (or --truth TRUTH.csv with --model/--predictions)")
     from .evaluate import evaluate
 
-    summary = evaluate(args.run, split=args.split, mode=args.mode, out_dir=args.out)
+    summary = evaluate(args.target[0], split=args.split, mode=args.mode, out_dir=args.out)
     keys = [k for k in ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1") if k in summary]
     print(", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips ({args.split}, {args.mode})")
     return EXIT_OK
+
+
+def _evaluate_truth(args):
+    import numpy as np
+
+    from . import files
+    from .evaluate import evaluate_truth, predictions_from_jsonl
+
+    if bool(args.predictions) == bool(args.model):
+        raise ParameterError("--truth needs either --model MODEL with the clips to tag, or --predictions tags.jsonl")
+    failed = []
+    if args.predictions:
+        if args.target:
+            raise ParameterError(f"--predictions takes no inputs (got {args.target})")
+        paths, labels, scores, chosen, task = predictions_from_jsonl(args.predictions)
+        thresholds, source = None, os.path.abspath(args.predictions)
+        task = args.task or task or "multilabel"
+    else:
+        from .predict import Tagger
+
+        if not args.target:
+            raise ParameterError("--model needs the clips to tag: tagger evaluate --model MODEL --truth TRUTH.csv INPUT...")
+        tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
+                        batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short)
+        items = files.collect(args.target, include=args.include, exclude=args.exclude)
+        paths, rows = [], []
+        for r in tagger.iter_tag(items, workers=args.workers, taggram=False):
+            if r.ok:
+                paths.append(r.path)
+                rows.append(r.probabilities)
+            else:
+                failed.append((r.path, r.error))
+        if not rows:
+            raise DataError("no clip could be tagged: " + "; ".join(f"{p}: {e}" for p, e in failed[:3]))
+        labels, scores, chosen, thresholds = tagger.labels, np.stack(rows), None, tagger.thresholds
+        task, source = tagger.task, f"model {args.model} ({tagger.model_hash})"
+    summary = evaluate_truth(paths, scores, labels, args.truth, task=task, thresholds=thresholds, chosen=chosen,
+                             mapping_file=args.map, out_dir=args.out, source=source)
+    summary["failed"] = [{"path": p, "error": e} for p, e in failed]
+    keys = [k for k in ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1") if k in summary]
+    print(", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips -> {summary['out_dir']}")
+    for what, items in (("in the truth file but not predicted", summary["missing_from_predictions"]),
+                        ("predicted but not in the truth file", summary["not_in_truth"]),
+                        ("left out (no usable tag)", [e["path"] for e in summary["excluded"]]),
+                        ("failed to tag", [p for p, _ in failed])):
+        if items:
+            print(f"{len(items)} clips {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}", file=sys.stderr)
+    if summary["mapping_to_unknown_tags"]:
+        print(f"--map targets outside the model's vocabulary: {summary['mapping_to_unknown_tags']}", file=sys.stderr)
+    if summary["unknown_tags"]:
+        print(f"truth tags outside the model's vocabulary (not scored; map them with --map): "
+              f"{', '.join(f'{t} ({n})' for t, n in summary['unknown_tags'].items())}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 def cmd_tag(args):
@@ -199,11 +258,21 @@ def build_parser():
     _add_root_option(p)
     p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("evaluate", help="per-tag metrics and plots of a run on a split")
-    p.add_argument("run", help="run folder")
+    p = sub.add_parser("evaluate", help="per-tag metrics and plots: of a run on a split, or of any model on your labelled clips")
+    p.add_argument("target", nargs="*", metavar="RUN | INPUT",
+                   help="a run folder; with --truth and --model, the clips to tag (files, folders, list files)")
     p.add_argument("--split", default="test")
     p.add_argument("--mode", choices=("head", "soft", "hard"), default="head", help="clip scores: the head, or soft/hard voting over windows")
-    p.add_argument("--out", default=None, help="output folder (default RUN/eval/<split>-<mode>)")
+    p.add_argument("--out", default=None, help="output folder (default RUN/eval/<split>-<mode>, or TRUTH-eval/)")
+    p.add_argument("--truth", default=None, metavar="TRUTH.csv", help="ground truth: path,labels with |-joined tags")
+    p.add_argument("--model", default=None, help="with --truth: tag the inputs with this model (shipped name or run folder)")
+    p.add_argument("--predictions", default=None, metavar="TAGS.jsonl", help="with --truth: score a tagger tag JSONL output")
+    p.add_argument("--map", default=None, metavar="FILE", help="truth tag -> model tag (CSV truth,model or JSON)")
+    p.add_argument("--task", choices=("multilabel", "singlelabel"), default=None,
+                   help="with --predictions: the task (default: from the output's .meta.json, else multilabel)")
+    p.add_argument("--cache", default=None, metavar="CACHE", help="with --model: reuse/fill an embedding cache")
+    p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
+    _add_embedding_options(p)
     p.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -1,7 +1,10 @@
-"""Evaluating a run folder on a split: clip scores, per-tag metrics, plots.
+"""Evaluating heads: a run folder on a split of its dataset, or any model on a user's labelled clips.
 
-Writes ``<run>/eval/<split>-<mode>/``: ``metrics.json``, ``per_tag.csv`` and
-PNG plots (per-tag PR-AUC bars for tagging, a confusion matrix for genres).
+:func:`evaluate` writes ``<run>/eval/<split>-<mode>/``; :func:`evaluate_truth`
+scores predictions (made now by a model, or read from a ``tagger tag``
+JSONL output) against a truth file (``path,labels``, ``|``-joined tags).
+Both write ``metrics.json``, ``per_tag.csv`` and PNG plots (per-tag PR-AUC
+bars for tagging, a confusion matrix for genres).
 """
 
 import json
@@ -11,7 +14,8 @@ import numpy as np
 
 from .exceptions import DataError, ParameterError
 
-__all__ = ["MODES", "load_run", "clip_scores", "evaluate"]
+__all__ = ["MODES", "load_run", "clip_scores", "evaluate", "read_truth", "read_mapping", "evaluate_truth",
+           "predictions_from_jsonl"]
 
 MODES = ("head", "soft", "hard")
 
@@ -114,6 +118,184 @@ def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, 
     pd.DataFrame(rows).to_csv(os.path.join(out_dir, "per_tag.csv"), index=False)
     if plots:
         _plot(out_dir, task, rows, summary, labels)
+    return summary
+
+
+def _key(path):
+    return os.path.normpath(os.fspath(path))
+
+
+def read_truth(path):
+    """A truth file: ``path,labels`` (``|``-joined tags; single- or multi-label).
+
+    Returns
+    -------
+    dict
+        normalised path -> list of tag names, in file order.
+    """
+    import pandas as pd
+
+    from .tracks import SEPARATOR
+
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such truth file")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("path", "labels") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: a truth file has the columns path,labels; {missing} missing (found {list(df.columns)})")
+    truth = {}
+    for row in df.itertuples():
+        key = _key(row.path)
+        if key in truth:
+            raise DataError(f"{path}: clip {row.path!r} is listed twice")
+        truth[key] = [t.strip() for t in row.labels.split(SEPARATOR) if t.strip()]
+    return truth
+
+
+def read_mapping(path):
+    """A tag mapping: CSV ``truth,model`` (or a JSON object): ground-truth tag -> model tag."""
+    import pandas as pd
+
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such mapping file")
+    if path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            mapping = json.load(f)
+        if not isinstance(mapping, dict):
+            raise DataError(f"{path}: a JSON mapping is an object {{truth tag: model tag}}")
+        return {str(k): str(v) for k, v in mapping.items()}
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if len(df.columns) != 2:
+        raise DataError(f"{path}: a mapping has two columns (truth tag, model tag), found {list(df.columns)}")
+    return dict(zip(df.iloc[:, 0].str.strip(), df.iloc[:, 1].str.strip()))
+
+
+def predictions_from_jsonl(path):
+    """Clip probabilities and chosen tags of a ``tagger tag`` JSONL output.
+
+    Returns
+    -------
+    paths : list of str
+    labels : list of str
+    scores : np.ndarray, shape (n_clips, n_labels)
+    chosen : np.ndarray, shape (n_clips, n_labels), int: the tags the output chose
+    task : str or None
+        From the output's ``.meta.json`` when it records it.
+    """
+    from .records import read_records
+
+    _, rows = read_records(path, "jsonl", truncate=False)
+    if not rows:
+        raise DataError(f"{path}: no predictions (a JSONL output of tagger tag is needed)")
+    labels = list(rows[0]["probabilities"])
+    paths, scores, chosen = [], [], []
+    for row in rows:
+        if list(row["probabilities"]) != labels:
+            raise DataError(f"{path}: {row['path']} has other tags than the first record")
+        paths.append(row["path"])
+        scores.append([row["probabilities"][t] for t in labels])
+        chosen.append([int(t in row.get("tags", ())) for t in labels])
+    task = None
+    meta = path + ".meta.json"
+    if os.path.exists(meta):
+        with open(meta, encoding="utf-8") as f:
+            task = json.load(f).get("settings", {}).get("model", {}).get("task")
+    return paths, labels, np.asarray(scores, np.float32), np.asarray(chosen, int), task
+
+
+def evaluate_truth(paths, scores, labels, truth_file, *, task="multilabel", thresholds=None, chosen=None,
+                   mapping_file=None, out_dir=None, plots=True, source=None):
+    """Score predictions against a truth file.
+
+    Parameters
+    ----------
+    paths : list of str
+        The predicted clips, as tagged.
+    scores : np.ndarray, shape (n_clips, n_labels)
+        Clip probabilities in ``labels`` order.
+    labels : list of str
+        The model's vocabulary.
+    truth_file : str
+        ``path,labels`` CSV (:func:`read_truth`).
+    task : {'multilabel', 'singlelabel'}
+    thresholds : np.ndarray, optional
+        Per-tag thresholds (multi-label; default 0.5), unless ``chosen`` gives the hard predictions.
+    chosen : np.ndarray, optional
+        (n_clips, n_labels) 0/1 tags chosen by the output.
+    mapping_file : str, optional
+        Truth tag -> model tag (:func:`read_mapping`); truth tags outside the
+        model's vocabulary after mapping are reported, never silently dropped.
+    out_dir : str, optional
+        Default: the truth file's name with ``-eval``.
+    source : str, optional
+        What made the predictions (recorded).
+
+    Returns
+    -------
+    dict
+        The metrics written to ``metrics.json``, with ``n_clips``, the clips
+        missing on either side and the tags that could not be scored.
+    """
+    import pandas as pd
+
+    from .metrics import multilabel_report, singlelabel_report
+    from .records import write_json_atomic
+
+    truth = read_truth(truth_file)
+    mapping = read_mapping(mapping_file) if mapping_file else {}
+    position = {t: i for i, t in enumerate(labels)}
+    predicted = {}
+    for i, path in enumerate(paths):
+        predicted.setdefault(_key(path), i)
+        predicted.setdefault(os.path.abspath(path), i)
+    unknown, rows_y, rows_i, excluded, matched = {}, [], [], [], set()
+    missing = []
+    for key, tags in truth.items():
+        i = predicted.get(key, predicted.get(os.path.abspath(key)))
+        if i is None:
+            missing.append(key)
+            continue
+        matched.add(i)
+        known = []
+        for tag in tags:
+            name = mapping.get(tag, tag)
+            if name in position:
+                known.append(position[name])
+            else:
+                unknown[tag] = unknown.get(tag, 0) + 1
+        if not known or (task == "singlelabel" and len(set(known)) != 1):
+            excluded.append({"path": key, "labels": tags,
+                             "why": "no tag in the model's vocabulary" if not known else "more than one class"})
+            continue
+        y = np.zeros(len(labels), np.float32)
+        y[known] = 1.0
+        rows_y.append(y)
+        rows_i.append(i)
+    not_in_truth = sorted(paths[i] for i in range(len(paths)) if i not in matched)
+    if not rows_i:
+        raise DataError(f"{truth_file}: no clip of the truth file has predictions and a tag in the model's vocabulary"
+                        f" ({len(missing)} missing from the predictions, {len(excluded)} without a usable tag)")
+    y_true, y_score = np.stack(rows_y), scores[rows_i]
+    if task == "multilabel":
+        cut = np.full(len(labels), 0.5) if thresholds is None else np.asarray(thresholds)
+        summary, per_tag = multilabel_report(y_true, y_score, cut, labels,
+                                             y_pred=None if chosen is None else chosen[rows_i])
+    else:
+        summary, per_tag = singlelabel_report(y_true, y_score, labels)
+    summary.update(
+        truth=os.path.abspath(truth_file), predictions=source, mapping=mapping_file and os.path.abspath(mapping_file),
+        n_truth=len(truth), missing_from_predictions=missing, not_in_truth=not_in_truth, excluded=excluded,
+        unknown_tags=dict(sorted(unknown.items())),
+        mapping_to_unknown_tags={k: v for k, v in mapping.items() if v not in position},
+        tags_without_positives=[t for t, col in zip(labels, y_true.T) if col.sum() == 0],
+    )
+    out_dir = out_dir or os.path.splitext(truth_file)[0] + "-eval"
+    os.makedirs(out_dir, exist_ok=True)
+    write_json_atomic(summary, os.path.join(out_dir, "metrics.json"))
+    pd.DataFrame(per_tag).to_csv(os.path.join(out_dir, "per_tag.csv"), index=False)
+    if plots:
+        _plot(out_dir, task, per_tag, summary, labels)
+    summary["out_dir"] = out_dir
     return summary
 
 

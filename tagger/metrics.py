@@ -45,7 +45,7 @@ def choose_thresholds(y_true, y_score):
     return out
 
 
-def multilabel_report(y_true, y_score, thresholds, labels):
+def multilabel_report(y_true, y_score, thresholds, labels, *, y_pred=None):
     """Per-tag and averaged metrics for multi-label predictions.
 
     Returns
@@ -55,7 +55,8 @@ def multilabel_report(y_true, y_score, thresholds, labels):
     per_tag : list of dict
         tag, support, roc_auc, pr_auc, threshold, precision, recall, f1.
     """
-    y_pred = (y_score >= thresholds[None, :]).astype(int)
+    if y_pred is None:
+        y_pred = (y_score >= thresholds[None, :]).astype(int)
     rows = []
     for c, tag in enumerate(labels):
         t, s, p = y_true[:, c], y_score[:, c], y_pred[:, c]

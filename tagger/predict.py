@@ -288,7 +288,7 @@ def output_settings(tagger, *, fmt, top_n, threshold, taggram):
         top_n (CSV), threshold and whether taggrams are written.
     """
     return {
-        "model": {"name": tagger.name, "hash": tagger.model_hash},
+        "model": {"name": tagger.name, "hash": tagger.model_hash, "task": tagger.task},
         "weights": tagger.embedder.weights_id,
         "frontend": tagger.embedder.frontend,
         "short_policy": tagger.embedder.short_policy,

@@ -44,3 +44,50 @@ def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "errors []" in result.stdout and len(pd.read_csv(tmp_path / "out.csv")) == 3
     assert "decoding in this process instead" in result.stderr and 'if __name__ == "__main__":' in result.stderr
+
+
+def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_path, shared, ckpt_path, gtzan_files):
+    """`tagger evaluate --truth` (tagging now, or from a JSONL output) gives the run folder's own metrics."""
+    import json
+
+    from tagger import cli
+
+    genres = shared / "data/gtzan/genres"
+    assert cli.main(["prepare", "gtzan", str(genres), "--out", str(tmp_path / "data"), "--weights", ckpt_path,
+                     "--workers", "0", "--no-progress"]) == 0
+    index = pd.read_csv(tmp_path / "data/index.csv")
+    config = {"data": {"index": str(tmp_path / "data/index.csv"), "cache": str(tmp_path / "data/cache"),
+                       "vocabulary": str(tmp_path / "data/vocab.json"), "task": "singlelabel"},
+              "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "batch_size": 8, "epochs": 2,
+              "steps_per_epoch": 3, "mux": {"n_active": 3, "rate": 2.0}}
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    run = tmp_path / "run"
+    assert cli.main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(run), "--quiet"]) == 0
+    assert cli.main(["evaluate", str(run), "--split", "valid", "--out", str(tmp_path / "dataset-eval")]) == 0
+    expected = json.loads((tmp_path / "dataset-eval/metrics.json").read_text())
+
+    valid = index[index["split"] == "valid"]
+    extra = index[index["split"] == "test"]["path"].tolist()  # tagged, but not in the truth file
+    absent = str(genres / "pop/not-there.au")  # in the truth file, never tagged
+    truth = pd.DataFrame({"path": valid["path"].tolist() + [absent],
+                          "labels": [g if g != "blues" else "Blues|kazoo" for g in valid["labels"]] + ["pop"]})
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    (tmp_path / "map.csv").write_text("truth,model\nBlues,blues\ntechno,Techno\n")
+    common = ["--truth", str(tmp_path / "truth.csv"), "--map", str(tmp_path / "map.csv")]
+    assert cli.main(["evaluate", "--model", str(run), *common, *valid["path"], *extra, "--weights", ckpt_path,
+                     "--workers", "0", "--no-progress", "--out", str(tmp_path / "tagged-eval")]) == 0
+    assert cli.main(["tag", *valid["path"], *extra, "--model", str(run), "--weights", ckpt_path, "--workers", "0",
+                     "--no-progress", "--out", str(tmp_path / "tags.jsonl")]) == 0
+    assert cli.main(["evaluate", "--predictions", str(tmp_path / "tags.jsonl"), *common,
+                     "--out", str(tmp_path / "jsonl-eval")]) == 0
+    for name in ("tagged-eval", "jsonl-eval"):
+        got = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert got["n_clips"] == expected["n_clips"] == len(valid)
+        for key in ("accuracy", "macro_f1"):
+            assert abs(got[key] - expected[key]) < 1e-9, (name, key)
+        assert got["confusion"] == expected["confusion"]
+        assert got["missing_from_predictions"] == [absent] and sorted(got["not_in_truth"]) == sorted(extra)
+        assert got["unknown_tags"] == {"kazoo": 1}  # reported, not silently dropped
+        assert got["mapping_to_unknown_tags"] == {"techno": "Techno"}
+        per_tag = pd.read_csv(tmp_path / name / "per_tag.csv")
+        assert per_tag["support"].sum() == len(valid)
