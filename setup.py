@@ -38,6 +38,11 @@ setup(
         "tensorboard==2.21.0",
         "matplotlib==3.11.2",
     ],
-    extras_require={"test": ["pytest==9.2.0"], "cloud": []},
+    extras_require={
+        "test": ["pytest==9.2.0"],
+        "cloud": [],
+        # the Beam pipeline (tagger embed/tag --runner beam | DataflowRunner); imported only by that path
+        "beam": ["apache-beam[gcp]==2.77.0"],
+    },
     entry_points={"console_scripts": ["tagger = tagger.cli:main"]},
 )

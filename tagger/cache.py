@@ -31,7 +31,7 @@ import numpy as np
 from .exceptions import DataError, ParameterError
 from .records import write_atomic
 
-__all__ = ["FORMAT", "KINDS", "StaleEntry", "entry_path", "make_entry", "write_entry", "read_entry", "check_entry",
+__all__ = ["FORMAT", "KINDS", "StaleEntry", "entry_path", "make_entry", "write_entry", "read_entry", "loads_entry", "check_entry",
            "serves", "embedding_for", "safe_loads", "embedding_as_float", "writable"]
 
 FORMAT = 2
@@ -246,9 +246,16 @@ def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None, fingerp
     path = os.fspath(cache_dir) if track_id is None else entry_path(cache_dir, track_id)
     try:
         with open(path, "rb") as f:
-            entry = safe_loads(f.read())
+            data = f.read()
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no cache entry") from exc
+    return loads_entry(data, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint)
+
+
+def loads_entry(data, *, path="<entry>", frontend=None, weights=None, fingerprint=None):
+    """An entry from its bytes (read from a file or a bucket object), unpickled safely and checked as :func:`read_entry` does."""
+    try:
+        entry = safe_loads(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(f"{path}: unreadable or unsafe cache entry ({exc})") from exc
     return check_entry(entry, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint)

@@ -31,6 +31,26 @@ def _add_embedding_options(p):
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _add_runner_options(p):
+    p.add_argument("--runner", default="local", metavar="RUNNER",
+                   help="local (default), beam (Apache Beam's DirectRunner here) or a Beam runner such as DataflowRunner;"
+                        " further Beam pipeline options (--project, --region, --temp_location ...) follow")
+    p.add_argument("--dry-run", action="store_true", help="with a Beam runner: print the pipeline graph and its options")
+
+
+def _beam_args(args):
+    from .distributed import is_beam_runner
+
+    if not is_beam_runner(args.runner):
+        if args.dry_run:
+            raise ParameterError("--dry-run goes with a Beam --runner")
+        return False
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:  # Beam's own start-up warnings, unless -v
+            handler.addFilter(lambda record: record.levelno >= logging.ERROR or "apache_beam" not in record.pathname)
+    return True
+
+
 def _add_root_option(p):
     p.add_argument("--root", default=None, metavar="DIR",
                    help="cache track ids are file paths relative to DIR (default: the working folder)")
@@ -55,7 +75,20 @@ def _embedder(args, **extra):
 def cmd_embed(args):
     from .embed import embed_files
 
+    beam = _beam_args(args)
     embedder = _embedder(args, postprocess=args.postprocess, pca_params=args.pca, dtype=args.dtype)
+    if beam:
+        from .distributed import run_embed
+
+        summary = run_embed(args.inputs, args.out, embedder=embedder, runner=args.runner, pipeline_args=args.pipeline_args,
+                            include=args.include, exclude=args.exclude, root=args.root, postprocess=args.postprocess,
+                            pca_params=args.pca, errors_file=args.errors, dry_run=args.dry_run)
+        if args.dry_run:
+            print(summary["description"])
+            return EXIT_OK
+        print(f"embedded {summary['embedded']}, skipped {summary['skipped']} (already cached),"
+              f" failed {summary['failed']} of {summary['total']} files -> {args.out} ({args.runner})")
+        return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
     summary = embed_files(
         args.inputs,
         args.out,
@@ -189,9 +222,24 @@ def _evaluate_truth(args):
 def cmd_tag(args):
     from .predict import Tagger, tag_to_file
 
+    fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else "csv")
+    if _beam_args(args):
+        from .distributed import run_tag
+        from .predict import Head
+
+        embedder = _embedder(args, postprocess=Head(args.model).postprocess, pca_params=args.pca)
+        summary = run_tag(args.inputs, args.out, model=args.model, embedder=embedder, runner=args.runner,
+                          pipeline_args=args.pipeline_args, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
+                          cache_dir=args.cache, include=args.include, exclude=args.exclude, root=args.root,
+                          pca_params=args.pca, errors_file=args.errors, dry_run=args.dry_run)
+        if args.dry_run:
+            print(summary["description"])
+            return EXIT_OK
+        print(f"tagged {summary['tagged']}, failed {summary['failed']} of {summary['total']} files -> {summary['shards']}"
+              f" ({args.runner})")
+        return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
     tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
                     batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short)
-    fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else "csv")
     summary = tag_to_file(tagger, args.inputs, args.out, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
                           taggram_dir=args.taggram, errors_file=args.errors, include=args.include, exclude=args.exclude,
                           workers=args.workers, progress=False if args.no_progress else None, overwrite=args.overwrite,
@@ -220,6 +268,7 @@ def build_parser():
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default CACHE/errors.tsv)")
     _add_embedding_options(p)
     _add_root_option(p)
+    _add_runner_options(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("prepare", help="dataset -> track index + embedding cache")
@@ -256,6 +305,7 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="start OUT afresh (a rerun with other settings is refused without it)")
     _add_embedding_options(p)
     _add_root_option(p)
+    _add_runner_options(p)
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("evaluate", help="per-tag metrics and plots: of a run on a split, or of any model on your labelled clips")
@@ -320,7 +370,10 @@ def _load_tensorflow_quietly():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "runner", "local") == "local":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pipeline_args = extra  # Beam pipeline options, for --runner beam / DataflowRunner
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.verbose and "tensorflow" not in sys.modules:

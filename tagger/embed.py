@@ -67,7 +67,7 @@ class Embedder:
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
         import tensorflow as tf
 
-        from .vggish import Postprocessor, load_vggish
+        from .vggish import Postprocessor, load_vggish, resolve_source
 
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be >= 1")
@@ -75,6 +75,8 @@ class Embedder:
             raise ParameterError(f"dtype={dtype!r} must be one of {DTYPES}")
         self.frontend = params.frontend_params(hop_seconds=hop_seconds)
         self.hop_seconds = hop_seconds
+        self.dtype = dtype
+        self.weights_source = None if model is not None else resolve_source(weights)  # what a Beam worker loads
         self.short_policy = short_policy
         self.batch_size = int(batch_size)
         if model is None:

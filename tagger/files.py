@@ -6,13 +6,14 @@ import os
 
 from .exceptions import DataError
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "collect", "track_id_for", "fingerprint"]
+__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "collect", "track_id_for", "fingerprint", "fingerprint_stream", "matches"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".snd", ".aif", ".aiff", ".aifc", ".w64", ".caf")
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".m3u")
 
 
-def _matches(rel, patterns):
+def matches(rel, patterns):
+    """Whether a relative path or its file name matches any of the glob patterns."""
     return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(rel), p) for p in patterns)
 
 
@@ -61,13 +62,17 @@ def fingerprint(path, *, block=1 << 16):
     """
     try:
         with open(os.fspath(path), "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            digest = hashlib.sha256(f.read(block))
-            if size > block:
-                f.seek(max(block, size - block))
-                digest.update(f.read(block))
+            return fingerprint_stream(f, os.fstat(f.fileno()).st_size, block=block)
     except OSError:
         return None
+
+
+def fingerprint_stream(f, size, *, block=1 << 16):
+    """:func:`fingerprint` of an open, seekable binary stream of ``size`` bytes (a local file or a bucket object)."""
+    digest = hashlib.sha256(f.read(block))
+    if size > block:
+        f.seek(max(block, size - block))
+        digest.update(f.read(block))
     return f"{size}:{digest.hexdigest()[:32]}"
 
 
@@ -112,9 +117,9 @@ def collect(inputs, *, include=(), exclude=(), root=None):
                     rel = os.path.relpath(path, item).replace(os.sep, "/")
                     if not name.lower().endswith(AUDIO_EXTENSIONS) or name.startswith("."):
                         continue
-                    if include and not _matches(rel, include):
+                    if include and not matches(rel, include):
                         continue
-                    if exclude and _matches(rel, exclude):
+                    if exclude and matches(rel, exclude):
                         continue
                     found.append(path)
         elif os.path.isfile(item) and item.lower().endswith(LIST_EXTENSIONS):

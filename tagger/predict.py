@@ -17,7 +17,7 @@ from . import __version__, bundle, cache, files, locks
 from .exceptions import DataError, ParameterError
 from .records import ErrorsWriter, read_errors, read_records, write_json_atomic
 
-__all__ = ["Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings"]
+__all__ = ["Head", "Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings"]
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "jsonl")
@@ -37,33 +37,20 @@ class TagResult:
         return self.error is None
 
 
-class Tagger:
-    """A head plus VGGish, loaded once.
+class Head:
+    """A trained head with its labels and thresholds: clip embeddings -> probabilities -> rows.
 
     Parameters
     ----------
     model : str
         A shipped bundle name (``'music'``, ``'genre10'``), a bundle folder or a run folder.
-    weights : str, optional
-        VGGish weights (see :class:`tagger.embed.Embedder`).
-    pca_params : str, optional
-        ``vggish_pca_params.npz``; needed by heads trained on postprocessed embeddings.
-    cache_dir : str, optional
-        Reuse (and fill) an embedding cache: re-tagging with another head skips the network.
-    embedder : tagger.embed.Embedder, optional
-        Share an already loaded network (its postprocessing must fit the head).
-    **options
-        Other :class:`tagger.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``).
     """
 
-    def __init__(self, model="music", *, weights=None, pca_params=None, cache_dir=None, embedder=None, **options):
-        from .pipeline import refuse_in_bootstrapping_child
-
-        refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
+    def __init__(self, model="music"):
         import keras
+        import tensorflow as tf
 
         from . import layers  # noqa: F401 - registers custom layers
-        from .embed import Embedder
 
         self.folder = bundle.resolve(model)
         self.name = os.fspath(model)
@@ -72,15 +59,7 @@ class Tagger:
         self.head = keras.saving.load_model(os.path.join(self.folder, "model.keras"))
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
-        postprocess = self.meta.get("embedding") == "postprocessed"
-        if embedder is None:
-            embedder = Embedder(weights, postprocess=postprocess, pca_params=pca_params, **options)
-        elif (embedder.postprocessor is not None) != postprocess:
-            raise ParameterError(f"model {model!r} expects {'postprocessed' if postprocess else 'raw'} embeddings; the given embedder differs")
-        self.embedder = embedder
-        self.cache_dir = cache_dir
-        import tensorflow as tf
-
+        self.postprocess = self.meta.get("embedding") == "postprocessed"
         head = self.head
         spec = (tf.TensorSpec([None, None, 128], tf.float32), tf.TensorSpec([None, None], tf.float32))
 
@@ -111,6 +90,57 @@ class Tagger:
         if not taggram:
             return clip, None
         return clip, self._run_head(emb[:, None, :], np.ones((len(emb), 1), np.float32)).numpy()
+
+    def rows(self, result, *, top_n=5, threshold=None):
+        """A result as a flat dict: path, duration, top-N tags with probabilities, tags over threshold."""
+        p = result.probabilities
+        order = np.argsort(-p, kind="stable")[:top_n]
+        row = {"path": result.path, "duration": round(float(result.duration), 3)}
+        for k, j in enumerate(order, 1):
+            row[f"tag_{k}"] = self.labels[j]
+            row[f"p_{k}"] = round(float(p[j]), 4)
+        if self.task == "singlelabel":
+            chosen = [int(np.argmax(p))]
+        else:
+            cut = self.thresholds if threshold is None else np.full(len(p), threshold)
+            chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
+        row["tags"] = "|".join(self.labels[j] for j in chosen)
+        return row
+
+
+class Tagger(Head):
+    """A head plus VGGish, loaded once.
+
+    Parameters
+    ----------
+    model : str
+        A shipped bundle name (``'music'``, ``'genre10'``), a bundle folder or a run folder.
+    weights : str, optional
+        VGGish weights (see :class:`tagger.embed.Embedder`).
+    pca_params : str, optional
+        ``vggish_pca_params.npz``; needed by heads trained on postprocessed embeddings.
+    cache_dir : str, optional
+        Reuse (and fill) an embedding cache: re-tagging with another head skips the network.
+    embedder : tagger.embed.Embedder, optional
+        Share an already loaded network (its postprocessing must fit the head).
+    **options
+        Other :class:`tagger.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``).
+    """
+
+    def __init__(self, model="music", *, weights=None, pca_params=None, cache_dir=None, embedder=None, **options):
+        from .pipeline import refuse_in_bootstrapping_child
+
+        refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
+        from .embed import Embedder
+
+        super().__init__(model)
+        if embedder is None:
+            embedder = Embedder(weights, postprocess=self.postprocess, pca_params=pca_params, **options)
+        elif (embedder.postprocessor is not None) != self.postprocess:
+            raise ParameterError(f"model {model!r} expects {'postprocessed' if self.postprocess else 'raw'} embeddings;"
+                                 " the given embedder differs")
+        self.embedder = embedder
+        self.cache_dir = cache_dir
 
     def _lookup(self, track_id, fingerprint):
         """The cache entry of a track if it serves this head, else None; ``(entry, why_not)``.
@@ -215,22 +245,6 @@ class Tagger:
         if not_stored:
             log.warning("the cache %s is read-only: %d clips not in it were embedded for this run but not stored",
                         self.cache_dir, not_stored)
-
-    def rows(self, result, *, top_n=5, threshold=None):
-        """A result as a flat dict: path, duration, top-N tags with probabilities, tags over threshold."""
-        p = result.probabilities
-        order = np.argsort(-p, kind="stable")[:top_n]
-        row = {"path": result.path, "duration": round(float(result.duration), 3)}
-        for k, j in enumerate(order, 1):
-            row[f"tag_{k}"] = self.labels[j]
-            row[f"p_{k}"] = round(float(p[j]), 4)
-        if self.task == "singlelabel":
-            chosen = [int(np.argmax(p))]
-        else:
-            cut = self.thresholds if threshold is None else np.full(len(p), threshold)
-            chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
-        row["tags"] = "|".join(self.labels[j] for j in chosen)
-        return row
 
     def tag(self, inputs, *, top_n=5, threshold=None, include=(), exclude=(), workers=None, root=None):
         """Tag files and folders; a DataFrame with one row per good clip (failures in ``df.attrs['errors']``).
