@@ -222,7 +222,8 @@ def _evaluate_truth(args):
 def cmd_tag(args):
     from .predict import Tagger, tag_to_file
 
-    fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else "csv")
+    fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else
+                          "parquet" if args.out.endswith(".parquet") else "csv")
     if _beam_args(args):
         from .distributed import run_tag
         from .predict import Head
@@ -238,6 +239,8 @@ def cmd_tag(args):
         print(f"tagged {summary['tagged']}, failed {summary['failed']} of {summary['total']} files -> {summary['shards']}"
               f" ({args.runner})")
         return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+    if fmt == "parquet":
+        raise ParameterError("Parquet output comes from the Beam pipeline: add --runner beam (or write .csv / .jsonl)")
     tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
                     batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short)
     summary = tag_to_file(tagger, args.inputs, args.out, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
@@ -295,7 +298,8 @@ def build_parser():
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files (.txt, .m3u)")
     p.add_argument("--model", default="music", help="shipped head (music, genre10) or a run folder (default music)")
     p.add_argument("--out", default="tags.csv", help="output file: .csv (default) or .jsonl; rerunning with the same settings continues it")
-    p.add_argument("--format", choices=("csv", "jsonl"), default=None, help="default: from --out's extension")
+    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), default=None,
+                   help="default: from --out's extension (parquet: with --runner beam)")
     p.add_argument("--top-n", type=_positive_int, default=5, help="top tags per clip in the CSV")
     p.add_argument("--threshold", type=float, default=None, help="one threshold for every tag (default: the model's per-tag thresholds)")
     p.add_argument("--taggram", default=None, metavar="DIR", help="also write per-patch predictions as DIR/<clip>.npz")

@@ -289,7 +289,9 @@ def _dofns():
                                probabilities=clip)
             row = self.head.rows(result, top_n=self.top_n, threshold=self.threshold)
             self.tagged.inc()
-            if self.fmt == "csv":
+            if self.fmt == "parquet":
+                yield row
+            elif self.fmt == "csv":
                 out = io.StringIO()
                 csv.DictWriter(out, fieldnames=self.fieldnames, lineterminator="").writerow(row)
                 yield out.getvalue()
@@ -476,16 +478,16 @@ def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fm
             cache_dir=None, include=(), exclude=(), root=None, pca_params=None, errors_file=None, dry_run=False):
     """``tagger tag --runner beam``: the rows of :func:`tagger.predict.tag_to_file`, as sharded files.
 
-    Outputs ``<out stem>-SSSSS-of-NNNNN<ext>`` shards (each CSV shard with its
-    header), ``OUT.meta.json`` (the settings, as ``tagger tag`` records them)
+    Outputs ``<out stem>-SSSSS-of-NNNNN<ext>`` shards (CSV, each shard with its
+    header; JSONL; or Parquet through pyarrow, the CSV's columns), ``OUT.meta.json`` (the settings, as ``tagger tag`` records them)
     and ``OUT.errors.tsv``. Cache hits skip decoding and the network; new
     embeddings are written to the cache when one is given.
     """
     beam = _beam()
     from .predict import Head, output_settings
 
-    if fmt not in ("csv", "jsonl"):
-        raise ParameterError(f"format={fmt!r} must be csv or jsonl")
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise ParameterError(f"format={fmt!r} must be csv, jsonl or parquet")
     head = Head(model)
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)
     _check_runner_inputs(runner, local)
@@ -500,9 +502,16 @@ def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fm
                            errors_path=errors_file, keep_hits=True)
     *_, TagRows = _dofns()
     header = ",".join(_fieldnames(top_n)) if fmt == "csv" else None
-    ((entries, hits) | "Clips" >> beam.Flatten()
-     | "Head" >> beam.ParDo(TagRows(model, pca_params, fmt, top_n, threshold))
-     | "WriteRows" >> beam.io.WriteToText(stem, file_name_suffix=ext or "." + fmt, header=header))
+    rows = ((entries, hits) | "Clips" >> beam.Flatten()
+            | "Head" >> beam.ParDo(TagRows(model, pca_params, fmt, top_n, threshold)))
+    if fmt == "parquet":
+        import pyarrow as pa
+
+        schema = pa.schema([(name, pa.float64() if name == "duration" or name.startswith("p_") else pa.string())
+                            for name in _fieldnames(top_n)])
+        rows | "WriteRows" >> beam.io.WriteToParquet(stem, schema, file_name_suffix=ext or ".parquet")
+    else:
+        rows | "WriteRows" >> beam.io.WriteToText(stem, file_name_suffix=ext or "." + fmt, header=header)
     if dry_run:
         return {"description": _describe(p, options)}
     meta = {"settings": output_settings(_HeadView(head, embedder), fmt=fmt, top_n=top_n, threshold=threshold, taggram=False),

@@ -307,7 +307,7 @@ def output_settings(tagger, *, fmt, top_n, threshold, taggram):
         "frontend": tagger.embedder.frontend,
         "short_policy": tagger.embedder.short_policy,
         "format": fmt,
-        "top_n": top_n if fmt == "csv" else None,
+        "top_n": None if fmt == "jsonl" else top_n,  # JSONL holds every probability
         "threshold": threshold,
         "taggram": bool(taggram),
     }

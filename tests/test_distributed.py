@@ -80,15 +80,19 @@ def head(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_beam_tag_equals_tagger_tag(corpus, head, ckpt_path, tmp_path, fmt):
     common = [str(corpus), "--model", str(head), "--weights", ckpt_path, "--root", str(corpus), "--no-progress"]
-    assert cli.main(["tag", *common, "--out", str(tmp_path / f"local.{fmt}"), "--workers", "1"]) == cli.EXIT_SOME_FAILED
+    local_fmt = "csv" if fmt == "parquet" else fmt  # Parquet is the Beam path's; its columns are the CSV's
+    assert cli.main(["tag", *common, "--out", str(tmp_path / f"local.{local_fmt}"), "--workers", "1"]) == cli.EXIT_SOME_FAILED
     assert cli.main(["tag", *common, "--out", str(tmp_path / f"beam.{fmt}"), "--runner", "beam",
                      "--cache", str(tmp_path / "cache")]) == cli.EXIT_SOME_FAILED
     shards = sorted(glob.glob(str(tmp_path / f"beam-*-of-*.{fmt}")))
     assert shards
-    if fmt == "csv":
+    if fmt == "parquet":
+        local = pd.read_csv(tmp_path / "local.csv")
+        beam = pd.concat([pd.read_parquet(s) for s in shards])
+    elif fmt == "csv":
         local = pd.read_csv(tmp_path / "local.csv")
         beam = pd.concat([pd.read_csv(s) for s in shards])
     else:
@@ -96,14 +100,14 @@ def test_beam_tag_equals_tagger_tag(corpus, head, ckpt_path, tmp_path, fmt):
         local, beam = read(tmp_path / "local.jsonl"), pd.concat([read(s) for s in shards])
     local, beam = local.set_index("path").sort_index(), beam.set_index("path").sort_index()
     assert list(beam.index) == list(local.index) and len(beam) == 13
-    if fmt == "csv":
+    if fmt != "jsonl":
         assert (beam["tag_1"] == local["tag_1"]).all() and (beam["tags"].fillna("") == local["tags"].fillna("")).all()
         np.testing.assert_allclose(beam.filter(like="p_").to_numpy(), local.filter(like="p_").to_numpy(), atol=1e-4)
     else:
         probs = lambda df: np.array([[r[t] for t in LABELS] for r in df["probabilities"]])  # noqa: E731
         np.testing.assert_allclose(probs(beam), probs(local), atol=1e-4)
     meta = json.loads((tmp_path / f"beam.{fmt}.meta.json").read_text())["settings"]
-    assert meta == json.loads((tmp_path / f"local.{fmt}.meta.json").read_text())["settings"]
+    assert meta == {**json.loads((tmp_path / f"local.{local_fmt}.meta.json").read_text())["settings"], "format": fmt}
     errors = pd.read_csv(tmp_path / f"beam.{fmt}.errors.tsv", sep="\t")
     assert sorted(os.path.basename(p) for p in errors["path"]) == ["corrupt.mp3", "empty.wav"]
 
