@@ -7,7 +7,9 @@ retrained with the same config on train + valid (so no data is held out),
 following the learning-rate schedule of its experiment up to the best epoch
 (for a cross-validated task, the schedule of the fold with the median epoch
 count), and its last epoch is exported into ``tagger/models/<task>/`` with
-the validation metrics it reached in the experiment.
+the validation metrics it reached in the experiment. Its thresholds come from
+predictions on its own training data: run ``experiments/oof_thresholds.py``
+afterwards to replace the `music` head's with held-out (out-of-fold) ones.
 """
 
 import argparse
@@ -57,6 +59,8 @@ def main():
         bundle.export(run, f"tagger/models/{task}", embedding="postprocessed", task=cfg["data"]["task"], window=cfg["window"],
                       note="trained on AudioSet's released VGGish features (PCA-whitened, quantised); raw VGGish output is postprocessed before this head")
         print(f"{task}: shipped {best} ({epochs} epochs) -> tagger/models/{task}")
+    if "music" in tasks:
+        print("music: now run experiments/oof_thresholds.py for thresholds chosen on held-out predictions")
 
 
 if __name__ == "__main__":

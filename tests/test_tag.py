@@ -183,6 +183,9 @@ def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_c
     with open(os.path.join(tagger.folder, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["experiment"]["score"] > metrics["baseline"]["mean"]
+    if name == "music":  # per-tag thresholds from held-out (out-of-fold) predictions, and it says so
+        assert "out-of-fold" in metrics["thresholds"]["chosen_on"]
+        assert metrics["thresholds"]["heldout_macro_f1"] > metrics["thresholds"]["heldout_macro_f1_previous_thresholds"]
     df = tagger.tag([mtt_clip], top_n=3, workers=0)
     assert len(df) == 1 and df.loc[0, "tag_1"] in tagger.labels
     if name == "genre10":
