@@ -4,7 +4,11 @@ End to end = decode + resample + frontend + network + cache write, through
 ``tagger.embed.embed_files`` with its worker processes. Network only = the
 same batches of patches through the same compiled network, nothing else.
 
-    python benchmarks/embed_throughput.py [--clips 48] [--weights CKPT] [--bfloat16]
+    python benchmarks/embed_throughput.py [--clips 48] [--weights CKPT] [--precision float16] [--precision bfloat16]
+
+``--precision P`` also times the network in P (float16: Keras mixed precision,
+the GPU's fast path; bfloat16: this CPU's) and prints its largest relative
+difference from float32 on the same patches.
 
 Without --weights it uses random weights in the official layout (speed does
 not depend on the values). Clips are the real GTZAN tracks from ../shared
@@ -29,7 +33,9 @@ def main():
     from common import alternate, inputs, parser
 
     ap = parser(__doc__)
-    ap.add_argument("--bfloat16", action="store_true", help="also time the bfloat16 network and its error")
+    ap.add_argument("--precision", action="append", choices=("bfloat16", "float16"), default=[],
+                    help="also time the network in this precision and print its error (repeatable)")
+    ap.add_argument("--bfloat16", action="append_const", dest="precision", const="bfloat16", help="= --precision bfloat16")
     args = ap.parse_args()
 
     from tagger.embed import Embedder, embed_files
@@ -59,14 +65,17 @@ def main():
         print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + network + cache write)")
         print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
               f" per-run ratios {per_run})")
-        if args.bfloat16:
-            low = Embedder(weights, batch_size=args.batch_size, dtype="bfloat16")
+        import tensorflow as tf
+
+        print(f"device       : {'GPU ' + str(tf.config.list_physical_devices('GPU')) if tf.config.list_physical_devices('GPU') else 'CPU'}")
+        for precision in dict.fromkeys(args.precision):
+            low = Embedder(weights, batch_size=args.batch_size, dtype=precision)
             low.run(patches[: args.batch_size])
             t0 = time.perf_counter()
             low_out = low.run(patches)
             low_s = time.perf_counter() - t0
             rel = np.abs(low_out - net_out).max() / np.abs(net_out).max()
-            print(f"bfloat16 net : {n / low_s:7.2f} clips/s; max |bf16 - f32| / max |f32| = {rel:.4f}")
+            print(f"{precision:9s} net: {n / low_s:7.2f} clips/s; max |{precision} - f32| / max |f32| = {rel:.4f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

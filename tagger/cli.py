@@ -11,8 +11,10 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 
 from . import __version__, params
 from .exceptions import DataError, ParameterError, TaggerError
@@ -25,6 +27,9 @@ def _add_embedding_options(p):
     p.add_argument("--hop", type=float, default=params.EXAMPLE_HOP_SECONDS, help="patch hop in seconds (0.96: no overlap; 0.48: 50%%)")
     p.add_argument("--short", choices=("pad", "skip"), default="pad", help="clips shorter than 0.96 s: zero-pad (warn) or skip (report)")
     p.add_argument("--batch-size", type=int, default=64, help="patches per network call")
+    p.add_argument("--precision", "--dtype", dest="precision", choices=("float32", "bfloat16", "float16", "auto"),
+                   default="auto", help="network compute precision (auto: float16 on a GPU, float32 on a CPU;"
+                                        " bfloat16: this kind of CPU's fast path); recorded in cache entries")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: cores - 1; 0: decode in the main process)")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
@@ -69,14 +74,15 @@ def _positive_int(text):
 def _embedder(args, **extra):
     from .embed import Embedder
 
-    return Embedder(args.weights, batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, **extra)
+    return Embedder(args.weights, batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short,
+                    dtype=args.precision, **extra)
 
 
 def cmd_embed(args):
     from .embed import embed_files
 
     beam = _beam_args(args)
-    embedder = _embedder(args, postprocess=args.postprocess, pca_params=args.pca, dtype=args.dtype)
+    embedder = _embedder(args, postprocess=args.postprocess, pca_params=args.pca)
     if beam:
         from .distributed import run_embed
 
@@ -187,7 +193,7 @@ def _evaluate_truth(args):
         if not args.target:
             raise ParameterError("--model needs the clips to tag: tagger evaluate --model MODEL --truth TRUTH.csv INPUT...")
         tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
-                        batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short)
+                        batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
         items = files.collect(args.target, include=args.include, exclude=args.exclude)
         paths, rows = [], []
         for r in tagger.iter_tag(items, workers=args.workers, taggram=False):
@@ -242,7 +248,7 @@ def cmd_tag(args):
     if fmt == "parquet":
         raise ParameterError("Parquet output comes from the Beam pipeline: add --runner beam (or write .csv / .jsonl)")
     tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
-                    batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short)
+                    batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
     summary = tag_to_file(tagger, args.inputs, args.out, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
                           taggram_dir=args.taggram, errors_file=args.errors, include=args.include, exclude=args.exclude,
                           workers=args.workers, progress=False if args.no_progress else None, overwrite=args.overwrite,
@@ -266,7 +272,6 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="CACHE", help="cache folder")
     p.add_argument("--postprocess", action="store_true", help="PCA-whiten and quantise to uint8 (official parameters)")
     p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="network compute type")
     p.add_argument("--overwrite", action="store_true", help="re-embed tracks already in the cache")
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default CACHE/errors.tsv)")
     _add_embedding_options(p)
@@ -382,11 +387,25 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.verbose and "tensorflow" not in sys.modules:
         _load_tensorflow_quietly()  # only the command's own output, unless -v
+    # a preempted spot VM's shutdown sends SIGTERM: handled as Ctrl-C (finished work kept, rerun continues)
+    previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
     try:
         return args.func(args)
     except TaggerError as exc:
         print(f"tagger {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"tagger {args.command}: interrupted; finished work is kept, rerun to continue", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"tagger {args.command}: {how}; finished work is kept, rerun to continue", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so it unwinds as Ctrl-C does."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()

@@ -20,7 +20,20 @@ __all__ = ["Embedder", "embed", "embed_files", "embed_items", "EmbedSummary"]
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+# float16 (mixed precision) against float32 on the same patches: the largest |difference| / max |float32|
+# measured with the fixture weights (tests/test_vggish.py checks the bound); below the 8-bit step of
+# postprocessed embeddings (4 / 255 of a [-2, 2] range, 0.4 % of it), as bfloat16's 0.7 % is
+FLOAT16_TOLERANCE = 0.01
+
+
+def resolve_dtype(dtype):
+    """``'auto'``: float16 where TensorFlow sees a GPU, else float32; other values as given."""
+    if dtype != "auto":
+        return dtype
+    import tensorflow as tf
+
+    return "float16" if tf.config.list_physical_devices("GPU") else "float32"
 
 
 class Embedder:
@@ -42,8 +55,10 @@ class Embedder:
         PCA-whiten and quantise to uint8 with the official parameters.
     pca_params : str, optional
         ``vggish_pca_params.npz`` (default ``$TAGGER_VGGISH_PCA``).
-    dtype : {'float32', 'bfloat16'}
-        Compute type of the network; embeddings are returned as float32.
+    dtype : {'float32', 'bfloat16', 'float16', 'auto'}
+        Compute precision of the network (``auto``: float16 on a GPU, float32 on
+        a CPU); embeddings are returned as float32, and the precision is part
+        of the network's id in cache entries.
     model : keras.Model, optional
         An already built VGGish (``weights`` is then ignored); give ``weights_id`` too.
     weights_id : str, optional
@@ -73,6 +88,7 @@ class Embedder:
             raise ParameterError(f"batch_size={batch_size} must be >= 1")
         if dtype not in DTYPES:
             raise ParameterError(f"dtype={dtype!r} must be one of {DTYPES}")
+        dtype = resolve_dtype(dtype)
         self.frontend = params.frontend_params(hop_seconds=hop_seconds)
         self.hop_seconds = hop_seconds
         self.dtype = dtype

@@ -65,7 +65,8 @@ def build_vggish(*, name="vggish", dtype="float32"):
     Parameters
     ----------
     dtype : str
-        Keras dtype policy of every layer (``'float32'`` or ``'bfloat16'``).
+        ``'float32'``, ``'bfloat16'`` (every layer in bfloat16: this CPU's fast path) or ``'float16'``
+        (Keras mixed precision: float16 compute over float32 weights, the GPU's fast path).
 
     Returns
     -------
@@ -76,6 +77,7 @@ def build_vggish(*, name="vggish", dtype="float32"):
     import keras
     from keras import layers
 
+    dtype = "mixed_float16" if dtype == "float16" else dtype
     inputs = keras.Input((params.NUM_FRAMES, params.NUM_BANDS), name="log_mel")
     x = layers.Reshape((params.NUM_FRAMES, params.NUM_BANDS, 1), dtype=dtype)(inputs)
     for lname in ("conv1", "conv2", "conv3_1", "conv3_2", "conv4_1", "conv4_2"):

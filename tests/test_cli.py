@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import pandas as pd
 
@@ -91,3 +92,27 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
         assert got["mapping_to_unknown_tags"] == {"techno": "Techno"}
         per_tag = pd.read_csv(tmp_path / name / "per_tag.csv")
         assert per_tag["support"].sum() == len(valid)
+
+
+def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
+    """A spot VM's shutdown sends SIGTERM to every process: the run stops cleanly and a rerun completes it."""
+    import os
+    import signal
+
+    for i in range(30):
+        write_audio(tmp_path / "clips" / f"c{i:02d}.wav", 12.0, freq=200.0 + 20 * i, seed=i)
+    args = [sys.executable, "-m", "tagger", "embed", "clips", "--weights", ckpt_path, "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen([*args, "--out", "cache"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while not list((tmp_path / "cache").rglob("*.pkl")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole process group, as a shutdown does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM); finished work is kept, rerun to continue" in err
+    assert "leaked" not in err and "Traceback" not in err, err[-2000:]
+    done = len(list((tmp_path / "cache").rglob("*.pkl")))
+    assert 0 < done < 30 and not list((tmp_path / "cache").rglob(".tmp-*"))
+    again = subprocess.run([*args, "--out", "cache"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and f"embedded {30 - done}, skipped {done}" in again.stdout, again.stderr[-2000:]

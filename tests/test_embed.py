@@ -115,3 +115,22 @@ def test_no_inputs(embedder, tmp_path):
 def test_embedder_options_conflict(embedder):
     with pytest.raises(ParameterError):
         embed(np.zeros(16000), 16000, embedder=embedder, batch_size=3)
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_low_precision_within_its_stated_tolerance(ckpt_path, embedder, gtzan_files, precision):
+    from tagger.embed import FLOAT16_TOLERANCE
+
+    patches, _ = frontend.waveform_to_patches(audio.load(gtzan_files[1])[: 8 * 16000])
+    low = Embedder(ckpt_path, batch_size=16, dtype=precision)
+    reference = embedder.run(patches)
+    rel = np.abs(low.run(patches) - reference).max() / np.abs(reference).max()
+    assert rel < (FLOAT16_TOLERANCE if precision == "float16" else 0.02), rel
+    assert low.network_id == embedder.network_id + "+" + precision  # cache entries say which precision made them
+
+
+def test_auto_precision_is_float32_on_a_cpu(ckpt_path):
+    import tensorflow as tf
+
+    auto = Embedder(ckpt_path, batch_size=16, dtype="auto")
+    assert auto.dtype == ("float16" if tf.config.list_physical_devices("GPU") else "float32")
