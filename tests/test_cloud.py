@@ -2,12 +2,14 @@
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,9 +55,12 @@ def test_submit_sequence(fake, tmp_path):
     sh([CLOUD, "submit", str(config), "job1", "--bucket", "gs://bkt", "--project", "proj", "--count", "2",
         "--accelerator", "nvidia-l4", "--machine-type", "g2-standard-24"], env)
     seq = calls()
-    assert [c["args"][:3] for c in seq] == [["storage", "cp", str(config)], ["compute", "instances", "create"]]
-    assert seq[0]["args"][3] == "gs://bkt/jobs/job1/config.json"
-    create = seq[1]["args"]
+    assert [c["args"][:2] for c in seq] == [["storage", "cp"]] * 3 + [["compute", "instances"]]
+    assert seq[0]["args"][3] == "gs://bkt/jobs/job1/steps.json"  # the shorthand: one step, train CONFIG --run-dir run
+    assert json.loads((tmp_path / "gcs/bkt/jobs/job1/steps.json").read_text()) == [["train", "config.json", "--run-dir", "run"]]
+    assert seq[1]["args"][2:] == [str(config), "gs://bkt/jobs/job1/config.json"]
+    assert seq[2]["args"][2].endswith(".whl") and seq[2]["args"][3] == "gs://bkt/jobs/job1/"  # the VM installs it
+    create = seq[3]["args"]
     assert create[3] == "tagger-job1"
     for flag in ("--accelerator=type=nvidia-l4,count=2", "--machine-type=g2-standard-24", "--provisioning-model=SPOT",
                  "--instance-termination-action=STOP", "--project=proj", f"--metadata-from-file=startup-script={RUNNER}",
@@ -73,8 +78,12 @@ def test_on_demand_and_dry_run(fake, tmp_path):
     assert calls() == []  # nothing ran
     assert "submitted job2" not in result.stderr and "nothing was submitted" in result.stderr
     lines = out.strip().splitlines()
-    assert lines[0] == f"gcloud storage cp {config} gs://bkt/jobs/job2/config.json"
-    assert lines[1].startswith("gcloud compute instances create tagger-job2 --zone=us-central1-a") and "SPOT" not in lines[1]
+    assert lines[0].startswith("gcloud storage cp ") and lines[0].endswith("/steps.json gs://bkt/jobs/job2/steps.json")
+    assert lines[1] == f"gcloud storage cp {config} gs://bkt/jobs/job2/config.json"
+    assert " -m pip wheel --quiet --no-deps " in lines[2]
+    assert lines[3].startswith("gcloud storage cp ") and lines[3].endswith(".whl gs://bkt/jobs/job2/")
+    assert lines[4].startswith("gcloud compute instances create tagger-job2 --zone=us-central1-a") and "SPOT" not in lines[4]
+    assert "1: tagger train config.json --run-dir run" in result.stderr  # the plan of steps
 
 
 def test_logs_fetch_delete_sequences(fake, tmp_path):
@@ -90,9 +99,8 @@ def test_logs_fetch_delete_sequences(fake, tmp_path):
     assert seq[0][:3] == ["compute", "ssh", "tagger-job1"] and "--zone=europe-west4-a" in seq[0]
     assert any(a.startswith("--command=sudo journalctl -u google-startup-scripts") for a in seq[0])
     assert seq[1][:4] == ["compute", "instances", "delete", "tagger-job1"]
-    assert seq[2] == ["storage", "rsync", "--recursive", "gs://bkt/jobs/job1/run", str(tmp_path / "results")]
-    assert seq[3] == ["storage", "cp", "gs://bkt/jobs/job1/status", str(tmp_path / "results/status")]
-    assert (tmp_path / "results/metrics.json").exists()
+    assert seq[2] == ["storage", "rsync", "--recursive", "gs://bkt/jobs/job1", str(tmp_path / "results")]
+    assert (tmp_path / "results/run/metrics.json").exists() and (tmp_path / "results/status").exists()
 
 
 @pytest.mark.parametrize("args,message", [
@@ -188,11 +196,10 @@ def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
     again = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "resuming from gs://bkt/jobs/preempted/run" in again.stdout
+    assert "resuming from gs://bkt/jobs/preempted" in again.stdout
     resumed_calls = [c["args"] for c in calls()[n_before:]]
-    assert resumed_calls[0][:2] == ["storage", "cp"] and resumed_calls[0][2] == "gs://bkt/jobs/preempted/config.json"
     assert ["storage", "rsync", "--recursive", "gs://bkt/data", str(tmp_path / "vm2/data")] in resumed_calls
-    assert ["storage", "rsync", "--recursive", "gs://bkt/jobs/preempted/run", str(tmp_path / "vm2/run")] in resumed_calls
+    assert ["storage", "rsync", "--recursive", "gs://bkt/jobs/preempted", str(tmp_path / "vm2")] in resumed_calls
     assert resumed_calls[-2][:2] == ["storage", "cp"] and resumed_calls[-2][-1] == "gs://bkt/jobs/preempted/status"
     history = pd.read_csv(tmp_path / "gcs/bkt/jobs/preempted/run/history.csv")
     assert list(history["epoch"]) == list(range(8))
@@ -222,3 +229,94 @@ def test_shell_scripts_pass_bash_n_and_shellcheck():
         pytest.skip("shellcheck is not installed here (.ci/run installs it)")
     result = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout
+
+
+def submit_job(env, tmp_path, shared, weights_dir, job):
+    """The audio and weights in the bucket, then `submit JOB -- prepare -- train -- evaluate` from a local folder."""
+    bucket = tmp_path / "gcs/bkt"
+    if not (bucket / "audio/gtzan").exists():
+        shutil.copytree(shared / "data/gtzan/genres", bucket / "audio/gtzan/genres")
+        shutil.copytree(shared / "data/gtzan/splits", bucket / "audio/gtzan/splits")
+        (bucket / "data/vggish").mkdir(parents=True)
+        shutil.copy(weights_dir / "v1/vggish_model.ckpt", bucket / "data/vggish/vggish_model.ckpt")
+    here = tmp_path / "checkout"
+    here.mkdir(exist_ok=True)
+    config = {"data": {"index": "data/gtzan/index.csv", "cache": "data/gtzan/cache", "vocabulary": "data/gtzan/vocab.json",
+                       "task": "singlelabel"},
+              "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "batch_size": 8, "epochs": 3, "steps_per_epoch": 4,
+              "mux": {"n_active": 3, "rate": 2.0}, "seed": 1}
+    (here / "small.json").write_text(json.dumps(config))
+    steps = ["--", "prepare", "gtzan", "audio/gtzan/genres", "--out", "data/gtzan", "--weights", "data/vggish/vggish_model.ckpt",
+             "--workers", "0", "--no-progress",
+             "--", "train", "small.json", "--run-dir", "run", "--quiet",
+             "--", "evaluate", "run", "--split", "valid"]
+    result = subprocess.run(["bash", CLOUD, "submit", job, "--bucket", "gs://bkt", *steps], env=env, cwd=here,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return bucket / "jobs" / job
+
+
+def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_path, shared, weights_dir):
+    """prepare -> train -> evaluate through the real runner, tagger installed from the uploaded wheel into a fresh
+    virtual environment; SIGTERM in the middle of `prepare`, a restart on a fresh work folder, the same results."""
+    env, calls = fake
+    env = {**env, "TAGGER_VENV": str(tmp_path / "venv")}  # fresh, shared by the three VMs (one install)
+    whole = submit_job(env, tmp_path, shared, weights_dir, "whole")
+    assert sorted(p.name for p in whole.iterdir()) == ["small.json", "steps.json", next(whole.glob("tagger-*.whl")).name]
+    assert [c["args"][:3] for c in calls()][-1] == ["compute", "instances", "create"]
+    done = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "whole", tmp_path / "vm0"),
+                          capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "installing tagger-" in done.stdout and (tmp_path / "venv/bin/tagger").exists()
+    assert (whole / "status").read_text().startswith("succeeded")
+    assert sorted(p.name for p in (whole / "steps").iterdir()) == ["1.done", "2.done", "3.done"]
+    expected_cache = {p.name: p.read_bytes() for p in (tmp_path / "gcs/bkt/data/gtzan/cache").rglob("*.pkl")}
+    expected_run = json.loads((whole / "run/metrics.json").read_text())
+    expected_eval = json.loads((whole / "run/eval/valid-head/metrics.json").read_text())
+
+    # the same job again, preempted in the middle of `prepare` (a shutdown sends SIGTERM to every process)
+    shutil.rmtree(tmp_path / "gcs/bkt/data/gtzan")
+    preempted = submit_job(env, tmp_path, shared, weights_dir, "preempted")
+    proc = subprocess.Popen(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cache_dir = tmp_path / "vm1/data/gtzan/cache"
+    deadline = time.time() + 600
+    while not list(cache_dir.rglob("*.pkl")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert (preempted / "status").read_text().startswith("failed exit=143"), out[-2000:] + err[-2000:]
+    log = (preempted / "log.txt").read_text()
+    assert "terminated (SIGTERM); finished work is kept" in log and "leaked" not in log
+    kept = {p: p.read_bytes() for p in (tmp_path / "gcs/bkt/data/gtzan/cache").rglob("*.pkl")}
+    assert 0 < len(kept) < 10, len(kept)  # stopped inside the step, its finished entries copied back
+    assert not (preempted / "steps").exists() or not list((preempted / "steps").iterdir())
+
+    again = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
+                           capture_output=True, text=True, timeout=1500)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "installing" not in again.stdout  # the VM's disk kept the environment
+    assert all(p.read_bytes() == data for p, data in kept.items())  # finished entries were not redone
+    assert {p.name: p.read_bytes() for p in (tmp_path / "gcs/bkt/data/gtzan/cache").rglob("*.pkl")}.keys() == expected_cache.keys()
+    for name, data in expected_cache.items():
+        a = pickle.loads(data)
+        b = pickle.loads(next((tmp_path / "gcs/bkt/data/gtzan/cache").rglob(name)).read_bytes())
+        np.testing.assert_allclose(a["embedding"], b["embedding"], atol=1e-5)
+    assert json.loads((preempted / "run/metrics.json").read_text()) == expected_run
+    assert json.loads((preempted / "run/eval/valid-head/metrics.json").read_text()) | {"run": None} == expected_eval | {"run": None}
+
+
+@pytest.mark.parametrize("steps,message", [
+    (["--", "frobnicate", "x"], "step 1 (frobnicate x): unknown tagger command"),
+    (["--", "tag", "audio/missing", "--out", "t.csv"], "step 1 (tag audio/missing --out t.csv): input audio/missing is not in gs://bkt/audio/missing"),
+    (["--", "train", "nope.json", "--run-dir", "run"], "input nope.json is not in gs://bkt/jobs/j/nope.json"),
+    (["--", "evaluate", "run", "--split", "valid", "--bogus"], "step 1 (evaluate run --split valid --bogus): unrecognized arguments: --bogus"),
+    (["--", "embed", "/abs/audio", "--out", "data/c"], "is absolute"),
+])
+def test_bad_steps_fail_before_the_vm(fake, tmp_path, steps, message):
+    env, calls = fake
+    result = subprocess.run(["bash", CLOUD, "submit", "j", "--bucket", "gs://bkt", *steps], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+    assert all(c["args"][:2] == ["storage", "ls"] for c in calls())  # existence checks only: no upload, no VM
