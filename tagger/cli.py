@@ -26,11 +26,12 @@ def _add_embedding_options(p):
     p.add_argument("--weights", default=None, help=f"VGGish SavedModel folder, vggish_model.ckpt or TF Hub handle (default ${params.WEIGHTS_ENV}, else {params.VGGISH_HUB_HANDLE})")
     p.add_argument("--hop", type=float, default=params.EXAMPLE_HOP_SECONDS, help="patch hop in seconds (0.96: no overlap; 0.48: 50%%)")
     p.add_argument("--short", choices=("pad", "skip"), default="pad", help="clips shorter than 0.96 s: zero-pad (warn) or skip (report)")
-    p.add_argument("--batch-size", type=int, default=64, help="patches per network call")
+    p.add_argument("--batch-size", type=int, default=None, help="patches per network call (default 64 on a CPU, 512 on a GPU)")
     p.add_argument("--precision", "--dtype", dest="precision", choices=("float32", "bfloat16", "float16", "auto"),
                    default="auto", help="network compute precision (auto: float16 on a GPU, float32 on a CPU;"
                                         " bfloat16: this kind of CPU's fast path); recorded in cache entries")
-    p.add_argument("--workers", type=int, default=None, help="decode processes (default: cores - 1; 0: decode in the main process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode processes (default: cores - 1, every core when a GPU runs the network; 0: in the main process)")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

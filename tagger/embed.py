@@ -14,7 +14,7 @@ from . import cache, files, locks, params
 from .exceptions import DataError, ParameterError
 from .records import ErrorsWriter
 from .frontend import waveform_to_patches
-from .pipeline import iter_embeddings
+from .pipeline import default_workers, iter_embeddings
 
 __all__ = ["Embedder", "embed", "embed_files", "embed_items", "EmbedSummary"]
 
@@ -44,9 +44,9 @@ class Embedder:
     weights : str, optional
         SavedModel folder, TF-slim checkpoint or TF Hub handle
         (default ``$TAGGER_VGGISH_WEIGHTS``, else the TF Hub model).
-    batch_size : int
-        Patches per network call; partial batches are zero-padded so the
-        network always sees one shape.
+    batch_size : int, optional
+        Patches per network call (default 64 on a CPU, 512 on a GPU); partial
+        batches are zero-padded so the network always sees one shape.
     hop_seconds : float
         Patch hop (0.96 s default, 0.48 s for 50 % overlap).
     short_policy : {'pad', 'skip'}
@@ -68,7 +68,7 @@ class Embedder:
         self,
         weights=None,
         *,
-        batch_size=64,
+        batch_size=None,
         hop_seconds=params.EXAMPLE_HOP_SECONDS,
         short_policy="pad",
         postprocess=False,
@@ -84,6 +84,9 @@ class Embedder:
 
         from .vggish import Postprocessor, load_vggish, resolve_source
 
+        self.on_gpu = bool(tf.config.list_physical_devices("GPU"))
+        if batch_size is None:
+            batch_size = 512 if self.on_gpu else 64  # a GPU needs big batches to be busy; a CPU gains nothing
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be >= 1")
         if dtype not in DTYPES:
@@ -183,7 +186,7 @@ class Embedder:
             batch_size=self.batch_size,
             hop_seconds=self.hop_seconds,
             short_policy=self.short_policy,
-            workers=workers,
+            workers=default_workers(gpu=self.on_gpu) if workers is None else workers,
         ):
             if result.ok and not raw:
                 result.embedding = self.finalize(result.embedding)

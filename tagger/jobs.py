@@ -56,7 +56,10 @@ def bucket_path(bucket, job, path):
 def _in_bucket(url):
     if "://" not in url:  # a local folder standing in for the bucket
         return os.path.exists(url)
-    return subprocess.run(["gcloud", "storage", "ls", url], capture_output=True).returncode == 0
+    try:
+        return subprocess.run(["gcloud", "storage", "ls", url], capture_output=True).returncode == 0
+    except FileNotFoundError:
+        raise ParameterError(f"cannot check {url}: the gcloud CLI is not installed here") from None
 
 
 def _parse(step, number):

@@ -71,9 +71,10 @@ class TrackResult:
         return self.error is None
 
 
-def default_workers():
-    """Decode processes: one per core beyond the first, at least one."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def default_workers(*, gpu=False):
+    """Decode processes: one per core beyond the first (the network's), or every core when a GPU runs the network."""
+    cores = os.cpu_count() or 2
+    return cores if gpu else max(1, cores - 1)
 
 
 class _Track:
