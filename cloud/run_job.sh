@@ -56,7 +56,7 @@ sync_back() {
     [[ -e "$entry" ]] || continue
     name=$(basename "$entry")
     case $name in
-      audio|.venv) continue ;;  # inputs, not results
+      audio|.venv|steps.json|*.whl) continue ;;  # inputs, not results
       data) storage_sync "$entry" "${BUCKET%/}/data" ;;
       *) if [[ -d "$entry" ]]; then storage_sync "$entry" "$JOB_URL/$name"; else storage_cp "$entry" "$JOB_URL/$name"; fi ;;
     esac

@@ -202,9 +202,11 @@ class Tagger(Head):
             entry, why = self._lookup(track_id, print_)
             if entry is not None:
                 hits.add(i)
-            elif isinstance(why, DataError) and getattr(why, "reason", None) != "source":
-                protected.add(track_id)
+            elif isinstance(why, cache.StaleEntry) and why.reason in ("settings", "format"):
+                protected.add(track_id)  # someone else's entry: not ours to replace
                 reasons.append(str(why))
+            elif isinstance(why, DataError) and not isinstance(why, cache.StaleEntry):
+                log.warning("%s; re-embedding it", why)  # unreadable: replaced
         if reasons:
             log.warning("%d entries of the cache %s were made with other settings or an older tagger (first: %s);"
                         " they are neither used nor replaced: rebuild them with `tagger embed ... --overwrite`,"
