@@ -53,8 +53,22 @@ def _beam_args(args):
         return False
     if not args.verbose:
         for handler in logging.getLogger().handlers:  # Beam's own start-up warnings, unless -v
-            handler.addFilter(lambda record: record.levelno >= logging.ERROR or "apache_beam" not in record.pathname)
+            if _quiet_beam not in handler.filters:
+                handler.addFilter(_quiet_beam)
     return True
+
+
+def _quiet_beam(record):
+    return record.levelno >= logging.ERROR or "apache_beam" not in record.pathname
+
+
+def _beam_done(args, summary, line):
+    """Print a Beam run's dry-run description, or its summary line; the exit status."""
+    if args.dry_run:
+        print(summary["description"])
+        return EXIT_OK
+    print(f"{line(summary)} ({args.runner})")
+    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
 
 
 def _add_root_option(p):
@@ -80,6 +94,7 @@ def _embedder(args, **extra):
 
 
 def cmd_embed(args):
+    _tensorflow(args)
     from .embed import embed_files
 
     beam = _beam_args(args)
@@ -90,12 +105,8 @@ def cmd_embed(args):
         summary = run_embed(args.inputs, args.out, embedder=embedder, runner=args.runner, pipeline_args=args.pipeline_args,
                             include=args.include, exclude=args.exclude, root=args.root, postprocess=args.postprocess,
                             pca_params=args.pca, errors_file=args.errors, dry_run=args.dry_run)
-        if args.dry_run:
-            print(summary["description"])
-            return EXIT_OK
-        print(f"embedded {summary['embedded']}, skipped {summary['skipped']} (already cached),"
-              f" failed {summary['failed']} of {summary['total']} files -> {args.out} ({args.runner})")
-        return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+        return _beam_done(args, summary, lambda s: f"embedded {s['embedded']}, skipped {s['skipped']} (already cached),"
+                                                   f" failed {s['failed']} of {s['total']} files -> {args.out}")
     summary = embed_files(
         args.inputs,
         args.out,
@@ -119,6 +130,7 @@ def cmd_embed(args):
 
 
 def cmd_prepare(args):
+    _tensorflow(args)
     # the one place the library reaches into preprocess/
     if args.dataset == "audioset":
         from preprocess import audioset
@@ -150,7 +162,8 @@ def cmd_train(args):
     from .config import load_config
     from .train import train
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config)  # a bad config fails before TensorFlow loads
+    _tensorflow(args)
     run_dir = args.run_dir or os.path.join("runs", cfg["name"])
     metrics = train(cfg, run_dir, verbose=0 if args.quiet else 1)
     print(f"run folder: {run_dir}")
@@ -165,6 +178,7 @@ def cmd_evaluate(args):
         raise ParameterError("--model, --predictions and --map go with --truth TRUTH.csv")
     if len(args.target) != 1:
         raise ParameterError("tagger evaluate RUN takes one run folder (or --truth TRUTH.csv with --model/--predictions)")
+    _tensorflow(args)
     from .evaluate import evaluate
 
     summary = evaluate(args.target[0], split=args.split, mode=args.mode, out_dir=args.out)
@@ -189,6 +203,7 @@ def _evaluate_truth(args):
         thresholds, source = None, os.path.abspath(args.predictions)
         task = args.task or task or "multilabel"
     else:
+        _tensorflow(args)
         from .predict import Tagger
 
         if not args.target:
@@ -227,6 +242,7 @@ def _evaluate_truth(args):
 
 
 def cmd_tag(args):
+    _tensorflow(args)
     from .predict import Tagger, tag_to_file
 
     fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else
@@ -240,12 +256,8 @@ def cmd_tag(args):
                           pipeline_args=args.pipeline_args, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
                           cache_dir=args.cache, include=args.include, exclude=args.exclude, root=args.root,
                           pca_params=args.pca, errors_file=args.errors, dry_run=args.dry_run)
-        if args.dry_run:
-            print(summary["description"])
-            return EXIT_OK
-        print(f"tagged {summary['tagged']}, failed {summary['failed']} of {summary['total']} files -> {summary['shards']}"
-              f" ({args.runner})")
-        return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+        return _beam_done(args, summary, lambda s: f"tagged {s['tagged']}, failed {s['failed']} of {s['total']} files"
+                                                   f" -> {s['shards']}")
     if fmt == "parquet":
         raise ParameterError("Parquet output comes from the Beam pipeline: add --runner beam (or write .csv / .jsonl)")
     tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
@@ -367,6 +379,12 @@ def _without_startup_noise():
             sys.stderr.flush()
 
 
+def _tensorflow(args):
+    """Called by each command where it first needs TensorFlow: its start-up lines stay hidden unless -v."""
+    if not args.verbose and "tensorflow" not in sys.modules:
+        _load_tensorflow_quietly()
+
+
 def _load_tensorflow_quietly():
     """Load TensorFlow and Keras, and probe devices, with their native start-up lines hidden."""
     with _without_startup_noise():
@@ -386,8 +404,6 @@ def main(argv=None):
     args.pipeline_args = extra  # Beam pipeline options, for --runner beam / DataflowRunner
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if not args.verbose and "tensorflow" not in sys.modules:
-        _load_tensorflow_quietly()  # only the command's own output, unless -v
     # a preempted spot VM's shutdown sends SIGTERM: handled as Ctrl-C (finished work kept, rerun continues)
     previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
     try:

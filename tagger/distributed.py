@@ -22,6 +22,7 @@ apache-beam is imported by this module only: ``pip install "tagger[beam]"``.
 """
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -132,8 +133,9 @@ def _settings(embedder, *, cache_dir, postprocess, pca_params):
     }
 
 
+@functools.lru_cache(maxsize=None)
 def _dofns():
-    """The pipeline's DoFns and model handler (defined once apache-beam is importable)."""
+    """The pipeline's DoFns and model handler (defined once, when apache-beam is first needed)."""
     beam = _beam()
     from apache_beam.metrics import Metrics
     from apache_beam.ml.inference.base import ModelHandler, PredictionResult  # noqa: F401 - used by the classes below
@@ -271,12 +273,12 @@ def _dofns():
             self.tagged = Metrics.counter(_NAMESPACE, "tagged")
 
         def setup(self):
-            from .predict import Head
+            from .predict import Head, row_fields
             from .vggish import Postprocessor
 
             self.head = Head(self.model)
             self.post = Postprocessor(self.pca_params) if self.head.postprocess else None
-            self.fieldnames = _fieldnames(self.top_n)
+            self.fieldnames = row_fields(self.top_n)
 
         def process(self, element):
             from .predict import TagResult
@@ -296,10 +298,7 @@ def _dofns():
                 csv.DictWriter(out, fieldnames=self.fieldnames, lineterminator="").writerow(row)
                 yield out.getvalue()
             else:
-                record = {"path": item["path"], "duration": round(float(entry["duration"]), 3),
-                          "probabilities": {t: round(float(p), 6) for t, p in zip(self.head.labels, clip)},
-                          "tags": row["tags"].split("|") if row["tags"] else []}
-                yield json.dumps(record)
+                yield json.dumps(self.head.record(result, row))
 
     return Plan, Decode, VGGishModelHandler, Assemble, TagRows
 
@@ -308,10 +307,6 @@ def __getattr__(name):
     if name == "VGGishModelHandler":
         return _dofns()[2]
     raise AttributeError(f"module 'tagger.distributed' has no attribute {name!r}")
-
-
-def _fieldnames(top_n):
-    return ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
 
 
 def _tsv_line(path_error):
@@ -484,7 +479,7 @@ def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fm
     embeddings are written to the cache when one is given.
     """
     beam = _beam()
-    from .predict import Head, output_settings
+    from .predict import Head, output_settings, row_fields
 
     if fmt not in ("csv", "jsonl", "parquet"):
         raise ParameterError(f"format={fmt!r} must be csv, jsonl or parquet")
@@ -501,20 +496,20 @@ def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fm
     entries, hits = _build(p, beam, settings, local, patterns, include=include, exclude=exclude, root=root,
                            errors_path=errors_file, keep_hits=True)
     *_, TagRows = _dofns()
-    header = ",".join(_fieldnames(top_n)) if fmt == "csv" else None
+    header = ",".join(row_fields(top_n)) if fmt == "csv" else None
     rows = ((entries, hits) | "Clips" >> beam.Flatten()
             | "Head" >> beam.ParDo(TagRows(model, pca_params, fmt, top_n, threshold)))
     if fmt == "parquet":
         import pyarrow as pa
 
         schema = pa.schema([(name, pa.float64() if name == "duration" or name.startswith("p_") else pa.string())
-                            for name in _fieldnames(top_n)])
+                            for name in row_fields(top_n)])
         rows | "WriteRows" >> beam.io.WriteToParquet(stem, schema, file_name_suffix=ext or ".parquet")
     else:
         rows | "WriteRows" >> beam.io.WriteToText(stem, file_name_suffix=ext or "." + fmt, header=header)
     if dry_run:
         return {"description": _describe(p, options)}
-    meta = {"settings": output_settings(_HeadView(head, embedder), fmt=fmt, top_n=top_n, threshold=threshold, taggram=False),
+    meta = {"settings": output_settings(head, embedder, fmt=fmt, top_n=top_n, threshold=threshold, taggram=False),
             "runner": runner, "shards": f"{os.path.basename(stem)}-*-of-*{ext or '.' + fmt}"}
     if not _is_remote(out):
         from .records import write_json_atomic
@@ -525,11 +520,3 @@ def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fm
     summary = _summary(result)
     summary.update(total=summary["tagged"] + summary["failed"], errors_file=errors_file, shards=meta["shards"])
     return summary
-
-
-class _HeadView:
-    """A head plus the embedder's settings: what :func:`tagger.predict.output_settings` reads."""
-
-    def __init__(self, head, embedder):
-        self.name, self.model_hash, self.task, self.embedder = head.name, head.model_hash, head.task, embedder
-

@@ -184,6 +184,8 @@ def predictions_from_jsonl(path):
     """
     from .records import read_records
 
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such predictions file")
     _, rows = read_records(path, "jsonl", truncate=False)
     if not rows:
         raise DataError(f"{path}: no predictions (a JSONL output of tagger tag is needed)")

@@ -17,7 +17,7 @@ from . import __version__, bundle, cache, files, locks
 from .exceptions import DataError, ParameterError
 from .records import ErrorsWriter, read_errors, read_records, write_json_atomic
 
-__all__ = ["Head", "Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings"]
+__all__ = ["Head", "Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings", "row_fields"]
 
 log = logging.getLogger(__name__)
 FORMATS = ("csv", "jsonl")
@@ -106,6 +106,12 @@ class Head:
             chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
         row["tags"] = "|".join(self.labels[j] for j in chosen)
         return row
+
+    def record(self, result, row):
+        """A result as one JSONL record: path, duration, every tag's probability, the chosen tags (from ``row``)."""
+        return {"path": result.path, "duration": round(float(result.duration), 3),
+                "probabilities": {t: round(float(p), 6) for t, p in zip(self.labels, result.probabilities)},
+                "tags": row["tags"].split("|") if row["tags"] else []}
 
 
 class Tagger(Head):
@@ -280,6 +286,11 @@ class Tagger(Head):
         return pd.DataFrame(rows)
 
 
+def row_fields(top_n):
+    """Columns of a tag row (CSV and Parquet): path, duration, tag_i and p_i for the top ``top_n``, tags."""
+    return ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
+
+
 def _bundle_hash(folder):
     """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json."""
     digest = hashlib.sha256()
@@ -293,8 +304,15 @@ def _bundle_hash(folder):
     return "sha256:" + digest.hexdigest()[:16]
 
 
-def output_settings(tagger, *, fmt, top_n, threshold, taggram):
+def output_settings(head, embedder, *, fmt, top_n, threshold, taggram):
     """What a tag output's rows depend on (recorded in ``OUT.meta.json``; a rerun must match it).
+
+    Parameters
+    ----------
+    head : Head
+        The model (a :class:`Tagger` is one).
+    embedder : tagger.embed.Embedder
+        The network and frontend that make its embeddings.
 
     Returns
     -------
@@ -304,10 +322,10 @@ def output_settings(tagger, *, fmt, top_n, threshold, taggram):
         top_n (CSV), threshold and whether taggrams are written.
     """
     return {
-        "model": {"name": tagger.name, "hash": tagger.model_hash, "task": tagger.task},
-        "weights": tagger.embedder.weights_id,
-        "frontend": tagger.embedder.frontend,
-        "short_policy": tagger.embedder.short_policy,
+        "model": {"name": head.name, "hash": head.model_hash, "task": head.task},
+        "weights": embedder.weights_id,
+        "frontend": embedder.frontend,
+        "short_policy": embedder.short_policy,
         "format": fmt,
         "top_n": None if fmt == "jsonl" else top_n,  # JSONL holds every probability
         "threshold": threshold,
@@ -388,7 +406,7 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
     errors_file = errors_file or out + ".errors.tsv"
     meta_path = out + ".meta.json"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    settings = output_settings(tagger, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
+    settings = output_settings(tagger, tagger.embedder, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
     with locks.exclusive(locks.output_lock_path(out), what=f"output {out}"):
         if overwrite:
             for path in (out, errors_file, meta_path):
@@ -396,7 +414,7 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
                     os.unlink(path)
         _check_resume(out, errors_file, meta_path, settings)
         write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
-        fieldnames = ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
+        fieldnames = row_fields(top_n)
         header, rows = read_records(out, fmt)
         if fmt == "csv" and header is not None and header != fieldnames:
             raise DataError(f"{out}: its columns {header} are not those of these settings {fieldnames}; rerun with"
@@ -417,10 +435,7 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
                     if fmt == "csv":
                         writer.writerow(row)
                     else:
-                        record = {"path": r.path, "duration": round(float(r.duration), 3),
-                                  "probabilities": {t: round(float(p), 6) for t, p in zip(tagger.labels, r.probabilities)},
-                                  "tags": row["tags"].split("|") if row["tags"] else []}
-                        fout.write(json.dumps(record) + "\n")
+                        fout.write(json.dumps(tagger.record(r, row)) + "\n")
                     if taggram_dir:
                         target = os.path.join(taggram_dir, (r.track_id or os.path.basename(r.path)) + ".npz")
                         os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -71,6 +71,28 @@ def embedder(ckpt_path):
     return Embedder(ckpt_path, batch_size=16)
 
 
+HEAD_LABELS = ["rock", "jazz", "speech", "piano", "drums"]
+
+
+def write_head_bundle(folder, *, seed):
+    """An (untrained) dense multi-label head over raw embeddings in the shipped bundle layout, in ``folder``."""
+    import json
+
+    import keras
+
+    from tagger.heads import build_head
+
+    keras.utils.set_random_seed(seed)
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    build_head("dense", len(HEAD_LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
+    (folder / "labels.json").write_text(json.dumps(HEAD_LABELS))
+    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in HEAD_LABELS}))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
+    return folder
+
+
 def write_audio(path, seconds, sr=16000, channels=1, freq=440.0, amplitude=0.5, seed=0, **kwargs):
     """Write a sine (plus a little noise) to ``path``; returns the path."""
     n = int(round(seconds * sr))

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_audio
+from conftest import HEAD_LABELS, write_audio, write_head_bundle
 from tagger import cache, cli
 
 pytest.importorskip("apache_beam", reason='the Beam path needs the extra: pip install -e ".[beam]"')
 
-LABELS = ["rock", "jazz", "speech", "piano", "drums"]
+LABELS = HEAD_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -66,18 +66,7 @@ def test_beam_embed_equals_tagger_embed(corpus, ckpt_path, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
-    import keras
-
-    from tagger.heads import build_head
-
-    keras.utils.set_random_seed(2)
-    folder = tmp_path_factory.mktemp("beamhead")
-    build_head("dense", len(LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
-    (folder / "labels.json").write_text(json.dumps(LABELS))
-    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in LABELS}))
-    (folder / "metrics.json").write_text("{}")
-    (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
-    return folder
+    return write_head_bundle(tmp_path_factory.mktemp("beamhead"), seed=2)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_audio
+from conftest import write_audio, write_head_bundle
 from tagger import locks, records
 from tagger.exceptions import DataError
 
-LABELS = ["rock", "jazz", "speech", "piano", "drums"]
 
 # the tagger command, counting VGGish network calls into $CALLS_FILE and, when asked, pausing at the first
 # row (holding the output's lock while another process tries it) or dying at row $DIE
@@ -70,26 +69,11 @@ def calls_of(result_env):
         return int(f.read())
 
 
-def make_bundle(folder, *, seed, embedding="raw"):
-    import keras
-
-    from tagger.heads import build_head
-
-    keras.utils.set_random_seed(seed)
-    folder.mkdir(parents=True)
-    build_head("dense", len(LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
-    (folder / "labels.json").write_text(json.dumps(LABELS))
-    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in LABELS}))
-    (folder / "metrics.json").write_text("{}")
-    (folder / "bundle.json").write_text(json.dumps({"embedding": embedding, "task": "multilabel", "window": 10}))
-    return folder
-
-
 @pytest.fixture(scope="session")
 def heads(tmp_path_factory):
     """Two different raw-embedding heads in the bundle layout."""
     base = tmp_path_factory.mktemp("heads")
-    return make_bundle(base / "one", seed=0), make_bundle(base / "two", seed=1)
+    return write_head_bundle(base / "one", seed=0), write_head_bundle(base / "two", seed=1)
 
 
 @pytest.fixture

@@ -13,28 +13,18 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from conftest import HEAD_LABELS, write_head_bundle
 from tagger import cli, frontend
 from tagger.exceptions import DataError
 
 HERE = os.path.dirname(__file__)
-LABELS = ["rock", "jazz", "speech", "piano", "drums"]
+LABELS = HEAD_LABELS
 
 
 @pytest.fixture(scope="session")
 def head_dir(tmp_path_factory):
     """A bundle in the shipped layout with an (untrained) dense head over raw embeddings."""
-    import keras
-
-    from tagger.heads import build_head
-
-    keras.utils.set_random_seed(0)
-    folder = tmp_path_factory.mktemp("head")
-    build_head("dense", len(LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
-    (folder / "labels.json").write_text(json.dumps(LABELS))
-    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in LABELS}))
-    (folder / "metrics.json").write_text("{}")
-    (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
-    return folder
+    return write_head_bundle(tmp_path_factory.mktemp("head"), seed=0)
 
 
 @pytest.fixture(scope="session")
