@@ -281,7 +281,9 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     cache_dir = tmp_path / "vm1/data/gtzan/cache"
     deadline = time.time() + 600
-    while not list(cache_dir.rglob("*.pkl")) and time.time() < deadline and proc.poll() is None:
+    # a finished entry (not a temporary .tmp-*.pkl still being written)
+    while not [p for p in cache_dir.rglob("*.pkl") if not p.name.startswith(".")] and time.time() < deadline \
+            and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
