@@ -425,4 +425,7 @@ class _Terminated(KeyboardInterrupt):
 
 
 def _terminated(signum, frame):
+    # one SIGTERM is enough: a shutdown often sends a second (to the process group, and again from a parent that
+    # forwards it), which must not interrupt the unwinding and the message of the first
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise _Terminated()

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import pandas as pd
+import pytest
 
 from conftest import write_audio
 
@@ -94,6 +95,21 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
         assert per_tag["support"].sum() == len(valid)
 
 
+def test_a_second_sigterm_does_not_interrupt_the_first():
+    """The handler raises once, then ignores SIGTERM: the unwinding and its message are not cut short."""
+    import signal
+
+    from tagger import cli
+
+    previous = signal.signal(signal.SIGTERM, cli._terminated)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cli._terminated(signal.SIGTERM, None)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
     """A spot VM's shutdown sends SIGTERM to every process: the run stops cleanly and a rerun completes it."""
     import os
@@ -109,6 +125,7 @@ def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
     while not finished() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGTERM)  # the whole process group, as a shutdown does
+    os.kill(proc.pid, signal.SIGTERM)  # and again, as a parent that forwards the signal (cloud/run_job.sh) does
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "terminated (SIGTERM); finished work is kept, rerun to continue" in err
