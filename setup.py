@@ -37,6 +37,7 @@ setup(
         "threadpoolctl==3.8.0",
         "tensorboard==2.21.0",
         "matplotlib==3.11.2",
+        "optuna==5.0.0",  # tagger tune
     ],
     extras_require={
         "test": ["pytest==9.2.0"],

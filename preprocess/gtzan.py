@@ -1,4 +1,11 @@
-"""GTZAN (``genres/<genre>/<genre>.000NN.{au,wav}``) -> track index + embedding cache.
+"""GTZAN (``genres/<genre>/<genre>.000NN.{au,wav}``) -> track index + embedding (or feature) cache.
+
+From audio, the cache holds VGGish embeddings, or with ``features=True`` the
+57 handcrafted features (:mod:`tagger.features`) of every track. From an
+existing feature table such as Kaggle's ``features_30_sec.csv``
+(:func:`prepare_table`), rows are joined to the split lists by file stem and
+written as feature cache entries, so ``tagger train`` reads them as it reads
+embeddings.
 
 Splits: ``filtered`` (Kereliuk & Sturm's fault-filtered split, 443/197/290,
 the default) or ``stratified`` (500/250/250), from the split lists whose
@@ -16,7 +23,7 @@ from tagger.exceptions import DataError, ParameterError
 
 from .common import write_vocabulary
 
-__all__ = ["GENRES", "SUBSETS", "read_splits", "prepare"]
+__all__ = ["GENRES", "SUBSETS", "read_splits", "prepare", "prepare_table"]
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 SUBSETS = {"all": GENRES, "gtzan8": [g for g in GENRES if g not in ("disco", "rock")]}
@@ -43,15 +50,15 @@ def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", e
     """Write ``index.csv`` + ``vocab.json`` for the tracks present, and embed them when an embedder is given.
 
     Tracks in no split list (the filtered split drops faulty ones) are left out.
+    ``embedder`` may be a :class:`tagger.features.FeatureExtractor`: the cache
+    then holds the tracks' handcrafted features.
 
     Returns
     -------
     str
         The index path.
     """
-    if genres not in SUBSETS:
-        raise ParameterError(f"genres={genres!r} must be one of {', '.join(SUBSETS)}")
-    keep = SUBSETS[genres]
+    keep = _genres(genres)
     assignment = read_splits(splits_dir, split)
     rows = []
     for genre in keep:
@@ -64,7 +71,7 @@ def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", e
                 rows.append({"track_id": stem, "path": os.path.join(folder, name), "split": assignment[stem], "labels": genre, "duration": None})
     if not rows:
         raise DataError(f"{gtzan_dir}: no GTZAN tracks of {keep} found in the {split} split")
-    df = pd.DataFrame(rows)
+    df = _with_folds(pd.DataFrame(rows))
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
     if embedder is not None:
@@ -72,3 +79,76 @@ def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", e
 
         embed_items(list(zip(df["path"], df["track_id"])), os.path.join(out_dir, "cache"), embedder=embedder, workers=workers, progress=progress)
     return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
+
+
+def _genres(genres):
+    if genres not in SUBSETS:
+        raise ParameterError(f"genres={genres!r} must be one of {', '.join(SUBSETS)}")
+    return SUBSETS[genres]
+
+
+def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all"):
+    """A feature dataset from an existing GTZAN feature table: ``index.csv``, ``vocab.json`` and ``cache/``.
+
+    Rows are joined to the split lists by file stem (``blues.00012.wav`` ->
+    ``blues.00012``); the genre is the stem's prefix. Each track's cache entry
+    is its (1, 57) feature row, of kind ``'features'``, recorded as made with
+    the settings of :func:`tagger.params.feature_params` (which reproduce the
+    table; see :mod:`tagger.features`), so a head trained on it tags audio
+    through ``tagger features``' extraction.
+
+    Returns
+    -------
+    str
+        The index path.
+    """
+    from tagger import cache, params
+    from tagger.features import FEATURE_NAMES, check_table_rows, read_table
+
+    keep = _genres(genres)
+    assignment = read_splits(splits_dir, split)
+    df = read_table(table)
+    stems = check_table_rows(df, table)
+    rows, entries = [], []
+    for stem, (_, row) in zip(stems, df.iterrows()):
+        genre = stem.split(".")[0]
+        if stem not in assignment or genre not in keep:
+            continue
+        rows.append({"track_id": stem, "path": "", "split": assignment[stem], "labels": genre,
+                     "duration": float(row["length"]) / params.FEATURE_SAMPLE_RATE if "length" in df.columns else None})
+        entries.append((stem, row[list(FEATURE_NAMES)].to_numpy(dtype="float64")[None, :], str(row["filename"])))
+    if not rows:
+        raise DataError(f"{table}: no rows of the {split} split's tracks of {keep}")
+    missing = sorted(set(s for s, part in assignment.items() if s.split(".")[0] in keep) - {r["track_id"] for r in rows})
+    if missing:
+        import warnings
+
+        from tagger.exceptions import TaggerWarning
+
+        warnings.warn(f"{table}: {len(missing)} tracks of the {split} split have no row (first: {missing[0]})",
+                      TaggerWarning, stacklevel=2)
+    os.makedirs(out_dir, exist_ok=True)
+    write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
+    df = _with_folds(pd.DataFrame(rows))
+    cache_dir = os.path.join(out_dir, "cache")
+    source = os.path.abspath(table)
+    for stem, values, filename in entries:
+        entry = cache.make_entry(values, [0.0], kind="features", frontend=params.feature_params(),
+                                 weights=params.FEATURE_SET, source=f"{source}#{filename}")
+        cache.write_entry(cache_dir, stem, entry)
+    return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
+
+
+def _with_folds(df, n_folds=5, seed=0):
+    """Add a ``fold`` column: 5 folds over every track, stratified by genre (seeded), for ``data.cv_folds``.
+
+    GTZAN has no artist column to group by: these folds are the course projects'
+    plain stratified cross-validation, not an artist-filtered one.
+    """
+    from .common import fold_by_group
+
+    if df["labels"].value_counts().min() < n_folds:
+        return df
+    df = df.copy()
+    df["fold"] = fold_by_group(df["track_id"].tolist(), df["labels"].tolist(), n_folds=n_folds, seed=seed)
+    return df

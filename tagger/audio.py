@@ -52,8 +52,8 @@ def _downmix(block):
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
 
 
-def iter_blocks(path, *, block_seconds=BLOCK_SECONDS):
-    """Decode a file block by block to mono float32 at 16 kHz.
+def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_RATE):
+    """Decode a file block by block to mono float32 at 16 kHz (or ``sample_rate``).
 
     Parameters
     ----------
@@ -61,11 +61,14 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS):
         Any file libsndfile reads (wav, flac, ogg, mp3, au, ...).
     block_seconds : float
         Length of one decoded block in seconds of source audio.
+    sample_rate : int
+        Output rate in Hz (VGGish's 16 kHz by default; the handcrafted
+        features use 22,050 Hz).
 
     Yields
     ------
     np.ndarray, shape (n,), float32
-        Consecutive mono 16 kHz blocks; their concatenation is the whole file.
+        Consecutive mono blocks; their concatenation is the whole file.
 
     Raises
     ------
@@ -77,8 +80,8 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS):
     with _open(path) as f:
         sr = f.samplerate
         stream = None
-        if sr != params.SAMPLE_RATE:
-            stream = soxr.ResampleStream(sr, params.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        if sr != sample_rate:
+            stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")
         n = max(1, int(block_seconds * sr))
         while True:
             try:
@@ -97,8 +100,8 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS):
                 break
 
 
-def to_mono_16k(y, sr):
-    """Downmix and resample an array to mono float32 at 16 kHz.
+def to_mono_16k(y, sr, *, sample_rate=params.SAMPLE_RATE):
+    """Downmix and resample an array to mono float32 at 16 kHz (or ``sample_rate``).
 
     Parameters
     ----------
@@ -129,23 +132,25 @@ def to_mono_16k(y, sr):
         y = _downmix(y)
     if not np.all(np.isfinite(y)):
         raise AudioError("audio array holds NaN or infinite samples")
-    if sr != params.SAMPLE_RATE and len(y):
-        y = soxr.resample(y, sr, params.SAMPLE_RATE, quality="HQ")
+    if sr != sample_rate and len(y):
+        y = soxr.resample(y, sr, sample_rate, quality="HQ")
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-def load(path):
-    """Decode a whole file to mono float32 at 16 kHz.
+def load(path, *, sample_rate=params.SAMPLE_RATE):
+    """Decode a whole file to mono float32 at 16 kHz (or ``sample_rate``).
 
     Parameters
     ----------
     path : str or os.PathLike
+    sample_rate : int
+        Output rate in Hz.
 
     Returns
     -------
     np.ndarray, shape (n,), float32
     """
-    blocks = list(iter_blocks(path))
+    blocks = list(iter_blocks(path, sample_rate=sample_rate))
     if not blocks:
         raise AudioError(f"{os.fspath(path)}: no audio samples")
     return np.concatenate(blocks)

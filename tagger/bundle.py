@@ -62,14 +62,15 @@ def read_labels(folder):
     return labels, np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
 
 
-EMBEDDINGS = ("raw", "postprocessed")
+EMBEDDINGS = ("raw", "postprocessed", "features")
 
 
 def write_meta(folder, *, embedding, task, window, note=""):
     """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike)."""
     if embedding not in EMBEDDINGS:
         raise DataError(f"embedding={embedding!r} must be one of {EMBEDDINGS}")
-    meta = {"embedding": embedding, "frontend": params.frontend_params(), "task": task, "window": window, "note": note}
+    frontend = params.feature_params() if embedding == "features" else params.frontend_params()
+    meta = {"embedding": embedding, "frontend": frontend, "task": task, "window": window, "note": note}
     with open(os.path.join(folder, "bundle.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
     return meta

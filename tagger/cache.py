@@ -3,8 +3,10 @@
 Entry (a dict, ``<cache>/<track_id>.pkl``, format :data:`FORMAT`):
 
 ``format`` int; ``embedding`` np.ndarray (T, 128), float32 raw VGGish output
-or uint8 postprocessed; ``kind`` ``'raw'`` or ``'postprocessed'`` (what
-``embedding`` holds); ``pca`` str or None, the PCA parameters' id of a
+or uint8 postprocessed, or (1, 57) float32 handcrafted features; ``kind``
+``'raw'``, ``'postprocessed'`` or ``'features'`` (what ``embedding`` holds;
+a features entry's ``frontend`` is :func:`tagger.params.feature_params` and
+its ``weights`` the feature set); ``pca`` str or None, the PCA parameters' id of a
 postprocessed entry; ``timestamps`` np.ndarray (T,), patch start times in
 seconds; ``frontend`` dict, :func:`tagger.params.frontend_params`;
 ``weights`` str, the network that made it (weights hash and precision);
@@ -35,7 +37,7 @@ __all__ = ["FORMAT", "KINDS", "StaleEntry", "entry_path", "make_entry", "write_e
            "serves", "embedding_for", "safe_loads", "embedding_as_float", "writable"]
 
 FORMAT = 2
-KINDS = ("raw", "postprocessed")
+KINDS = ("raw", "postprocessed", "features")
 _KEYS = ("format", "embedding", "kind", "pca", "timestamps", "frontend", "weights", "source", "fingerprint", "duration")
 
 
@@ -95,9 +97,9 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
 
     Parameters
     ----------
-    embedding : np.ndarray, shape (T, 128), float32 (raw) or uint8 (postprocessed)
+    embedding : np.ndarray, shape (T, 128), float32 (raw) or uint8 (postprocessed); (1, D) for features
     timestamps : np.ndarray, shape (T,)
-    kind : {'raw', 'postprocessed'}
+    kind : {'raw', 'postprocessed', 'features'}
     frontend : dict
     weights : str
         The network's id (weights and precision, without postprocessing).
@@ -123,8 +125,9 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
     if kind == "postprocessed" and not pca:
         raise DataError(f"{source}: a postprocessed entry needs the id of its PCA parameters")
     timestamps = np.asarray(timestamps, dtype=np.float64)
-    if embedding.ndim != 2 or embedding.shape[1] != 128 or len(embedding) == 0:
-        raise DataError(f"{source}: embedding must have shape (T>0, 128), got {embedding.shape}")
+    width = "D>0" if kind == "features" else "128"
+    if embedding.ndim != 2 or len(embedding) == 0 or (embedding.shape[1] != 128 if kind != "features" else embedding.shape[1] < 1):
+        raise DataError(f"{source}: embedding must have shape (T>0, {width}), got {embedding.shape}")
     if timestamps.shape != (len(embedding),):
         raise DataError(f"{source}: timestamps shape {timestamps.shape} does not match {len(embedding)} patches")
     return {
@@ -188,10 +191,12 @@ def serves(entry, kind, pca=None):
     Parameters
     ----------
     entry : dict
-    kind : {'raw', 'postprocessed'}
+    kind : {'raw', 'postprocessed', 'features'}
     pca : str, optional
         The reader's PCA parameters id (postprocessed readers).
     """
+    if entry["kind"] == "features" or kind == "features":
+        return entry["kind"] == kind
     if entry["kind"] == "raw":
         return True
     return kind == "postprocessed" and entry["pca"] == pca
@@ -213,7 +218,7 @@ def embedding_for(entry, postprocessor=None):
     """
     if postprocessor is not None and entry["kind"] == "raw":
         return postprocessor(entry["embedding"])
-    if postprocessor is None and entry["kind"] != "raw":
+    if postprocessor is None and entry["kind"] == "postprocessed":
         raise DataError(f"{entry['source']}: the cache holds postprocessed embeddings only; raw ones are needed")
     return entry["embedding"]
 

@@ -140,7 +140,19 @@ def cmd_prepare(args):
         for vocab, path in written.items():
             print(f"{vocab}: {path}")
         return EXIT_OK
-    embedder = None if args.no_embed else _embedder(args)
+    if args.dataset == "gtzan" and os.path.isfile(args.source):  # a feature table, e.g. features_30_sec.csv
+        from preprocess import gtzan
+
+        splits = args.splits or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.source))), "splits", "dnn-mgr")
+        path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
+        print(f"track index: {path}")
+        return EXIT_OK
+    if args.features:
+        from .features import FeatureExtractor
+
+        embedder = None if args.no_embed else FeatureExtractor()
+    else:
+        embedder = None if args.no_embed else _embedder(args)
     if args.dataset == "gtzan":
         from preprocess import gtzan
 
@@ -155,6 +167,33 @@ def cmd_prepare(args):
         path = mtt.prepare(args.annotations, args.source, args.out, which=(args.vocabulary or ["top50"])[0], embedder=embedder,
                            workers=args.workers, progress=False if args.no_progress else None)
     print(f"track index: {path}")
+    return EXIT_OK
+
+
+def cmd_features(args):
+    from .features import features_to_file
+
+    summary = features_to_file(args.inputs, args.out, include=args.include, exclude=args.exclude, root=args.root,
+                               workers=args.workers, errors_file=args.errors, progress=False if args.no_progress else None,
+                               overwrite=args.overwrite)
+    print(f"extracted {summary['extracted']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
+          f" of {summary['total']} files -> {args.out}")
+    if summary["failed"]:
+        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def cmd_tune(args):
+    from .config import load_config
+    from .tune import main_summary, tune
+
+    cfg = load_config(args.config)  # a bad config or search range fails before TensorFlow loads
+    _tensorflow(args)
+    study_dir = args.study_dir or os.path.join("studies", cfg["name"] or os.path.splitext(os.path.basename(args.config))[0])
+    summary = tune(cfg, study_dir, trials=args.trials, timeout=args.timeout, verbose=0 if args.quiet else 1)
+    print(f"study folder: {study_dir}")
+    print(main_summary(summary))
     return EXIT_OK
 
 
@@ -251,7 +290,10 @@ def cmd_tag(args):
         from .distributed import run_tag
         from .predict import Head
 
-        embedder = _embedder(args, postprocess=Head(args.model).postprocess, pca_params=args.pca)
+        head = Head(args.model)
+        if head.features:
+            raise ParameterError(f"model {args.model!r} tags handcrafted features; the Beam pipeline runs VGGish heads only")
+        embedder = _embedder(args, postprocess=head.postprocess, pca_params=args.pca)
         summary = run_tag(args.inputs, args.out, model=args.model, embedder=embedder, runner=args.runner,
                           pipeline_args=args.pipeline_args, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
                           cache_dir=args.cache, include=args.include, exclude=args.exclude, root=args.root,
@@ -303,8 +345,31 @@ def build_parser():
     p.add_argument("--genres", choices=("all", "gtzan8"), default="all", help="gtzan genre subset")
     p.add_argument("--seed", type=int, default=0, help="audioset: seed of the train/valid split and folds")
     p.add_argument("--no-embed", action="store_true", help="gtzan/mtt: write the index only")
+    p.add_argument("--features", action="store_true",
+                   help="cache the 57 handcrafted features of each track instead of VGGish embeddings (gtzan and mtt;"
+                        " gtzan also takes a feature table such as features_30_sec.csv as its source)")
     _add_embedding_options(p)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("features", help="audio files -> the 57 handcrafted GTZAN features, one table row per file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files")
+    p.add_argument("--out", required=True, metavar="FILE", help="feature table: .csv (rows appended as files finish) or .parquet")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: cores - 1; 0: in the main process)")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
+    p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default OUT.errors.tsv)")
+    p.add_argument("--overwrite", action="store_true", help="start OUT afresh")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_root_option(p)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("tune", help="hyper-parameter search (Optuna) over a config's search ranges")
+    p.add_argument("config", help="experiment config (JSON) with a search section")
+    p.add_argument("--trials", type=_positive_int, default=20, help="finished trials per study (default 20; a rerun adds the missing ones)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    p.add_argument("--study-dir", default=None, help="study folder (default studies/<config name>); an existing one resumes")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("train", help="train a head from an experiment config into a run folder")
     p.add_argument("config", help="experiment config (JSON), e.g. experiments/audioset_music_dense.json")

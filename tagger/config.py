@@ -17,7 +17,7 @@ import sys
 
 from .exceptions import DataError, ParameterError
 
-__all__ = ["DEFAULTS", "load_config", "validate", "data_path", "main"]
+__all__ = ["DEFAULTS", "load_config", "validate", "data_path", "main", "check_search", "with_values"]
 
 DEFAULTS = {
     "name": None,
@@ -46,9 +46,12 @@ DEFAULTS = {
     "early_stopping": {"patience": 6},
     "reduce_lr": {"factor": 0.5, "patience": 2, "min_lr": 1e-5},
     "seed": 0,
+    # `tagger tune`: config key -> range, {"low": a, "high": b} (ints: an integer range; "log": true for a
+    # log scale; "step" optional) or {"choices": [...]}; ignored by `tagger train` (see tagger.tune)
+    "search": {},
 }
 
-_FREE_SECTIONS = {"head"}  # keys checked by the head builder itself
+_FREE_SECTIONS = {"head", "search"}  # keys checked by the head builder, and by check_search
 _PATH_KEYS = ("index", "cache", "vocabulary")
 
 
@@ -198,7 +201,111 @@ def validate(config, *, base_dir=".", check_paths=True):
                              "(each member trains on an equal slice of every batch)")
     if cfg["batch_size"] % cfg["mux"]["draw"]:
         raise ParameterError(f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}")
+    if cfg["search"]:
+        check_search(cfg)
     return cfg
+
+
+def _leaf_keys(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in _FREE_SECTIONS:
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        elif key not in _FREE_SECTIONS:
+            yield prefix + key
+
+
+def _head_settings():
+    from .heads import HEADS
+
+    keys = {"name", "members"}
+    for builder in HEADS.values():
+        keys |= set(inspect.signature(builder).parameters) - {"n_outputs", "task", "output_bias", "input_stats"}
+    return keys
+
+
+def with_values(cfg, values):
+    """A copy of ``cfg`` with dotted keys set (``{"head.hidden": 64}``) and no ``search`` section."""
+    out = copy.deepcopy(cfg)
+    out["search"] = {}
+    for key, value in values.items():
+        node = out
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def check_search(cfg):
+    """Check a config's ``search`` section: every key a config key, every range sound, every bound a valid value.
+
+    Parameters
+    ----------
+    cfg : dict
+        A config whose other keys are valid.
+
+    Returns
+    -------
+    dict
+        key -> ``("float" | "int", low, high, log, step)`` or ``("choice", choices)``.
+
+    Raises
+    ------
+    ParameterError
+        Naming the key: unknown key, a range without low/high or choices, low
+        > high, an empty choice list, a log range not above 0, or a bound that
+        is not a valid value of its key (``head.dropout`` up to 1.5).
+    """
+    search = cfg["search"]
+    if not isinstance(search, dict):
+        raise ParameterError("config key search must be a mapping of config keys to ranges")
+    known = set(_leaf_keys(DEFAULTS)) - {"name", "data.index", "data.cache", "data.vocabulary", "data.task", "data.cv_folds",
+                                         "data.train_split", "data.valid_split", "data.test_split"}
+    heads = _head_settings()
+    spaces = {}
+    for key, spec in search.items():
+        where = f"config key search.{key}"
+        if key not in known and not (key.startswith("head.") and key[5:] in heads):
+            raise ParameterError(f"{where}: not a searchable config key; searchable: {', '.join(sorted(known))},"
+                                 f" head.<setting> ({', '.join(sorted(heads))})")
+        if not isinstance(spec, dict):
+            raise ParameterError(f"{where}={spec!r} must be {{\"low\": a, \"high\": b}} or {{\"choices\": [...]}}")
+        unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+        if unknown:
+            raise ParameterError(f"{where}: unknown range settings {sorted(unknown)}; use low, high, log, step or choices")
+        if "choices" in spec:
+            if set(spec) != {"choices"}:
+                raise ParameterError(f"{where}: choices go alone, without low/high/log/step")
+            choices = spec["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise ParameterError(f"{where}.choices={choices!r} must be a non-empty list")
+            if not all(v is None or isinstance(v, (bool, int, float, str)) for v in choices):
+                raise ParameterError(f"{where}.choices={choices!r}: values must be numbers, strings, booleans or null")
+            spaces[key] = ("choice", list(choices))
+            bounds = choices
+        else:
+            if "low" not in spec or "high" not in spec:
+                raise ParameterError(f"{where}={spec!r} needs low and high (or choices)")
+            low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
+            if not (_is_number(low) and _is_number(high)):
+                raise ParameterError(f"{where}: low={low!r} and high={high!r} must be numbers")
+            if low > high:
+                raise ParameterError(f"{where}: low={low!r} is above high={high!r}")
+            if not isinstance(log, bool):
+                raise ParameterError(f"{where}.log={log!r} must be true or false")
+            if log and low <= 0:
+                raise ParameterError(f"{where}: a log range needs low > 0, got low={low!r}")
+            if step is not None and (not _is_number(step) or step <= 0 or log):
+                raise ParameterError(f"{where}.step={step!r} must be a number > 0, and not with log")
+            kind = "int" if _is_int(low) and _is_int(high) and (step is None or _is_int(step)) else "float"
+            spaces[key] = (kind, low, high, log, step)
+            bounds = [low, high]
+        for value in bounds:  # each bound must be a valid value of its key on this config
+            try:
+                validate(with_values(cfg, {key: value}), check_paths=False)
+            except ParameterError as exc:
+                raise ParameterError(f"{where}: the value {value!r} is not valid here ({exc})") from None
+    return spaces
 
 
 def data_path(cfg, key, *, base_dir="."):

@@ -1,4 +1,4 @@
-"""Decode + frontend for one file, as messages; runs in worker processes (no TensorFlow).
+"""Decode + frontend for one file, as messages; the worker processes that run such jobs (no TensorFlow).
 
 A file is streamed block by block through :class:`tagger.frontend.Patcher`,
 and its patches leave in chunks, so memory per file stays bounded.
@@ -72,8 +72,13 @@ def _exit_with_parent():
     threading.Thread(target=watch, name="tagger-parent-watch", daemon=True).start()
 
 
-def worker_loop(tasks, results, options):
-    """Process entry point: take ``(index, path)`` tasks until ``None``; put messages.
+def worker_loop(tasks, results, options, target=decode_messages):
+    """Process entry point: take ``(index, path)`` tasks until ``None``; put the messages of ``target(index, path, **options)``.
+
+    ``target`` is a module-level generator function (it travels to the spawned
+    process by name): :func:`decode_messages`, or another job with the same
+    message contract (``"done"`` or ``"error"`` last), such as the handcrafted
+    features of :func:`tagger.features.feature_messages`.
 
     Before each file it puts ``("start", index)`` so the parent knows which
     file a crashed worker held. A worker whose parent died (killed, even with
@@ -94,5 +99,5 @@ def worker_loop(tasks, results, options):
             return
         index, path = task
         results.put(("start", index))
-        for message in decode_messages(index, path, **options):
+        for message in target(index, path, **options):
             results.put(message)

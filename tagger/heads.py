@@ -1,6 +1,7 @@
 """Heads over VGGish embeddings, built by name from one registry.
 
-Every head takes ``x`` (batch, time, 128) float32 and ``mask`` (batch, time)
+Every head takes ``x`` (batch, time, embedding_size) float32 (128 for VGGish
+embeddings; 57 for a handcrafted feature row, time 1) and ``mask`` (batch, time)
 float32 (1 for real patches, 0 for padding) and returns clip-level
 probabilities (batch, n_outputs): sigmoid for ``multilabel``, softmax for
 ``singlelabel``. With ``standardize=True`` a Normalization layer holding the
@@ -160,7 +161,22 @@ def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, stan
     return keras.Model([x, mask], out, name="attention")
 
 
-HEADS = {"dense": dense_head, "autopool": autopool_head, "attention": attention_head}
+def mlp_head(n_outputs, task, *, hidden=64, n_layers=2, dropout=0.3, standardize=True, embedding_size=57,
+             output_bias=None, input_stats=None):
+    """The course projects' multi-layer perceptron on a feature vector (one "patch" per clip).
+
+    The dense head's stack with the defaults of the GTZAN feature grid: 1-2
+    hidden layers of 32-128 ReLU units, each [Dense, BatchNorm, ReLU, Dropout],
+    on standardised inputs (the scaler is a layer of the saved model). On
+    clips of several patches it averages them first, as ``dense`` does.
+    """
+    model = dense_head(n_outputs, task, hidden=hidden, n_layers=n_layers, dropout=dropout, standardize=standardize,
+                       embedding_size=embedding_size, output_bias=output_bias, input_stats=input_stats)
+    model.name = "mlp"
+    return model
+
+
+HEADS = {"dense": dense_head, "autopool": autopool_head, "attention": attention_head, "mlp": mlp_head}
 
 
 def check_members(members, *, key="members"):

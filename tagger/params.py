@@ -39,6 +39,19 @@ QUANTIZE_MAX_VAL = +2.0
 PCA_MEANS_NAME = "pca_means"
 PCA_EIGEN_VECTORS_NAME = "pca_eigen_vectors"
 
+# Handcrafted features (the GTZAN feature table of the course projects, ``tagger.features``).
+# These reproduce ``features_30_sec.csv`` (Kaggle's GTZAN copy) on the tracks it shares with the
+# original GTZAN to 1e-4 relative or better: librosa's defaults of its 0.7-0.9 releases, under which
+# the table was made. Since librosa 0.10 the STFT pads with zeros by default; the table's frames were
+# padded by reflection, and its HPSS signals were cut to length after an inverse STFT without
+# ``length`` (``librosa.util.fix_length``). See experiments/README.md for the check.
+FEATURE_SAMPLE_RATE = 22050  # Hz, librosa.load's default
+FEATURE_N_FFT = 2048
+FEATURE_HOP = 512
+FEATURE_PAD_MODE = "reflect"  # STFT frame padding (center=True)
+FEATURE_N_MFCC = 20
+FEATURE_SET = "gtzan57"  # the id cache entries and models record
+
 # Weights
 VGGISH_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
 WEIGHTS_ENV = "TAGGER_VGGISH_WEIGHTS"  # local SavedModel dir, checkpoint, or hub handle
@@ -86,3 +99,15 @@ def hop_frames(hop_seconds):
             f"hop_seconds={hop_seconds!r} must be a positive multiple of {STFT_HOP_SECONDS} s"
         )
     return frames
+
+
+def feature_params():
+    """The handcrafted-feature settings, as a plain dict (stored with feature cache entries and outputs)."""
+    return {
+        "features": FEATURE_SET,
+        "sample_rate": FEATURE_SAMPLE_RATE,
+        "n_fft": FEATURE_N_FFT,
+        "hop_length": FEATURE_HOP,
+        "pad_mode": FEATURE_PAD_MODE,
+        "n_mfcc": FEATURE_N_MFCC,
+    }

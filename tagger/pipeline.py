@@ -19,7 +19,7 @@ from . import params
 from .decode import decode_messages, worker_loop
 from .exceptions import ParameterError, TaggerError, TaggerWarning
 
-__all__ = ["TrackResult", "iter_embeddings", "default_workers", "refuse_in_bootstrapping_child"]
+__all__ = ["TrackResult", "iter_embeddings", "iter_messages", "default_workers", "refuse_in_bootstrapping_child"]
 
 _MAIN_GUARD_HELP = (
     "decode workers are spawned processes, which re-run your script: put the code that calls tagger under"
@@ -186,21 +186,6 @@ def iter_embeddings(
     next_out = 0
     n_decoded = 0
 
-    def handle(message):
-        nonlocal n_decoded
-        kind, index = message[0], message[1]
-        track = tracks[index]
-        if kind == "patches":
-            batcher.add(index, message[2], message[3])
-        elif kind == "done":
-            track.decoded = True
-            n_decoded += 1
-            track.result.duration, track.result.warnings = message[2], message[3]
-        elif kind == "error":
-            track.decoded = True
-            n_decoded += 1
-            track.result.error = message[2]
-
     def ready():
         nonlocal next_out
         while next_out < len(paths):
@@ -213,13 +198,65 @@ def iter_embeddings(
             next_out += 1
             yield track.result
 
-    if workers == 0:
-        for index, path in enumerate(paths):
-            for message in decode_messages(index, path, **options):
-                handle(message)
-            yield from ready()
-        batcher.flush()
+    for message in iter_messages(paths, decode_messages, options, workers=workers, prefetch=prefetch):
+        kind, index = message[0], message[1]
+        track = tracks[index]
+        if kind == "patches":
+            batcher.add(index, message[2], message[3])
+            continue
+        track.decoded = True
+        n_decoded += 1
+        if kind == "done":
+            track.result.duration, track.result.warnings = message[2], message[3]
+        else:
+            track.result.error = message[2]
+        if n_decoded == len(paths):
+            batcher.flush()
         yield from ready()
+    batcher.flush()
+    yield from ready()
+
+
+def iter_messages(paths, target, options, *, workers=None, prefetch=8):
+    """Run ``target(index, path, **options)`` for every path in worker processes; yield its messages.
+
+    The engine under :func:`iter_embeddings` and :func:`tagger.features.iter_features`:
+    spawned, TensorFlow-free workers (:func:`tagger.decode.worker_loop`), a
+    bounded result queue, and one guarantee: every index ends with exactly one
+    ``("done", index, ...)`` or ``("error", index, reason)`` message, also when
+    a worker crashes on a file (that file, and any that no worker is left to
+    take, get an error). Messages of different files interleave; a file's own
+    messages keep their order.
+
+    Parameters
+    ----------
+    paths : sequence of str
+    target : callable
+        Module-level generator function ``(index, path, **options)`` yielding
+        tuples ``(kind, index, ...)``, ``"done"`` or ``"error"`` last.
+    options : dict
+        Keyword settings of ``target`` (picklable).
+    workers : int, optional
+        Processes; 0 runs ``target`` in this process. Default :func:`default_workers`.
+    prefetch : int
+        Messages buffered per worker (bounds memory).
+
+    Yields
+    ------
+    tuple
+    """
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise ParameterError(f"workers={workers} must be >= 0")
+    finished = set()
+
+    def run_here(indices):
+        for index in indices:
+            for message in target(index, paths[index], **options):
+                yield message
+
+    if workers == 0 or not paths:
+        yield from run_here(range(len(paths)))
         return
 
     ctx = mp.get_context("spawn")
@@ -227,51 +264,42 @@ def iter_embeddings(
     results = ctx.Queue(maxsize=max(2, prefetch * workers))
     for item in enumerate(paths):
         tasks.put(item)
-    n_workers = min(workers, max(1, len(paths)))
+    n_workers = min(workers, len(paths))
     for _ in range(n_workers):
         tasks.put(None)
-    procs = [ctx.Process(target=worker_loop, args=(tasks, results, options), daemon=True) for _ in range(n_workers)]
+    procs = [ctx.Process(target=worker_loop, args=(tasks, results, options, target), daemon=True) for _ in range(n_workers)]
     for proc in procs:
         proc.start()
     started = set()  # files a worker began and has not finished: blamed if workers crash
     heard = False  # whether any worker ever reported
     fallback = False
     try:
-        while next_out < len(paths):
+        while len(finished) < len(paths):
             try:
                 message = results.get(timeout=0.5)
             except queue.Empty:
-                if not heard and not any(p.is_alive() for p in procs):
-                    fallback = True  # no worker ever started (an unguarded script): decode here
+                if any(p.is_alive() for p in procs):
+                    continue
+                if not heard:
+                    fallback = True  # no worker ever started (an unguarded script): run here
                     break
-                if not any(p.is_alive() for p in procs):
-                    # every worker is gone: whatever was started and unfinished crashed them
-                    for index in sorted(started):
-                        track = tracks.get(index)
-                        if track is not None and not track.decoded:
-                            track.decoded = True
-                            track.result.error = "decoder process crashed on this file"
-                    for index, track in tracks.items():
-                        if not track.decoded:
-                            track.decoded = True
-                            track.result.error = "not decoded: every decoder process crashed"
-                    batcher.flush()
-                    yield from ready()
-                    break
-                if n_decoded == len(paths):
-                    batcher.flush()
-                yield from ready()
-                continue
+                # every worker is gone: whatever was started and unfinished crashed them
+                for index in sorted(started - finished):
+                    finished.add(index)
+                    yield ("error", index, "decoder process crashed on this file")
+                for index in range(len(paths)):
+                    if index not in finished:
+                        finished.add(index)
+                        yield ("error", index, "not decoded: every decoder process crashed")
+                break
             heard = True
             if message[0] == "start":
                 started.add(message[1])
                 continue
             if message[0] in ("done", "error"):
                 started.discard(message[1])
-            handle(message)
-            if n_decoded == len(paths):
-                batcher.flush()
-            yield from ready()
+                finished.add(message[1])
+            yield message
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -280,11 +308,5 @@ def iter_embeddings(
             proc.join(timeout=5)
     if fallback:
         warnings.warn(f"decode worker processes could not start ({_MAIN_GUARD_HELP}); decoding in this process instead",
-                      TaggerWarning, stacklevel=2)
-        for index, path in enumerate(paths):
-            if index in tracks and not tracks[index].decoded:
-                for message in decode_messages(index, path, **options):
-                    handle(message)
-                yield from ready()
-        batcher.flush()
-        yield from ready()
+                      TaggerWarning, stacklevel=3)
+        yield from run_here([i for i in range(len(paths)) if i not in finished])

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__, bundle, cache, files, locks
 from .exceptions import DataError, ParameterError
-from .records import ErrorsWriter, read_errors, read_records, write_json_atomic
+from .records import ErrorsWriter, check_resume, read_errors, read_records, write_json_atomic
 
 __all__ = ["Head", "Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings", "row_fields"]
 
@@ -60,8 +60,10 @@ class Head:
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
         self.postprocess = self.meta.get("embedding") == "postprocessed"
+        self.features = self.meta.get("embedding") == "features"  # a head on handcrafted features, not VGGish
         head = self.head
-        spec = (tf.TensorSpec([None, None, 128], tf.float32), tf.TensorSpec([None, None], tf.float32))
+        width = int(head.inputs[0].shape[-1])  # 128 (VGGish), 57 (handcrafted features)
+        spec = (tf.TensorSpec([None, None, width], tf.float32), tf.TensorSpec([None, None], tf.float32))
 
         @tf.function(input_signature=spec)
         def run_head(x, m):  # one trace for every clip length: no per-clip eager overhead
@@ -115,7 +117,7 @@ class Head:
 
 
 class Tagger(Head):
-    """A head plus VGGish, loaded once.
+    """A head plus VGGish, loaded once (or plus the handcrafted features, for a head trained on them).
 
     Parameters
     ----------
@@ -140,7 +142,13 @@ class Tagger(Head):
         from .embed import Embedder
 
         super().__init__(model)
-        if embedder is None:
+        if self.features:
+            from .features import FeatureExtractor
+
+            if embedder is not None and embedder.kind != "features":
+                raise ParameterError(f"model {model!r} was trained on handcrafted features; the given embedder makes VGGish embeddings")
+            embedder = embedder or FeatureExtractor()  # VGGish is not loaded: weights and options do not apply
+        elif embedder is None:
             embedder = Embedder(weights, postprocess=self.postprocess, pca_params=pca_params, **options)
         elif (embedder.postprocessor is not None) != self.postprocess:
             raise ParameterError(f"model {model!r} expects {'postprocessed' if self.postprocess else 'raw'} embeddings;"
@@ -239,7 +247,7 @@ class Tagger(Head):
                 if r.ok and self.cache_dir is not None and track_id not in protected:
                     if store:
                         cache.write_entry(self.cache_dir, track_id, cache.make_entry(
-                            emb, times, kind="raw", frontend=self.embedder.frontend, weights=self.embedder.network_id,
+                            emb, times, kind="features" if self.features else "raw", frontend=self.embedder.frontend, weights=self.embedder.network_id,
                             source=path, fingerprint=prints[i], duration=duration))
                     else:
                         not_stored += 1
@@ -333,40 +341,6 @@ def output_settings(head, embedder, *, fmt, top_n, threshold, taggram):
     }
 
 
-def _describe(value):
-    if isinstance(value, dict) and "hash" in value:
-        return f"{value['name']} ({value['hash']})"
-    return json.dumps(value)
-
-
-def _differences(old, new):
-    keys = sorted(set(old) | set(new))
-    same = lambda k: (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash") if k == "model" else old.get(k) == new.get(k)  # noqa: E731
-    return [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
-
-
-def _check_resume(out, errors_file, meta_path, settings):
-    """Refuse to continue an output made with other settings, or one whose settings are unknown."""
-    started = any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (out, errors_file))
-    if not started:
-        return
-    if not os.path.exists(meta_path):
-        raise ParameterError(
-            f"{out} exists but has no {os.path.basename(meta_path)}: it was written by an older tagger (or another"
-            " program), so the settings it was made with are unknown and it cannot be continued safely; rerun with"
-            " --overwrite to tag into it from scratch, or write to another --out")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            old = json.load(f)["settings"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{meta_path}: unreadable ({exc}); rerun with --overwrite, or write to another --out") from exc
-    diff = _differences(old, json.loads(json.dumps(settings)))
-    if diff:
-        raise ParameterError(
-            f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
-            " or write to another --out")
-
-
 def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, taggram_dir=None, errors_file=None,
                 include=(), exclude=(), workers=None, progress=None, overwrite=False, root=None):
     """Tag inputs into ``out``, incrementally and resumably.
@@ -412,7 +386,7 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
             for path in (out, errors_file, meta_path):
                 if os.path.exists(path):
                     os.unlink(path)
-        _check_resume(out, errors_file, meta_path, settings)
+        check_resume(out, errors_file, meta_path, settings)
         write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
         fieldnames = row_fields(top_n)
         header, rows = read_records(out, fmt)

@@ -12,9 +12,9 @@ import json
 import os
 import tempfile
 
-from .exceptions import DataError
+from .exceptions import DataError, ParameterError
 
-__all__ = ["read_records", "ErrorsWriter", "read_errors", "write_atomic", "write_json_atomic", "umask", "ERRORS_HEADER"]
+__all__ = ["read_records", "ErrorsWriter", "read_errors", "write_atomic", "write_json_atomic", "umask", "ERRORS_HEADER", "check_resume"]
 
 ERRORS_HEADER = ("path", "error")
 
@@ -193,3 +193,40 @@ def umask():
         os.umask(_UMASK)
     return _UMASK
 
+
+def _describe(value):
+    if isinstance(value, dict) and "hash" in value:
+        return f"{value['name']} ({value['hash']})"
+    return json.dumps(value)
+
+
+def _differences(old, new):
+    keys = sorted(set(old) | set(new))
+    same = lambda k: (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash") if k == "model" else old.get(k) == new.get(k)  # noqa: E731
+    return [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
+
+
+def check_resume(out, errors_file, meta_path, settings):
+    """Refuse to continue an output made with other settings, or one whose settings are unknown.
+
+    ``meta_path`` holds ``{"settings": ...}`` as the run that began ``out`` wrote it
+    (``tag_to_file``, ``features_to_file``); an output begun without one is refused too.
+    """
+    started = any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (out, errors_file))
+    if not started:
+        return
+    if not os.path.exists(meta_path):
+        raise ParameterError(
+            f"{out} exists but has no {os.path.basename(meta_path)}: it was written by an older tagger (or another"
+            " program), so the settings it was made with are unknown and it cannot be continued safely; rerun with"
+            " --overwrite to write it from scratch, or write to another --out")
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            old = json.load(f)["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{meta_path}: unreadable ({exc}); rerun with --overwrite, or write to another --out") from exc
+    diff = _differences(old, json.loads(json.dumps(settings)))
+    if diff:
+        raise ParameterError(
+            f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
+            " or write to another --out")

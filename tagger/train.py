@@ -14,6 +14,7 @@ state is checkpointed with the model.
 """
 
 import csv
+import inspect
 import json
 import logging
 import os
@@ -112,12 +113,15 @@ def build_run_head(cfg, embeddings, y):
     -------
     keras.Model
     """
-    from .heads import build_head, input_stats, prior_bias
+    from .heads import HEADS, build_head, input_stats, prior_bias
 
     task = cfg["data"]["task"]
     head = {k: v for k, v in cfg["head"].items() if k != "name"}
-    stats = input_stats(embeddings) if head.get("standardize") else None
+    default = inspect.signature(HEADS[cfg["head"]["name"]]).parameters.get("standardize")
+    standardize = head.get("standardize", default.default if default is not None else False)  # mlp: on by default
+    stats = input_stats(embeddings) if standardize else None
     # start at the label priors rather than at 0.5 for every tag
+    head.setdefault("embedding_size", int(embeddings[0].shape[1]))  # 128 for VGGish, 57 for handcrafted features
     return build_head(cfg["head"]["name"], y.shape[1], task, output_bias=prior_bias(y, task), input_stats=stats, **head)
 
 
@@ -173,7 +177,7 @@ def _init_run(run_dir, cfg, labels, schedule=None):
     _json_dump({"tagger": __version__}, os.path.join(run_dir, "version.json"))
 
 
-def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbose=1):
+def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbose=1, on_epoch=None):
     """Train ``cfg``'s head into ``run_dir`` (resuming when it holds a checkpoint).
 
     The data are loaded and checked first; then the run folder is made and
@@ -192,6 +196,10 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
         or learning-rate reduction, and keep the last epoch's model.
         ``valid_data`` is then only scored, never used to choose anything.
     verbose : int
+    on_epoch : callable, optional
+        ``on_epoch(epoch, val_score)`` after every epoch (checkpoint written):
+        a hyper-parameter search reports there, and may stop the run by
+        raising (``optuna.TrialPruned``); a rerun resumes after that epoch.
 
     Returns
     -------
@@ -213,10 +221,10 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
             raise ParameterError(f"schedule={schedule}: a refit needs at least one epoch and positive learning rates")
     os.makedirs(run_dir, exist_ok=True)
     with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
-        return _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose)
+        return _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch)
 
 
-def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose):
+def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch=None):
     import keras
     import tensorflow as tf
 
@@ -291,6 +299,8 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose):
         state["epoch"] = epoch + 1
         _append_history(history_path, row, epoch)
         _save_checkpoint(ckpt_dir, model, state)
+        if on_epoch is not None:
+            on_epoch(epoch, score)
         if verbose:
             print(f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
     best = keras.saving.load_model(os.path.join(run_dir, "model.keras"))

@@ -1,0 +1,335 @@
+"""Handcrafted features: the 57 columns of the GTZAN feature table, arrays first, then files.
+
+>>> values = handcrafted(y, sr)                       # (57,) float64, named by FEATURE_NAMES
+>>> features_to_file(["genres/"], "features.csv")     # one row per file, resumable
+
+The features are means and variances over frames of chroma, RMS, spectral
+centroid, bandwidth and roll-off, zero-crossing rate, the harmonic and
+percussive signals of HPSS and 20 MFCCs, plus the tempo, computed with
+librosa at 22,050 Hz with the settings in :mod:`tagger.params` that
+reproduce ``features_30_sec.csv``. :class:`FeatureExtractor` makes them
+another input of the one pipeline: cache entries of kind ``'features'``
+(one (1, 57) row per track) that ``tagger train``, ``evaluate`` and ``tag``
+use as they use embeddings.
+"""
+
+import csv
+import logging
+import os
+import warnings
+
+import numpy as np
+
+from . import __version__, files, locks, params
+from .exceptions import AudioError, DataError
+from .records import ErrorsWriter, check_resume, read_errors, read_records, write_json_atomic
+
+__all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
+
+log = logging.getLogger(__name__)
+
+_FRAME_FEATURES = ("chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff", "zero_crossing_rate",
+                   "harmony", "perceptr")
+#: the 57 feature columns, in the table's order
+FEATURE_NAMES = tuple(
+    [f"{name}_{stat}" for name in _FRAME_FEATURES for stat in ("mean", "var")]
+    + ["tempo"]
+    + [f"mfcc{i}_{stat}" for i in range(1, params.FEATURE_N_MFCC + 1) for stat in ("mean", "var")]
+)
+FORMATS = ("csv", "parquet")
+
+
+def handcrafted(y, sr=params.FEATURE_SAMPLE_RATE):
+    """The 57 handcrafted features of a waveform.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,) or (n, channels)
+        Samples (float in [-1, 1], or integer PCM); downmixed, and resampled
+        to 22,050 Hz when ``sr`` differs.
+    sr : int
+        Sample rate of ``y`` in Hz.
+
+    Returns
+    -------
+    np.ndarray, shape (57,), float64
+        In the order of :data:`FEATURE_NAMES`.
+
+    Raises
+    ------
+    AudioError
+        Audio shorter than one FFT frame (2,048 samples at 22,050 Hz, 93 ms),
+        or holding NaN or infinite samples.
+    """
+    from .audio import to_mono_16k
+
+    y = to_mono_16k(y, sr, sample_rate=params.FEATURE_SAMPLE_RATE)
+    return _features(y)
+
+
+def _features(y):
+    import librosa
+
+    sr, n_fft, hop, pad = params.FEATURE_SAMPLE_RATE, params.FEATURE_N_FFT, params.FEATURE_HOP, params.FEATURE_PAD_MODE
+    if len(y) < n_fft:
+        raise AudioError(f"audio of {len(y)} samples at {sr} Hz is shorter than one {n_fft}-sample frame")
+    stft = librosa.stft(y, n_fft=n_fft, hop_length=hop, pad_mode=pad)
+    magnitude = np.abs(stft)
+    power = magnitude**2
+    harmonic, percussive = librosa.decompose.hpss(stft)
+    # the table's librosa cut the inverse STFTs to length afterwards (no `length` argument)
+    harmony = librosa.util.fix_length(librosa.istft(harmonic, hop_length=hop), size=len(y))
+    perceptr = librosa.util.fix_length(librosa.istft(percussive, hop_length=hop), size=len(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # silence: "Trying to estimate tuning from empty frequency set"
+        chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, hop_length=hop)
+    frames = {
+        "chroma_stft": chroma,
+        "rms": librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop, pad_mode=pad),
+        "spectral_centroid": librosa.feature.spectral_centroid(S=magnitude, sr=sr, n_fft=n_fft, hop_length=hop),
+        "spectral_bandwidth": librosa.feature.spectral_bandwidth(S=magnitude, sr=sr, n_fft=n_fft, hop_length=hop),
+        "rolloff": librosa.feature.spectral_rolloff(S=magnitude, sr=sr, n_fft=n_fft, hop_length=hop),
+        "zero_crossing_rate": librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop),
+        "harmony": harmony,
+        "perceptr": perceptr,
+    }
+    out = []
+    for name in _FRAME_FEATURES:
+        out += [np.mean(frames[name]), np.var(frames[name])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # silence: "no onsets", tempo 0
+        tempo = librosa.beat.beat_track(y=y, sr=sr, hop_length=hop)[0]
+    out.append(np.atleast_1d(tempo)[0])
+    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=n_fft, hop_length=hop)
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=params.FEATURE_N_MFCC)
+    for row in mfcc:
+        out += [np.mean(row), np.var(row)]
+    return np.asarray(out, dtype=np.float64)
+
+
+def feature_messages(index, path):
+    """Worker job (:func:`tagger.pipeline.iter_messages`): one file's features, as one message.
+
+    Yields
+    ------
+    tuple
+        ``("done", index, duration_s, [warning texts], values (57,) float64, length_samples)``
+        or ``("error", index, reason)``.
+    """
+    from .audio import load
+    from .decode import _describe
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            y = load(path, sample_rate=params.FEATURE_SAMPLE_RATE)
+            try:
+                values = _features(y)
+            except AudioError as exc:
+                raise AudioError(f"{os.fspath(path)}: {exc}") from exc
+        texts = [str(w.message) for w in caught]
+        yield ("done", index, len(y) / params.FEATURE_SAMPLE_RATE, texts, values, len(y))
+    except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
+        yield ("error", index, _describe(exc))
+
+
+def iter_features(paths, *, workers=None):
+    """Features of files, in parallel; yield :class:`tagger.pipeline.TrackResult` in input order.
+
+    A result's ``embedding`` is the (1, 57) feature row, ``timestamps`` is ``[0.0]``.
+    """
+    from .pipeline import TrackResult, default_workers, iter_messages
+
+    paths = [os.fspath(p) for p in paths]
+    pending, next_out = {}, 0
+    workers = default_workers() if workers is None else workers
+    for message in iter_messages(paths, feature_messages, {}, workers=workers):
+        index = message[1]
+        result = TrackResult(index=index, path=paths[index])
+        if message[0] == "done":
+            result.duration, result.warnings = message[2], message[3]
+            result.embedding, result.timestamps = message[4][None, :], np.zeros(1)
+            result.length = message[5]
+        else:
+            result.error = message[2]
+        pending[index] = result
+        while next_out in pending:
+            yield pending.pop(next_out)
+            next_out += 1
+
+
+class FeatureExtractor:
+    """The handcrafted features behind the interface of :class:`tagger.embed.Embedder`.
+
+    So that caches, training, evaluation and tagging take feature rows where
+    they take embeddings: an "embedding" here is one (1, 57) row per clip,
+    of kind ``'features'``, made by the feature set :data:`tagger.params.FEATURE_SET`.
+    """
+
+    kind = "features"
+    pca_id = None
+    postprocessor = None
+    short_policy = "error"
+    dtype = "float64"
+
+    def __init__(self):
+        self.frontend = params.feature_params()
+        self.network_id = params.FEATURE_SET
+        self.weights_id = params.FEATURE_SET
+
+    def finalize(self, values):
+        return values
+
+    def embed(self, y, sr):
+        """Features of a waveform as an embedding: ``(values (1, 57), timestamps [0.0])``."""
+        return handcrafted(y, sr)[None, :], np.zeros(1)
+
+    def iter_files(self, paths, *, workers=None, raw=False):
+        """Features of files in parallel (see :func:`iter_features`); ``raw`` is accepted and ignored."""
+        return iter_features(paths, workers=workers)
+
+
+def _fields():
+    return ["path", "filename", "length", *FEATURE_NAMES]
+
+
+def features_to_file(inputs, out, *, include=(), exclude=(), root=None, workers=None, errors_file=None, progress=None,
+                     overwrite=False):
+    """Handcrafted features of audio files into a table, one row per file, resumably.
+
+    Columns: ``path`` (as found), ``filename`` (its base name, as in the GTZAN
+    table), ``length`` (samples at 22,050 Hz), then :data:`FEATURE_NAMES`.
+    CSV rows are appended as files finish; a rerun skips files already in the
+    table or in the errors file and ends as an uninterrupted run would. A
+    Parquet ``out`` is collected in ``OUT.partial.csv`` and written when every
+    file is done. The settings are recorded in ``OUT.meta.json`` (a rerun
+    with others is refused unless ``overwrite``); one process writes an output
+    at a time.
+
+    Parameters
+    ----------
+    inputs : sequence of str
+        Files, folders, list files (see :func:`tagger.files.collect`).
+    out : str
+        ``.csv`` or ``.parquet``.
+    workers : int, optional
+        Processes (default: one per core beyond the first; 0: in this process).
+    errors_file : str, optional
+        Default ``OUT.errors.tsv``.
+    progress : bool, optional
+    overwrite : bool
+
+    Returns
+    -------
+    dict
+        total, extracted, skipped, failed, errors_file.
+    """
+    from tqdm.auto import tqdm
+
+    from .pipeline import refuse_in_bootstrapping_child
+
+    refuse_in_bootstrapping_child()  # an unguarded script re-run by a worker stops here, fast
+    out = os.fspath(out)
+    fmt = "parquet" if out.endswith(".parquet") else "csv"
+    items = files.collect(inputs, include=include, exclude=exclude, root=root)
+    if not items:
+        raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
+    rows_file = out + ".partial.csv" if fmt == "parquet" else out
+    errors_file = errors_file or out + ".errors.tsv"
+    meta_path = out + ".meta.json"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    settings = {"features": params.feature_params(), "format": fmt}
+    with locks.exclusive(locks.output_lock_path(out), what=f"output {out}"):
+        if overwrite:
+            for path in (out, rows_file, errors_file, meta_path):
+                if os.path.exists(path):
+                    os.unlink(path)
+        if fmt == "parquet" and os.path.exists(out) and not os.path.exists(rows_file):
+            check_resume(out, errors_file, meta_path, settings)
+            done = set(_read_parquet_paths(out))
+            if all(p in done for p, _ in items):
+                return {"total": len(items), "extracted": 0, "skipped": len(items), "failed": 0, "errors_file": errors_file}
+            raise DataError(f"{out} is finished and lacks {sum(p not in done for p, _ in items)} of these files; write"
+                            " to another --out, or rerun with --overwrite")
+        check_resume(rows_file, errors_file, meta_path, settings)
+        write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
+        header, rows = read_records(rows_file, "csv")
+        if header is not None and header != _fields():
+            raise DataError(f"{rows_file}: its columns are not those of a feature table; rerun with --overwrite")
+        failures = read_errors(errors_file)
+        done = {row["path"] for row in rows} | {path for path, _ in failures}
+        todo = [p for p, _ in items if p not in done]
+        summary = {"total": len(items), "extracted": 0, "skipped": len(items) - len(todo), "failed": len(failures),
+                   "errors_file": errors_file}
+        bar = tqdm(total=len(todo), unit="clip", desc="features", disable=(not progress) if progress is not None else None)
+        try:
+            with open(rows_file, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
+                writer = csv.writer(fout)
+                if header is None:
+                    writer.writerow(_fields())
+                for r in iter_features(todo, workers=workers):
+                    for text in r.warnings:
+                        log.warning("%s: %s", r.path, text)
+                    if r.ok:
+                        writer.writerow([r.path, os.path.basename(r.path), r.length, *(repr(float(v)) for v in r.embedding[0])])
+                        summary["extracted"] += 1
+                    else:
+                        log.error("%s: %s", r.path, r.error)
+                        ferr.write(r.path, r.error)
+                        summary["failed"] += 1
+                    fout.flush()
+                    bar.update(1)
+        finally:
+            bar.close()
+        if summary["failed"] == 0 and os.path.exists(errors_file):
+            os.unlink(errors_file)
+        if fmt == "parquet":
+            read_table(rows_file).to_parquet(out, index=False)
+            os.unlink(rows_file)
+    return summary
+
+
+def _read_parquet_paths(path):
+    import pandas as pd
+
+    return pd.read_parquet(path, columns=["path"])["path"].tolist()
+
+
+def read_table(path):
+    """A feature table (ours, or the GTZAN ``features_30_sec.csv``) as a DataFrame; every feature column checked.
+
+    Raises
+    ------
+    DataError
+        Missing file, missing feature columns (named), or non-numeric values.
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such feature table")
+    try:
+        df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path, keep_default_na=False)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a bad table
+        raise DataError(f"{path}: unreadable feature table ({exc})") from exc
+    missing = [c for c in ("filename", *FEATURE_NAMES) if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: a feature table needs the columns {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    try:
+        df[list(FEATURE_NAMES)] = df[list(FEATURE_NAMES)].astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: non-numeric feature values ({exc})") from exc
+    bad = ~np.isfinite(df[list(FEATURE_NAMES)].to_numpy()).all(axis=1)
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} rows hold NaN or infinite features (first: {df['filename'][bad].iloc[0]})")
+    return df
+
+
+def check_table_rows(df, path="<table>"):
+    """Raise DataError when a feature table names a file twice (by stem)."""
+    stems = df["filename"].map(lambda n: os.path.splitext(os.path.basename(str(n)))[0])
+    dup = stems[stems.duplicated()]
+    if len(dup):
+        raise DataError(f"{path}: {len(dup)} files appear twice (first: {dup.iloc[0]})")
+    return stems
+
