@@ -28,7 +28,7 @@ setup(
         "tf-keras==2.21.0",
         "librosa==0.11.0",
         "soundfile==0.14.0",
-        "soxr==1.1.0",
+        "soxr==0.5.0.post1",  # audiomentations 0.43 needs soxr < 1
         "pescador==3.0.0",
         "pandas==3.1.1",
         "numpy==2.4.6",
@@ -38,6 +38,7 @@ setup(
         "tensorboard==2.21.0",
         "matplotlib==3.11.2",
         "optuna==5.0.0",  # tagger tune
+        "audiomentations==0.43.1",  # tagger prepare --augment
     ],
     extras_require={
         "test": ["pytest==9.2.0"],

@@ -4,7 +4,7 @@ import numpy as np
 
 from tagger.tracks import read_vocabulary, write_vocabulary  # noqa: F401 - re-exported for the adapters
 
-__all__ = ["split_by_group", "fold_by_group", "write_vocabulary", "read_vocabulary"]
+__all__ = ["split_by_group", "fold_by_group", "write_vocabulary", "read_vocabulary", "embed_dataset"]
 
 
 def split_by_group(groups, *, valid_fraction, seed):
@@ -29,3 +29,33 @@ def fold_by_group(groups, labels, *, n_folds, seed):
     for k, (_, test) in enumerate(splitter.split(np.zeros(len(groups)), labels, groups)):
         folds[test] = k
     return folds
+
+
+def embed_dataset(index, cache_dir, *, embedder, augment=0, augment_settings=None, workers=None, progress=None):
+    """Embed (or extract) an index's tracks into the cache, plus ``augment`` augmented copies of each training track.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        The track index; rows with audio only (``path`` exists).
+    embedder : tagger.embed.Embedder, tagger.features.FeatureExtractor or tagger.spectrogram.PatchExtractor
+    augment : int
+        Copies per training track (:func:`tagger.augment.augmented_rows`); never of validation or test tracks.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The index with the copies' rows appended (``augmented_from`` names each copy's source).
+    """
+    import pandas as pd
+
+    from tagger.augment import augmented_rows
+    from tagger.embed import embed_items
+
+    items = list(zip(index["path"], index["track_id"]))
+    if augment:
+        copies, copy_items = augmented_rows(index, augment, settings=augment_settings)
+        items += copy_items
+        index = pd.concat([index.assign(augmented_from=""), copies], ignore_index=True)
+    embed_items(items, cache_dir, embedder=embedder, workers=workers, progress=progress)
+    return index

@@ -21,7 +21,7 @@ import pandas as pd
 from tagger import tracks
 from tagger.exceptions import DataError, ParameterError
 
-from .common import write_vocabulary
+from .common import embed_dataset, write_vocabulary
 
 __all__ = ["GENRES", "SUBSETS", "read_splits", "prepare", "prepare_table"]
 
@@ -46,12 +46,15 @@ def read_splits(splits_dir, split="filtered"):
     return out
 
 
-def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", embedder=None, workers=None, progress=None):
+def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", embedder=None, workers=None, progress=None,
+            augment=0, augment_settings=None):
     """Write ``index.csv`` + ``vocab.json`` for the tracks present, and embed them when an embedder is given.
 
     Tracks in no split list (the filtered split drops faulty ones) are left out.
-    ``embedder`` may be a :class:`tagger.features.FeatureExtractor`: the cache
-    then holds the tracks' handcrafted features.
+    ``embedder`` may be a :class:`tagger.features.FeatureExtractor` or a
+    :class:`tagger.spectrogram.PatchExtractor`: the cache then holds the tracks'
+    handcrafted features, or their log-mel patches. ``augment`` adds that many
+    augmented copies of every training track (:mod:`tagger.augment`).
 
     Returns
     -------
@@ -75,9 +78,10 @@ def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", e
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
     if embedder is not None:
-        from tagger.embed import embed_items
-
-        embed_items(list(zip(df["path"], df["track_id"])), os.path.join(out_dir, "cache"), embedder=embedder, workers=workers, progress=progress)
+        df = embed_dataset(df, os.path.join(out_dir, "cache"), embedder=embedder, augment=augment,
+                           augment_settings=augment_settings, workers=workers, progress=progress)
+    elif augment:
+        raise ParameterError("augment needs the tracks embedded (or extracted): drop --no-embed")
     return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from tagger import tracks
 from tagger.exceptions import DataError, ParameterError
 
-from .common import write_vocabulary
+from .common import embed_dataset, write_vocabulary
 
 __all__ = ["read_annotations", "vocabulary", "folder_split", "prepare"]
 
@@ -57,7 +57,8 @@ def folder_split(mp3_path):
     raise DataError(f"mp3_path {mp3_path!r}: folder {folder!r} is not one of 0-9, a-f")
 
 
-def prepare(annotations, audio_dir, out_dir, *, which="top50", embedder=None, require_audio=False, workers=None, progress=None):
+def prepare(annotations, audio_dir, out_dir, *, which="top50", embedder=None, require_audio=False, workers=None, progress=None,
+            augment=0, augment_settings=None):
     """Write ``index.csv`` + ``vocab.json``; embed the clips whose audio is present when an embedder is given.
 
     Returns
@@ -85,8 +86,7 @@ def prepare(annotations, audio_dir, out_dir, *, which="top50", embedder=None, re
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(vocab, os.path.join(out_dir, "vocab.json"))
     if embedder is not None and present.any():
-        from tagger.embed import embed_items
-
-        items = list(zip(index["path"][present], index["track_id"][present]))
-        embed_items(items, os.path.join(out_dir, "cache"), embedder=embedder, workers=workers, progress=progress)
+        embedded = embed_dataset(index[present], os.path.join(out_dir, "cache"), embedder=embedder, augment=augment,
+                                 augment_settings=augment_settings, workers=workers, progress=progress)
+        index = pd.concat([embedded, index[~present]], ignore_index=True) if (~present).any() else embedded
     return tracks.write_index(index, os.path.join(out_dir, "index.csv"))

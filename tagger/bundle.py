@@ -62,7 +62,7 @@ def read_labels(folder):
     return labels, np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
 
 
-EMBEDDINGS = ("raw", "postprocessed", "features")
+EMBEDDINGS = ("raw", "postprocessed", "features", "melspec")
 
 
 def write_meta(folder, *, embedding, task, window, note=""):

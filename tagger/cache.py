@@ -3,8 +3,9 @@
 Entry (a dict, ``<cache>/<track_id>.pkl``, format :data:`FORMAT`):
 
 ``format`` int; ``embedding`` np.ndarray (T, 128), float32 raw VGGish output
-or uint8 postprocessed, or (1, 57) float32 handcrafted features; ``kind``
-``'raw'``, ``'postprocessed'`` or ``'features'`` (what ``embedding`` holds;
+or uint8 postprocessed, or (1, 57) float32 handcrafted features, or (T, 96, 64)
+float16 log-mel patches; ``kind`` ``'raw'``, ``'postprocessed'``, ``'features'`` or
+``'melspec'`` (what ``embedding`` holds;
 a features entry's ``frontend`` is :func:`tagger.params.feature_params` and
 its ``weights`` the feature set); ``pca`` str or None, the PCA parameters' id of a
 postprocessed entry; ``timestamps`` np.ndarray (T,), patch start times in
@@ -37,7 +38,7 @@ __all__ = ["FORMAT", "KINDS", "StaleEntry", "entry_path", "make_entry", "write_e
            "serves", "embedding_for", "safe_loads", "embedding_as_float", "writable"]
 
 FORMAT = 2
-KINDS = ("raw", "postprocessed", "features")
+KINDS = ("raw", "postprocessed", "features", "melspec")
 _KEYS = ("format", "embedding", "kind", "pca", "timestamps", "frontend", "weights", "source", "fingerprint", "duration")
 
 
@@ -63,7 +64,7 @@ _ALLOWED = {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
 }
-_ALLOWED_DTYPE_CLASSES = {"Float32DType", "Float64DType", "UInt8DType", "Int64DType", "Int32DType", "BoolDType"}
+_ALLOWED_DTYPE_CLASSES = {"Float16DType", "Float32DType", "Float64DType", "UInt8DType", "Int64DType", "Int32DType", "BoolDType"}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -117,17 +118,18 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
     if kind not in KINDS:
         raise ParameterError(f"kind={kind!r} must be one of {KINDS}")
     embedding = np.asarray(embedding)
-    want = np.uint8 if kind == "postprocessed" else np.float32
+    want = {"postprocessed": np.uint8, "melspec": np.float16}.get(kind, np.float32)
     if embedding.dtype != want:
         if kind == "postprocessed":
             raise DataError(f"{source}: a postprocessed embedding is uint8, got {embedding.dtype}")
-        embedding = embedding.astype(np.float32)
+        embedding = embedding.astype(want)
     if kind == "postprocessed" and not pca:
         raise DataError(f"{source}: a postprocessed entry needs the id of its PCA parameters")
     timestamps = np.asarray(timestamps, dtype=np.float64)
-    width = "D>0" if kind == "features" else "128"
-    if embedding.ndim != 2 or len(embedding) == 0 or (embedding.shape[1] != 128 if kind != "features" else embedding.shape[1] < 1):
-        raise DataError(f"{source}: embedding must have shape (T>0, {width}), got {embedding.shape}")
+    shape = {"features": "(T>0, D>0)", "melspec": "(T>0, frames, bands)"}.get(kind, "(T>0, 128)")
+    ok = {"features": embedding.ndim == 2, "melspec": embedding.ndim == 3}.get(kind, embedding.ndim == 2 and embedding.shape[-1] == 128)
+    if not ok or len(embedding) == 0 or 0 in embedding.shape:
+        raise DataError(f"{source}: embedding must have shape {shape}, got {embedding.shape}")
     if timestamps.shape != (len(embedding),):
         raise DataError(f"{source}: timestamps shape {timestamps.shape} does not match {len(embedding)} patches")
     return {
@@ -195,7 +197,7 @@ def serves(entry, kind, pca=None):
     pca : str, optional
         The reader's PCA parameters id (postprocessed readers).
     """
-    if entry["kind"] == "features" or kind == "features":
+    if entry["kind"] in ("features", "melspec") or kind in ("features", "melspec"):
         return entry["kind"] == kind
     if entry["kind"] == "raw":
         return True

@@ -147,25 +147,34 @@ def cmd_prepare(args):
         path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
         print(f"track index: {path}")
         return EXIT_OK
-    if args.features:
+    if args.features and args.frontend == "melspec":
+        raise ParameterError("--features and --frontend melspec are two different inputs: choose one")
+    if args.no_embed:
+        embedder = None
+    elif args.features:
         from .features import FeatureExtractor
 
-        embedder = None if args.no_embed else FeatureExtractor()
+        embedder = FeatureExtractor()
+    elif args.frontend == "melspec":
+        from .spectrogram import PatchExtractor
+
+        embedder = PatchExtractor(hop_seconds=args.hop, short_policy=args.short)
     else:
-        embedder = None if args.no_embed else _embedder(args)
+        embedder = _embedder(args)
+    augment = dict(augment=args.augment)
     if args.dataset == "gtzan":
         from preprocess import gtzan
 
         splits = args.splits or os.path.join(os.path.dirname(os.path.abspath(args.source.rstrip("/"))), "splits", "dnn-mgr")
         path = gtzan.prepare(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres, embedder=embedder,
-                             workers=args.workers, progress=False if args.no_progress else None)
+                             workers=args.workers, progress=False if args.no_progress else None, **augment)
     else:
         from preprocess import mtt
 
         if not args.annotations:
             raise ParameterError("tagger prepare mtt needs --annotations annotations_final.csv")
         path = mtt.prepare(args.annotations, args.source, args.out, which=(args.vocabulary or ["top50"])[0], embedder=embedder,
-                           workers=args.workers, progress=False if args.no_progress else None)
+                           workers=args.workers, progress=False if args.no_progress else None, **augment)
     print(f"track index: {path}")
     return EXIT_OK
 
@@ -348,6 +357,12 @@ def build_parser():
     p.add_argument("--features", action="store_true",
                    help="cache the 57 handcrafted features of each track instead of VGGish embeddings (gtzan and mtt;"
                         " gtzan also takes a feature table such as features_30_sec.csv as its source)")
+    p.add_argument("--frontend", choices=("vggish", "melspec"), default="vggish",
+                   help="vggish: cache VGGish embeddings (default); melspec: cache the 96 x 64 log-mel patches"
+                        " (float16, 381 KB per 30 s clip) for the CNN heads")
+    p.add_argument("--augment", type=int, default=0, metavar="N",
+                   help="gtzan/mtt: also cache N augmented copies of every training track (noise, shift, speed, pitch,"
+                        " pitch+speed, gain, percussive; p = 0.25 each)")
     _add_embedding_options(p)
     p.set_defaults(func=cmd_prepare)
 

@@ -23,8 +23,30 @@ def _describe(exc):
     return str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
 
 
+def _blocks(source, sample_rate=params.SAMPLE_RATE):
+    """A file's audio block by block; an :class:`tagger.augment.Augmented` task's copy as one block."""
+    from .augment import Augmented
+
+    if not isinstance(source, Augmented):
+        yield from iter_blocks(source, sample_rate=sample_rate)
+        return
+    import json
+
+    from .audio import load
+    from .augment import augment
+
+    y = load(source.path, sample_rate=sample_rate)
+    yield augment(y, sample_rate, seed=source.seed, settings=json.loads(source.settings))
+
+
+def load_source(source, sample_rate=params.SAMPLE_RATE):
+    """A file's whole audio (or an augmented copy of it), mono float32 at ``sample_rate``."""
+    blocks = list(_blocks(source, sample_rate))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
 def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
-    """Yield the messages describing one file's patches.
+    """Yield the messages describing one file's patches (``path`` may be an :class:`tagger.augment.Augmented` task).
 
     Yields
     ------
@@ -37,7 +59,7 @@ def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=str(path))
+            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=os.fspath(path))
 
             def emit(p, t):
                 nonlocal n_pending
@@ -45,7 +67,7 @@ def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
                 pending_t.append(t)
                 n_pending += len(p)
 
-            for block in iter_blocks(path):
+            for block in _blocks(path):
                 emit(*patcher.feed(block))
                 if n_pending >= chunk_patches:
                     yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))

@@ -116,13 +116,12 @@ def feature_messages(index, path):
         ``("done", index, duration_s, [warning texts], values (57,) float64, length_samples)``
         or ``("error", index, reason)``.
     """
-    from .audio import load
-    from .decode import _describe
+    from .decode import _describe, load_source
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            y = load(path, sample_rate=params.FEATURE_SAMPLE_RATE)
+            y = load_source(path, sample_rate=params.FEATURE_SAMPLE_RATE)
             try:
                 values = _features(y)
             except AudioError as exc:
@@ -140,12 +139,14 @@ def iter_features(paths, *, workers=None):
     """
     from .pipeline import TrackResult, default_workers, iter_messages
 
-    paths = [os.fspath(p) for p in paths]
+    from .pipeline import _task
+
+    paths = [_task(p) for p in paths]
     pending, next_out = {}, 0
     workers = default_workers() if workers is None else workers
     for message in iter_messages(paths, feature_messages, {}, workers=workers):
         index = message[1]
-        result = TrackResult(index=index, path=paths[index])
+        result = TrackResult(index=index, path=os.fspath(paths[index]))
         if message[0] == "done":
             result.duration, result.warnings = message[2], message[3]
             result.embedding, result.timestamps = message[4][None, :], np.zeros(1)

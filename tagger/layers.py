@@ -1,9 +1,9 @@
-"""Custom Keras 3 layers: AutoPool1D and masked pooling over patches."""
+"""Custom Keras 3 layers: AutoPool1D, masked pooling over patches, and patches-to-spectrogram for the CNN heads."""
 
 import keras
 from keras import ops
 
-__all__ = ["AutoPool1D", "MaskedMean", "AttentionPool1D", "Ensemble"]
+__all__ = ["AutoPool1D", "MaskedMean", "AttentionPool1D", "Ensemble", "PatchFrames", "SequenceMask"]
 
 
 def _mask_weights(mask, like):
@@ -119,3 +119,44 @@ class Ensemble(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
+
+
+@keras.saving.register_keras_serializable(package="tagger")
+class PatchFrames(keras.layers.Layer):
+    """Log-mel patches to one spectrogram image: the CNN heads' input.
+
+    Call arguments: ``[x, mask]``, x (batch, time, frames, bands) and mask
+    (batch, time). Output: ``[image, frame_mask]``, image (batch, time *
+    frames, bands, 1) with padded patches zeroed, frame_mask (batch, time * frames).
+    """
+
+    def call(self, inputs):
+        x, mask = inputs
+        frames, bands = x.shape[2], x.shape[3]
+        image = ops.reshape(x, (ops.shape(x)[0], -1, bands, 1))
+        frame_mask = ops.repeat(ops.cast(mask, x.dtype), frames, axis=1)
+        return [image * frame_mask[:, :, None, None], frame_mask]
+
+    def compute_output_shape(self, input_shape):
+        shape, _ = input_shape
+        steps = None if shape[1] is None else shape[1] * shape[2]
+        return [(shape[0], steps, shape[3], 1), (shape[0], steps)]
+
+
+@keras.saving.register_keras_serializable(package="tagger")
+class SequenceMask(keras.layers.Layer):
+    """A frame mask pooled like the frames were: (batch, n) -> (batch, n // factor) boolean (any frame real)."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, frame_mask):
+        pooled = ops.reshape(frame_mask, (ops.shape(frame_mask)[0], -1, self.factor))
+        return ops.max(pooled, axis=-1) > 0
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None if input_shape[1] is None else input_shape[1] // self.factor)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}

@@ -71,6 +71,13 @@ class TrackResult:
         return self.error is None
 
 
+def _task(path):
+    """A worker task: a path as a string, or an augmented copy's task as it is."""
+    from .augment import Augmented
+
+    return path if isinstance(path, Augmented) else os.fspath(path)
+
+
 def default_workers(*, gpu=False):
     """Decode processes: one per core beyond the first (the network's), or every core when a GPU runs the network."""
     cores = os.cpu_count() or 2
@@ -177,8 +184,8 @@ def iter_embeddings(
     workers = default_workers() if workers is None else int(workers)
     if workers < 0:
         raise ParameterError(f"workers={workers} must be >= 0")
-    paths = [os.fspath(p) for p in paths]
-    tracks = {i: _Track(p) for i, p in enumerate(paths)}
+    paths = [_task(p) for p in paths]
+    tracks = {i: _Track(os.fspath(p)) for i, p in enumerate(paths)}
     for i, track in tracks.items():
         track.result = TrackResult(index=i, path=track.path)
     batcher = _Batcher(run, batch_size, tracks)

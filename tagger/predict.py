@@ -60,10 +60,12 @@ class Head:
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
         self.postprocess = self.meta.get("embedding") == "postprocessed"
-        self.features = self.meta.get("embedding") == "features"  # a head on handcrafted features, not VGGish
+        # what the head takes: raw or postprocessed embeddings, handcrafted features, or log-mel patches
+        self.input_kind = self.meta.get("embedding", "raw")
+        self.features = self.input_kind == "features"
         head = self.head
-        width = int(head.inputs[0].shape[-1])  # 128 (VGGish), 57 (handcrafted features)
-        spec = (tf.TensorSpec([None, None, width], tf.float32), tf.TensorSpec([None, None], tf.float32))
+        item = [int(d) for d in head.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (log-mel patches)
+        spec = (tf.TensorSpec([None, None, *item], tf.float32), tf.TensorSpec([None, None], tf.float32))
 
         @tf.function(input_signature=spec)
         def run_head(x, m):  # one trace for every clip length: no per-clip eager overhead
@@ -91,7 +93,7 @@ class Head:
         clip = self._run_head(emb[None], np.ones((1, len(emb)), np.float32)).numpy()[0]
         if not taggram:
             return clip, None
-        return clip, self._run_head(emb[:, None, :], np.ones((len(emb), 1), np.float32)).numpy()
+        return clip, self._run_head(emb[:, None], np.ones((len(emb), 1), np.float32)).numpy()
 
     def rows(self, result, *, top_n=5, threshold=None):
         """A result as a flat dict: path, duration, top-N tags with probabilities, tags over threshold."""
@@ -142,12 +144,17 @@ class Tagger(Head):
         from .embed import Embedder
 
         super().__init__(model)
-        if self.features:
-            from .features import FeatureExtractor
+        if self.input_kind in ("features", "melspec"):  # no VGGish: weights and network options do not apply
+            if embedder is not None and embedder.kind != self.input_kind:
+                raise ParameterError(f"model {model!r} takes {self.input_kind} inputs; the given embedder makes {embedder.kind}")
+            if embedder is None and self.input_kind == "features":
+                from .features import FeatureExtractor
 
-            if embedder is not None and embedder.kind != "features":
-                raise ParameterError(f"model {model!r} was trained on handcrafted features; the given embedder makes VGGish embeddings")
-            embedder = embedder or FeatureExtractor()  # VGGish is not loaded: weights and options do not apply
+                embedder = FeatureExtractor()
+            elif embedder is None:
+                from .spectrogram import PatchExtractor
+
+                embedder = PatchExtractor(**{k: v for k, v in options.items() if k in ("hop_seconds", "short_policy")})
         elif embedder is None:
             embedder = Embedder(weights, postprocess=self.postprocess, pca_params=pca_params, **options)
         elif (embedder.postprocessor is not None) != self.postprocess:
@@ -247,7 +254,7 @@ class Tagger(Head):
                 if r.ok and self.cache_dir is not None and track_id not in protected:
                     if store:
                         cache.write_entry(self.cache_dir, track_id, cache.make_entry(
-                            emb, times, kind="features" if self.features else "raw", frontend=self.embedder.frontend, weights=self.embedder.network_id,
+                            emb, times, kind=self.input_kind if self.input_kind in ("features", "melspec") else "raw", frontend=self.embedder.frontend, weights=self.embedder.network_id,
                             source=path, fingerprint=prints[i], duration=duration))
                     else:
                         not_stored += 1

@@ -21,7 +21,7 @@ __all__ = ["track_windows", "TrackMux", "training_stream", "mixup", "keras_batch
 
 def _window(emb, start, window):
     """One window of ``window`` patches from ``start``, zero-padded, with its mask."""
-    x = np.zeros((window, emb.shape[1]), np.float32)
+    x = np.zeros((window, *emb.shape[1:]), np.float32)  # rows of embeddings, or (96, 64) log-mel patches
     m = np.zeros(window, np.float32)
     piece = emb[start : start + window]
     x[: len(piece)] = piece
@@ -80,7 +80,7 @@ def track_windows(emb, y, *, window, rng, draw=1):
     n = len(emb)
     if n <= window:  # the whole (padded) track is the only window
         yield from _repeat(_only_window(emb, y, window, draw))
-    windows = np.lib.stride_tricks.sliding_window_view(emb, window, axis=0).transpose(0, 2, 1)  # (n - window + 1, window, 128)
+    windows = np.moveaxis(np.lib.stride_tricks.sliding_window_view(emb, window, axis=0), -1, 1)  # (n - window + 1, window, ...)
     ones, ys = _ones((draw, window)), _tile(y, draw)
     while True:
         starts = rng.integers(0, n - window + 1, size=draw)
@@ -300,7 +300,7 @@ def pad_tracks(embeddings, length=None):
     mask : np.ndarray, shape (n, length), float32
     """
     length = length or max(len(e) for e in embeddings)
-    x = np.zeros((len(embeddings), length, embeddings[0].shape[1]), np.float32)
+    x = np.zeros((len(embeddings), length, *embeddings[0].shape[1:]), np.float32)
     m = np.zeros((len(embeddings), length), np.float32)
     for i, e in enumerate(embeddings):
         n = min(len(e), length)

@@ -36,7 +36,7 @@ def _json_dump(obj, path):
     write_json_atomic(obj, path)
 
 
-def load_split(cfg, split, *, fold=None, exclude_fold=None):
+def load_split(cfg, split, *, fold=None, exclude_fold=None, augmented=False):
     """Embeddings and label matrix of one split (or fold) of the config's dataset.
 
     Parameters
@@ -48,6 +48,9 @@ def load_split(cfg, split, *, fold=None, exclude_fold=None):
         Only the tracks of this fold (index column ``fold``).
     exclude_fold : int or sequence of int, optional
         Every track except those of this fold (or these folds).
+    augmented : bool
+        Keep the augmented copies (index column ``augmented_from``): for
+        training data only; a split or fold that is scored never holds them.
 
     Returns
     -------
@@ -68,6 +71,8 @@ def load_split(cfg, split, *, fold=None, exclude_fold=None):
             df = df[~df["fold"].isin(np.atleast_1d(exclude_fold).tolist())]
     else:
         df = df[df["split"] == split]
+    if not augmented and "augmented_from" in df.columns:
+        df = df[df["augmented_from"].fillna("").astype(str) == ""]
     vocabulary = tracks.read_vocabulary(data_path(cfg, "vocabulary"))
     y = tracks.label_matrix(df["labels"].tolist(), vocabulary)
     keep = y.sum(1) > 0
@@ -106,7 +111,7 @@ def build_run_head(cfg, embeddings, y):
     Parameters
     ----------
     cfg : dict
-    embeddings : list of np.ndarray, each (T_i, 128)
+    embeddings : list of np.ndarray, each (T_i, 128), (1, 57) or (T_i, 96, 64)
     y : np.ndarray, shape (n_tracks, n_outputs)
 
     Returns
@@ -115,14 +120,25 @@ def build_run_head(cfg, embeddings, y):
     """
     from .heads import HEADS, build_head, input_stats, prior_bias
 
-    task = cfg["data"]["task"]
+    task, name = cfg["data"]["task"], cfg["head"]["name"]
     head = {k: v for k, v in cfg["head"].items() if k != "name"}
-    default = inspect.signature(HEADS[cfg["head"]["name"]]).parameters.get("standardize")
-    standardize = head.get("standardize", default.default if default is not None else False)  # mlp: on by default
-    stats = input_stats(embeddings) if standardize else None
+    accepts = inspect.signature(HEADS[name]).parameters
+    item = tuple(int(d) for d in embeddings[0].shape[1:])  # (128,) VGGish, (57,) features, (96, 64) log-mel patches
+    if "patch_shape" in accepts:
+        if len(item) != 2:
+            raise DataError(f"head {name!r} takes log-mel patches (a `--frontend melspec` cache); this cache holds"
+                            f" rows of {item[0]} values")
+        head.setdefault("patch_shape", item)
+    elif len(item) != 1:
+        raise DataError(f"head {name!r} takes embedding rows; this cache holds log-mel patches {item}: use a CNN head"
+                        " (cnn4, cnn_gru, parallel_cnn, cnn_lstm)")
+    else:
+        head.setdefault("embedding_size", item[0])
+    if "standardize" in accepts:  # the scaler from the training patches (mlp: on by default)
+        if head.get("standardize", accepts["standardize"].default):
+            head["input_stats"] = input_stats(embeddings)
     # start at the label priors rather than at 0.5 for every tag
-    head.setdefault("embedding_size", int(embeddings[0].shape[1]))  # 128 for VGGish, 57 for handcrafted features
-    return build_head(cfg["head"]["name"], y.shape[1], task, output_bias=prior_bias(y, task), input_stats=stats, **head)
+    return build_head(name, y.shape[1], task, output_bias=prior_bias(y, task), **head)
 
 
 def _strategy():
@@ -210,7 +226,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
 
     data = cfg["data"]
     labels = tracks.read_vocabulary(data_path(cfg, "vocabulary"))
-    train_data = train_data or load_split(cfg, data["train_split"])
+    train_data = train_data or load_split(cfg, data["train_split"], augmented=True)
     valid_data = valid_data or load_split(cfg, data["valid_split"])
     for name, part in (("train", train_data), ("valid", valid_data)):
         if not part[0]:
@@ -430,10 +446,11 @@ def cross_validate(cfg, run_dir, *, verbose=1):
     scores, epochs = [], []
     for k, j in pairs:
         select = os.path.join(run_dir, f"fold{k}-select")
-        fit(cfg, select, train_data=load_split(cfg, None, exclude_fold=(k, j)), valid_data=load_split(cfg, None, fold=j),
+        fit(cfg, select, train_data=load_split(cfg, None, exclude_fold=(k, j), augmented=True),
+            valid_data=load_split(cfg, None, fold=j),
             verbose=verbose)
         schedule = read_schedule(select)
-        metrics = fit(cfg, os.path.join(run_dir, f"fold{k}"), train_data=load_split(cfg, None, exclude_fold=k),
+        metrics = fit(cfg, os.path.join(run_dir, f"fold{k}"), train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
                       valid_data=load_split(cfg, None, fold=k), schedule=schedule, verbose=verbose)
         scores.append(metrics["valid_score"])
         epochs.append(len(schedule))

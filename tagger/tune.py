@@ -208,11 +208,11 @@ def _nested(cfg, spaces, study_dir, *, trials, timeout, verbose):
     scores, chosen = [], []
     for k, j in nested_folds(cfg):
         folder = os.path.join(study_dir, f"fold{k}")
-        data = (load_split(cfg, None, exclude_fold=(k, j)), load_split(cfg, None, fold=j))
+        data = (load_split(cfg, None, exclude_fold=(k, j), augmented=True), load_split(cfg, None, fold=j))
         study = _search(cfg, spaces, folder, f"fold{k}", trials=trials, timeout=timeout, data=data, verbose=verbose)
         best, best_cfg = _best(study, cfg, folder)
         schedule = read_schedule(best.user_attrs["run_dir"])
-        metrics = fit(validate(best_cfg), os.path.join(folder, "refit"), train_data=load_split(cfg, None, exclude_fold=k),
+        metrics = fit(validate(best_cfg), os.path.join(folder, "refit"), train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
                       valid_data=load_split(cfg, None, fold=k), schedule=schedule, verbose=0)
         scores.append(metrics["valid_score"])
         chosen.append({"fold": k, "selection_fold": j, "params": best.params, "selection_score": best.value,

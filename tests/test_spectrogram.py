@@ -1,0 +1,153 @@
+"""The spectrogram path: log-mel patch caches, augmented copies in the index, CNN heads that learn."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tagger import cache, params
+from tagger.frontend import waveform_to_patches
+from tagger.spectrogram import PatchExtractor
+
+SR = 16000
+CLASSES = ["low_tone", "high_tone", "clicks", "sweep"]
+
+
+def _clip(kind, rng, seconds=3.0):
+    """Four classes that differ in spectral and temporal shape, each with noise and random parameters."""
+    t = np.arange(int(seconds * SR)) / SR
+    if kind == "low_tone":
+        y = np.sin(2 * np.pi * rng.uniform(150, 300) * t)
+    elif kind == "high_tone":
+        y = np.sin(2 * np.pi * rng.uniform(2000, 3500) * t)
+    elif kind == "clicks":
+        y = np.zeros_like(t)
+        period = int(SR * rng.uniform(0.08, 0.15))
+        y[rng.integers(0, period) :: period] = 1.0
+        y = np.convolve(y, rng.standard_normal(64), mode="same")
+    else:
+        f0, f1 = rng.uniform(300, 600), rng.uniform(3000, 5000)
+        y = np.sin(2 * np.pi * np.cumsum(np.geomspace(f0, f1, len(t))) / SR)
+    y = 0.5 * y / (np.abs(y).max() + 1e-9) + 0.05 * rng.standard_normal(len(t))
+    return y.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def patch_data(tmp_path_factory):
+    """Synthetic melspec dataset: 4 classes, 12 train / 4 valid / 6 test clips per class (chance: 25 %)."""
+    root = tmp_path_factory.mktemp("patches")
+    extractor = PatchExtractor()
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, kind in enumerate(CLASSES):
+        for i, split in enumerate(["train"] * 12 + ["valid"] * 4 + ["test"] * 6):
+            patches, times = extractor.embed(_clip(kind, rng), SR)
+            track = f"{kind}{i:02d}"
+            cache.write_entry(root / "cache", track, cache.make_entry(
+                patches, times, kind="melspec", frontend=extractor.frontend, weights=extractor.network_id, source=track))
+            rows.append({"track_id": track, "path": "", "split": split, "labels": kind, "duration": 3.0})
+    pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
+    (root / "vocab.json").write_text(json.dumps(CLASSES))
+    return root
+
+
+def test_patch_entries_are_float16_patches_of_the_vggish_frontend():
+    y = _clip("sweep", np.random.default_rng(1), seconds=30.0)
+    patches, times = PatchExtractor().embed(y, SR)
+    reference, _ = waveform_to_patches(y, SR)
+    assert patches.dtype == np.float16 and patches.shape == reference.shape == (31, 96, 64)
+    np.testing.assert_allclose(patches.astype(np.float32), reference, atol=0.01)  # float16 keeps ~3 digits
+    entry = cache.loads_entry(__import__("pickle").dumps(cache.make_entry(
+        patches, times, kind="melspec", frontend=params.frontend_params(), weights="melspec-float16", source="x")))
+    assert entry["embedding"].dtype == np.float16  # the restricted unpickler accepts float16
+
+
+@pytest.mark.parametrize("head, settings, threshold", [
+    ("cnn4", {"filters": [8, 16, 16, 32], "hidden": 32}, 0.6),
+    ("cnn_gru", {"filters": [8, 16, 16, 32], "units": 16, "hidden": 32}, 0.6),
+    ("parallel_cnn", {"filters": [8, 16, 16, 32], "hidden": 32}, 0.6),
+    ("cnn_lstm", {"filters": [8, 16], "hidden": 32}, 0.6),
+])
+def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, threshold):
+    """Chance is 0.25 (four balanced classes); each head must reach `threshold` on held-out synthetic clips."""
+    import keras
+
+    from tagger.evaluate import evaluate
+    from tagger.train import train
+
+    cfg = {"data": {"index": str(patch_data / "index.csv"), "cache": str(patch_data / "cache"),
+                    "vocabulary": str(patch_data / "vocab.json"), "task": "singlelabel"},
+           "head": {"name": head, **settings}, "window": 2, "batch_size": 16, "epochs": 4, "steps_per_epoch": 12,
+           "mux": {"n_active": 48, "rate": 4.0}, "optimizer": {"name": "adam", "learning_rate": 0.003}, "seed": 0}
+    run = tmp_path / "run"
+    train(cfg, str(run), verbose=0)
+    test = evaluate(str(run), split="test", plots=False)
+    assert test["accuracy"] >= threshold, (head, test["accuracy"])
+    assert json.loads((run / "bundle.json").read_text())["embedding"] == "melspec"
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.inputs[0].shape[2:] == (96, 64)
+    # killed after its second epoch, the run resumes from its checkpoint and ends as the uninterrupted one did
+    from tagger.config import validate
+    from tagger.train import fit
+
+    def stop(epoch, score):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(validate(cfg), str(tmp_path / "again"), verbose=0, on_epoch=stop)
+    assert len(pd.read_csv(tmp_path / "again/history.csv")) == 2
+    resumed = fit(validate(cfg), str(tmp_path / "again"), verbose=0)
+    first = json.loads((run / "metrics.json").read_text())
+    assert resumed["valid_score"] == pytest.approx(first["valid_score"], abs=1e-6)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "again/history.csv")["loss"], pd.read_csv(run / "history.csv")["loss"],
+                               rtol=1e-4)
+
+
+def test_a_patch_head_refuses_an_embedding_cache_and_the_reverse(patch_data, tmp_path):
+    from tagger.exceptions import DataError
+    from tagger.train import train
+
+    cfg = {"data": {"index": str(patch_data / "index.csv"), "cache": str(patch_data / "cache"),
+                    "vocabulary": str(patch_data / "vocab.json"), "task": "singlelabel"},
+           "head": {"name": "dense"}, "window": 2, "epochs": 1, "steps_per_epoch": 1}
+    with pytest.raises(DataError, match="use a CNN head"):
+        train(cfg, str(tmp_path / "run"), verbose=0)
+
+
+def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_files, tmp_path):
+    """The acceptance command: ten real tracks, two copies of each training track, patches of 381 KB per 30 s clip."""
+    import subprocess
+    import sys
+
+    from preprocess import gtzan
+    from tagger.tracks import read_index
+    from tagger.train import load_split
+
+    done = subprocess.run([sys.executable, "-m", "tagger", "prepare", "gtzan", str(shared / "data/gtzan/genres"),
+                           "--frontend", "melspec", "--augment", "2", "--out", "mel", "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    index = read_index(str(tmp_path / "mel/index.csv"))
+    assignment = gtzan.read_splits(shared / "data/gtzan/splits/dnn-mgr", "filtered")
+    originals = [f.stem for f in gtzan_files if f.stem in assignment]
+    n_train = sum(assignment[s] == "train" for s in originals)
+    assert len(index) == len(originals) + 2 * n_train
+    copies = index[index["augmented_from"] != ""]
+    assert set(copies["split"]) == {"train"}  # never validation or test
+    assert all(assignment[src] == "train" for src in copies["augmented_from"])
+    entries = sorted((tmp_path / "mel/cache").glob("*.pkl"))
+    assert len(entries) == len(index)
+    blues = cache.read_entry(tmp_path / "mel/cache", "blues.00000")
+    assert blues["kind"] == "melspec" and blues["embedding"].shape == (31, 96, 64)
+    assert (tmp_path / "mel/cache/blues.00000.pkl").stat().st_size < 400_000
+    one = copies["track_id"].iloc[0]
+    copy_entry = cache.read_entry(tmp_path / "mel/cache", one)
+    source_entry = cache.read_entry(tmp_path / "mel/cache", copies["augmented_from"].iloc[0])
+    assert not np.array_equal(copy_entry["embedding"][:5], source_entry["embedding"][:5])
+    # loading: copies in training data only
+    cfg = {"data": {"index": str(tmp_path / "mel/index.csv"), "cache": str(tmp_path / "mel/cache"),
+                    "vocabulary": str(tmp_path / "mel/vocab.json")}}
+    assert len(load_split(cfg, "train", augmented=True)[0]) == 3 * n_train
+    assert len(load_split(cfg, "train")[0]) == n_train
