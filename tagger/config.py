@@ -46,6 +46,9 @@ DEFAULTS = {
     "early_stopping": {"patience": 6},
     "reduce_lr": {"factor": 0.5, "patience": 2, "min_lr": 1e-5},
     "seed": 0,
+    # fine-tuning VGGish on a log-mel patch cache (tagger.finetune): name "vggish" puts the network under the
+    # head; train: none | fc | conv4 | all; its weights step at learning_rate_scale x the head's learning rate
+    "trunk": {"name": None, "weights": None, "train": "none", "learning_rate_scale": 0.1},
     # `tagger tune`: config key -> range, {"low": a, "high": b} (ints: an integer range; "log": true for a
     # log scale; "step" optional) or {"choices": [...]}; ignored by `tagger train` (see tagger.tune)
     "search": {},
@@ -101,8 +104,11 @@ _RULES = {
     "reduce_lr.patience": (lambda v: _is_int(v) and v >= 1, "a positive integer (epochs)"),
     "reduce_lr.min_lr": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "trunk.weights": (lambda v: v is None or (isinstance(v, str) and v != ""), "null (the default weights) or a path"),
+    "trunk.learning_rate_scale": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
-_CHOICES = {"optimizer.name": ("adam", "adamw", "sgd", "rmsprop")}
+_CHOICES = {"optimizer.name": ("adam", "adamw", "sgd", "rmsprop"), "trunk.name": (None, "vggish"),
+            "trunk.train": ("none", "fc", "conv4", "all")}
 # head settings: ranges by name; types from the builder's defaults (tagger.heads)
 _HEAD_RULES = {
     "hidden": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
@@ -174,7 +180,7 @@ def validate(config, *, base_dir=".", check_paths=True):
     choices = {**_CHOICES, "data.task": TASKS, "mux.weighting": WEIGHTINGS}
     for key, allowed in choices.items():
         if _get(cfg, key) not in allowed:
-            _fail(key, _get(cfg, key), f"one of {', '.join(allowed)}")
+            _fail(key, _get(cfg, key), f"one of {', '.join(json.dumps(a) for a in allowed)}")
     for key, (check, what) in _RULES.items():
         if not check(_get(cfg, key)):
             _fail(key, _get(cfg, key), what)

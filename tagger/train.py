@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from . import __version__, cache, locks, tracks
+from . import __version__, cache, locks, params, tracks
 from .bundle import write_meta
 from .exceptions import DataError, ParameterError
 from .records import write_json_atomic
@@ -98,11 +98,16 @@ def _optimizer(cfg):
 
     opt = cfg["optimizer"]
     kinds = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    make = kinds[opt["name"]]
+    if cfg["trunk"]["name"]:  # a fine-tuned VGGish steps at a fraction of the head's learning rate
+        from .finetune import optimizer
+
+        make = lambda **kw: optimizer(opt["name"], trunk_scale=cfg["trunk"]["learning_rate_scale"], **kw)  # noqa: E731
     if not opt["ema"]:
-        return kinds[opt["name"]](learning_rate=opt["learning_rate"])
+        return make(learning_rate=opt["learning_rate"])
     # the averaged weights replace the model's on the last step of every epoch
-    return kinds[opt["name"]](learning_rate=opt["learning_rate"], use_ema=True, ema_momentum=opt["ema"],
-                              ema_overwrite_frequency=cfg["steps_per_epoch"])
+    return make(learning_rate=opt["learning_rate"], use_ema=True, ema_momentum=opt["ema"],
+                ema_overwrite_frequency=cfg["steps_per_epoch"])
 
 
 def build_run_head(cfg, embeddings, y):
@@ -124,6 +129,9 @@ def build_run_head(cfg, embeddings, y):
     head = {k: v for k, v in cfg["head"].items() if k != "name"}
     accepts = inspect.signature(HEADS[name]).parameters
     item = tuple(int(d) for d in embeddings[0].shape[1:])  # (128,) VGGish, (57,) features, (96, 64) log-mel patches
+    trunk = None
+    if cfg["trunk"]["name"]:
+        trunk, embeddings, item = _trunk(cfg, name, accepts, embeddings, item)
     if "patch_shape" in accepts:
         if len(item) != 2:
             raise DataError(f"head {name!r} takes log-mel patches (a `--frontend melspec` cache); this cache holds"
@@ -138,7 +146,40 @@ def build_run_head(cfg, embeddings, y):
         if head.get("standardize", accepts["standardize"].default):
             head["input_stats"] = input_stats(embeddings)
     # start at the label priors rather than at 0.5 for every tag
-    return build_head(name, y.shape[1], task, output_bias=prior_bias(y, task), **head)
+    model = build_head(name, y.shape[1], task, output_bias=prior_bias(y, task), **head)
+    if trunk is None:
+        return model
+    from .finetune import trunk_model
+
+    return trunk_model(model, trunk)
+
+
+def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
+    """The VGGish trunk of a fine-tuning config, and what the head on top sees: embedding rows.
+
+    Returns the trunk, the embeddings of (up to ``stats_patches``) training
+    patches through it (for a head's input scaler) and the head's item shape.
+    """
+    import tensorflow as tf
+
+    from .finetune import load_trunk
+
+    if len(item) != 2:
+        raise DataError(f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on log-mel patches (a"
+                        f" `--frontend melspec` cache); this cache holds rows of {item[0]} values")
+    if "patch_shape" in accepts:
+        raise ParameterError(f"head {name!r} takes patches itself: a trunk goes under an embedding head"
+                             " (dense, autopool, attention, mlp)")
+    dtype = "float16" if tf.config.list_physical_devices("GPU") else "float32"  # mixed precision on a GPU
+    trunk = load_trunk(weights=cfg["trunk"]["weights"], train=cfg["trunk"]["train"], dtype=dtype)
+    rows, n = [], 0
+    standardize = cfg["head"].get("standardize", accepts["standardize"].default if "standardize" in accepts else False)
+    for p in patches if standardize else ():  # the head's scaler sees what the trunk makes now
+        if n >= stats_patches:
+            break
+        rows.append(np.asarray(trunk.predict(np.asarray(p[: stats_patches - n], np.float32), verbose=0), np.float32))
+        n += len(rows[-1])
+    return trunk, rows, (params.EMBEDDING_SIZE,)
 
 
 def _strategy():
