@@ -14,7 +14,7 @@ the test split is never read. With ``data.cv_folds`` the search is nested:
 for each held-out fold k a study of its own (``fold{k}/``) trains on the
 folds other than k and its selection fold j and is scored on j; its best
 config is then refit on every fold but k with the schedule its trial chose
-and scored on k once (``fold{k}/refit/``). The held-out scores measure the
+and scored on k once (``fold{k}/refit-trialNNNN/``). The held-out scores measure the
 whole procedure, search included; no fold ever chooses anything it is
 scored on.
 """
@@ -212,7 +212,8 @@ def _nested(cfg, spaces, study_dir, *, trials, timeout, verbose):
         study = _search(cfg, spaces, folder, f"fold{k}", trials=trials, timeout=timeout, data=data, verbose=verbose)
         best, best_cfg = _best(study, cfg, folder)
         schedule = read_schedule(best.user_attrs["run_dir"])
-        metrics = fit(validate(best_cfg), os.path.join(folder, "refit"), train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
+        # named by the trial it refits: a longer search that finds a better trial refits that one beside it
+        metrics = fit(validate(best_cfg), os.path.join(folder, f"refit-trial{best.number:04d}"), train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
                       valid_data=load_split(cfg, None, fold=k), schedule=schedule, verbose=0)
         scores.append(metrics["valid_score"])
         chosen.append({"fold": k, "selection_fold": j, "params": best.params, "selection_score": best.value,
