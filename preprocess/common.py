@@ -31,7 +31,7 @@ def fold_by_group(groups, labels, *, n_folds, seed):
     return folds
 
 
-def embed_dataset(index, cache_dir, *, embedder, augment=0, augment_settings=None, workers=None, progress=None):
+def embed_dataset(index, cache_dir, *, embedder, augment=0, augment_settings=None, workers=None, progress=None, summary=False):
     """Embed (or extract) an index's tracks into the cache, plus ``augment`` augmented copies of each training track.
 
     Parameters
@@ -45,7 +45,8 @@ def embed_dataset(index, cache_dir, *, embedder, augment=0, augment_settings=Non
     Returns
     -------
     pandas.DataFrame
-        The index with the copies' rows appended (``augmented_from`` names each copy's source).
+        The index with the copies' rows appended (``augmented_from`` names each copy's source);
+        with ``summary``, also :func:`tagger.embed.embed_items`' summary.
     """
     import pandas as pd
 
@@ -57,5 +58,5 @@ def embed_dataset(index, cache_dir, *, embedder, augment=0, augment_settings=Non
         copies, copy_items = augmented_rows(index, augment, settings=augment_settings)
         items += copy_items
         index = pd.concat([index.assign(augmented_from=""), copies], ignore_index=True)
-    embed_items(items, cache_dir, embedder=embedder, workers=workers, progress=progress)
-    return index
+    done = embed_items(items, cache_dir, embedder=embedder, workers=workers, progress=progress)
+    return (index, done) if summary else index

@@ -90,15 +90,13 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
     missing = [f for f in FILES if not os.path.exists(os.path.join(run_dir, f))]
     if missing:
         raise DataError(f"{run_dir}: cannot export, missing {missing}")
-    import keras
-
-    from . import layers  # noqa: F401 - registers the custom layers
+    from .heads import load_head
 
     os.makedirs(out_dir, exist_ok=True)
     for name in FILES:
         if name == "model.keras":
             # uncompiled: the optimizer's state is for training, not for tagging (a third of the size)
-            keras.saving.load_model(os.path.join(run_dir, name), compile=False).save(os.path.join(out_dir, name))
+            load_head(os.path.join(run_dir, name), compile=False).save(os.path.join(out_dir, name))
         else:
             shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
     write_meta(out_dir, embedding=embedding, task=task, window=window, note=note)

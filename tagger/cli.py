@@ -162,6 +162,21 @@ def cmd_prepare(args):
     else:
         embedder = _embedder(args)
     augment = dict(augment=args.augment)
+    if args.dataset == "folder":
+        from preprocess import folder
+
+        done = folder.prepare(args.source, args.out, labels=args.labels, layout=args.layout, group=args.group,
+                              task=args.task, valid=args.valid, test=args.test, seed=args.seed, root=args.root,
+                              embedder=embedder, workers=args.workers, progress=False if args.no_progress else None, **augment)
+        print(f"track index: {done['index']} ({done['n_clips']} clips, {done['task']}, {len(done['vocabulary'])} labels;"
+              f" embedded {done['embedded']}, reused {done['skipped']} from the cache)")
+        for what, items in (("without a label (left out)", done["unlabelled"]),
+                            ("labelled but not found", done["missing"]),
+                            ("that could not be decoded (left out; see the cache's errors.tsv)", [p for p, _ in done["failed"]])):
+            if items:
+                print(f"{len(items)} clips {what}: {', '.join(map(str, items[:5]))}{' ...' if len(items) > 5 else ''}",
+                      file=sys.stderr)
+        return EXIT_SOME_FAILED if done["failed"] else EXIT_OK
     if args.dataset == "gtzan":
         from preprocess import gtzan
 
@@ -344,15 +359,26 @@ def build_parser():
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("prepare", help="dataset -> track index + embedding cache")
-    p.add_argument("dataset", choices=("audioset", "gtzan", "mtt"))
-    p.add_argument("source", help="audioset: folder with bal_train/ and the class files; gtzan: the genres/ folder; mtt: the audio folder")
+    p.add_argument("dataset", choices=("audioset", "gtzan", "mtt", "folder"))
+    p.add_argument("source", help="audioset: folder with bal_train/ and the class files; gtzan: the genres/ folder; mtt: the"
+                                  " audio folder; folder: your audio folder")
     p.add_argument("--out", required=True, help="output folder (index, vocabulary, cache/)")
     p.add_argument("--vocabulary", action="append", help="audioset: 527, music, genre10 (repeatable; default all); mtt: top50 or all")
     p.add_argument("--annotations", help="mtt: annotations_final.csv")
     p.add_argument("--splits", help="gtzan: folder of the split lists (default: ../splits/dnn-mgr beside genres/)")
     p.add_argument("--split", choices=("filtered", "stratified"), help="gtzan split (default filtered)")
     p.add_argument("--genres", choices=("all", "gtzan8"), default="all", help="gtzan genre subset")
-    p.add_argument("--seed", type=int, default=0, help="audioset: seed of the train/valid split and folds")
+    p.add_argument("--seed", type=int, default=0, help="audioset, folder: seed of the split and folds")
+    p.add_argument("--labels", help="folder: labels table, path,labels with |-joined tags (and a --group column)")
+    p.add_argument("--layout", choices=("table", "genre"), default="table",
+                   help="folder: labels from --labels (table), or from AUDIO/<genre>/<clip> folders (genre)")
+    p.add_argument("--group", default=None, metavar="COLUMN",
+                   help="folder: a labels-table column (artist, album) whose groups never straddle the split or the folds")
+    p.add_argument("--task", choices=("auto", "multilabel", "singlelabel"), default="auto",
+                   help="folder: multi- or single-label (auto: multi-label when a clip has several labels)")
+    p.add_argument("--valid", type=float, default=0.15, help="folder: share of groups (or clips) for validation")
+    p.add_argument("--test", type=float, default=0.15, help="folder: share of groups (or clips) for testing")
+    _add_root_option(p)
     p.add_argument("--no-embed", action="store_true", help="gtzan/mtt: write the index only")
     p.add_argument("--features", action="store_true",
                    help="cache the 57 handcrafted features of each track instead of VGGish embeddings (gtzan and mtt;"

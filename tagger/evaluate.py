@@ -22,9 +22,7 @@ MODES = ("head", "soft", "hard")
 
 def load_run(run_dir):
     """Load a run folder's best model, config, labels and thresholds."""
-    import keras
-
-    from . import layers  # noqa: F401 - registers the custom layers for loading
+    from .heads import load_head
     from .bundle import read_labels
 
     needed = ("model.keras", "config.json", "labels.json")
@@ -34,7 +32,7 @@ def load_run(run_dir):
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     labels, thresholds = read_labels(run_dir)
-    return keras.saving.load_model(os.path.join(run_dir, "model.keras")), cfg, labels, thresholds
+    return load_head(run_dir, compile=False), cfg, labels, thresholds
 
 
 def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, task="multilabel"):

@@ -16,7 +16,7 @@ from .exceptions import ParameterError
 # Keras (and so TensorFlow) is imported inside the builders: validating a config against this registry
 # (tagger.config, `tagger-cloud submit`) must not load it.
 
-__all__ = ["HEADS", "PATCH_HEADS", "TASKS", "build_head", "check_members", "prior_bias", "input_stats"]
+__all__ = ["HEADS", "PATCH_HEADS", "TASKS", "load_head", "build_head", "check_members", "prior_bias", "input_stats"]
 
 TASKS = ("multilabel", "singlelabel")
 
@@ -352,3 +352,44 @@ def build_head(name, n_outputs, task, *, members=1, **config):
         head.name = f"{name}_{i}"
     out = Ensemble(heads, name="ensemble")([x, mask])
     return keras.Model([x, mask], out, name=f"{name}_x{members}")
+
+
+def load_head(path, *, compile=True):
+    """Load a saved head: the one loader behind training resume, evaluation, export and tagging.
+
+    Registers tagger's custom layers (and the fine-tuning trunk's) first, so
+    a fresh process loads any run folder, bundle or checkpoint without
+    importing anything else.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.keras`` file, or a folder holding ``model.keras`` (run folder or bundle).
+    compile : bool
+        Restore the optimizer too (resuming); False for inference and export.
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    DataError
+        No such file, or not a loadable model (the reason is in the message).
+    """
+    import os
+
+    import keras
+
+    from . import layers  # noqa: F401 - registers the custom layers (and, through it, the fine-tuning ones)
+    from .exceptions import DataError
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no saved head")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise DataError(f"{path}: cannot load the head ({exc})") from exc

@@ -47,16 +47,15 @@ class Head:
     """
 
     def __init__(self, model="music"):
-        import keras
         import tensorflow as tf
 
-        from . import layers  # noqa: F401 - registers custom layers
+        from .heads import load_head
 
         self.folder = bundle.resolve(model)
         self.name = os.fspath(model)
         self.meta = bundle.read_meta(self.folder)
         self.model_hash = _bundle_hash(self.folder)
-        self.head = keras.saving.load_model(os.path.join(self.folder, "model.keras"))
+        self.head = load_head(self.folder, compile=False)
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
         self.postprocess = self.meta.get("embedding") == "postprocessed"

@@ -285,7 +285,7 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
     import keras
     import tensorflow as tf
 
-    from . import layers  # noqa: F401 - registers the custom layers: checkpoints and the best model load below
+    from .heads import load_head
     from .config import data_path
     from .metrics import choose_thresholds, monitor_score
     from .streams import keras_batches, mixup, training_stream
@@ -360,7 +360,7 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
             on_epoch(epoch, score)
         if verbose:
             print(f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
-    best = keras.saving.load_model(os.path.join(run_dir, "model.keras"))
+    best = load_head(run_dir, compile=False)
     valid_score = predict_tracks(best, valid_emb)
     thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
     _json_dump(dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])), os.path.join(run_dir, "thresholds.json"))
@@ -403,14 +403,14 @@ def _save_checkpoint(ckpt_dir, model, state, keep=2):
 
 def _latest_checkpoint(ckpt_dir):
     """(model, state) of the newest complete, loadable checkpoint pair, or None."""
-    import keras
+    from .heads import load_head
 
     for epoch in reversed(_checkpoint_epochs(ckpt_dir)):
         stem = os.path.join(ckpt_dir, f"epoch-{epoch:04d}")
         try:
             with open(stem + ".json", encoding="utf-8") as f:
                 state = json.load(f)
-            return keras.saving.load_model(stem + ".keras"), state
+            return load_head(stem + ".keras"), state
         except Exception as exc:  # noqa: BLE001 - a damaged pair: fall back to the one before
             log.warning("checkpoint %s unusable (%s); trying an older one", stem, exc)
     return None

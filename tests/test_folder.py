@@ -1,0 +1,89 @@
+"""Your own labelled audio: prepare folder -> train -> evaluate -> tag; an embed cache is reused; one model loader."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, write_audio
+
+LOUD = {"disco", "hiphop", "metal", "pop", "rock"}
+
+
+def _run(args, cwd, timeout=900):
+    return subprocess.run([sys.executable, "-m", "tagger", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, ckpt_path, tmp_path):
+    audio = tmp_path / "audio"
+    rows = []
+    for i, f in enumerate(gtzan_files):
+        shutil.copy(f, audio / f.name) if audio.exists() else (audio.mkdir(), shutil.copy(f, audio / f.name))
+        rows.append({"path": f.name, "labels": "loud" if f.parent.name in LOUD else "soft", "artist": f"artist{i % 5}"})
+    (audio / "broken.wav").write_bytes(b"RIFF but not really a wav file")
+    rows.append({"path": "broken.wav", "labels": "loud", "artist": "artist9"})
+    write_audio(audio / "unlabelled.wav", 2.0)
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+
+    first = _run(["embed", "audio", "--out", "data/mine/cache", "--weights", ckpt_path, "--workers", "1", "--no-progress"], tmp_path)
+    assert first.returncode == 3 and "embedded 11" in first.stdout, first.stderr[-2000:]  # ten tracks + the unlabelled clip
+    prep = _run(["prepare", "folder", "audio", "--labels", "labels.csv", "--group", "artist", "--out", "data/mine",
+                 "--weights", ckpt_path, "--workers", "1", "--no-progress"], tmp_path)
+    assert prep.returncode == 3, prep.stderr[-2000:]  # the broken file is reported
+    assert "10 clips, singlelabel, 2 labels; embedded 0, reused 10 from the cache" in prep.stdout  # no network call
+    assert "unlabelled.wav" in prep.stderr and "broken.wav" in prep.stderr
+    index = pd.read_csv(tmp_path / "data/mine/index.csv")
+    assert len(index) == 10 and not index["path"].str.contains("broken|unlabelled").any()
+    assert index["track_id"].str.startswith("audio/").all()  # the ids tagger embed made
+    for _, part in index.groupby("artist"):  # one artist, one side of the split and one fold
+        assert part["split"].nunique() == 1 and part["fold"].nunique() == 1
+    assert set(index["split"]) == {"train", "valid", "test"}
+
+    cfg = {"data": {"index": "data/mine/index.csv", "cache": "data/mine/cache", "vocabulary": "data/mine/vocab.json",
+                    "task": "singlelabel", "valid_split": "valid"},
+           "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "window": 5, "batch_size": 8, "epochs": 2,
+           "steps_per_epoch": 3, "mux": {"n_active": 8, "rate": 2.0}}
+    (tmp_path / "mine.json").write_text(json.dumps(cfg))
+    assert _run(["train", "mine.json", "--run-dir", "run", "--quiet"], tmp_path).returncode == 0
+    ev = _run(["evaluate", "run", "--split", "test"], tmp_path)
+    assert ev.returncode == 0 and "accuracy" in ev.stdout, ev.stderr[-2000:]
+    tag = _run(["tag", "audio", "--model", "run", "--weights", ckpt_path, "--cache", "data/mine/cache", "--out", "t.csv",
+                "--workers", "1", "--no-progress"], tmp_path)
+    assert tag.returncode == 3 and "tagged 11" in tag.stdout, tag.stderr[-2000:]
+    assert set(pd.read_csv(tmp_path / "t.csv")["tag_1"]) <= {"loud", "soft"}
+
+
+def test_prepare_folder_genre_layout(gtzan_files, tmp_path):
+    from preprocess import folder
+
+    for f in gtzan_files[:4]:
+        (tmp_path / "a" / f.parent.name).mkdir(parents=True)
+        shutil.copy(f, tmp_path / "a" / f.parent.name / f.name)
+    done = folder.prepare(str(tmp_path / "a"), str(tmp_path / "out"), layout="genre", root=str(tmp_path))
+    index = pd.read_csv(done["index"])
+    assert sorted(index["labels"]) == sorted(f.parent.name for f in gtzan_files[:4]) and done["task"] == "singlelabel"
+
+
+SHIPPED = sorted(p.name for p in (ROOT / "tagger/models").iterdir() if (p / "model.keras").exists())
+ENTRY_POINTS = {
+    "load_head": "from tagger.heads import load_head; m = load_head(B)",
+    "tagging": "from tagger.predict import Head; m = Head(B).head",
+    "export": "from tagger.bundle import export; import tempfile; from tagger.heads import load_head;"
+              " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
+    "training resume": "import tagger.train, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
+                       " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"
+                       " json.dump({'epoch': 1}, open(os.path.join(d, 'epoch-0001.json'), 'w'));"
+                       " m = tagger.train._latest_checkpoint(d)[0]",
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_bundle_loads_in_a_fresh_interpreter(name, entry):
+    """A fresh process that imports only the module of one entry point loads the bundle (custom layers registered)."""
+    code = f"import os; B = os.path.join('tagger', 'models', {name!r}); {ENTRY_POINTS[entry]}; print(m.count_params())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and int(done.stdout.split()[-1]) > 0, done.stderr[-2000:]
