@@ -41,7 +41,7 @@ setup(
         "audiomentations==0.43.1",  # tagger prepare --augment
     ],
     extras_require={
-        "test": ["pytest==9.2.0"],
+        "test": ["pytest==9.2.0", "ruff==0.17.6"],  # ruff: lint and format, checked by .ci/run (.ruff.toml)
         "cloud": [],
         # the Beam pipeline (tagger embed/tag --runner beam | DataflowRunner); imported only by that path
         "beam": ["apache-beam[gcp]==2.77.0"],

@@ -43,9 +43,13 @@ def main():
         copies = [(Augmented(str(p), 1, augment_seed(p.stem, 1), every), p.stem + "@aug1") for p in paths]
         for label, items in (("patches only", plain), ("augmented (all 7 transforms) + patches", copies)):
             started = time.perf_counter()
-            summary = embed_items(items, tmp / f"cache-{len(label)}", embedder=PatchExtractor(), workers=workers, progress=False)
+            summary = embed_items(
+                items, tmp / f"cache-{len(label)}", embedder=PatchExtractor(), workers=workers, progress=False
+            )
             seconds = time.perf_counter() - started
-            print(f"{label}: {summary['embedded']} clips in {seconds:.1f} s = {summary['embedded'] / seconds:.2f} clips/s")
+            print(
+                f"{label}: {summary['embedded']} clips in {seconds:.1f} s = {summary['embedded'] / seconds:.2f} clips/s"
+            )
 
 
 if __name__ == "__main__":

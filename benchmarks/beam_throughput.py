@@ -49,8 +49,13 @@ def main():
             local.append(time.perf_counter() - t0)
             assert summary["embedded"] == n, summary
             t0 = time.perf_counter()
-            summary = run_embed([str(p) for p in paths], str(tmp / f"beam{r}"), embedder=emb, runner="beam",
-                                pipeline_args=["--direct_num_workers=1", "--direct_running_mode=in_memory"])
+            summary = run_embed(
+                [str(p) for p in paths],
+                str(tmp / f"beam{r}"),
+                embedder=emb,
+                runner="beam",
+                pipeline_args=["--direct_num_workers=1", "--direct_running_mode=in_memory"],
+            )
             beam.append(time.perf_counter() - t0)
             assert summary["embedded"] == n, summary
         t0 = time.perf_counter()
@@ -61,16 +66,24 @@ def main():
             frontend.waveform_to_patches(audio.load(p))
         decode_per_clip = (time.perf_counter() - t0) / min(8, n)
         local_s, beam_s = float(np.median(local)), float(np.median(beam))
-        print(f"clips: {n} x 30 s ({kind}), batch {args.batch_size}, cpus {os.cpu_count()}, medians of {args.repeats} runs")
+        print(
+            f"clips: {n} x 30 s ({kind}), batch {args.batch_size}, cpus {os.cpu_count()}, medians of {args.repeats} runs"
+        )
         print(f"tagger embed          : {n / local_s:6.2f} clips/s (decode workers beside the network)")
-        print(f"DirectRunner (beam)   : {n / beam_s:6.2f} clips/s (one process: decode, network, entry writes in turn)"
-              f" = {local_s / beam_s:.0%} of tagger embed")
-        print(f"network only          : {n / net_s:6.2f} clips/s; decode + frontend: {1 / decode_per_clip:.2f} clips/s per core")
+        print(
+            f"DirectRunner (beam)   : {n / beam_s:6.2f} clips/s (one process: decode, network, entry writes in turn)"
+            f" = {local_s / beam_s:.0%} of tagger embed"
+        )
+        print(
+            f"network only          : {n / net_s:6.2f} clips/s; decode + frontend: {1 / decode_per_clip:.2f} clips/s per core"
+        )
         cores = os.cpu_count() or 1
         worker = min(n / net_s, (cores - 1 or 1) / decode_per_clip)
-        print(f"projection (not measured) for a Dataflow worker like this machine: min(network {n / net_s:.2f},"
-              f" decode {(cores - 1 or 1) / decode_per_clip:.2f} on {cores - 1 or 1} cores) = {worker:.2f} clips/s;"
-              f" 1,000,000 clips = {1e6 / worker / 3600:.0f} worker-hours")
+        print(
+            f"projection (not measured) for a Dataflow worker like this machine: min(network {n / net_s:.2f},"
+            f" decode {(cores - 1 or 1) / decode_per_clip:.2f} on {cores - 1 or 1} cores) = {worker:.2f} clips/s;"
+            f" 1,000,000 clips = {1e6 / worker / 3600:.0f} worker-hours"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

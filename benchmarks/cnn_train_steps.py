@@ -46,13 +46,18 @@ def main():
     y = keras.utils.to_categorical(rng.integers(0, 10, args.batch_size), 10)
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights or write_checkpoint(random_weights(0), os.path.join(tmp, "vggish_model.ckpt"), version=2)
-        rows = {name: (lambda name=name: (build_head(name, 10, "singlelabel"), keras.optimizers.Adam(1e-3)))
-                for name in ("cnn4", "cnn_gru", "parallel_cnn", "cnn_lstm")}
+        rows = {
+            name: (lambda name=name: (build_head(name, 10, "singlelabel"), keras.optimizers.Adam(1e-3)))
+            for name in ("cnn4", "cnn_gru", "parallel_cnn", "cnn_lstm")
+        }
         for train in ("none", "fc", "all"):
             rows[f"vggish {train} + attention"] = lambda train=train: (
-                trunk_model(build_head("attention", 10, "singlelabel"), load_trunk(weights=weights, train=train,
-                                                                                   dtype="float16" if device == "GPU" else "float32")),
-                optimizer("adam", trunk_scale=0.1, learning_rate=1e-3))
+                trunk_model(
+                    build_head("attention", 10, "singlelabel"),
+                    load_trunk(weights=weights, train=train, dtype="float16" if device == "GPU" else "float32"),
+                ),
+                optimizer("adam", trunk_scale=0.1, learning_rate=1e-3),
+            )
         print(f"batch {args.batch_size} x window {args.window} patches, {args.steps} steps per timing, {device}")
         for name, make in rows.items():
             if args.only and name not in args.only:
@@ -66,7 +71,9 @@ def main():
                 for _ in range(args.steps):
                     model.train_on_batch((x, mask), y)
                 times.append(time.perf_counter() - started)
-            print(f"{name:28s} {args.steps / np.median(times):7.2f} steps/s ({model.count_params() / 1e6:.2f} M parameters)")
+            print(
+                f"{name:28s} {args.steps / np.median(times):7.2f} steps/s ({model.count_params() / 1e6:.2f} M parameters)"
+            )
 
 
 if __name__ == "__main__":

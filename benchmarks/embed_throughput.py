@@ -33,9 +33,16 @@ def main():
     from common import alternate, inputs, parser
 
     ap = parser(__doc__)
-    ap.add_argument("--precision", action="append", choices=("bfloat16", "float16"), default=[],
-                    help="also time the network in this precision and print its error (repeatable)")
-    ap.add_argument("--bfloat16", action="append_const", dest="precision", const="bfloat16", help="= --precision bfloat16")
+    ap.add_argument(
+        "--precision",
+        action="append",
+        choices=("bfloat16", "float16"),
+        default=[],
+        help="also time the network in this precision and print its error (repeatable)",
+    )
+    ap.add_argument(
+        "--bfloat16", action="append_const", dest="precision", const="bfloat16", help="= --precision bfloat16"
+    )
     args = ap.parse_args()
 
     from tagger.embed import Embedder, embed_files
@@ -49,7 +56,9 @@ def main():
         holder = {}
 
         def end_to_end():
-            summary = embed_files(paths, tmp / "cache", embedder=emb, workers=args.workers, overwrite=True, progress=False)
+            summary = embed_files(
+                paths, tmp / "cache", embedder=emb, workers=args.workers, overwrite=True, progress=False
+            )
             if summary["failed"]:
                 raise SystemExit(f"benchmark clips failed: {summary['failures'][:3]}")
 
@@ -63,11 +72,15 @@ def main():
         print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, batch {args.batch_size}, cpus {os.cpu_count()}")
         print(f"network only : {n / net_s:7.2f} clips/s  ({len(patches) / net_s:7.1f} patches/s)")
         print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + network + cache write)")
-        print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
-              f" per-run ratios {per_run})")
+        print(
+            f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
+            f" per-run ratios {per_run})"
+        )
         import tensorflow as tf
 
-        print(f"device       : {'GPU ' + str(tf.config.list_physical_devices('GPU')) if tf.config.list_physical_devices('GPU') else 'CPU'}")
+        print(
+            f"device       : {'GPU ' + str(tf.config.list_physical_devices('GPU')) if tf.config.list_physical_devices('GPU') else 'CPU'}"
+        )
         for precision in dict.fromkeys(args.precision):
             low = Embedder(weights, batch_size=args.batch_size, dtype=precision)
             low.run(patches[: args.batch_size])

@@ -40,8 +40,10 @@ def main():
             started = time.perf_counter()
             summary = features_to_file([str(p) for p in paths], out, workers=workers, progress=False)
             seconds = time.perf_counter() - started
-            print(f"workers={workers}: {summary['extracted']} clips in {seconds:.1f} s = {summary['extracted'] / seconds:.2f} clips/s"
-                  f" ({summary['extracted'] / seconds / workers:.2f} per worker)")
+            print(
+                f"workers={workers}: {summary['extracted']} clips in {seconds:.1f} s = {summary['extracted'] / seconds:.2f} clips/s"
+                f" ({summary['extracted'] / seconds / workers:.2f} per worker)"
+            )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "experiments/audioset_music_dense.json"))
     ap.add_argument("--batches", type=int, default=1000)
-    ap.add_argument("--synthetic", metavar="N,T,TAGS", default=None,
-                    help="random tracks instead of the config's data, e.g. 15000,30,50 (MagnaTagATune-shaped)")
+    ap.add_argument(
+        "--synthetic",
+        metavar="N,T,TAGS",
+        default=None,
+        help="random tracks instead of the config's data, e.g. 15000,30,50 (MagnaTagATune-shaped)",
+    )
     args = ap.parse_args()
     os.chdir(ROOT)
     import numpy as np
@@ -52,8 +56,17 @@ def main():
         cfg = load_config(args.config)
         _, emb, y = load_split(cfg, "train")
     mux = cfg["mux"]
-    s = training_stream(emb, y, window=cfg["window"], batch_size=cfg["batch_size"], n_active=mux["n_active"],
-                        rate=mux["rate"], seed=0, weighting=mux["weighting"], draw=mux["draw"])
+    s = training_stream(
+        emb,
+        y,
+        window=cfg["window"],
+        batch_size=cfg["batch_size"],
+        n_active=mux["n_active"],
+        rate=mux["rate"],
+        seed=0,
+        weighting=mux["weighting"],
+        draw=mux["draw"],
+    )
     next(s)
     t0 = time.perf_counter()
     batches = []
@@ -75,8 +88,10 @@ def main():
         b = batches[i % KEEP]
         model.train_on_batch((b["x"], b["mask"]), b["y"])
     consume = steps / (time.perf_counter() - t0)
-    print(f"config: {args.config}: {len(emb)} tracks, batch {cfg['batch_size']} x {cfg['window']} patches,"
-          f" mux draw {mux['draw']}, n_active {mux['n_active']}, head {cfg['head']['name']}")
+    print(
+        f"config: {args.config}: {len(emb)} tracks, batch {cfg['batch_size']} x {cfg['window']} patches,"
+        f" mux draw {mux['draw']}, n_active {mux['n_active']}, head {cfg['head']['name']}"
+    )
     print(f"pipeline produces : {produce:8.1f} batches/s (TrackMux + buffer_stream)")
     print(f"  for reference   : {reference:8.1f} batches/s through pescador.StochasticMux")
     print(f"model consumes    : {consume:8.1f} batches/s (train_on_batch)")
@@ -91,9 +106,17 @@ def pescador_rate(emb, y, cfg, n_batches):
     from tagger.streams import track_weights, track_windows
 
     mux, rng = cfg["mux"], np.random.default_rng(0)
-    streamers = [pescador.Streamer(track_windows, e, t, window=cfg["window"], rng=rng, draw=mux["draw"]) for e, t in zip(emb, y)]
-    stochastic = pescador.StochasticMux(streamers, n_active=min(mux["n_active"], len(streamers)), rate=mux["rate"],
-                                        weights=track_weights(y, mux["weighting"]), mode="with_replacement", random_state=0)
+    streamers = [
+        pescador.Streamer(track_windows, e, t, window=cfg["window"], rng=rng, draw=mux["draw"]) for e, t in zip(emb, y)
+    ]
+    stochastic = pescador.StochasticMux(
+        streamers,
+        n_active=min(mux["n_active"], len(streamers)),
+        rate=mux["rate"],
+        weights=track_weights(y, mux["weighting"]),
+        mode="with_replacement",
+        random_state=0,
+    )
     s = pescador.buffer_stream(stochastic, cfg["batch_size"] // mux["draw"], axis=0)
     next(s)
     t0 = time.perf_counter()

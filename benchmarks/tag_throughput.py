@@ -26,7 +26,9 @@ def main():
 
     ap = parser(__doc__)
     ap.add_argument("--model", default="music")
-    ap.add_argument("--pca", default=os.environ.get("TAGGER_VGGISH_PCA", str(ROOT.parent / "shared/vggish/vggish_pca_params.npz")))
+    ap.add_argument(
+        "--pca", default=os.environ.get("TAGGER_VGGISH_PCA", str(ROOT.parent / "shared/vggish/vggish_pca_params.npz"))
+    )
     args = ap.parse_args()
 
     from tagger.predict import Tagger, tag_to_file
@@ -41,17 +43,23 @@ def main():
         runs = iter(range(args.repeats))
 
         def end_to_end():
-            summary = tag_to_file(tagger, [tmp / "clips"], tmp / f"tags{next(runs)}.csv", workers=args.workers, progress=False)
+            summary = tag_to_file(
+                tagger, [tmp / "clips"], tmp / f"tags{next(runs)}.csv", workers=args.workers, progress=False
+            )
             if summary["failed"]:
                 raise SystemExit(f"benchmark clips failed: see {summary['errors_file']}")
 
         net_s, e2e_s, per_run = alternate(lambda: emb.run(patches), end_to_end, args.repeats)
         n = len(paths)
-        print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, model {args.model}, batch {args.batch_size}, cpus {os.cpu_count()}")
+        print(
+            f"clips: {n} x 30 s ({kind}), {len(patches)} patches, model {args.model}, batch {args.batch_size}, cpus {os.cpu_count()}"
+        )
         print(f"network only : {n / net_s:7.2f} clips/s")
         print(f"end to end   : {n / e2e_s:7.2f} clips/s  (decode + frontend + VGGish + head + CSV)")
-        print(f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
-              f" per-run ratios {per_run})")
+        print(
+            f"ratio        : {net_s / e2e_s:7.1%} of network-only (medians of {args.repeats} alternating runs;"
+            f" per-run ratios {per_run})"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -36,9 +36,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DATA = ROOT / "data/audioset"
 GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 # the sub-genres (AudioSet ontology) of the ten genres
-SUBGENRES = {"Opera": "Classical music", "Bluegrass": "Country", "Swing music": "Country", "Trap music": "Hip hop music",
-             "Grime music": "Hip hop music", "Dub": "Reggae", "Psychedelic rock": "Rock music",
-             "Progressive rock": "Rock music", "Grunge": "Rock music", "Rock and roll": "Rock music", "Punk rock": "Rock music"}
+SUBGENRES = {
+    "Opera": "Classical music",
+    "Bluegrass": "Country",
+    "Swing music": "Country",
+    "Trap music": "Hip hop music",
+    "Grime music": "Hip hop music",
+    "Dub": "Reggae",
+    "Psychedelic rock": "Rock music",
+    "Progressive rock": "Rock music",
+    "Grunge": "Rock music",
+    "Rock and roll": "Rock music",
+    "Punk rock": "Rock music",
+}
 
 
 def load(vocab, keep=None):
@@ -63,7 +73,10 @@ def logistic(f_train, y_train, f_test, y_test):
     from tagger.baseline import logistic_scores
     from tagger.metrics import monitor_score
 
-    return {C: monitor_score("singlelabel", y_test, logistic_scores(f_train, y_train, f_test, "singlelabel", C=C)) for C in GRID}
+    return {
+        C: monitor_score("singlelabel", y_test, logistic_scores(f_train, y_train, f_test, "singlelabel", C=C))
+        for C in GRID
+    }
 
 
 def fit_scored(model, train, test, *, epochs, every, batch_size):
@@ -81,9 +94,21 @@ def dense_head(n_outputs, task, train, *, members=1):
     from tagger.heads import build_head, input_stats, prior_bias
 
     x, m, y = train
-    model = build_head("dense", n_outputs, task, members=members, hidden=256, n_layers=2, dropout=0.5, standardize=True,
-                       output_bias=prior_bias(y, task), input_stats=input_stats([xi[mi > 0] for xi, mi in zip(x, m)]))
-    model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy" if task == "singlelabel" else "binary_crossentropy")
+    model = build_head(
+        "dense",
+        n_outputs,
+        task,
+        members=members,
+        hidden=256,
+        n_layers=2,
+        dropout=0.5,
+        standardize=True,
+        output_bias=prior_bias(y, task),
+        input_stats=input_stats([xi[mi > 0] for xi, mi in zip(x, m)]),
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-3), "categorical_crossentropy" if task == "singlelabel" else "binary_crossentropy"
+    )
     return model
 
 
@@ -95,8 +120,14 @@ def probe_fixed(genre, fold, seed, gvid):
         for k in range(5):
             keras.utils.set_random_seed(seed)
             train, test = [tuple(a[sel] for a in genre) for sel in (fold != k, fold == k)]
-            scores = fit_scored(dense_head(10, "singlelabel", train, members=members), train, test,
-                                epochs=60, every=10, batch_size=32 * members)
+            scores = fit_scored(
+                dense_head(10, "singlelabel", train, members=members),
+                train,
+                test,
+                epochs=60,
+                every=10,
+                batch_size=32 * members,
+            )
             for e, s in scores.items():
                 out.setdefault(f"dense x{members}, {e} epochs", []).append(s)
     return out
@@ -115,7 +146,9 @@ def probe_transfer(genre, fold, seed, gvid):
         pre = dense_head(my.shape[1], "multilabel", (mx[keep], mm[keep], my[keep]))
         pre.fit([mx[keep], mm[keep]], my[keep], batch_size=128, epochs=10, verbose=0)
         train, test = [tuple(a[sel] for a in genre) for sel in (fold != k, fold == k)]
-        out_layer = keras.layers.Dense(10, activation="softmax", bias_initializer=keras.initializers.Constant(prior_bias(train[2], "singlelabel")))
+        out_layer = keras.layers.Dense(
+            10, activation="softmax", bias_initializer=keras.initializers.Constant(prior_bias(train[2], "singlelabel"))
+        )
         model = keras.Model(pre.inputs, out_layer(pre.get_layer("output").input))
         model.compile(keras.optimizers.Adam(1e-3), "categorical_crossentropy")
         for e, s in fit_scored(model, train, test, epochs=40, every=5, batch_size=32).items():
@@ -141,7 +174,9 @@ def simclr_encoder(x, m, seed, *, epochs=20, batch_size=512, temperature=0.1):
 
     def view(xb, mb):
         h = tf.reshape(encoder(tf.reshape(xb, (-1, x.shape[-1])), training=True), (tf.shape(xb)[0], x.shape[1], -1))
-        return tf.math.l2_normalize(projection(tf.reduce_sum(h * mb[..., None], 1) / tf.reduce_sum(mb, 1, keepdims=True), training=True), -1)
+        return tf.math.l2_normalize(
+            projection(tf.reduce_sum(h * mb[..., None], 1) / tf.reduce_sum(mb, 1, keepdims=True), training=True), -1
+        )
 
     @tf.function
     def step(xb, m1, m2):
@@ -149,8 +184,9 @@ def simclr_encoder(x, m, seed, *, epochs=20, batch_size=512, temperature=0.1):
             z1, z2 = view(xb, m1), view(xb, m2)
             logits = tf.matmul(z1, z2, transpose_b=True) / temperature
             target = tf.range(tf.shape(z1)[0])
-            loss = (keras.losses.sparse_categorical_crossentropy(target, logits, from_logits=True)
-                    + keras.losses.sparse_categorical_crossentropy(target, tf.transpose(logits), from_logits=True))
+            loss = keras.losses.sparse_categorical_crossentropy(
+                target, logits, from_logits=True
+            ) + keras.losses.sparse_categorical_crossentropy(target, tf.transpose(logits), from_logits=True)
             loss = tf.reduce_mean(loss) / 2
         variables = encoder.trainable_variables + projection.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -159,7 +195,7 @@ def simclr_encoder(x, m, seed, *, epochs=20, batch_size=512, temperature=0.1):
     for _ in range(epochs):
         order = rng.permutation(len(x))
         for start in range(0, len(x) - batch_size + 1, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             mb = m[idx]
             r = rng.random(mb.shape) * mb
             half = r > np.nanmedian(np.where(mb > 0, r, np.nan), axis=1, keepdims=True)
@@ -195,7 +231,9 @@ def probe_subtree(genre, fold, seed, gvid):
         mapped = {SUBGENRES.get(n, n) for n in labels.split("|") if n in names or n in SUBGENRES}
         return mapped.pop() if len(mapped) == 1 else None
 
-    df, ex, em, _, evid = load("527", keep=lambda d: ~d["track_id"].isin(in_genre10) & d["labels"].map(only_genre).notna())
+    df, ex, em, _, evid = load(
+        "527", keep=lambda d: ~d["track_id"].isin(in_genre10) & d["labels"].map(only_genre).notna()
+    )
     ey = tracks.label_matrix(df["labels"].map(only_genre).tolist(), names)
     print(f"{len(df)} extra segments: {df['labels'].map(only_genre).value_counts().to_dict()}")
     out = {}
@@ -206,7 +244,9 @@ def probe_subtree(genre, fold, seed, gvid):
         for C, s in logistic(mean_pool(train[0], train[1]), train[2], mean_pool(test[0], test[1]), test[2]).items():
             out.setdefault(f"logistic regression + sub-genre segments, C={C}", []).append(s)
         keras.utils.set_random_seed(seed)
-        for e, s in fit_scored(dense_head(10, "singlelabel", train), train, test, epochs=60, every=10, batch_size=32).items():
+        for e, s in fit_scored(
+            dense_head(10, "singlelabel", train), train, test, epochs=60, every=10, batch_size=32
+        ).items():
             out.setdefault(f"dense + sub-genre segments, {e} epochs", []).append(s)
     return out
 
@@ -228,7 +268,9 @@ def main():
     results = PROBES[args.probe](genre, fold, args.seed, gvid)
     base = {C: [] for C in GRID}
     for k in range(5):
-        for C, s in logistic(mean_pool(x[fold != k], m[fold != k]), y[fold != k], mean_pool(x[fold == k], m[fold == k]), y[fold == k]).items():
+        for C, s in logistic(
+            mean_pool(x[fold != k], m[fold != k]), y[fold != k], mean_pool(x[fold == k], m[fold == k]), y[fold == k]
+        ).items():
             base[C].append(s)
     for C, s in base.items():
         print(f"baseline, C={C}: {np.mean(s):.4f} ± {np.std(s):.4f}")

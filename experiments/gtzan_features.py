@@ -58,9 +58,11 @@ def _model(kind, c):
 def _report(y_true, y_pred, labels):
     from sklearn import metrics as skm
 
-    return {"accuracy": float(skm.accuracy_score(y_true, y_pred)),
-            "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro")),
-            "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro")),
+        "confusion": skm.confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
 
 
 def filtered(data_dir, study_dir):
@@ -83,8 +85,15 @@ def filtered(data_dir, study_dir):
     test = evaluate(run, split="test", plots=True)
     with open(os.path.join(run, "metrics.json"), encoding="utf-8") as f:
         valid_acc = json.load(f)["valid_score"]
-    out["mlp"] = {"params": study["best_params"], "trials": study["n_trials"], "run": run, "valid_accuracy": valid_acc,
-                  "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "confusion": test["confusion"]}
+    out["mlp"] = {
+        "params": study["best_params"],
+        "trials": study["n_trials"],
+        "run": run,
+        "valid_accuracy": valid_acc,
+        "accuracy": test["accuracy"],
+        "macro_f1": test["macro_f1"],
+        "confusion": test["confusion"],
+    }
     out["labels"] = labels
     out["n"] = {"train": len(y_tr), "valid": len(y_va), "test": len(y_te)}
     return out
@@ -108,18 +117,34 @@ def stratified_cv(data_dir, study_dir, work_dir):
             grid.fit(x[tr], y[tr])
             scores.append(float(grid.score(x[te], y[te])))
             chosen.append(list(grid.best_params_.values())[0])
-        out[kind] = {"fold_accuracy": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)), "C_per_fold": chosen}
+        out[kind] = {
+            "fold_accuracy": scores,
+            "mean": float(np.mean(scores)),
+            "std": float(np.std(scores)),
+            "C_per_fold": chosen,
+        }
     with open(os.path.join(study_dir, "summary.json"), encoding="utf-8") as f:
         best_params = json.load(f)["best_params"]
     cfg = load_config(str(ROOT / "experiments/gtzan_features_mlp.json"))
     cfg = with_values(cfg, best_params)
-    cfg["data"] = {**cfg["data"], "index": os.path.join(data_dir, "index.csv"), "cache": os.path.join(data_dir, "cache"),
-                   "vocabulary": os.path.join(data_dir, "vocab.json"), "cv_folds": 5}
+    cfg["data"] = {
+        **cfg["data"],
+        "index": os.path.join(data_dir, "index.csv"),
+        "cache": os.path.join(data_dir, "cache"),
+        "vocabulary": os.path.join(data_dir, "vocab.json"),
+        "cv_folds": 5,
+    }
     cfg["mux"] = {**cfg["mux"], "n_active": 600}
     started = time.perf_counter()
     summary = train(copy.deepcopy(cfg), os.path.join(work_dir, "mlp_stratified_cv"), verbose=0)
-    out["mlp"] = {"fold_accuracy": summary["fold_scores"], "mean": summary["mean"], "std": summary["std"],
-                  "params": best_params, "protocol": summary["protocol"], "seconds": round(time.perf_counter() - started, 1)}
+    out["mlp"] = {
+        "fold_accuracy": summary["fold_scores"],
+        "mean": summary["mean"],
+        "std": summary["std"],
+        "params": best_params,
+        "protocol": summary["protocol"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     return out
 
 
@@ -130,15 +155,22 @@ def main():
     parser.add_argument("--work", default=None, help="folder for the cross-validation runs (default STUDY_DIR/..)")
     parser.add_argument("--out", default=str(ROOT / "experiments/results_gtzan_features.json"))
     args = parser.parse_args()
-    result = {"filtered": filtered(os.path.join(args.data, "gtzan_features"), args.study_dir),
-              "stratified_5fold_cv": stratified_cv(os.path.join(args.data, "gtzan_features_stratified"), args.study_dir,
-                                                   args.work or os.path.dirname(os.path.abspath(args.study_dir)))}
+    result = {
+        "filtered": filtered(os.path.join(args.data, "gtzan_features"), args.study_dir),
+        "stratified_5fold_cv": stratified_cv(
+            os.path.join(args.data, "gtzan_features_stratified"),
+            args.study_dir,
+            args.work or os.path.dirname(os.path.abspath(args.study_dir)),
+        ),
+    }
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
     for name in ("logreg", "svm_rbf", "mlp"):
         r, cv = result["filtered"][name], result["stratified_5fold_cv"][name]
-        print(f"{name:8s} filtered test accuracy {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} (valid {r['valid_accuracy']:.4f});"
-              f" stratified 5-fold CV {cv['mean']:.4f} ± {cv['std']:.4f}")
+        print(
+            f"{name:8s} filtered test accuracy {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} (valid {r['valid_accuracy']:.4f});"
+            f" stratified 5-fold CV {cv['mean']:.4f} ± {cv['std']:.4f}"
+        )
 
 
 if __name__ == "__main__":

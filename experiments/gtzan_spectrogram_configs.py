@@ -15,9 +15,15 @@ import pathlib
 OUT = pathlib.Path(__file__).resolve().parent / "gtzan"
 
 BASE = {
-    "window": 3, "batch_size": 32, "epochs": 60, "steps_per_epoch": 40,
-    "mux": {"n_active": 128, "rate": 4.0}, "optimizer": {"name": "adam", "learning_rate": 0.001},
-    "early_stopping": {"patience": 10}, "reduce_lr": {"factor": 0.5, "patience": 3, "min_lr": 1e-5}, "seed": 0,
+    "window": 3,
+    "batch_size": 32,
+    "epochs": 60,
+    "steps_per_epoch": 40,
+    "mux": {"n_active": 128, "rate": 4.0},
+    "optimizer": {"name": "adam", "learning_rate": 0.001},
+    "early_stopping": {"patience": 10},
+    "reduce_lr": {"factor": 0.5, "patience": 3, "min_lr": 1e-5},
+    "seed": 0,
 }
 HEADS = {
     "cnn4": ("melspec", {"name": "cnn4"}, None),
@@ -25,8 +31,11 @@ HEADS = {
     "parallel_cnn": ("melspec", {"name": "parallel_cnn"}, None),
     "cnn_lstm": ("melspec", {"name": "cnn_lstm"}, None),
     "vggish_attention": ("vggish", {"name": "attention", "hidden": 256, "n_layers": 2, "dropout": 0.5}, None),
-    "vggish_finetune_fc": ("melspec", {"name": "attention", "hidden": 256, "n_layers": 2, "dropout": 0.5},
-                           {"name": "vggish", "weights": None, "train": "fc", "learning_rate_scale": 0.1}),
+    "vggish_finetune_fc": (
+        "melspec",
+        {"name": "attention", "hidden": 256, "n_layers": 2, "dropout": 0.5},
+        {"name": "vggish", "weights": None, "train": "fc", "learning_rate_scale": 0.1},
+    ),
 }
 
 
@@ -37,9 +46,17 @@ def main():
             for head, (frontend, head_cfg, trunk) in HEADS.items():
                 data = f"data/{genres}_{frontend}{aug}"
                 name = f"{genres}{aug}_{head}"
-                cfg = {"name": name, "data": {"index": f"{data}/index.csv", "cache": f"{data}/cache",
-                                              "vocabulary": f"{data}/vocab.json", "task": "singlelabel"},
-                       "head": head_cfg, **BASE}
+                cfg = {
+                    "name": name,
+                    "data": {
+                        "index": f"{data}/index.csv",
+                        "cache": f"{data}/cache",
+                        "vocabulary": f"{data}/vocab.json",
+                        "task": "singlelabel",
+                    },
+                    "head": head_cfg,
+                    **BASE,
+                }
                 if frontend == "vggish":
                     cfg["window"] = 10
                 if trunk:

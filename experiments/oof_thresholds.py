@@ -34,8 +34,11 @@ def f1_summary(y, scores, thresholds):
 
     pred = (scores >= thresholds[None, :]).astype(int)
     cols = np.flatnonzero(y.sum(0) > 0)
-    return {"macro_f1": float(f1_score(y[:, cols], pred[:, cols], average="macro", zero_division=0)),
-            "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)), "n_tags": int(len(cols))}
+    return {
+        "macro_f1": float(f1_score(y[:, cols], pred[:, cols], average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+        "n_tags": int(len(cols)),
+    }
 
 
 def main():
@@ -88,7 +91,7 @@ def main():
     crossed = np.zeros(y.shape, np.float32)
     for k in range(args.folds):
         others = folds != k
-        crossed[folds == k] = (oof[folds == k] >= choose_thresholds(y[others], oof[others])[None, :])
+        crossed[folds == k] = oof[folds == k] >= choose_thresholds(y[others], oof[others])[None, :]
     new_thresholds = choose_thresholds(y, oof)
     result = {
         "task": args.task,
@@ -96,18 +99,25 @@ def main():
         "grouped_by": "video_id",
         "n_clips": int(len(ids)),
         "epochs": epochs,
-        "old": {"chosen_on": "the shipped head's own training data (train + valid)",
-                **f1_summary(y, oof, old_thresholds)},
-        "new_cross_validated": {"chosen_on": "out-of-fold predictions of the other folds", **f1_summary(y, crossed, np.full(len(labels), 0.5))},
-        "new_in_sample": {"chosen_on": "all out-of-fold predictions (optimistic: chosen and scored on the same)",
-                          **f1_summary(y, oof, new_thresholds)},
+        "old": {
+            "chosen_on": "the shipped head's own training data (train + valid)",
+            **f1_summary(y, oof, old_thresholds),
+        },
+        "new_cross_validated": {
+            "chosen_on": "out-of-fold predictions of the other folds",
+            **f1_summary(y, crossed, np.full(len(labels), 0.5)),
+        },
+        "new_in_sample": {
+            "chosen_on": "all out-of-fold predictions (optimistic: chosen and scored on the same)",
+            **f1_summary(y, oof, new_thresholds),
+        },
     }
     write_json_atomic(result, ROOT / "experiments/results_thresholds.json")
     write_json_atomic(dict(zip(labels, map(float, new_thresholds))), pathlib.Path(folder, "thresholds.json"))
     shipped["thresholds"] = {
         "chosen_on": f"out-of-fold predictions: AudioSet bal_train train + valid in {args.folds} folds grouped by video,"
-                     f" a head of this recipe ({epochs} epochs) trained on the other folds predicting each;"
-                     " per tag the F1-maximising threshold on the pooled predictions",
+        f" a head of this recipe ({epochs} epochs) trained on the other folds predicting each;"
+        " per tag the F1-maximising threshold on the pooled predictions",
         "heldout_macro_f1": result["new_cross_validated"]["macro_f1"],
         "heldout_macro_f1_previous_thresholds": result["old"]["macro_f1"],
         "details": "experiments/results_thresholds.json",

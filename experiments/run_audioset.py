@@ -17,7 +17,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,7 +59,9 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))
     ap.add_argument("--only", default=None, help="vocabulary: 527, music or genre10")
     ap.add_argument("--heads", default=None, help="comma-separated heads to run (default: all)")
-    ap.add_argument("--table-only", action="store_true", help="train nothing: fill missing ROC-AUC values, rewrite the table")
+    ap.add_argument(
+        "--table-only", action="store_true", help="train nothing: fill missing ROC-AUC values, rewrite the table"
+    )
     args = ap.parse_args()
     os.chdir(ROOT)
     from preprocess import audioset
@@ -87,8 +88,13 @@ def main():
         started = time.perf_counter()
         metrics = train(cfg, f"runs/{name}", verbose=0)
         wall = time.perf_counter() - started
-        head = {"score": metrics.get("valid_score", metrics.get("mean")), "std": metrics.get("std"),
-                "fold_scores": metrics.get("fold_scores"), "wall_s": round(wall, 1), "best_epoch": metrics.get("best_epoch")}
+        head = {
+            "score": metrics.get("valid_score", metrics.get("mean")),
+            "std": metrics.get("std"),
+            "fold_scores": metrics.get("fold_scores"),
+            "wall_s": round(wall, 1),
+            "best_epoch": metrics.get("best_epoch"),
+        }
         if cfg["data"]["task"] == "multilabel":
             head["roc_auc"] = head_roc_auc(f"runs/{name}")
         entry = results.setdefault(vocab, {"heads": {}})
@@ -97,7 +103,11 @@ def main():
             t0 = time.perf_counter()
             entry["baseline"] = baseline(cfg, grid=BASELINE_C_FOR.get(vocab, BASELINE_C))
             entry["baseline"]["wall_s"] = round(time.perf_counter() - t0, 1)
-        entry["monitor"] = "accuracy (nested 5-fold CV, grouped by video)" if cfg["data"]["cv_folds"] > 1 else "macro PR-AUC (validation split)"
+        entry["monitor"] = (
+            "accuracy (nested 5-fold CV, grouped by video)"
+            if cfg["data"]["cv_folds"] > 1
+            else "macro PR-AUC (validation split)"
+        )
         print(f"{name}: {head['score']:.4f} (baseline {entry['baseline']['mean']:.4f}) in {wall:.0f}s", flush=True)
         out_path.write_text(json.dumps(results, indent=1))
     write_table(results)
@@ -118,8 +128,10 @@ def fill_roc(results):
 
 
 def write_table(results):
-    lines = ["| task | metric | head | score | baseline (LogReg) | margin | ROC-AUC (head / baseline) | train wall time (CPU) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| task | metric | head | score | baseline (LogReg) | margin | ROC-AUC (head / baseline) | train wall time (CPU) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for vocab in ("music", "527", "genre10"):
         if vocab not in results:
             continue
@@ -130,7 +142,9 @@ def write_table(results):
         for head, h in sorted(r["heads"].items()):
             score = f"{h['score']:.4f}" + (f" ± {h['std']:.4f}" if h.get("std") is not None else "")
             roc = f"{h['roc_auc']:.4f} / {b['roc_auc']:.4f}" if "roc_auc" in h and "roc_auc" in b else "n/a"
-            lines.append(f"| {vocab} | {r['monitor']} | {head} | {score} | {bl} | {h['score'] - b['mean']:+.4f} | {roc} | {h['wall_s']:.0f} s |")
+            lines.append(
+                f"| {vocab} | {r['monitor']} | {head} | {score} | {bl} | {h['score'] - b['mean']:+.4f} | {roc} | {h['wall_s']:.0f} s |"
+            )
     readme = ROOT / "experiments/README.md"
     text = readme.read_text() if readme.exists() else "<!-- results:begin -->\n<!-- results:end -->\n"
     begin, end = "<!-- results:begin -->", "<!-- results:end -->"

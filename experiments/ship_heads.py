@@ -41,7 +41,9 @@ def main():
         cfg = load_config(heads[best]["config"])
         experiment = ROOT / "runs" / pathlib.Path(heads[best]["config"]).stem
         if cfg["data"]["cv_folds"] > 1:
-            schedules = sorted((read_schedule(str(experiment / f"fold{k}-select")) for k, _ in nested_folds(cfg)), key=len)
+            schedules = sorted(
+                (read_schedule(str(experiment / f"fold{k}-select")) for k, _ in nested_folds(cfg)), key=len
+            )
             schedule = schedules[len(schedules) // 2]
         else:
             schedule = read_schedule(str(experiment))
@@ -53,11 +55,24 @@ def main():
         run = f"runs/ship_{task}"
         # valid is part of the training data here: it is only scored, the last epoch is shipped
         fit(cfg, run, train_data=every, valid_data=valid, schedule=schedule, verbose=0)
-        metrics = {"task": task, "head": best, "experiment": heads[best], "baseline": results[task]["baseline"],
-                   "monitor": results[task]["monitor"], "trained_on": "AudioSet bal_train, train + valid", "epochs": epochs}
+        metrics = {
+            "task": task,
+            "head": best,
+            "experiment": heads[best],
+            "baseline": results[task]["baseline"],
+            "monitor": results[task]["monitor"],
+            "trained_on": "AudioSet bal_train, train + valid",
+            "epochs": epochs,
+        }
         (pathlib.Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        bundle.export(run, f"tagger/models/{task}", embedding="postprocessed", task=cfg["data"]["task"], window=cfg["window"],
-                      note="trained on AudioSet's released VGGish features (PCA-whitened, quantised); raw VGGish output is postprocessed before this head")
+        bundle.export(
+            run,
+            f"tagger/models/{task}",
+            embedding="postprocessed",
+            task=cfg["data"]["task"],
+            window=cfg["window"],
+            note="trained on AudioSet's released VGGish features (PCA-whitened, quantised); raw VGGish output is postprocessed before this head",
+        )
         print(f"{task}: shipped {best} ({epochs} epochs) -> tagger/models/{task}")
     if "music" in tasks:
         print("music: now run experiments/oof_thresholds.py for thresholds chosen on held-out predictions")

@@ -26,7 +26,18 @@ from .common import fold_by_group, split_by_group, write_vocabulary
 __all__ = ["VOCABULARIES", "GENRE10", "WEIGHTS_ID", "read_records", "prepare"]
 
 VOCABULARIES = ("527", "music", "genre10")
-GENRE10 = ["Blues", "Classical music", "Country", "Disco", "Hip hop music", "Jazz", "Heavy metal", "Pop music", "Reggae", "Rock music"]
+GENRE10 = [
+    "Blues",
+    "Classical music",
+    "Country",
+    "Disco",
+    "Hip hop music",
+    "Jazz",
+    "Heavy metal",
+    "Pop music",
+    "Reggae",
+    "Rock music",
+]
 WEIGHTS_ID = "audioset-release-vggish"  # the network of the released features (cache entries' `weights`)
 PCA_ID = "audioset-release-pca"  # they are postprocessed with the official PCA parameters
 MUSIC_MID = "/m/04rlf"
@@ -57,13 +68,25 @@ def read_records(folder):
     def parse(raw):
         ctx, seq = tf.io.parse_single_sequence_example(raw, context_features=context, sequence_features=sequence)
         frames = tf.io.decode_raw(seq["audio_embedding"], tf.uint8)
-        return ctx["video_id"], ctx["start_time_seconds"], ctx["end_time_seconds"], tf.sparse.to_dense(ctx["labels"]), frames
+        return (
+            ctx["video_id"],
+            ctx["start_time_seconds"],
+            ctx["end_time_seconds"],
+            tf.sparse.to_dense(ctx["labels"]),
+            frames,
+        )
 
     records = []
     dataset = tf.data.TFRecordDataset(files).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
     for vid, start, end, labels, frames in dataset.as_numpy_iterator():
         records.append(
-            {"video_id": vid.decode(), "start": float(start), "end": float(end), "labels": labels.tolist(), "frames": frames}
+            {
+                "video_id": vid.decode(),
+                "start": float(start),
+                "end": float(end),
+                "labels": labels.tolist(),
+                "frames": frames,
+            }
         )
     return records
 
@@ -130,14 +153,22 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
     frontend = params.frontend_params()
     os.makedirs(cache_dir, exist_ok=True)
     with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
-        for rec in tqdm(records, desc="cache", unit="segment", disable=(not progress) if progress is not None else None):
+        for rec in tqdm(
+            records, desc="cache", unit="segment", disable=(not progress) if progress is not None else None
+        ):
             tid = track_id(rec)
             if _entry_ok(cache_dir, tid):
                 continue
             times = np.arange(len(rec["frames"])) * params.EXAMPLE_HOP_SECONDS + rec["start"]
             entry = cache.make_entry(
-                rec["frames"], times, kind="postprocessed", pca=PCA_ID, frontend=frontend, weights=WEIGHTS_ID,
-                source=f"audioset:{rec['video_id']}:{rec['start']:.3f}", duration=rec["end"] - rec["start"],
+                rec["frames"],
+                times,
+                kind="postprocessed",
+                pca=PCA_ID,
+                frontend=frontend,
+                weights=WEIGHTS_ID,
+                source=f"audioset:{rec['video_id']}:{rec['start']:.3f}",
+                duration=rec["end"] - rec["start"],
             )
             cache.write_entry(cache_dir, tid, entry)
     base = pd.DataFrame(

@@ -31,7 +31,9 @@ def fold_by_group(groups, labels, *, n_folds, seed):
     return folds
 
 
-def embed_dataset(index, cache_dir, *, embedder, augment=0, augment_settings=None, workers=None, progress=None, summary=False):
+def embed_dataset(
+    index, cache_dir, *, embedder, augment=0, augment_settings=None, workers=None, progress=None, summary=False
+):
     """Embed (or extract) an index's tracks into the cache, plus ``augment`` augmented copies of each training track.
 
     Parameters

@@ -57,8 +57,24 @@ def read_labels(path, audio_dir, *, group=None):
     return out
 
 
-def prepare(audio_dir, out_dir, *, labels=None, layout="table", group=None, task="auto", valid=0.15, test=0.15,
-            n_folds=5, seed=0, root=None, embedder=None, augment=0, workers=None, progress=None):
+def prepare(
+    audio_dir,
+    out_dir,
+    *,
+    labels=None,
+    layout="table",
+    group=None,
+    task="auto",
+    valid=0.15,
+    test=0.15,
+    n_folds=5,
+    seed=0,
+    root=None,
+    embedder=None,
+    augment=0,
+    workers=None,
+    progress=None,
+):
     """Write ``index.csv`` (with ``split`` and ``fold``), ``vocab.json`` and ``task.json``; embed into ``out_dir/cache``.
 
     Parameters
@@ -100,8 +116,11 @@ def prepare(audio_dir, out_dir, *, labels=None, layout="table", group=None, task
     if layout == "genre":
         if labels is not None or group is not None:
             raise ParameterError("--layout genre takes the labels from the folders: no --labels or --group")
-        table = {os.path.abspath(p): (os.path.basename(os.path.dirname(p)), None, p) for p, _ in found
-                 if os.path.dirname(os.path.abspath(p)) != os.path.abspath(audio_dir)}
+        table = {
+            os.path.abspath(p): (os.path.basename(os.path.dirname(p)), None, p)
+            for p, _ in found
+            if os.path.dirname(os.path.abspath(p)) != os.path.abspath(audio_dir)
+        }
     else:
         if labels is None:
             raise ParameterError("tagger prepare folder needs --labels labels.csv (path,labels), or --layout genre")
@@ -113,8 +132,15 @@ def prepare(audio_dir, out_dir, *, labels=None, layout="table", group=None, task
             unlabelled.append(path)
             continue
         names = [t.strip() for t in entry[0].split(tracks.SEPARATOR) if t.strip()]
-        rows.append({"track_id": track_id, "path": path, "labels": tracks.SEPARATOR.join(names), "duration": None,
-                     "group": entry[1] if group else track_id})
+        rows.append(
+            {
+                "track_id": track_id,
+                "path": path,
+                "labels": tracks.SEPARATOR.join(names),
+                "duration": None,
+                "group": entry[1] if group else track_id,
+            }
+        )
     present = {os.path.abspath(p) for p, _ in found}
     missing = sorted(v[2] for k, v in table.items() if k not in present)
     for path in unlabelled:
@@ -141,8 +167,15 @@ def prepare(audio_dir, out_dir, *, labels=None, layout="table", group=None, task
     write_vocabulary(vocabulary, os.path.join(out_dir, "vocab.json"))
     failed, counts = [], {"embedded": 0, "skipped": 0}
     if embedder is not None:
-        df, summary = embed_dataset(df, os.path.join(out_dir, "cache"), embedder=embedder, augment=augment,
-                                    workers=workers, progress=progress, summary=True)
+        df, summary = embed_dataset(
+            df,
+            os.path.join(out_dir, "cache"),
+            embedder=embedder,
+            augment=augment,
+            workers=workers,
+            progress=progress,
+            summary=True,
+        )
         failed = summary["failures"]
         counts = {"embedded": summary["embedded"], "skipped": summary["skipped"]}
         bad = {os.fspath(p) for p, _ in failed}
@@ -154,8 +187,16 @@ def prepare(audio_dir, out_dir, *, labels=None, layout="table", group=None, task
     index = tracks.write_index(df, os.path.join(out_dir, "index.csv"))
     write_json_atomic({"task": task}, os.path.join(out_dir, "task.json"))
     originals = df["augmented_from"].eq("").sum() if "augmented_from" in df.columns else len(df)
-    return {"index": index, "task": task, "n_clips": int(originals), "unlabelled": unlabelled, "missing": missing,
-            "failed": failed, "vocabulary": vocabulary, **counts}
+    return {
+        "index": index,
+        "task": task,
+        "n_clips": int(originals),
+        "unlabelled": unlabelled,
+        "missing": missing,
+        "failed": failed,
+        "vocabulary": vocabulary,
+        **counts,
+    }
 
 
 def _split(groups, *, valid, test, seed):

@@ -46,8 +46,19 @@ def read_splits(splits_dir, split="filtered"):
     return out
 
 
-def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", embedder=None, workers=None, progress=None,
-            augment=0, augment_settings=None):
+def prepare(
+    gtzan_dir,
+    splits_dir,
+    out_dir,
+    *,
+    split="filtered",
+    genres="all",
+    embedder=None,
+    workers=None,
+    progress=None,
+    augment=0,
+    augment_settings=None,
+):
     """Write ``index.csv`` + ``vocab.json`` for the tracks present, and embed them when an embedder is given.
 
     Tracks in no split list (the filtered split drops faulty ones) are left out.
@@ -71,15 +82,30 @@ def prepare(gtzan_dir, splits_dir, out_dir, *, split="filtered", genres="all", e
         for name in sorted(os.listdir(folder)):
             stem, ext = os.path.splitext(name)
             if ext.lower() in (".au", ".wav") and stem in assignment:
-                rows.append({"track_id": stem, "path": os.path.join(folder, name), "split": assignment[stem], "labels": genre, "duration": None})
+                rows.append(
+                    {
+                        "track_id": stem,
+                        "path": os.path.join(folder, name),
+                        "split": assignment[stem],
+                        "labels": genre,
+                        "duration": None,
+                    }
+                )
     if not rows:
         raise DataError(f"{gtzan_dir}: no GTZAN tracks of {keep} found in the {split} split")
     df = _with_folds(pd.DataFrame(rows))
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
     if embedder is not None:
-        df = embed_dataset(df, os.path.join(out_dir, "cache"), embedder=embedder, augment=augment,
-                           augment_settings=augment_settings, workers=workers, progress=progress)
+        df = embed_dataset(
+            df,
+            os.path.join(out_dir, "cache"),
+            embedder=embedder,
+            augment=augment,
+            augment_settings=augment_settings,
+            workers=workers,
+            progress=progress,
+        )
     elif augment:
         raise ParameterError("augment needs the tracks embedded (or extracted): drop --no-embed")
     return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
@@ -118,27 +144,45 @@ def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all")
         genre = stem.split(".")[0]
         if stem not in assignment or genre not in keep:
             continue
-        rows.append({"track_id": stem, "path": "", "split": assignment[stem], "labels": genre,
-                     "duration": float(row["length"]) / params.FEATURE_SAMPLE_RATE if "length" in df.columns else None})
+        rows.append(
+            {
+                "track_id": stem,
+                "path": "",
+                "split": assignment[stem],
+                "labels": genre,
+                "duration": float(row["length"]) / params.FEATURE_SAMPLE_RATE if "length" in df.columns else None,
+            }
+        )
         entries.append((stem, row[list(FEATURE_NAMES)].to_numpy(dtype="float64")[None, :], str(row["filename"])))
     if not rows:
         raise DataError(f"{table}: no rows of the {split} split's tracks of {keep}")
-    missing = sorted(set(s for s, part in assignment.items() if s.split(".")[0] in keep) - {r["track_id"] for r in rows})
+    missing = sorted(
+        set(s for s, part in assignment.items() if s.split(".")[0] in keep) - {r["track_id"] for r in rows}
+    )
     if missing:
         import warnings
 
         from tagger.exceptions import TaggerWarning
 
-        warnings.warn(f"{table}: {len(missing)} tracks of the {split} split have no row (first: {missing[0]})",
-                      TaggerWarning, stacklevel=2)
+        warnings.warn(
+            f"{table}: {len(missing)} tracks of the {split} split have no row (first: {missing[0]})",
+            TaggerWarning,
+            stacklevel=2,
+        )
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
     df = _with_folds(pd.DataFrame(rows))
     cache_dir = os.path.join(out_dir, "cache")
     source = os.path.abspath(table)
     for stem, values, filename in entries:
-        entry = cache.make_entry(values, [0.0], kind="features", frontend=params.feature_params(),
-                                 weights=params.FEATURE_SET, source=f"{source}#{filename}")
+        entry = cache.make_entry(
+            values,
+            [0.0],
+            kind="features",
+            frontend=params.feature_params(),
+            weights=params.FEATURE_SET,
+            source=f"{source}#{filename}",
+        )
         cache.write_entry(cache_dir, stem, entry)
     return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
 

@@ -57,8 +57,19 @@ def folder_split(mp3_path):
     raise DataError(f"mp3_path {mp3_path!r}: folder {folder!r} is not one of 0-9, a-f")
 
 
-def prepare(annotations, audio_dir, out_dir, *, which="top50", embedder=None, require_audio=False, workers=None, progress=None,
-            augment=0, augment_settings=None):
+def prepare(
+    annotations,
+    audio_dir,
+    out_dir,
+    *,
+    which="top50",
+    embedder=None,
+    require_audio=False,
+    workers=None,
+    progress=None,
+    augment=0,
+    augment_settings=None,
+):
     """Write ``index.csv`` + ``vocab.json``; embed the clips whose audio is present when an embedder is given.
 
     Returns
@@ -82,11 +93,20 @@ def prepare(annotations, audio_dir, out_dir, *, which="top50", embedder=None, re
     )
     present = index["path"].map(os.path.exists)
     if require_audio and not present.all():
-        raise DataError(f"{audio_dir}: {int((~present).sum())} of {len(index)} clips have no audio, e.g. {index['path'][~present].iloc[0]}")
+        raise DataError(
+            f"{audio_dir}: {int((~present).sum())} of {len(index)} clips have no audio, e.g. {index['path'][~present].iloc[0]}"
+        )
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(vocab, os.path.join(out_dir, "vocab.json"))
     if embedder is not None and present.any():
-        embedded = embed_dataset(index[present], os.path.join(out_dir, "cache"), embedder=embedder, augment=augment,
-                                 augment_settings=augment_settings, workers=workers, progress=progress)
+        embedded = embed_dataset(
+            index[present],
+            os.path.join(out_dir, "cache"),
+            embedder=embedder,
+            augment=augment,
+            augment_settings=augment_settings,
+            workers=workers,
+            progress=progress,
+        )
         index = pd.concat([embedded, index[~present]], ignore_index=True) if (~present).any() else embedded
     return tracks.write_index(index, os.path.join(out_dir, "index.csv"))

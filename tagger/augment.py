@@ -94,19 +94,38 @@ def _transforms(settings, sample_rate):
     import audiomentations as am
 
     s = settings
-    return am.Compose([
-        am.AddGaussianSNR(min_snr_db=s["noise"]["min_snr_db"], max_snr_db=s["noise"]["max_snr_db"], p=s["noise"]["p"]),
-        am.Shift(min_shift=s["shift"]["min_fraction"], max_shift=s["shift"]["max_fraction"], shift_unit="fraction",
-                 rollover=True, fade_duration=0.0, p=s["shift"]["p"]),
-        am.TimeStretch(min_rate=s["speed"]["min_rate"], max_rate=s["speed"]["max_rate"], leave_length_unchanged=False,
-                       p=s["speed"]["p"]),
-        am.PitchShift(min_semitones=s["pitch"]["min_semitones"], max_semitones=s["pitch"]["max_semitones"], p=s["pitch"]["p"]),
-        # resampled to sr / factor and played at sr: `factor` times faster and higher
-        am.Resample(min_sample_rate=int(round(sample_rate / s["pitch_speed"]["max_factor"])),
-                    max_sample_rate=int(round(sample_rate / s["pitch_speed"]["min_factor"])), p=s["pitch_speed"]["p"]),
-        am.Gain(min_gain_db=s["gain"]["min_gain_db"], max_gain_db=s["gain"]["max_gain_db"], p=s["gain"]["p"]),
-        am.Lambda(transform=_percussive, p=s["percussive"]["p"]),
-    ])
+    return am.Compose(
+        [
+            am.AddGaussianSNR(
+                min_snr_db=s["noise"]["min_snr_db"], max_snr_db=s["noise"]["max_snr_db"], p=s["noise"]["p"]
+            ),
+            am.Shift(
+                min_shift=s["shift"]["min_fraction"],
+                max_shift=s["shift"]["max_fraction"],
+                shift_unit="fraction",
+                rollover=True,
+                fade_duration=0.0,
+                p=s["shift"]["p"],
+            ),
+            am.TimeStretch(
+                min_rate=s["speed"]["min_rate"],
+                max_rate=s["speed"]["max_rate"],
+                leave_length_unchanged=False,
+                p=s["speed"]["p"],
+            ),
+            am.PitchShift(
+                min_semitones=s["pitch"]["min_semitones"], max_semitones=s["pitch"]["max_semitones"], p=s["pitch"]["p"]
+            ),
+            # resampled to sr / factor and played at sr: `factor` times faster and higher
+            am.Resample(
+                min_sample_rate=int(round(sample_rate / s["pitch_speed"]["max_factor"])),
+                max_sample_rate=int(round(sample_rate / s["pitch_speed"]["min_factor"])),
+                p=s["pitch_speed"]["p"],
+            ),
+            am.Gain(min_gain_db=s["gain"]["min_gain_db"], max_gain_db=s["gain"]["max_gain_db"], p=s["gain"]["p"]),
+            am.Lambda(transform=_percussive, p=s["percussive"]["p"]),
+        ]
+    )
 
 
 def augment_seed(track_id, copy_number, base_seed=0):
@@ -190,8 +209,11 @@ def augmented_rows(df, n_copies, *, settings=None, base_seed=0):
         for k in range(1, n_copies + 1):
             seed = augment_seed(row["track_id"], k, base_seed)
             copy_row = row.to_dict()
-            copy_row.update(track_id=f"{row['track_id']}{COPY_MARK}{k}", augmented_from=row["track_id"],
-                            augmentation=json.dumps({"seed": seed, "copy": k, "settings": settings}, sort_keys=True))
+            copy_row.update(
+                track_id=f"{row['track_id']}{COPY_MARK}{k}",
+                augmented_from=row["track_id"],
+                augmentation=json.dumps({"seed": seed, "copy": k, "settings": settings}, sort_keys=True),
+            )
             rows.append(copy_row)
             items.append((Augmented(str(row["path"]), k, seed, text), copy_row["track_id"]))
     return pd.DataFrame(rows, columns=list(df.columns) + ["augmented_from", "augmentation"]), items

@@ -94,5 +94,7 @@ def nested_cv_baseline(cfg, grid):
         inner = {C: logistic_baseline(inner_train, inner_valid, task, C=C) for C in grid}
         best = max(grid, key=lambda C: inner[C])  # the first of equal scores
         chosen.append(best)
-        scores.append(logistic_baseline(load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), task, C=best))
+        scores.append(
+            logistic_baseline(load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), task, C=best)
+        )
     return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "fold_scores": scores, "fold_C": chosen}

@@ -35,7 +35,9 @@ def resolve(name_or_path):
     candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
     if os.path.exists(os.path.join(candidate, "model.keras")):
         return candidate
-    raise DataError(f"{name_or_path}: no such model; shipped models: {', '.join(shipped()) or 'none'}, or give a run folder")
+    raise DataError(
+        f"{name_or_path}: no such model; shipped models: {', '.join(shipped()) or 'none'}, or give a run folder"
+    )
 
 
 def read_labels(folder):

@@ -34,8 +34,22 @@ import numpy as np
 from .exceptions import DataError, ParameterError
 from .records import write_atomic
 
-__all__ = ["FORMAT", "KINDS", "StaleEntry", "entry_path", "make_entry", "write_entry", "read_entry", "loads_entry", "check_entry",
-           "serves", "embedding_for", "safe_loads", "embedding_as_float", "writable"]
+__all__ = [
+    "FORMAT",
+    "KINDS",
+    "StaleEntry",
+    "entry_path",
+    "make_entry",
+    "write_entry",
+    "read_entry",
+    "loads_entry",
+    "check_entry",
+    "serves",
+    "embedding_for",
+    "safe_loads",
+    "embedding_as_float",
+    "writable",
+]
 
 FORMAT = 2
 KINDS = ("raw", "postprocessed", "features", "melspec")
@@ -53,6 +67,7 @@ class StaleEntry(DataError):
         super().__init__(message)
         self.reason = reason
 
+
 # (module, name) pairs a cache pickle may reference: NumPy array and dtype reconstruction only
 _ALLOWED = {
     ("numpy", "ndarray"),
@@ -64,7 +79,15 @@ _ALLOWED = {
     ("numpy.core.numeric", "_frombuffer"),
     ("numpy._core.numeric", "_frombuffer"),
 }
-_ALLOWED_DTYPE_CLASSES = {"Float16DType", "Float32DType", "Float64DType", "UInt8DType", "Int64DType", "Int32DType", "BoolDType"}
+_ALLOWED_DTYPE_CLASSES = {
+    "Float16DType",
+    "Float32DType",
+    "Float64DType",
+    "UInt8DType",
+    "Int64DType",
+    "Int32DType",
+    "BoolDType",
+}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -127,7 +150,9 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
         raise DataError(f"{source}: a postprocessed entry needs the id of its PCA parameters")
     timestamps = np.asarray(timestamps, dtype=np.float64)
     shape = {"features": "(T>0, D>0)", "melspec": "(T>0, frames, bands)"}.get(kind, "(T>0, 128)")
-    ok = {"features": embedding.ndim == 2, "melspec": embedding.ndim == 3}.get(kind, embedding.ndim == 2 and embedding.shape[-1] == 128)
+    ok = {"features": embedding.ndim == 2, "melspec": embedding.ndim == 3}.get(
+        kind, embedding.ndim == 2 and embedding.shape[-1] == 128
+    )
     if not ok or len(embedding) == 0 or 0 in embedding.shape:
         raise DataError(f"{source}: embedding must have shape {shape}, got {embedding.shape}")
     if timestamps.shape != (len(embedding),):
@@ -156,7 +181,9 @@ def write_entry(cache_dir, track_id, entry):
     """
     path = entry_path(cache_dir, track_id)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return write_atomic(path, lambda f: pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True, fsync=True)
+    return write_atomic(
+        path, lambda f: pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL), binary=True, fsync=True
+    )
 
 
 def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerprint=None):
@@ -173,17 +200,24 @@ def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerpri
         raise StaleEntry(
             f"{path}: cache format {entry.get('format')!r}, this tagger reads {FORMAT} (format 1 entries were keyed by"
             " their path below each input folder and never checked against their audio); rebuild the cache: rerun the same"
-            " `tagger embed` (or `tagger prepare`) with --overwrite, or use a new cache folder", "format")
+            " `tagger embed` (or `tagger prepare`) with --overwrite, or use a new cache folder",
+            "format",
+        )
     if not isinstance(entry, dict) or any(k not in entry for k in _KEYS):
-        raise DataError(f"{path}: not a tagger cache entry (keys {sorted(entry) if isinstance(entry, dict) else type(entry)})")
+        raise DataError(
+            f"{path}: not a tagger cache entry (keys {sorted(entry) if isinstance(entry, dict) else type(entry)})"
+        )
     if frontend is not None and entry["frontend"] != dict(frontend):
         diff = {k: (entry["frontend"].get(k), v) for k, v in frontend.items() if entry["frontend"].get(k) != v}
         raise StaleEntry(f"{path}: made with other frontend settings (cached, wanted): {diff}", "settings")
     if weights is not None and entry["weights"] != weights:
         raise StaleEntry(f"{path}: made by the network {entry['weights']}, wanted {weights}", "settings")
     if fingerprint is not None and entry["fingerprint"] != fingerprint:
-        raise StaleEntry(f"{path}: its source {entry['source']} changed since it was embedded"
-                         f" (fingerprint {entry['fingerprint']}, now {fingerprint})", "source")
+        raise StaleEntry(
+            f"{path}: its source {entry['source']} changed since it was embedded"
+            f" (fingerprint {entry['fingerprint']}, now {fingerprint})",
+            "source",
+        )
     return entry
 
 

@@ -23,25 +23,57 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
 
 def _add_embedding_options(p):
-    p.add_argument("--weights", default=None, help=f"VGGish SavedModel folder, vggish_model.ckpt or TF Hub handle (default ${params.WEIGHTS_ENV}, else {params.VGGISH_HUB_HANDLE})")
-    p.add_argument("--hop", type=float, default=params.EXAMPLE_HOP_SECONDS, help="patch hop in seconds (0.96: no overlap; 0.48: 50%%)")
-    p.add_argument("--short", choices=("pad", "skip"), default="pad", help="clips shorter than 0.96 s: zero-pad (warn) or skip (report)")
-    p.add_argument("--batch-size", type=int, default=None, help="patches per network call (default 64 on a CPU, 512 on a GPU)")
-    p.add_argument("--precision", "--dtype", dest="precision", choices=("float32", "bfloat16", "float16", "auto"),
-                   default="auto", help="network compute precision (auto: float16 on a GPU, float32 on a CPU;"
-                                        " bfloat16: this kind of CPU's fast path); recorded in cache entries")
-    p.add_argument("--workers", type=int, default=None,
-                   help="decode processes (default: cores - 1, every core when a GPU runs the network; 0: in the main process)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help=f"VGGish SavedModel folder, vggish_model.ckpt or TF Hub handle (default ${params.WEIGHTS_ENV}, else {params.VGGISH_HUB_HANDLE})",
+    )
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=params.EXAMPLE_HOP_SECONDS,
+        help="patch hop in seconds (0.96: no overlap; 0.48: 50%%)",
+    )
+    p.add_argument(
+        "--short",
+        choices=("pad", "skip"),
+        default="pad",
+        help="clips shorter than 0.96 s: zero-pad (warn) or skip (report)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="patches per network call (default 64 on a CPU, 512 on a GPU)"
+    )
+    p.add_argument(
+        "--precision",
+        "--dtype",
+        dest="precision",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default="auto",
+        help="network compute precision (auto: float16 on a GPU, float32 on a CPU;"
+        " bfloat16: this kind of CPU's fast path); recorded in cache entries",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decode processes (default: cores - 1, every core when a GPU runs the network; 0: in the main process)",
+    )
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _add_runner_options(p):
-    p.add_argument("--runner", default="local", metavar="RUNNER",
-                   help="local (default), beam (Apache Beam's DirectRunner here) or a Beam runner such as DataflowRunner;"
-                        " further Beam pipeline options (--project, --region, --temp_location ...) follow")
-    p.add_argument("--dry-run", action="store_true", help="with a Beam runner: print the pipeline graph and its options")
+    p.add_argument(
+        "--runner",
+        default="local",
+        metavar="RUNNER",
+        help="local (default), beam (Apache Beam's DirectRunner here) or a Beam runner such as DataflowRunner;"
+        " further Beam pipeline options (--project, --region, --temp_location ...) follow",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="with a Beam runner: print the pipeline graph and its options"
+    )
 
 
 def _beam_args(args):
@@ -72,8 +104,12 @@ def _beam_done(args, summary, line):
 
 
 def _add_root_option(p):
-    p.add_argument("--root", default=None, metavar="DIR",
-                   help="cache track ids are file paths relative to DIR (default: the working folder)")
+    p.add_argument(
+        "--root",
+        default=None,
+        metavar="DIR",
+        help="cache track ids are file paths relative to DIR (default: the working folder)",
+    )
 
 
 def _positive_int(text):
@@ -89,8 +125,14 @@ def _positive_int(text):
 def _embedder(args, **extra):
     from .embed import Embedder
 
-    return Embedder(args.weights, batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short,
-                    dtype=args.precision, **extra)
+    return Embedder(
+        args.weights,
+        batch_size=args.batch_size,
+        hop_seconds=args.hop,
+        short_policy=args.short,
+        dtype=args.precision,
+        **extra,
+    )
 
 
 def cmd_embed(args):
@@ -102,11 +144,28 @@ def cmd_embed(args):
     if beam:
         from .distributed import run_embed
 
-        summary = run_embed(args.inputs, args.out, embedder=embedder, runner=args.runner, pipeline_args=args.pipeline_args,
-                            include=args.include, exclude=args.exclude, root=args.root, postprocess=args.postprocess,
-                            pca_params=args.pca, errors_file=args.errors, dry_run=args.dry_run)
-        return _beam_done(args, summary, lambda s: f"embedded {s['embedded']}, skipped {s['skipped']} (already cached),"
-                                                   f" failed {s['failed']} of {s['total']} files -> {args.out}")
+        summary = run_embed(
+            args.inputs,
+            args.out,
+            embedder=embedder,
+            runner=args.runner,
+            pipeline_args=args.pipeline_args,
+            include=args.include,
+            exclude=args.exclude,
+            root=args.root,
+            postprocess=args.postprocess,
+            pca_params=args.pca,
+            errors_file=args.errors,
+            dry_run=args.dry_run,
+        )
+        return _beam_done(
+            args,
+            summary,
+            lambda s: (
+                f"embedded {s['embedded']}, skipped {s['skipped']} (already cached),"
+                f" failed {s['failed']} of {s['total']} files -> {args.out}"
+            ),
+        )
     summary = embed_files(
         args.inputs,
         args.out,
@@ -135,15 +194,22 @@ def cmd_prepare(args):
     if args.dataset == "audioset":
         from preprocess import audioset
 
-        written = audioset.prepare(args.source, args.out, vocabularies=args.vocabulary or audioset.VOCABULARIES, seed=args.seed,
-                                   progress=False if args.no_progress else None)
+        written = audioset.prepare(
+            args.source,
+            args.out,
+            vocabularies=args.vocabulary or audioset.VOCABULARIES,
+            seed=args.seed,
+            progress=False if args.no_progress else None,
+        )
         for vocab, path in written.items():
             print(f"{vocab}: {path}")
         return EXIT_OK
     if args.dataset == "gtzan" and os.path.isfile(args.source):  # a feature table, e.g. features_30_sec.csv
         from preprocess import gtzan
 
-        splits = args.splits or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.source))), "splits", "dnn-mgr")
+        splits = args.splits or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(args.source))), "splits", "dnn-mgr"
+        )
         path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
         print(f"track index: {path}")
         return EXIT_OK
@@ -165,31 +231,69 @@ def cmd_prepare(args):
     if args.dataset == "folder":
         from preprocess import folder
 
-        done = folder.prepare(args.source, args.out, labels=args.labels, layout=args.layout, group=args.group,
-                              task=args.task, valid=args.valid, test=args.test, seed=args.seed, root=args.root,
-                              embedder=embedder, workers=args.workers, progress=False if args.no_progress else None, **augment)
-        print(f"track index: {done['index']} ({done['n_clips']} clips, {done['task']}, {len(done['vocabulary'])} labels;"
-              f" embedded {done['embedded']}, reused {done['skipped']} from the cache)")
-        for what, items in (("without a label (left out)", done["unlabelled"]),
-                            ("labelled but not found", done["missing"]),
-                            ("that could not be decoded (left out; see the cache's errors.tsv)", [p for p, _ in done["failed"]])):
+        done = folder.prepare(
+            args.source,
+            args.out,
+            labels=args.labels,
+            layout=args.layout,
+            group=args.group,
+            task=args.task,
+            valid=args.valid,
+            test=args.test,
+            seed=args.seed,
+            root=args.root,
+            embedder=embedder,
+            workers=args.workers,
+            progress=False if args.no_progress else None,
+            **augment,
+        )
+        print(
+            f"track index: {done['index']} ({done['n_clips']} clips, {done['task']}, {len(done['vocabulary'])} labels;"
+            f" embedded {done['embedded']}, reused {done['skipped']} from the cache)"
+        )
+        for what, items in (
+            ("without a label (left out)", done["unlabelled"]),
+            ("labelled but not found", done["missing"]),
+            ("that could not be decoded (left out; see the cache's errors.tsv)", [p for p, _ in done["failed"]]),
+        ):
             if items:
-                print(f"{len(items)} clips {what}: {', '.join(map(str, items[:5]))}{' ...' if len(items) > 5 else ''}",
-                      file=sys.stderr)
+                print(
+                    f"{len(items)} clips {what}: {', '.join(map(str, items[:5]))}{' ...' if len(items) > 5 else ''}",
+                    file=sys.stderr,
+                )
         return EXIT_SOME_FAILED if done["failed"] else EXIT_OK
     if args.dataset == "gtzan":
         from preprocess import gtzan
 
-        splits = args.splits or os.path.join(os.path.dirname(os.path.abspath(args.source.rstrip("/"))), "splits", "dnn-mgr")
-        path = gtzan.prepare(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres, embedder=embedder,
-                             workers=args.workers, progress=False if args.no_progress else None, **augment)
+        splits = args.splits or os.path.join(
+            os.path.dirname(os.path.abspath(args.source.rstrip("/"))), "splits", "dnn-mgr"
+        )
+        path = gtzan.prepare(
+            args.source,
+            splits,
+            args.out,
+            split=args.split or "filtered",
+            genres=args.genres,
+            embedder=embedder,
+            workers=args.workers,
+            progress=False if args.no_progress else None,
+            **augment,
+        )
     else:
         from preprocess import mtt
 
         if not args.annotations:
             raise ParameterError("tagger prepare mtt needs --annotations annotations_final.csv")
-        path = mtt.prepare(args.annotations, args.source, args.out, which=(args.vocabulary or ["top50"])[0], embedder=embedder,
-                           workers=args.workers, progress=False if args.no_progress else None, **augment)
+        path = mtt.prepare(
+            args.annotations,
+            args.source,
+            args.out,
+            which=(args.vocabulary or ["top50"])[0],
+            embedder=embedder,
+            workers=args.workers,
+            progress=False if args.no_progress else None,
+            **augment,
+        )
     print(f"track index: {path}")
     return EXIT_OK
 
@@ -197,11 +301,21 @@ def cmd_prepare(args):
 def cmd_features(args):
     from .features import features_to_file
 
-    summary = features_to_file(args.inputs, args.out, include=args.include, exclude=args.exclude, root=args.root,
-                               workers=args.workers, errors_file=args.errors, progress=False if args.no_progress else None,
-                               overwrite=args.overwrite)
-    print(f"extracted {summary['extracted']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
-          f" of {summary['total']} files -> {args.out}")
+    summary = features_to_file(
+        args.inputs,
+        args.out,
+        include=args.include,
+        exclude=args.exclude,
+        root=args.root,
+        workers=args.workers,
+        errors_file=args.errors,
+        progress=False if args.no_progress else None,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"extracted {summary['extracted']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
+        f" of {summary['total']} files -> {args.out}"
+    )
     if summary["failed"]:
         print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
         return EXIT_SOME_FAILED
@@ -214,7 +328,9 @@ def cmd_tune(args):
 
     cfg = load_config(args.config)  # a bad config or search range fails before TensorFlow loads
     _tensorflow(args)
-    study_dir = args.study_dir or os.path.join("studies", cfg["name"] or os.path.splitext(os.path.basename(args.config))[0])
+    study_dir = args.study_dir or os.path.join(
+        "studies", cfg["name"] or os.path.splitext(os.path.basename(args.config))[0]
+    )
     summary = tune(cfg, study_dir, trials=args.trials, timeout=args.timeout, verbose=0 if args.quiet else 1)
     print(f"study folder: {study_dir}")
     print(main_summary(summary))
@@ -240,13 +356,17 @@ def cmd_evaluate(args):
     if args.predictions or args.model or args.map:
         raise ParameterError("--model, --predictions and --map go with --truth TRUTH.csv")
     if len(args.target) != 1:
-        raise ParameterError("tagger evaluate RUN takes one run folder (or --truth TRUTH.csv with --model/--predictions)")
+        raise ParameterError(
+            "tagger evaluate RUN takes one run folder (or --truth TRUTH.csv with --model/--predictions)"
+        )
     _tensorflow(args)
     from .evaluate import evaluate
 
     summary = evaluate(args.target[0], split=args.split, mode=args.mode, out_dir=args.out)
     keys = [k for k in ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1") if k in summary]
-    print(", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips ({args.split}, {args.mode})")
+    print(
+        ", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips ({args.split}, {args.mode})"
+    )
     return EXIT_OK
 
 
@@ -270,9 +390,19 @@ def _evaluate_truth(args):
         from .predict import Tagger
 
         if not args.target:
-            raise ParameterError("--model needs the clips to tag: tagger evaluate --model MODEL --truth TRUTH.csv INPUT...")
-        tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
-                        batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
+            raise ParameterError(
+                "--model needs the clips to tag: tagger evaluate --model MODEL --truth TRUTH.csv INPUT..."
+            )
+        tagger = Tagger(
+            args.model,
+            weights=args.weights,
+            pca_params=args.pca,
+            cache_dir=args.cache,
+            batch_size=args.batch_size,
+            hop_seconds=args.hop,
+            short_policy=args.short,
+            dtype=args.precision,
+        )
         items = files.collect(args.target, include=args.include, exclude=args.exclude)
         paths, rows = [], []
         for r in tagger.iter_tag(items, workers=args.workers, taggram=False):
@@ -285,22 +415,39 @@ def _evaluate_truth(args):
             raise DataError("no clip could be tagged: " + "; ".join(f"{p}: {e}" for p, e in failed[:3]))
         labels, scores, chosen, thresholds = tagger.labels, np.stack(rows), None, tagger.thresholds
         task, source = tagger.task, f"model {args.model} ({tagger.model_hash})"
-    summary = evaluate_truth(paths, scores, labels, args.truth, task=task, thresholds=thresholds, chosen=chosen,
-                             mapping_file=args.map, out_dir=args.out, source=source)
+    summary = evaluate_truth(
+        paths,
+        scores,
+        labels,
+        args.truth,
+        task=task,
+        thresholds=thresholds,
+        chosen=chosen,
+        mapping_file=args.map,
+        out_dir=args.out,
+        source=source,
+    )
     summary["failed"] = [{"path": p, "error": e} for p, e in failed]
     keys = [k for k in ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1") if k in summary]
     print(", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips -> {summary['out_dir']}")
-    for what, items in (("in the truth file but not predicted", summary["missing_from_predictions"]),
-                        ("predicted but not in the truth file", summary["not_in_truth"]),
-                        ("left out (no usable tag)", [e["path"] for e in summary["excluded"]]),
-                        ("failed to tag", [p for p, _ in failed])):
+    for what, items in (
+        ("in the truth file but not predicted", summary["missing_from_predictions"]),
+        ("predicted but not in the truth file", summary["not_in_truth"]),
+        ("left out (no usable tag)", [e["path"] for e in summary["excluded"]]),
+        ("failed to tag", [p for p, _ in failed]),
+    ):
         if items:
-            print(f"{len(items)} clips {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}", file=sys.stderr)
+            print(
+                f"{len(items)} clips {what}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}", file=sys.stderr
+            )
     if summary["mapping_to_unknown_tags"]:
         print(f"--map targets outside the model's vocabulary: {summary['mapping_to_unknown_tags']}", file=sys.stderr)
     if summary["unknown_tags"]:
-        print(f"truth tags outside the model's vocabulary (not scored; map them with --map): "
-              f"{', '.join(f'{t} ({n})' for t, n in summary['unknown_tags'].items())}", file=sys.stderr)
+        print(
+            f"truth tags outside the model's vocabulary (not scored; map them with --map): "
+            f"{', '.join(f'{t} ({n})' for t, n in summary['unknown_tags'].items())}",
+            file=sys.stderr,
+        )
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -308,32 +455,74 @@ def cmd_tag(args):
     _tensorflow(args)
     from .predict import Tagger, tag_to_file
 
-    fmt = args.format or ("jsonl" if args.out.endswith((".jsonl", ".json")) else
-                          "parquet" if args.out.endswith(".parquet") else "csv")
+    fmt = args.format or (
+        "jsonl" if args.out.endswith((".jsonl", ".json")) else "parquet" if args.out.endswith(".parquet") else "csv"
+    )
     if _beam_args(args):
         from .distributed import run_tag
         from .predict import Head
 
         head = Head(args.model)
         if head.features:
-            raise ParameterError(f"model {args.model!r} tags handcrafted features; the Beam pipeline runs VGGish heads only")
+            raise ParameterError(
+                f"model {args.model!r} tags handcrafted features; the Beam pipeline runs VGGish heads only"
+            )
         embedder = _embedder(args, postprocess=head.postprocess, pca_params=args.pca)
-        summary = run_tag(args.inputs, args.out, model=args.model, embedder=embedder, runner=args.runner,
-                          pipeline_args=args.pipeline_args, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
-                          cache_dir=args.cache, include=args.include, exclude=args.exclude, root=args.root,
-                          pca_params=args.pca, errors_file=args.errors, dry_run=args.dry_run)
-        return _beam_done(args, summary, lambda s: f"tagged {s['tagged']}, failed {s['failed']} of {s['total']} files"
-                                                   f" -> {s['shards']}")
+        summary = run_tag(
+            args.inputs,
+            args.out,
+            model=args.model,
+            embedder=embedder,
+            runner=args.runner,
+            pipeline_args=args.pipeline_args,
+            fmt=fmt,
+            top_n=args.top_n,
+            threshold=args.threshold,
+            cache_dir=args.cache,
+            include=args.include,
+            exclude=args.exclude,
+            root=args.root,
+            pca_params=args.pca,
+            errors_file=args.errors,
+            dry_run=args.dry_run,
+        )
+        return _beam_done(
+            args,
+            summary,
+            lambda s: f"tagged {s['tagged']}, failed {s['failed']} of {s['total']} files -> {s['shards']}",
+        )
     if fmt == "parquet":
         raise ParameterError("Parquet output comes from the Beam pipeline: add --runner beam (or write .csv / .jsonl)")
-    tagger = Tagger(args.model, weights=args.weights, pca_params=args.pca, cache_dir=args.cache,
-                    batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
-    summary = tag_to_file(tagger, args.inputs, args.out, fmt=fmt, top_n=args.top_n, threshold=args.threshold,
-                          taggram_dir=args.taggram, errors_file=args.errors, include=args.include, exclude=args.exclude,
-                          workers=args.workers, progress=False if args.no_progress else None, overwrite=args.overwrite,
-                          root=args.root)
-    print(f"tagged {summary['tagged']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
-          f" of {summary['total']} files -> {args.out}")
+    tagger = Tagger(
+        args.model,
+        weights=args.weights,
+        pca_params=args.pca,
+        cache_dir=args.cache,
+        batch_size=args.batch_size,
+        hop_seconds=args.hop,
+        short_policy=args.short,
+        dtype=args.precision,
+    )
+    summary = tag_to_file(
+        tagger,
+        args.inputs,
+        args.out,
+        fmt=fmt,
+        top_n=args.top_n,
+        threshold=args.threshold,
+        taggram_dir=args.taggram,
+        errors_file=args.errors,
+        include=args.include,
+        exclude=args.exclude,
+        workers=args.workers,
+        progress=False if args.no_progress else None,
+        overwrite=args.overwrite,
+        root=args.root,
+    )
+    print(
+        f"tagged {summary['tagged']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
+        f" of {summary['total']} files -> {args.out}"
+    )
     if summary["failed"]:
         print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
         return EXIT_SOME_FAILED
@@ -360,41 +549,74 @@ def build_parser():
 
     p = sub.add_parser("prepare", help="dataset -> track index + embedding cache")
     p.add_argument("dataset", choices=("audioset", "gtzan", "mtt", "folder"))
-    p.add_argument("source", help="audioset: folder with bal_train/ and the class files; gtzan: the genres/ folder; mtt: the"
-                                  " audio folder; folder: your audio folder")
+    p.add_argument(
+        "source",
+        help="audioset: folder with bal_train/ and the class files; gtzan: the genres/ folder; mtt: the"
+        " audio folder; folder: your audio folder",
+    )
     p.add_argument("--out", required=True, help="output folder (index, vocabulary, cache/)")
-    p.add_argument("--vocabulary", action="append", help="audioset: 527, music, genre10 (repeatable; default all); mtt: top50 or all")
+    p.add_argument(
+        "--vocabulary",
+        action="append",
+        help="audioset: 527, music, genre10 (repeatable; default all); mtt: top50 or all",
+    )
     p.add_argument("--annotations", help="mtt: annotations_final.csv")
     p.add_argument("--splits", help="gtzan: folder of the split lists (default: ../splits/dnn-mgr beside genres/)")
     p.add_argument("--split", choices=("filtered", "stratified"), help="gtzan split (default filtered)")
     p.add_argument("--genres", choices=("all", "gtzan8"), default="all", help="gtzan genre subset")
     p.add_argument("--seed", type=int, default=0, help="audioset, folder: seed of the split and folds")
     p.add_argument("--labels", help="folder: labels table, path,labels with |-joined tags (and a --group column)")
-    p.add_argument("--layout", choices=("table", "genre"), default="table",
-                   help="folder: labels from --labels (table), or from AUDIO/<genre>/<clip> folders (genre)")
-    p.add_argument("--group", default=None, metavar="COLUMN",
-                   help="folder: a labels-table column (artist, album) whose groups never straddle the split or the folds")
-    p.add_argument("--task", choices=("auto", "multilabel", "singlelabel"), default="auto",
-                   help="folder: multi- or single-label (auto: multi-label when a clip has several labels)")
+    p.add_argument(
+        "--layout",
+        choices=("table", "genre"),
+        default="table",
+        help="folder: labels from --labels (table), or from AUDIO/<genre>/<clip> folders (genre)",
+    )
+    p.add_argument(
+        "--group",
+        default=None,
+        metavar="COLUMN",
+        help="folder: a labels-table column (artist, album) whose groups never straddle the split or the folds",
+    )
+    p.add_argument(
+        "--task",
+        choices=("auto", "multilabel", "singlelabel"),
+        default="auto",
+        help="folder: multi- or single-label (auto: multi-label when a clip has several labels)",
+    )
     p.add_argument("--valid", type=float, default=0.15, help="folder: share of groups (or clips) for validation")
     p.add_argument("--test", type=float, default=0.15, help="folder: share of groups (or clips) for testing")
     _add_root_option(p)
     p.add_argument("--no-embed", action="store_true", help="gtzan/mtt: write the index only")
-    p.add_argument("--features", action="store_true",
-                   help="cache the 57 handcrafted features of each track instead of VGGish embeddings (gtzan and mtt;"
-                        " gtzan also takes a feature table such as features_30_sec.csv as its source)")
-    p.add_argument("--frontend", choices=("vggish", "melspec"), default="vggish",
-                   help="vggish: cache VGGish embeddings (default); melspec: cache the 96 x 64 log-mel patches"
-                        " (float16, 381 KB per 30 s clip) for the CNN heads")
-    p.add_argument("--augment", type=int, default=0, metavar="N",
-                   help="gtzan/mtt: also cache N augmented copies of every training track (noise, shift, speed, pitch,"
-                        " pitch+speed, gain, percussive; p = 0.25 each)")
+    p.add_argument(
+        "--features",
+        action="store_true",
+        help="cache the 57 handcrafted features of each track instead of VGGish embeddings (gtzan and mtt;"
+        " gtzan also takes a feature table such as features_30_sec.csv as its source)",
+    )
+    p.add_argument(
+        "--frontend",
+        choices=("vggish", "melspec"),
+        default="vggish",
+        help="vggish: cache VGGish embeddings (default); melspec: cache the 96 x 64 log-mel patches"
+        " (float16, 381 KB per 30 s clip) for the CNN heads",
+    )
+    p.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        metavar="N",
+        help="gtzan/mtt: also cache N augmented copies of every training track (noise, shift, speed, pitch,"
+        " pitch+speed, gain, percussive; p = 0.25 each)",
+    )
     _add_embedding_options(p)
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("features", help="audio files -> the 57 handcrafted GTZAN features, one table row per file")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files")
-    p.add_argument("--out", required=True, metavar="FILE", help="feature table: .csv (rows appended as files finish) or .parquet")
+    p.add_argument(
+        "--out", required=True, metavar="FILE", help="feature table: .csv (rows appended as files finish) or .parquet"
+    )
     p.add_argument("--workers", type=int, default=None, help="processes (default: cores - 1; 0: in the main process)")
     p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
@@ -406,9 +628,16 @@ def build_parser():
 
     p = sub.add_parser("tune", help="hyper-parameter search (Optuna) over a config's search ranges")
     p.add_argument("config", help="experiment config (JSON) with a search section")
-    p.add_argument("--trials", type=_positive_int, default=20, help="finished trials per study (default 20; a rerun adds the missing ones)")
+    p.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=20,
+        help="finished trials per study (default 20; a rerun adds the missing ones)",
+    )
     p.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
-    p.add_argument("--study-dir", default=None, help="study folder (default studies/<config name>); an existing one resumes")
+    p.add_argument(
+        "--study-dir", default=None, help="study folder (default studies/<config name>); an existing one resumes"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_tune)
 
@@ -419,35 +648,73 @@ def build_parser():
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("tag", help="tag audio files with a shipped head or a run folder")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files (.txt, .m3u)")
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files (.txt, .m3u)"
+    )
     p.add_argument("--model", default="music", help="shipped head (music, genre10) or a run folder (default music)")
-    p.add_argument("--out", default="tags.csv", help="output file: .csv (default) or .jsonl; rerunning with the same settings continues it")
-    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), default=None,
-                   help="default: from --out's extension (parquet: with --runner beam)")
+    p.add_argument(
+        "--out",
+        default="tags.csv",
+        help="output file: .csv (default) or .jsonl; rerunning with the same settings continues it",
+    )
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet"),
+        default=None,
+        help="default: from --out's extension (parquet: with --runner beam)",
+    )
     p.add_argument("--top-n", type=_positive_int, default=5, help="top tags per clip in the CSV")
-    p.add_argument("--threshold", type=float, default=None, help="one threshold for every tag (default: the model's per-tag thresholds)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="one threshold for every tag (default: the model's per-tag thresholds)",
+    )
     p.add_argument("--taggram", default=None, metavar="DIR", help="also write per-patch predictions as DIR/<clip>.npz")
-    p.add_argument("--cache", default=None, metavar="CACHE", help="reuse/fill an embedding cache (re-tagging skips the network)")
+    p.add_argument(
+        "--cache", default=None, metavar="CACHE", help="reuse/fill an embedding cache (re-tagging skips the network)"
+    )
     p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default OUT.errors.tsv)")
-    p.add_argument("--overwrite", action="store_true", help="start OUT afresh (a rerun with other settings is refused without it)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start OUT afresh (a rerun with other settings is refused without it)"
+    )
     _add_embedding_options(p)
     _add_root_option(p)
     _add_runner_options(p)
     p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("evaluate", help="per-tag metrics and plots: of a run on a split, or of any model on your labelled clips")
-    p.add_argument("target", nargs="*", metavar="RUN | INPUT",
-                   help="a run folder; with --truth and --model, the clips to tag (files, folders, list files)")
+    p = sub.add_parser(
+        "evaluate", help="per-tag metrics and plots: of a run on a split, or of any model on your labelled clips"
+    )
+    p.add_argument(
+        "target",
+        nargs="*",
+        metavar="RUN | INPUT",
+        help="a run folder; with --truth and --model, the clips to tag (files, folders, list files)",
+    )
     p.add_argument("--split", default="test")
-    p.add_argument("--mode", choices=("head", "soft", "hard"), default="head", help="clip scores: the head, or soft/hard voting over windows")
+    p.add_argument(
+        "--mode",
+        choices=("head", "soft", "hard"),
+        default="head",
+        help="clip scores: the head, or soft/hard voting over windows",
+    )
     p.add_argument("--out", default=None, help="output folder (default RUN/eval/<split>-<mode>, or TRUTH-eval/)")
     p.add_argument("--truth", default=None, metavar="TRUTH.csv", help="ground truth: path,labels with |-joined tags")
-    p.add_argument("--model", default=None, help="with --truth: tag the inputs with this model (shipped name or run folder)")
-    p.add_argument("--predictions", default=None, metavar="TAGS.jsonl", help="with --truth: score a tagger tag JSONL output")
+    p.add_argument(
+        "--model", default=None, help="with --truth: tag the inputs with this model (shipped name or run folder)"
+    )
+    p.add_argument(
+        "--predictions", default=None, metavar="TAGS.jsonl", help="with --truth: score a tagger tag JSONL output"
+    )
     p.add_argument("--map", default=None, metavar="FILE", help="truth tag -> model tag (CSV truth,model or JSON)")
-    p.add_argument("--task", choices=("multilabel", "singlelabel"), default=None,
-                   help="with --predictions: the task (default: from the output's .meta.json, else multilabel)")
+    p.add_argument(
+        "--task",
+        choices=("multilabel", "singlelabel"),
+        default=None,
+        help="with --predictions: the task (default: from the output's .meta.json, else multilabel)",
+    )
     p.add_argument("--cache", default=None, metavar="CACHE", help="with --model: reuse/fill an embedding cache")
     p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
     _add_embedding_options(p)
@@ -508,10 +775,14 @@ def main(argv=None):
     if extra and getattr(args, "runner", "local") == "local":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pipeline_args = extra  # Beam pipeline options, for --runner beam / DataflowRunner
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # a preempted spot VM's shutdown sends SIGTERM: handled as Ctrl-C (finished work kept, rerun continues)
-    previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
+    previous = (
+        signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         return args.func(args)
     except TaggerError as exc:

@@ -107,8 +107,11 @@ _RULES = {
     "trunk.weights": (lambda v: v is None or (isinstance(v, str) and v != ""), "null (the default weights) or a path"),
     "trunk.learning_rate_scale": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
-_CHOICES = {"optimizer.name": ("adam", "adamw", "sgd", "rmsprop"), "trunk.name": (None, "vggish"),
-            "trunk.train": ("none", "fc", "conv4", "all")}
+_CHOICES = {
+    "optimizer.name": ("adam", "adamw", "sgd", "rmsprop"),
+    "trunk.name": (None, "vggish"),
+    "trunk.train": ("none", "fc", "conv4", "all"),
+}
 # head settings: ranges by name; types from the builder's defaults (tagger.heads)
 _HEAD_RULES = {
     "hidden": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
@@ -186,7 +189,9 @@ def validate(config, *, base_dir=".", check_paths=True):
             _fail(key, _get(cfg, key), what)
     head = cfg["head"]
     if head.get("name") not in HEADS:
-        raise ParameterError(f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}")
+        raise ParameterError(
+            f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}"
+        )
     signature = inspect.signature(HEADS[head["name"]]).parameters
     accepted = set(signature) - {"n_outputs", "task", "output_bias", "input_stats"}
     accepted.add("members")  # an ensemble of that head (tagger.heads.build_head)
@@ -194,7 +199,9 @@ def validate(config, *, base_dir=".", check_paths=True):
         if key == "name":
             continue
         if key not in accepted:
-            raise ParameterError(f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}")
+            raise ParameterError(
+                f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}"
+            )
         if key == "members":
             continue
         check, what = _HEAD_RULES.get(key) or _BY_DEFAULT.get(type(signature[key].default), (lambda v: True, ""))
@@ -203,10 +210,14 @@ def validate(config, *, base_dir=".", check_paths=True):
     members = head.get("members", 1)
     check_members(members, key="config key head.members")
     if cfg["batch_size"] % members:
-        raise ParameterError(f"config key batch_size={cfg['batch_size']} must be a multiple of head.members={members} "
-                             "(each member trains on an equal slice of every batch)")
+        raise ParameterError(
+            f"config key batch_size={cfg['batch_size']} must be a multiple of head.members={members} "
+            "(each member trains on an equal slice of every batch)"
+        )
     if cfg["batch_size"] % cfg["mux"]["draw"]:
-        raise ParameterError(f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}")
+        raise ParameterError(
+            f"config key mux.draw={cfg['mux']['draw']!r} must be a positive divisor of batch_size={cfg['batch_size']}"
+        )
     if cfg["search"]:
         check_search(cfg)
     return cfg
@@ -265,20 +276,33 @@ def check_search(cfg):
     search = cfg["search"]
     if not isinstance(search, dict):
         raise ParameterError("config key search must be a mapping of config keys to ranges")
-    known = set(_leaf_keys(DEFAULTS)) - {"name", "data.index", "data.cache", "data.vocabulary", "data.task", "data.cv_folds",
-                                         "data.train_split", "data.valid_split", "data.test_split"}
+    known = set(_leaf_keys(DEFAULTS)) - {
+        "name",
+        "data.index",
+        "data.cache",
+        "data.vocabulary",
+        "data.task",
+        "data.cv_folds",
+        "data.train_split",
+        "data.valid_split",
+        "data.test_split",
+    }
     heads = _head_settings()
     spaces = {}
     for key, spec in search.items():
         where = f"config key search.{key}"
         if key not in known and not (key.startswith("head.") and key[5:] in heads):
-            raise ParameterError(f"{where}: not a searchable config key; searchable: {', '.join(sorted(known))},"
-                                 f" head.<setting> ({', '.join(sorted(heads))})")
+            raise ParameterError(
+                f"{where}: not a searchable config key; searchable: {', '.join(sorted(known))},"
+                f" head.<setting> ({', '.join(sorted(heads))})"
+            )
         if not isinstance(spec, dict):
-            raise ParameterError(f"{where}={spec!r} must be {{\"low\": a, \"high\": b}} or {{\"choices\": [...]}}")
+            raise ParameterError(f'{where}={spec!r} must be {{"low": a, "high": b}} or {{"choices": [...]}}')
         unknown = set(spec) - {"low", "high", "log", "step", "choices"}
         if unknown:
-            raise ParameterError(f"{where}: unknown range settings {sorted(unknown)}; use low, high, log, step or choices")
+            raise ParameterError(
+                f"{where}: unknown range settings {sorted(unknown)}; use low, high, log, step or choices"
+            )
         if "choices" in spec:
             if set(spec) != {"choices"}:
                 raise ParameterError(f"{where}: choices go alone, without low/high/log/step")

@@ -114,8 +114,9 @@ def _lookup(cache_dir, track_id, fingerprint, settings):
     except Exception:  # noqa: BLE001 - no entry (the filesystems raise their own types)
         return None
     try:
-        entry = cache.loads_entry(data, path=path, frontend=settings["frontend"], weights=settings["network_id"],
-                                  fingerprint=fingerprint)
+        entry = cache.loads_entry(
+            data, path=path, frontend=settings["frontend"], weights=settings["network_id"], fingerprint=fingerprint
+        )
     except DataError as exc:
         log.warning("%s; re-embedding it", exc)
         return None
@@ -125,10 +126,17 @@ def _lookup(cache_dir, track_id, fingerprint, settings):
 def _settings(embedder, *, cache_dir, postprocess, pca_params):
     """What the workers need, as plain values (the embedder itself stays on the launcher)."""
     return {
-        "weights": embedder.weights_source, "batch_size": embedder.batch_size, "hop_seconds": embedder.hop_seconds,
-        "short_policy": embedder.short_policy, "dtype": embedder.dtype, "frontend": embedder.frontend,
-        "network_id": embedder.network_id, "kind": embedder.kind, "pca_id": embedder.pca_id,
-        "postprocess": postprocess, "pca_params": None if pca_params is None else os.fspath(pca_params),
+        "weights": embedder.weights_source,
+        "batch_size": embedder.batch_size,
+        "hop_seconds": embedder.hop_seconds,
+        "short_policy": embedder.short_policy,
+        "dtype": embedder.dtype,
+        "frontend": embedder.frontend,
+        "network_id": embedder.network_id,
+        "kind": embedder.kind,
+        "pca_id": embedder.pca_id,
+        "postprocess": postprocess,
+        "pca_params": None if pca_params is None else os.fspath(pca_params),
         "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
     }
 
@@ -187,8 +195,13 @@ def _dofns():
 
             try:
                 times, k = [], 0
-                for message in decode_messages(0, local, hop_seconds=self.settings["hop_seconds"],
-                                               short_policy=self.settings["short_policy"], chunk_patches=CHUNK_PATCHES):
+                for message in decode_messages(
+                    0,
+                    local,
+                    hop_seconds=self.settings["hop_seconds"],
+                    short_policy=self.settings["short_policy"],
+                    chunk_patches=CHUNK_PATCHES,
+                ):
                     if message[0] == "patches":
                         for start in range(0, len(message[2]), CHUNK_PATCHES):
                             yield ((track_id, k), message[2][start : start + CHUNK_PATCHES])
@@ -197,8 +210,13 @@ def _dofns():
                     elif message[0] == "done":
                         for text in message[3]:
                             log.warning(text)
-                        meta = {"path": path, "fingerprint": print_, "duration": message[2], "chunks": k,
-                                "timestamps": np.concatenate(times) if times else np.zeros(0)}
+                        meta = {
+                            "path": path,
+                            "fingerprint": print_,
+                            "duration": message[2],
+                            "chunks": k,
+                            "timestamps": np.concatenate(times) if times else np.zeros(0),
+                        }
                         yield beam.pvalue.TaggedOutput("meta", (track_id, meta))
                     else:
                         yield beam.pvalue.TaggedOutput("errors", (path, message[2]))
@@ -222,8 +240,13 @@ def _dofns():
             from .embed import Embedder
 
             s = self.settings
-            return Embedder(s["weights"], batch_size=s["batch_size"], hop_seconds=s["hop_seconds"],
-                            short_policy=s["short_policy"], dtype=s["dtype"])
+            return Embedder(
+                s["weights"],
+                batch_size=s["batch_size"],
+                hop_seconds=s["hop_seconds"],
+                short_policy=s["short_policy"],
+                dtype=s["dtype"],
+            )
 
         def run_inference(self, batch, model, inference_args=None):
             sizes = np.cumsum([len(chunk) for chunk in batch])[:-1]
@@ -252,14 +275,26 @@ def _dofns():
             meta = groups["meta"][0]
             chunks = dict(groups["embeddings"])
             if len(chunks) != meta["chunks"]:
-                return [beam.pvalue.TaggedOutput("errors", (meta["path"], f"{len(chunks)} of {meta['chunks']} chunks embedded"))]
+                return [
+                    beam.pvalue.TaggedOutput(
+                        "errors", (meta["path"], f"{len(chunks)} of {meta['chunks']} chunks embedded")
+                    )
+                ]
             raw = np.concatenate([chunks[k] for k in range(meta["chunks"])]).astype(np.float32)
             s = self.settings
             kind = "postprocessed" if self.post is not None else "raw"
             emb = self.post(raw) if self.post is not None else raw
-            entry = cache.make_entry(emb, meta["timestamps"], kind=kind, pca=None if self.post is None else self.post.id,
-                                     frontend=s["frontend"], weights=s["network_id"], source=meta["path"],
-                                     fingerprint=meta["fingerprint"], duration=meta["duration"])
+            entry = cache.make_entry(
+                emb,
+                meta["timestamps"],
+                kind=kind,
+                pca=None if self.post is None else self.post.id,
+                frontend=s["frontend"],
+                weights=s["network_id"],
+                source=meta["path"],
+                fingerprint=meta["fingerprint"],
+                duration=meta["duration"],
+            )
             if s["cache_dir"] is not None:
                 _write_entry(s["cache_dir"], track_id, entry)
             self.embedded.inc()
@@ -287,8 +322,14 @@ def _dofns():
             entry = item["entry"]
             emb = cache.embedding_for(entry, self.post)
             clip, _ = self.head.scores(emb, taggram=False)
-            result = TagResult(0, item["path"], track_id, duration=entry["duration"], timestamps=entry["timestamps"],
-                               probabilities=clip)
+            result = TagResult(
+                0,
+                item["path"],
+                track_id,
+                duration=entry["duration"],
+                timestamps=entry["timestamps"],
+                probabilities=clip,
+            )
             row = self.head.rows(result, top_n=self.top_n, threshold=self.threshold)
             self.tagged.inc()
             if self.fmt == "parquet":
@@ -324,7 +365,9 @@ def _items(inputs, *, include, exclude, root):
         elif any(c in item for c in "*?[") and not os.path.exists(item):
             import glob
 
-            local.extend(files.collect(sorted(glob.glob(item, recursive=True)), include=include, exclude=exclude, root=root))
+            local.extend(
+                files.collect(sorted(glob.glob(item, recursive=True)), include=include, exclude=exclude, root=root)
+            )
         else:
             local.extend(files.collect([item], include=include, exclude=exclude, root=root))
     return local, patterns
@@ -355,7 +398,9 @@ def _source(p, beam, local, patterns, include, exclude, root):
                 return []
             return [(path, track_id_for_url(path, root))]
 
-        parts.append(p | "Patterns" >> beam.Create(patterns) | "Match" >> fileio.MatchAll() | "Audio" >> beam.FlatMap(keep))
+        parts.append(
+            p | "Patterns" >> beam.Create(patterns) | "Match" >> fileio.MatchAll() | "Audio" >> beam.FlatMap(keep)
+        )
     if not parts:
         raise ParameterError("no inputs")
     return parts[0] if len(parts) == 1 else parts | "Inputs" >> beam.Flatten()
@@ -369,11 +414,16 @@ def _build(p, beam, settings, local, patterns, *, include, exclude, root, errors
     items = _source(p, beam, local, patterns, include, exclude, root)
     planned = items | "Plan" >> beam.ParDo(Plan(settings, keep_hits=keep_hits)).with_outputs("hits", main="todo")
     decoded = planned.todo | "Decode" >> beam.ParDo(Decode(settings)).with_outputs("meta", "errors", main="patches")
-    embedded = (decoded.patches
-                | "VGGish" >> RunInference(KeyedModelHandler(Handler(settings)))
-                | "ByTrack" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1].inference))))
-    assembled = ({"meta": decoded.meta, "embeddings": embedded} | "Join" >> beam.CoGroupByKey()
-                 | "Assemble" >> beam.ParDo(Assemble(settings)).with_outputs("errors", main="entries"))
+    embedded = (
+        decoded.patches
+        | "VGGish" >> RunInference(KeyedModelHandler(Handler(settings)))
+        | "ByTrack" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1].inference)))
+    )
+    assembled = (
+        {"meta": decoded.meta, "embeddings": embedded}
+        | "Join" >> beam.CoGroupByKey()
+        | "Assemble" >> beam.ParDo(Assemble(settings)).with_outputs("errors", main="entries")
+    )
     from apache_beam.metrics import Metrics
 
     errors = (decoded.errors, assembled.errors) | "Errors" >> beam.Flatten()
@@ -383,8 +433,11 @@ def _build(p, beam, settings, local, patterns, *, include, exclude, root, errors
         failed.inc()
         return _tsv_line(pair)
 
-    (errors | "ErrorLines" >> beam.Map(count)
-     | "WriteErrors" >> beam.io.WriteToText(errors_path, shard_name_template="", header="path\terror"))
+    (
+        errors
+        | "ErrorLines" >> beam.Map(count)
+        | "WriteErrors" >> beam.io.WriteToText(errors_path, shard_name_template="", header="path\terror")
+    )
     return assembled.entries, planned.hits
 
 
@@ -414,8 +467,15 @@ def _describe(p, options):
     for tid in proto.root_transform_ids:
         for sub in transforms[tid].subtransforms or [tid]:
             walk(sub, 1)
-    lines.append("options: " + json.dumps(options.get_all_options(drop_default=True, retain_unknown_options=True),
-                                          indent=1, sort_keys=True, default=str))
+    lines.append(
+        "options: "
+        + json.dumps(
+            options.get_all_options(drop_default=True, retain_unknown_options=True),
+            indent=1,
+            sort_keys=True,
+            default=str,
+        )
+    )
     return "\n".join(lines)
 
 
@@ -424,8 +484,21 @@ def _check_runner_inputs(runner, local):
         raise ParameterError(f"--runner {runner} runs on other machines: give gs:// inputs (not {local[0][0]!r})")
 
 
-def run_embed(inputs, cache_dir, *, embedder, runner="beam", pipeline_args=(), include=(), exclude=(), root=None,
-              postprocess=False, pca_params=None, errors_file=None, dry_run=False):
+def run_embed(
+    inputs,
+    cache_dir,
+    *,
+    embedder,
+    runner="beam",
+    pipeline_args=(),
+    include=(),
+    exclude=(),
+    root=None,
+    postprocess=False,
+    pca_params=None,
+    errors_file=None,
+    dry_run=False,
+):
     """``tagger embed --runner beam``: the cache entries of :func:`tagger.embed.embed_files`, through Beam.
 
     Parameters
@@ -452,14 +525,25 @@ def run_embed(inputs, cache_dir, *, embedder, runner="beam", pipeline_args=(), i
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)
     _check_runner_inputs(runner, local)
     settings = _settings(embedder, cache_dir=cache_dir, postprocess=postprocess, pca_params=pca_params)
-    errors_file = errors_file or (cache_dir.rstrip("/") + "/errors.tsv" if _is_remote(cache_dir)
-                                  else os.path.join(cache_dir, "errors.tsv"))
+    errors_file = errors_file or (
+        cache_dir.rstrip("/") + "/errors.tsv" if _is_remote(cache_dir) else os.path.join(cache_dir, "errors.tsv")
+    )
     if not _is_remote(cache_dir):
         os.makedirs(cache_dir, exist_ok=True)
     options = _options(pipeline_args, runner)
     p = beam.Pipeline(options=options)
-    _build(p, beam, settings, local, patterns, include=include, exclude=exclude, root=root, errors_path=errors_file,
-           keep_hits=False)
+    _build(
+        p,
+        beam,
+        settings,
+        local,
+        patterns,
+        include=include,
+        exclude=exclude,
+        root=root,
+        errors_path=errors_file,
+        keep_hits=False,
+    )
     if dry_run:
         return {"description": _describe(p, options)}
     result = p.run()
@@ -469,8 +553,25 @@ def run_embed(inputs, cache_dir, *, embedder, runner="beam", pipeline_args=(), i
     return summary
 
 
-def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fmt="csv", top_n=5, threshold=None,
-            cache_dir=None, include=(), exclude=(), root=None, pca_params=None, errors_file=None, dry_run=False):
+def run_tag(
+    inputs,
+    out,
+    *,
+    model,
+    embedder,
+    runner="beam",
+    pipeline_args=(),
+    fmt="csv",
+    top_n=5,
+    threshold=None,
+    cache_dir=None,
+    include=(),
+    exclude=(),
+    root=None,
+    pca_params=None,
+    errors_file=None,
+    dry_run=False,
+):
     """``tagger tag --runner beam``: the rows of :func:`tagger.predict.tag_to_file`, as sharded files.
 
     Outputs ``<out stem>-SSSSS-of-NNNNN<ext>`` shards (CSV, each shard with its
@@ -493,24 +594,44 @@ def run_tag(inputs, out, *, model, embedder, runner="beam", pipeline_args=(), fm
     errors_file = errors_file or os.fspath(out) + ".errors.tsv"
     options = _options(pipeline_args, runner)
     p = beam.Pipeline(options=options)
-    entries, hits = _build(p, beam, settings, local, patterns, include=include, exclude=exclude, root=root,
-                           errors_path=errors_file, keep_hits=True)
+    entries, hits = _build(
+        p,
+        beam,
+        settings,
+        local,
+        patterns,
+        include=include,
+        exclude=exclude,
+        root=root,
+        errors_path=errors_file,
+        keep_hits=True,
+    )
     *_, TagRows = _dofns()
     header = ",".join(row_fields(top_n)) if fmt == "csv" else None
-    rows = ((entries, hits) | "Clips" >> beam.Flatten()
-            | "Head" >> beam.ParDo(TagRows(model, pca_params, fmt, top_n, threshold)))
+    rows = (
+        (entries, hits)
+        | "Clips" >> beam.Flatten()
+        | "Head" >> beam.ParDo(TagRows(model, pca_params, fmt, top_n, threshold))
+    )
     if fmt == "parquet":
         import pyarrow as pa
 
-        schema = pa.schema([(name, pa.float64() if name == "duration" or name.startswith("p_") else pa.string())
-                            for name in row_fields(top_n)])
+        schema = pa.schema(
+            [
+                (name, pa.float64() if name == "duration" or name.startswith("p_") else pa.string())
+                for name in row_fields(top_n)
+            ]
+        )
         rows | "WriteRows" >> beam.io.WriteToParquet(stem, schema, file_name_suffix=ext or ".parquet")
     else:
         rows | "WriteRows" >> beam.io.WriteToText(stem, file_name_suffix=ext or "." + fmt, header=header)
     if dry_run:
         return {"description": _describe(p, options)}
-    meta = {"settings": output_settings(head, embedder, fmt=fmt, top_n=top_n, threshold=threshold, taggram=False),
-            "runner": runner, "shards": f"{os.path.basename(stem)}-*-of-*{ext or '.' + fmt}"}
+    meta = {
+        "settings": output_settings(head, embedder, fmt=fmt, top_n=top_n, threshold=threshold, taggram=False),
+        "runner": runner,
+        "shards": f"{os.path.basename(stem)}-*-of-*{ext or '.' + fmt}",
+    }
     if not _is_remote(out):
         from .records import write_json_atomic
 

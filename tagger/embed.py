@@ -104,7 +104,9 @@ class Embedder:
         self.postprocessor = Postprocessor(pca_params) if postprocess else None
         # the network (what cache entries record) and the whole embedding, postprocessing included
         self.network_id = (weights_id or "unknown") + ("" if dtype == "float32" else "+" + dtype)
-        self.weights_id = (weights_id or "unknown") + ("+pca" if postprocess else "") + ("" if dtype == "float32" else "+" + dtype)
+        self.weights_id = (
+            (weights_id or "unknown") + ("+pca" if postprocess else "") + ("" if dtype == "float32" else "+" + dtype)
+        )
         if dtype != "float32":
             from .vggish import build_vggish
 
@@ -267,8 +269,9 @@ def _plan(items, cache_dir, embedder, overwrite):
         entry_file = cache.entry_path(cache_dir, track_id)
         if os.path.exists(entry_file) and not overwrite:
             try:
-                entry = cache.read_entry(entry_file, frontend=embedder.frontend, weights=embedder.network_id,
-                                         fingerprint=print_)
+                entry = cache.read_entry(
+                    entry_file, frontend=embedder.frontend, weights=embedder.network_id, fingerprint=print_
+                )
             except cache.StaleEntry as exc:
                 if exc.reason != "source":
                     stale.append(str(exc))
@@ -285,7 +288,9 @@ def _plan(items, cache_dir, embedder, overwrite):
         todo.append((path, track_id, print_))
     if stale:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
-        raise DataError(f"{stale[0]}{more}; pass overwrite=True / --overwrite to replace them, or use another cache folder")
+        raise DataError(
+            f"{stale[0]}{more}; pass overwrite=True / --overwrite to replace them, or use another cache folder"
+        )
     return todo, n_done
 
 
@@ -331,9 +336,13 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     if not cache.writable(cache_dir):
         todo, n_done = _plan(items, cache_dir, embedder, overwrite)
         if todo:
-            raise DataError(f"cache {cache_dir} is read-only: {len(todo)} of {len(items)} tracks would have to be"
-                            " embedded into it; use a cache folder you can write, or ask its owner")
-        return EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[], errors_file=errors_file)
+            raise DataError(
+                f"cache {cache_dir} is read-only: {len(todo)} of {len(items)} tracks would have to be"
+                " embedded into it; use a cache folder you can write, or ask its owner"
+            )
+        return EmbedSummary(
+            total=len(items), embedded=0, skipped=n_done, failed=0, failures=[], errors_file=errors_file
+        )
     with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
         todo, n_done = _plan(items, cache_dir, embedder, overwrite)
         summary = EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[])
@@ -345,9 +354,15 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
                     log.warning(text)
                 if result.ok:
                     entry = cache.make_entry(
-                        result.embedding, result.timestamps, kind=embedder.kind, pca=embedder.pca_id,
-                        frontend=embedder.frontend, weights=embedder.network_id, source=result.path,
-                        fingerprint=print_, duration=result.duration,
+                        result.embedding,
+                        result.timestamps,
+                        kind=embedder.kind,
+                        pca=embedder.pca_id,
+                        frontend=embedder.frontend,
+                        weights=embedder.network_id,
+                        source=result.path,
+                        fingerprint=print_,
+                        duration=result.duration,
                     )
                     cache.write_entry(cache_dir, track_id, entry)
                     summary["embedded"] += 1

@@ -14,8 +14,16 @@ import numpy as np
 
 from .exceptions import DataError, ParameterError
 
-__all__ = ["MODES", "load_run", "clip_scores", "evaluate", "read_truth", "read_mapping", "evaluate_truth",
-           "predictions_from_jsonl"]
+__all__ = [
+    "MODES",
+    "load_run",
+    "clip_scores",
+    "evaluate",
+    "read_truth",
+    "read_mapping",
+    "evaluate_truth",
+    "predictions_from_jsonl",
+]
 
 MODES = ("head", "soft", "hard")
 
@@ -140,7 +148,9 @@ def read_truth(path):
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in ("path", "labels") if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: a truth file has the columns path,labels; {missing} missing (found {list(df.columns)})")
+        raise DataError(
+            f"{path}: a truth file has the columns path,labels; {missing} missing (found {list(df.columns)})"
+        )
     truth = {}
     for row in df.itertuples():
         key = _key(row.path)
@@ -203,8 +213,20 @@ def predictions_from_jsonl(path):
     return paths, labels, np.asarray(scores, np.float32), np.asarray(chosen, int), task
 
 
-def evaluate_truth(paths, scores, labels, truth_file, *, task="multilabel", thresholds=None, chosen=None,
-                   mapping_file=None, out_dir=None, plots=True, source=None):
+def evaluate_truth(
+    paths,
+    scores,
+    labels,
+    truth_file,
+    *,
+    task="multilabel",
+    thresholds=None,
+    chosen=None,
+    mapping_file=None,
+    out_dir=None,
+    plots=True,
+    source=None,
+):
     """Score predictions against a truth file.
 
     Parameters
@@ -264,8 +286,13 @@ def evaluate_truth(paths, scores, labels, truth_file, *, task="multilabel", thre
             else:
                 unknown[tag] = unknown.get(tag, 0) + 1
         if not known or (task == "singlelabel" and len(set(known)) != 1):
-            excluded.append({"path": key, "labels": tags,
-                             "why": "no tag in the model's vocabulary" if not known else "more than one class"})
+            excluded.append(
+                {
+                    "path": key,
+                    "labels": tags,
+                    "why": "no tag in the model's vocabulary" if not known else "more than one class",
+                }
+            )
             continue
         y = np.zeros(len(labels), np.float32)
         y[known] = 1.0
@@ -273,18 +300,26 @@ def evaluate_truth(paths, scores, labels, truth_file, *, task="multilabel", thre
         rows_i.append(i)
     not_in_truth = sorted(paths[i] for i in range(len(paths)) if i not in matched)
     if not rows_i:
-        raise DataError(f"{truth_file}: no clip of the truth file has predictions and a tag in the model's vocabulary"
-                        f" ({len(missing)} missing from the predictions, {len(excluded)} without a usable tag)")
+        raise DataError(
+            f"{truth_file}: no clip of the truth file has predictions and a tag in the model's vocabulary"
+            f" ({len(missing)} missing from the predictions, {len(excluded)} without a usable tag)"
+        )
     y_true, y_score = np.stack(rows_y), scores[rows_i]
     if task == "multilabel":
         cut = np.full(len(labels), 0.5) if thresholds is None else np.asarray(thresholds)
-        summary, per_tag = multilabel_report(y_true, y_score, cut, labels,
-                                             y_pred=None if chosen is None else chosen[rows_i])
+        summary, per_tag = multilabel_report(
+            y_true, y_score, cut, labels, y_pred=None if chosen is None else chosen[rows_i]
+        )
     else:
         summary, per_tag = singlelabel_report(y_true, y_score, labels)
     summary.update(
-        truth=os.path.abspath(truth_file), predictions=source, mapping=mapping_file and os.path.abspath(mapping_file),
-        n_truth=len(truth), missing_from_predictions=missing, not_in_truth=not_in_truth, excluded=excluded,
+        truth=os.path.abspath(truth_file),
+        predictions=source,
+        mapping=mapping_file and os.path.abspath(mapping_file),
+        n_truth=len(truth),
+        missing_from_predictions=missing,
+        not_in_truth=not_in_truth,
+        excluded=excluded,
         unknown_tags=dict(sorted(unknown.items())),
         mapping_to_unknown_tags={k: v for k, v in mapping.items() if v not in position},
         tags_without_positives=[t for t, col in zip(labels, y_true.T) if col.sum() == 0],

@@ -28,8 +28,16 @@ __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor
 
 log = logging.getLogger(__name__)
 
-_FRAME_FEATURES = ("chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff", "zero_crossing_rate",
-                   "harmony", "perceptr")
+_FRAME_FEATURES = (
+    "chroma_stft",
+    "rms",
+    "spectral_centroid",
+    "spectral_bandwidth",
+    "rolloff",
+    "zero_crossing_rate",
+    "harmony",
+    "perceptr",
+)
 #: the 57 feature columns, in the table's order
 FEATURE_NAMES = tuple(
     [f"{name}_{stat}" for name in _FRAME_FEATURES for stat in ("mean", "var")]
@@ -194,8 +202,9 @@ def _fields():
     return ["path", "filename", "length", *FEATURE_NAMES]
 
 
-def features_to_file(inputs, out, *, include=(), exclude=(), root=None, workers=None, errors_file=None, progress=None,
-                     overwrite=False):
+def features_to_file(
+    inputs, out, *, include=(), exclude=(), root=None, workers=None, errors_file=None, progress=None, overwrite=False
+):
     """Handcrafted features of audio files into a table, one row per file, resumably.
 
     Columns: ``path`` (as found), ``filename`` (its base name, as in the GTZAN
@@ -249,9 +258,17 @@ def features_to_file(inputs, out, *, include=(), exclude=(), root=None, workers=
             check_resume(out, errors_file, meta_path, settings)
             done = set(_read_parquet_paths(out))
             if all(p in done for p, _ in items):
-                return {"total": len(items), "extracted": 0, "skipped": len(items), "failed": 0, "errors_file": errors_file}
-            raise DataError(f"{out} is finished and lacks {sum(p not in done for p, _ in items)} of these files; write"
-                            " to another --out, or rerun with --overwrite")
+                return {
+                    "total": len(items),
+                    "extracted": 0,
+                    "skipped": len(items),
+                    "failed": 0,
+                    "errors_file": errors_file,
+                }
+            raise DataError(
+                f"{out} is finished and lacks {sum(p not in done for p, _ in items)} of these files; write"
+                " to another --out, or rerun with --overwrite"
+            )
         check_resume(rows_file, errors_file, meta_path, settings)
         write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
         header, rows = read_records(rows_file, "csv")
@@ -260,9 +277,16 @@ def features_to_file(inputs, out, *, include=(), exclude=(), root=None, workers=
         failures = read_errors(errors_file)
         done = {row["path"] for row in rows} | {path for path, _ in failures}
         todo = [p for p, _ in items if p not in done]
-        summary = {"total": len(items), "extracted": 0, "skipped": len(items) - len(todo), "failed": len(failures),
-                   "errors_file": errors_file}
-        bar = tqdm(total=len(todo), unit="clip", desc="features", disable=(not progress) if progress is not None else None)
+        summary = {
+            "total": len(items),
+            "extracted": 0,
+            "skipped": len(items) - len(todo),
+            "failed": len(failures),
+            "errors_file": errors_file,
+        }
+        bar = tqdm(
+            total=len(todo), unit="clip", desc="features", disable=(not progress) if progress is not None else None
+        )
         try:
             with open(rows_file, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
                 writer = csv.writer(fout)
@@ -272,7 +296,9 @@ def features_to_file(inputs, out, *, include=(), exclude=(), root=None, workers=
                     for text in r.warnings:
                         log.warning("%s: %s", r.path, text)
                     if r.ok:
-                        writer.writerow([r.path, os.path.basename(r.path), r.length, *(repr(float(v)) for v in r.embedding[0])])
+                        writer.writerow(
+                            [r.path, os.path.basename(r.path), r.length, *(repr(float(v)) for v in r.embedding[0])]
+                        )
                         summary["extracted"] += 1
                     else:
                         log.error("%s: %s", r.path, r.error)
@@ -322,7 +348,9 @@ def read_table(path):
         raise DataError(f"{path}: non-numeric feature values ({exc})") from exc
     bad = ~np.isfinite(df[list(FEATURE_NAMES)].to_numpy()).all(axis=1)
     if bad.any():
-        raise DataError(f"{path}: {int(bad.sum())} rows hold NaN or infinite features (first: {df['filename'][bad].iloc[0]})")
+        raise DataError(
+            f"{path}: {int(bad.sum())} rows hold NaN or infinite features (first: {df['filename'][bad].iloc[0]})"
+        )
     return df
 
 
@@ -333,4 +361,3 @@ def check_table_rows(df, path="<table>"):
     if len(dup):
         raise DataError(f"{path}: {len(dup)} files appear twice (first: {dup.iloc[0]})")
     return stems
-

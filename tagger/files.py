@@ -6,9 +6,31 @@ import os
 
 from .exceptions import DataError
 
-__all__ = ["AUDIO_EXTENSIONS", "LIST_EXTENSIONS", "collect", "track_id_for", "fingerprint", "fingerprint_stream", "matches"]
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "LIST_EXTENSIONS",
+    "collect",
+    "track_id_for",
+    "fingerprint",
+    "fingerprint_stream",
+    "matches",
+]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".snd", ".aif", ".aiff", ".aifc", ".w64", ".caf")
+AUDIO_EXTENSIONS = (
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".au",
+    ".snd",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".w64",
+    ".caf",
+)
 LIST_EXTENSIONS = (".txt", ".lst", ".list", ".m3u")
 
 
@@ -126,7 +148,9 @@ def collect(inputs, *, include=(), exclude=(), root=None):
             base = os.path.dirname(item)
             with open(item, encoding="utf-8") as f:
                 lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
-            found.extend(p for p, _ in collect([os.path.join(base, ln) for ln in lines], include=include, exclude=exclude))
+            found.extend(
+                p for p, _ in collect([os.path.join(base, ln) for ln in lines], include=include, exclude=exclude)
+            )
         elif os.path.lexists(item):
             found.append(item)
         else:

@@ -55,15 +55,12 @@ def mel_matrix(
     nyquist = sample_rate / 2.0
     if not 0.0 <= lower_edge_hz < upper_edge_hz <= nyquist:
         raise ParameterError(
-            f"mel edges must satisfy 0 <= lower ({lower_edge_hz}) < upper ({upper_edge_hz})"
-            f" <= nyquist ({nyquist})"
+            f"mel edges must satisfy 0 <= lower ({lower_edge_hz}) < upper ({upper_edge_hz}) <= nyquist ({nyquist})"
         )
     bins_mel = hertz_to_mel(np.linspace(0.0, nyquist, num_spectrogram_bins))[:, None]
     edges = np.linspace(hertz_to_mel(lower_edge_hz), hertz_to_mel(upper_edge_hz), num_mel_bins + 2)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-    weights = np.maximum(
-        0.0, np.minimum((bins_mel - lower) / (center - lower), (upper - bins_mel) / (upper - center))
-    )
+    weights = np.maximum(0.0, np.minimum((bins_mel - lower) / (center - lower), (upper - bins_mel) / (upper - center)))
     weights[0, :] = 0.0
     weights.setflags(write=False)
     return weights
@@ -84,9 +81,7 @@ def log_mel_spectrogram(y):
     y = np.asarray(y, dtype=np.float64)
     if len(y) < params.STFT_WINDOW_SAMPLES:
         raise ParameterError(f"len(y)={len(y)} must be >= {params.STFT_WINDOW_SAMPLES} samples")
-    frames = np.lib.stride_tricks.sliding_window_view(y, params.STFT_WINDOW_SAMPLES)[
-        :: params.STFT_HOP_SAMPLES
-    ]
+    frames = np.lib.stride_tricks.sliding_window_view(y, params.STFT_WINDOW_SAMPLES)[:: params.STFT_HOP_SAMPLES]
     spectrum = np.abs(np.fft.rfft(frames * periodic_hann(params.STFT_WINDOW_SAMPLES), params.FFT_LENGTH))
     return np.log(spectrum @ mel_matrix() + params.LOG_OFFSET)
 
@@ -194,8 +189,7 @@ class Patcher:
                 " patch (short_policy='skip')"
             )
         warnings.warn(
-            f"{self.name}: {seconds:.3f} s is shorter than one {params.EXAMPLE_WINDOW_SECONDS} s patch;"
-            " zero-padded",
+            f"{self.name}: {seconds:.3f} s is shorter than one {params.EXAMPLE_WINDOW_SECONDS} s patch; zero-padded",
             TaggerWarning,
             stacklevel=2,
         )

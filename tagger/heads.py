@@ -32,8 +32,12 @@ def _inputs(embedding_size, standardize=False, input_stats=None):
         return x, mask, x
     mean, variance = input_stats if input_stats is not None else ([0.0] * embedding_size, [1.0] * embedding_size)
     if len(mean) != embedding_size or len(variance) != embedding_size:
-        raise ParameterError(f"input_stats has {len(mean)} means and {len(variance)} variances; embedding_size={embedding_size}")
-    h = layers.Normalization(axis=-1, mean=[float(v) for v in mean], variance=[float(v) for v in variance], name="standardize")(x)
+        raise ParameterError(
+            f"input_stats has {len(mean)} means and {len(variance)} variances; embedding_size={embedding_size}"
+        )
+    h = layers.Normalization(
+        axis=-1, mean=[float(v) for v in mean], variance=[float(v) for v in variance], name="standardize"
+    )(x)
     return x, mask, h
 
 
@@ -101,8 +105,18 @@ def prior_bias(labels, task, *, eps=1e-3):
     return (np.log(prior / (1 - prior)) if task == "multilabel" else np.log(prior)).tolist()
 
 
-def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standardize=False, embedding_size=128,
-               output_bias=None, input_stats=None):
+def dense_head(
+    n_outputs,
+    task,
+    *,
+    hidden=256,
+    n_layers=2,
+    dropout=0.3,
+    standardize=False,
+    embedding_size=128,
+    output_bias=None,
+    input_stats=None,
+):
     """Mean over the clip's patches, then a dense stack."""
     import keras
     from keras import layers
@@ -116,8 +130,19 @@ def dense_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standard
     return keras.Model([x, mask], out, name="dense")
 
 
-def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha_init=0.0, standardize=False,
-                  embedding_size=128, output_bias=None, input_stats=None):
+def autopool_head(
+    n_outputs,
+    task,
+    *,
+    hidden=256,
+    n_layers=2,
+    dropout=0.3,
+    alpha_init=0.0,
+    standardize=False,
+    embedding_size=128,
+    output_bias=None,
+    input_stats=None,
+):
     """Per-patch dense stack and predictions, pooled over time by AutoPool.
 
     Multi-label: per-patch sigmoid probabilities are pooled. Single-label:
@@ -131,7 +156,9 @@ def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha
     x, mask, h = _inputs(embedding_size, standardize, input_stats)
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     if task == "multilabel":
-        per_patch = layers.Dense(n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output")(h)
+        per_patch = layers.Dense(
+            n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output"
+        )(h)
         out = AutoPool1D(alpha_init=alpha_init, name="output")(per_patch, mask=mask)
     else:
         per_patch = layers.Dense(n_outputs, bias_initializer=_bias(output_bias), name="patch_logits")(h)
@@ -140,8 +167,18 @@ def autopool_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, alpha
     return keras.Model([x, mask], out, name="autopool")
 
 
-def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, standardize=False, embedding_size=128,
-                   output_bias=None, input_stats=None):
+def attention_head(
+    n_outputs,
+    task,
+    *,
+    hidden=256,
+    n_layers=2,
+    dropout=0.3,
+    standardize=False,
+    embedding_size=128,
+    output_bias=None,
+    input_stats=None,
+):
     """Per-patch dense stack, per-patch predictions weighted by attention over time."""
     import keras
     from keras import layers
@@ -152,7 +189,9 @@ def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, stan
     h = _stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
     attention = layers.Dense(n_outputs, name="attention_logits")(h)
     if task == "multilabel":
-        per_patch = layers.Dense(n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output")(h)
+        per_patch = layers.Dense(
+            n_outputs, activation="sigmoid", bias_initializer=_bias(output_bias), name="patch_output"
+        )(h)
         out = AttentionPool1D(name="output")([per_patch, attention], mask=mask)
     else:
         per_patch = layers.Dense(n_outputs, bias_initializer=_bias(output_bias), name="patch_logits")(h)
@@ -161,8 +200,18 @@ def attention_head(n_outputs, task, *, hidden=256, n_layers=2, dropout=0.3, stan
     return keras.Model([x, mask], out, name="attention")
 
 
-def mlp_head(n_outputs, task, *, hidden=64, n_layers=2, dropout=0.3, standardize=True, embedding_size=57,
-             output_bias=None, input_stats=None):
+def mlp_head(
+    n_outputs,
+    task,
+    *,
+    hidden=64,
+    n_layers=2,
+    dropout=0.3,
+    standardize=True,
+    embedding_size=57,
+    output_bias=None,
+    input_stats=None,
+):
     """The course projects' multi-layer perceptron on a feature vector (one "patch" per clip).
 
     The dense head's stack with the defaults of the GTZAN feature grid: 1-2
@@ -170,8 +219,17 @@ def mlp_head(n_outputs, task, *, hidden=64, n_layers=2, dropout=0.3, standardize
     on standardised inputs (the scaler is a layer of the saved model). On
     clips of several patches it averages them first, as ``dense`` does.
     """
-    model = dense_head(n_outputs, task, hidden=hidden, n_layers=n_layers, dropout=dropout, standardize=standardize,
-                       embedding_size=embedding_size, output_bias=output_bias, input_stats=input_stats)
+    model = dense_head(
+        n_outputs,
+        task,
+        hidden=hidden,
+        n_layers=n_layers,
+        dropout=dropout,
+        standardize=standardize,
+        embedding_size=embedding_size,
+        output_bias=output_bias,
+        input_stats=input_stats,
+    )
     model.name = "mlp"
     return model
 
@@ -226,7 +284,9 @@ def _check_filters(filters, patch_shape, n_blocks=None):
         raise ParameterError(f"{len(filters)} pooling blocks do not fit patches of {patch_shape[0]} x {patch_shape[1]}")
 
 
-def cnn4_head(n_outputs, task, *, filters=(16, 32, 64, 128), hidden=128, dropout=0.3, patch_shape=(96, 64), output_bias=None):
+def cnn4_head(
+    n_outputs, task, *, filters=(16, 32, 64, 128), hidden=128, dropout=0.3, patch_shape=(96, 64), output_bias=None
+):
     """From-scratch CNN on the log-mel spectrogram of the window: 4 blocks of [conv, BN, ReLU, pool],
     global (masked) average pooling, a dense layer (the GTZAN course project's best, 83.39 % on 8 genres)."""
     import keras
@@ -243,8 +303,17 @@ def cnn4_head(n_outputs, task, *, filters=(16, 32, 64, 128), hidden=128, dropout
     return keras.Model([x, mask], out, name="cnn4")
 
 
-def cnn_gru_head(n_outputs, task, *, filters=(16, 32, 64, 128), units=64, hidden=128, dropout=0.3, patch_shape=(96, 64),
-                 output_bias=None):
+def cnn_gru_head(
+    n_outputs,
+    task,
+    *,
+    filters=(16, 32, 64, 128),
+    units=64,
+    hidden=128,
+    dropout=0.3,
+    patch_shape=(96, 64),
+    output_bias=None,
+):
     """The cnn4 trunk, then a GRU over time (masked), then a dense layer."""
     import keras
     from keras import layers
@@ -259,8 +328,17 @@ def cnn_gru_head(n_outputs, task, *, filters=(16, 32, 64, 128), units=64, hidden
     return keras.Model([x, mask], out, name="cnn_gru")
 
 
-def parallel_cnn_head(n_outputs, task, *, filters=(16, 32, 64, 128), kernels=(3, 5), hidden=128, dropout=0.3,
-                      patch_shape=(96, 64), output_bias=None):
+def parallel_cnn_head(
+    n_outputs,
+    task,
+    *,
+    filters=(16, 32, 64, 128),
+    kernels=(3, 5),
+    hidden=128,
+    dropout=0.3,
+    patch_shape=(96, 64),
+    output_bias=None,
+):
     """Two parallel conv branches with different kernel sizes over the same spectrogram, merged (the 8-genre project)."""
     import keras
     from keras import layers
@@ -280,7 +358,9 @@ def parallel_cnn_head(n_outputs, task, *, filters=(16, 32, 64, 128), kernels=(3,
     return keras.Model([x, mask], out, name="parallel_cnn")
 
 
-def cnn_lstm_head(n_outputs, task, *, filters=(32, 64), hidden=200, dropout=0.3, patch_shape=(96, 64), output_bias=None):
+def cnn_lstm_head(
+    n_outputs, task, *, filters=(32, 64), hidden=200, dropout=0.3, patch_shape=(96, 64), output_bias=None
+):
     """Two [conv, BN, ReLU, pool] blocks, then LSTM 128 -> LSTM 32 -> dense 200 (the course project's CNN-LSTM)."""
     import keras
     from keras import layers
@@ -296,8 +376,16 @@ def cnn_lstm_head(n_outputs, task, *, filters=(32, 64), hidden=200, dropout=0.3,
     return keras.Model([x, mask], out, name="cnn_lstm")
 
 
-HEADS = {"dense": dense_head, "autopool": autopool_head, "attention": attention_head, "mlp": mlp_head,
-         "cnn4": cnn4_head, "cnn_gru": cnn_gru_head, "parallel_cnn": parallel_cnn_head, "cnn_lstm": cnn_lstm_head}
+HEADS = {
+    "dense": dense_head,
+    "autopool": autopool_head,
+    "attention": attention_head,
+    "mlp": mlp_head,
+    "cnn4": cnn4_head,
+    "cnn_gru": cnn_gru_head,
+    "parallel_cnn": parallel_cnn_head,
+    "cnn_lstm": cnn_lstm_head,
+}
 #: heads that take log-mel patches (``frontend: melspec`` caches) rather than embedding rows
 PATCH_HEADS = ("cnn4", "cnn_gru", "parallel_cnn", "cnn_lstm")
 

@@ -24,10 +24,20 @@ __all__ = ["split_steps", "plan", "bucket_path", "main"]
 
 SHARED = ("data", "audio")  # folders of the bucket itself; every other path belongs to the job
 # per command: which arguments name inputs (read) and outputs (written)
-_INPUTS = {"prepare": ("source", "annotations", "splits"), "embed": ("inputs",), "tag": ("inputs",),
-           "train": ("config",), "evaluate": ("target", "truth", "predictions", "map")}
-_OUTPUTS = {"prepare": ("out",), "embed": ("out", "errors"), "tag": ("out", "taggram", "cache", "errors"),
-            "train": ("run_dir",), "evaluate": ("out",)}
+_INPUTS = {
+    "prepare": ("source", "annotations", "splits"),
+    "embed": ("inputs",),
+    "tag": ("inputs",),
+    "train": ("config",),
+    "evaluate": ("target", "truth", "predictions", "map"),
+}
+_OUTPUTS = {
+    "prepare": ("out",),
+    "embed": ("out", "errors"),
+    "tag": ("out", "taggram", "cache", "errors"),
+    "train": ("run_dir",),
+    "evaluate": ("out",),
+}
 _ALSO_INPUTS = ("weights", "pca")
 
 
@@ -67,8 +77,10 @@ def _parse(step, number):
 
     text = " ".join(step)
     if not step or step[0] not in _INPUTS:
-        raise ParameterError(f"step {number} ({text}): unknown tagger command {step[0] if step else ''!r}; "
-                             f"a step is one of: {', '.join(_INPUTS)}")
+        raise ParameterError(
+            f"step {number} ({text}): unknown tagger command {step[0] if step else ''!r}; "
+            f"a step is one of: {', '.join(_INPUTS)}"
+        )
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -128,8 +140,10 @@ def plan(steps, *, bucket, job, local_root="."):
             if path.startswith(("gs://", "https://")) or "://" in path:
                 continue  # a bucket URL or a hub handle: used as it is
             if os.path.isabs(path):
-                raise ParameterError(f"step {number} ({text}): {path} is absolute; paths are relative to the job's work"
-                                     " folder (data/..., audio/..., or the job's own files)")
+                raise ParameterError(
+                    f"step {number} ({text}): {path} is absolute; paths are relative to the job's work"
+                    " folder (data/..., audio/..., or the job's own files)"
+                )
             norm = os.path.normpath(path)
             if norm.startswith(".."):
                 raise ParameterError(f"step {number} ({text}): {path} leaves the work folder")
@@ -142,8 +156,10 @@ def plan(steps, *, bucket, job, local_root="."):
                 continue
             if _in_bucket(bucket_path(bucket, job, norm)):
                 continue
-            raise ParameterError(f"step {number} ({text}): input {path} is not in {bucket_path(bucket, job, norm)},"
-                                 f"{' not a file here,' if top not in SHARED else ''} and no earlier step makes it")
+            raise ParameterError(
+                f"step {number} ({text}): input {path} is not in {bucket_path(bucket, job, norm)},"
+                f"{' not a file here,' if top not in SHARED else ''} and no earlier step makes it"
+            )
         if command == "train" and os.path.isfile(os.path.join(local_root, args.config)):
             from .config import load_config
 
@@ -153,7 +169,11 @@ def plan(steps, *, bucket, job, local_root="."):
                 raise ParameterError(f"step {number} ({text}): {exc}") from exc
         out = [os.path.normpath(p) for p in _values(args, _OUTPUTS[command])]
         if command == "tag":
-            out += [os.path.normpath(p) + suffix for p in _values(args, ("out",)) for suffix in (".meta.json", ".errors.tsv")]
+            out += [
+                os.path.normpath(p) + suffix
+                for p in _values(args, ("out",))
+                for suffix in (".meta.json", ".errors.tsv")
+            ]
         if command == "evaluate" and not args.out and len(args.target) == 1 and not args.truth:
             out.append(os.path.normpath(args.target[0]))
         made.extend(out)
@@ -176,12 +196,14 @@ def main(argv=None):
         return 0
     head = argv[: argv.index("--")] if "--" in argv else argv
     if head[:1] != ["plan"] or any(k not in head for k in ("--bucket", "--job", "--steps-out")):
-        print("usage: python -m tagger.jobs plan --bucket B --job J --steps-out FILE -- STEP [-- STEP ...] | steps FILE",
-              file=sys.stderr)
+        print(
+            "usage: python -m tagger.jobs plan --bucket B --job J --steps-out FILE -- STEP [-- STEP ...] | steps FILE",
+            file=sys.stderr,
+        )
         return 2
     bucket, job, out = (head[head.index(k) + 1] for k in ("--bucket", "--job", "--steps-out"))
     try:
-        result = plan(split_steps(argv[len(head):]), bucket=bucket, job=job)
+        result = plan(split_steps(argv[len(head) :]), bucket=bucket, job=job)
     except ParameterError as exc:
         print(f"invalid job: {exc}", file=sys.stderr)
         return 1

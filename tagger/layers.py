@@ -111,8 +111,13 @@ class Ensemble(keras.layers.Layer):
             return ops.mean(ops.stack([member(inputs, training=False) for member in self.members], axis=1), axis=1)
         n, batch = len(self.members), ops.shape(inputs[0])[0]
         edges = [i * (batch // n) for i in range(n)] + [batch]
-        return ops.concatenate([member([t[edges[i]:edges[i + 1]] for t in inputs], training=True)
-                                for i, member in enumerate(self.members)], axis=0)
+        return ops.concatenate(
+            [
+                member([t[edges[i] : edges[i + 1]] for t in inputs], training=True)
+                for i, member in enumerate(self.members)
+            ],
+            axis=0,
+        )
 
     def compute_output_shape(self, input_shape):
         return self.members[0].compute_output_shape(input_shape)

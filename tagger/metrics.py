@@ -13,7 +13,11 @@ def _with_both_classes(y):
 def macro_pr_auc(y_true, y_score):
     """Mean average precision over tags that have positives and negatives."""
     cols = _with_both_classes(y_true)
-    return float(np.mean([skm.average_precision_score(y_true[:, c], y_score[:, c]) for c in cols])) if len(cols) else float("nan")
+    return (
+        float(np.mean([skm.average_precision_score(y_true[:, c], y_score[:, c]) for c in cols]))
+        if len(cols)
+        else float("nan")
+    )
 
 
 def macro_roc_auc(y_true, y_score):
@@ -79,8 +83,12 @@ def multilabel_report(y_true, y_score, thresholds, labels, *, y_pred=None):
         "n_tags_scored": int(len(cols)),
         "macro_roc_auc": macro_roc_auc(y_true, y_score),
         "macro_pr_auc": macro_pr_auc(y_true, y_score),
-        "micro_roc_auc": float(skm.roc_auc_score(y_true[:, cols], y_score[:, cols], average="micro")) if len(cols) else float("nan"),
-        "micro_pr_auc": float(skm.average_precision_score(y_true[:, cols], y_score[:, cols], average="micro")) if len(cols) else float("nan"),
+        "micro_roc_auc": float(skm.roc_auc_score(y_true[:, cols], y_score[:, cols], average="micro"))
+        if len(cols)
+        else float("nan"),
+        "micro_pr_auc": float(skm.average_precision_score(y_true[:, cols], y_score[:, cols], average="micro"))
+        if len(cols)
+        else float("nan"),
         "macro_precision": float(np.mean([r["precision"] for r in rows])),
         "macro_recall": float(np.mean([r["recall"] for r in rows])),
         "macro_f1": float(np.mean([r["f1"] for r in rows])),

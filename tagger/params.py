@@ -95,9 +95,7 @@ def hop_frames(hop_seconds):
 
     frames = int(round(hop_seconds / STFT_HOP_SECONDS))
     if frames < 1 or abs(frames * STFT_HOP_SECONDS - hop_seconds) > 1e-6:
-        raise ParameterError(
-            f"hop_seconds={hop_seconds!r} must be a positive multiple of {STFT_HOP_SECONDS} s"
-        )
+        raise ParameterError(f"hop_seconds={hop_seconds!r} must be a positive multiple of {STFT_HOP_SECONDS} s")
     return frames
 
 

@@ -23,7 +23,7 @@ __all__ = ["TrackResult", "iter_embeddings", "iter_messages", "default_workers",
 
 _MAIN_GUARD_HELP = (
     "decode workers are spawned processes, which re-run your script: put the code that calls tagger under"
-    " `if __name__ == \"__main__\":`, or pass workers=0 to decode in the calling process"
+    ' `if __name__ == "__main__":`, or pass workers=0 to decode in the calling process'
 )
 
 
@@ -274,7 +274,9 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8):
     n_workers = min(workers, len(paths))
     for _ in range(n_workers):
         tasks.put(None)
-    procs = [ctx.Process(target=worker_loop, args=(tasks, results, options, target), daemon=True) for _ in range(n_workers)]
+    procs = [
+        ctx.Process(target=worker_loop, args=(tasks, results, options, target), daemon=True) for _ in range(n_workers)
+    ]
     for proc in procs:
         proc.start()
     started = set()  # files a worker began and has not finished: blamed if workers crash
@@ -314,6 +316,9 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8):
         for proc in procs:
             proc.join(timeout=5)
     if fallback:
-        warnings.warn(f"decode worker processes could not start ({_MAIN_GUARD_HELP}); decoding in this process instead",
-                      TaggerWarning, stacklevel=3)
+        warnings.warn(
+            f"decode worker processes could not start ({_MAIN_GUARD_HELP}); decoding in this process instead",
+            TaggerWarning,
+            stacklevel=3,
+        )
         yield from run_here([i for i in range(len(paths)) if i not in finished])

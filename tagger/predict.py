@@ -28,7 +28,9 @@ class TagResult:
 
     __slots__ = ("index", "path", "track_id", "duration", "timestamps", "probabilities", "taggram", "error")
 
-    def __init__(self, index, path, track_id=None, duration=None, timestamps=None, probabilities=None, taggram=None, error=None):
+    def __init__(
+        self, index, path, track_id=None, duration=None, timestamps=None, probabilities=None, taggram=None, error=None
+    ):
         self.index, self.path, self.track_id, self.duration = index, path, track_id, duration
         self.timestamps, self.probabilities, self.taggram, self.error = timestamps, probabilities, taggram, error
 
@@ -112,9 +114,12 @@ class Head:
 
     def record(self, result, row):
         """A result as one JSONL record: path, duration, every tag's probability, the chosen tags (from ``row``)."""
-        return {"path": result.path, "duration": round(float(result.duration), 3),
-                "probabilities": {t: round(float(p), 6) for t, p in zip(self.labels, result.probabilities)},
-                "tags": row["tags"].split("|") if row["tags"] else []}
+        return {
+            "path": result.path,
+            "duration": round(float(result.duration), 3),
+            "probabilities": {t: round(float(p), 6) for t, p in zip(self.labels, result.probabilities)},
+            "tags": row["tags"].split("|") if row["tags"] else [],
+        }
 
 
 class Tagger(Head):
@@ -145,7 +150,9 @@ class Tagger(Head):
         super().__init__(model)
         if self.input_kind in ("features", "melspec"):  # no VGGish: weights and network options do not apply
             if embedder is not None and embedder.kind != self.input_kind:
-                raise ParameterError(f"model {model!r} takes {self.input_kind} inputs; the given embedder makes {embedder.kind}")
+                raise ParameterError(
+                    f"model {model!r} takes {self.input_kind} inputs; the given embedder makes {embedder.kind}"
+                )
             if embedder is None and self.input_kind == "features":
                 from .features import FeatureExtractor
 
@@ -157,8 +164,10 @@ class Tagger(Head):
         elif embedder is None:
             embedder = Embedder(weights, postprocess=self.postprocess, pca_params=pca_params, **options)
         elif (embedder.postprocessor is not None) != self.postprocess:
-            raise ParameterError(f"model {model!r} expects {'postprocessed' if self.postprocess else 'raw'} embeddings;"
-                                 " the given embedder differs")
+            raise ParameterError(
+                f"model {model!r} expects {'postprocessed' if self.postprocess else 'raw'} embeddings;"
+                " the given embedder differs"
+            )
         self.embedder = embedder
         self.cache_dir = cache_dir
 
@@ -174,8 +183,9 @@ class Tagger(Head):
         if not os.path.exists(path):
             return None, None
         try:
-            entry = cache.read_entry(path, frontend=self.embedder.frontend, weights=self.embedder.network_id,
-                                     fingerprint=fingerprint)
+            entry = cache.read_entry(
+                path, frontend=self.embedder.frontend, weights=self.embedder.network_id, fingerprint=fingerprint
+            )
         except cache.StaleEntry as exc:
             if exc.reason == "source":
                 log.warning("%s; re-embedding it", exc)
@@ -228,9 +238,14 @@ class Tagger(Head):
             elif isinstance(why, DataError) and not isinstance(why, cache.StaleEntry):
                 log.warning("%s; re-embedding it", why)  # unreadable: replaced
         if reasons:
-            log.warning("%d entries of the cache %s were made with other settings or an older tagger (first: %s);"
-                        " they are neither used nor replaced: rebuild them with `tagger embed ... --overwrite`,"
-                        " or use another cache", len(reasons), self.cache_dir, reasons[0])
+            log.warning(
+                "%d entries of the cache %s were made with other settings or an older tagger (first: %s);"
+                " they are neither used nor replaced: rebuild them with `tagger embed ... --overwrite`,"
+                " or use another cache",
+                len(reasons),
+                self.cache_dir,
+                reasons[0],
+            )
         return hits, protected
 
     def _tag(self, items, prints, hits, protected, *, workers, taggram, store):
@@ -241,7 +256,9 @@ class Tagger(Head):
             if i in hits:
                 entry, _ = self._lookup(track_id, None)
                 if entry is None:  # removed or replaced by another process since the check
-                    yield TagResult(i, path, track_id, error=f"cache entry for {track_id} changed during the run; rerun")
+                    yield TagResult(
+                        i, path, track_id, error=f"cache entry for {track_id} changed during the run; rerun"
+                    )
                     continue
                 emb = cache.embedding_for(entry, self.embedder.postprocessor)
                 times, duration, error = entry["timestamps"], entry["duration"], None
@@ -252,9 +269,20 @@ class Tagger(Head):
                 emb, times, duration, error = r.embedding, r.timestamps, r.duration, r.error
                 if r.ok and self.cache_dir is not None and track_id not in protected:
                     if store:
-                        cache.write_entry(self.cache_dir, track_id, cache.make_entry(
-                            emb, times, kind=self.input_kind if self.input_kind in ("features", "melspec") else "raw", frontend=self.embedder.frontend, weights=self.embedder.network_id,
-                            source=path, fingerprint=prints[i], duration=duration))
+                        cache.write_entry(
+                            self.cache_dir,
+                            track_id,
+                            cache.make_entry(
+                                emb,
+                                times,
+                                kind=self.input_kind if self.input_kind in ("features", "melspec") else "raw",
+                                frontend=self.embedder.frontend,
+                                weights=self.embedder.network_id,
+                                source=path,
+                                fingerprint=prints[i],
+                                duration=duration,
+                            ),
+                        )
                     else:
                         not_stored += 1
                 if r.ok:
@@ -265,8 +293,11 @@ class Tagger(Head):
             clip, grams = self.scores(emb, taggram=taggram)
             yield TagResult(i, path, track_id, duration=duration, timestamps=times, probabilities=clip, taggram=grams)
         if not_stored:
-            log.warning("the cache %s is read-only: %d clips not in it were embedded for this run but not stored",
-                        self.cache_dir, not_stored)
+            log.warning(
+                "the cache %s is read-only: %d clips not in it were embedded for this run but not stored",
+                self.cache_dir,
+                not_stored,
+            )
 
     def tag(self, inputs, *, top_n=5, threshold=None, include=(), exclude=(), workers=None, root=None):
         """Tag files and folders; a DataFrame with one row per good clip (failures in ``df.attrs['errors']``).
@@ -296,7 +327,13 @@ class Tagger(Head):
             clip, taggram = self.scores(emb, taggram=False)
             name = names[i] if names else f"<array {i}>"
             duration = len(y) / float(sr) if np.ndim(y) == 1 else max(np.shape(y)) / float(sr)
-            rows.append(self.rows(TagResult(i, name, duration=duration, timestamps=times, probabilities=clip, taggram=taggram), top_n=top_n, threshold=threshold))
+            rows.append(
+                self.rows(
+                    TagResult(i, name, duration=duration, timestamps=times, probabilities=clip, taggram=taggram),
+                    top_n=top_n,
+                    threshold=threshold,
+                )
+            )
         return pd.DataFrame(rows)
 
 
@@ -347,8 +384,23 @@ def output_settings(head, embedder, *, fmt, top_n, threshold, taggram):
     }
 
 
-def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, taggram_dir=None, errors_file=None,
-                include=(), exclude=(), workers=None, progress=None, overwrite=False, root=None):
+def tag_to_file(
+    tagger,
+    inputs,
+    out,
+    *,
+    fmt="csv",
+    top_n=5,
+    threshold=None,
+    taggram_dir=None,
+    errors_file=None,
+    include=(),
+    exclude=(),
+    workers=None,
+    progress=None,
+    overwrite=False,
+    root=None,
+):
     """Tag inputs into ``out``, incrementally and resumably.
 
     Rows are appended (and flushed) as clips finish, in input order. The
@@ -397,13 +449,20 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
         fieldnames = row_fields(top_n)
         header, rows = read_records(out, fmt)
         if fmt == "csv" and header is not None and header != fieldnames:
-            raise DataError(f"{out}: its columns {header} are not those of these settings {fieldnames}; rerun with"
-                            " --overwrite, or write to another --out")
+            raise DataError(
+                f"{out}: its columns {header} are not those of these settings {fieldnames}; rerun with"
+                " --overwrite, or write to another --out"
+            )
         failures = read_errors(errors_file)
         done = {row["path"] for row in rows} | {path for path, _ in failures}
         todo = [(p, t) for p, t in items if p not in done]
-        summary = {"total": len(items), "tagged": 0, "skipped": len(items) - len(todo), "failed": len(failures),
-                   "errors_file": errors_file}
+        summary = {
+            "total": len(items),
+            "tagged": 0,
+            "skipped": len(items) - len(todo),
+            "failed": len(failures),
+            "errors_file": errors_file,
+        }
         bar = tqdm(total=len(todo), unit="clip", desc="tag", disable=(not progress) if progress is not None else None)
         with open(out, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
             writer = csv.DictWriter(fout, fieldnames=fieldnames, extrasaction="ignore")
@@ -419,8 +478,13 @@ def tag_to_file(tagger, inputs, out, *, fmt="csv", top_n=5, threshold=None, tagg
                     if taggram_dir:
                         target = os.path.join(taggram_dir, (r.track_id or os.path.basename(r.path)) + ".npz")
                         os.makedirs(os.path.dirname(target), exist_ok=True)
-                        np.savez_compressed(target, timestamps=r.timestamps, taggram=r.taggram,
-                                            labels=np.array(tagger.labels), probabilities=r.probabilities)
+                        np.savez_compressed(
+                            target,
+                            timestamps=r.timestamps,
+                            taggram=r.taggram,
+                            labels=np.array(tagger.labels),
+                            probabilities=r.probabilities,
+                        )
                     summary["tagged"] += 1
                 else:
                     ferr.write(r.path, r.error)

@@ -14,7 +14,16 @@ import tempfile
 
 from .exceptions import DataError, ParameterError
 
-__all__ = ["read_records", "ErrorsWriter", "read_errors", "write_atomic", "write_json_atomic", "umask", "ERRORS_HEADER", "check_resume"]
+__all__ = [
+    "read_records",
+    "ErrorsWriter",
+    "read_errors",
+    "write_atomic",
+    "write_json_atomic",
+    "umask",
+    "ERRORS_HEADER",
+    "check_resume",
+]
 
 ERRORS_HEADER = ("path", "error")
 
@@ -58,8 +67,10 @@ def _parse_delimited(data, delimiter, path):
         elif len(row) != len(header):
             if good + size >= len(data):
                 break
-            raise DataError(f"{path}: record {len(rows) + 1} has {len(row)} fields, the header {len(header)}; "
-                            "the file is damaged or was written with other settings")
+            raise DataError(
+                f"{path}: record {len(rows) + 1} has {len(row)} fields, the header {len(header)}; "
+                "the file is damaged or was written with other settings"
+            )
         else:
             rows.append(dict(zip(header, row)))
         good += size
@@ -202,7 +213,12 @@ def _describe(value):
 
 def _differences(old, new):
     keys = sorted(set(old) | set(new))
-    same = lambda k: (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash") if k == "model" else old.get(k) == new.get(k)  # noqa: E731
+
+    def same(k):  # a model is the same when its content hash is
+        if k == "model":
+            return (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash")
+        return old.get(k) == new.get(k)
+
     return [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
 
 
@@ -219,7 +235,8 @@ def check_resume(out, errors_file, meta_path, settings):
         raise ParameterError(
             f"{out} exists but has no {os.path.basename(meta_path)}: it was written by an older tagger (or another"
             " program), so the settings it was made with are unknown and it cannot be continued safely; rerun with"
-            " --overwrite to write it from scratch, or write to another --out")
+            " --overwrite to write it from scratch, or write to another --out"
+        )
     try:
         with open(meta_path, encoding="utf-8") as f:
             old = json.load(f)["settings"]
@@ -229,4 +246,5 @@ def check_resume(out, errors_file, meta_path, settings):
     if diff:
         raise ParameterError(
             f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
-            " or write to another --out")
+            " or write to another --out"
+        )

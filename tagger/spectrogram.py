@@ -59,5 +59,11 @@ class PatchExtractor:
         """Patches of files, decoded in parallel (:func:`tagger.pipeline.iter_embeddings` without a network)."""
         from .pipeline import iter_embeddings
 
-        return iter_embeddings(paths, self.run, batch_size=self.batch_size, hop_seconds=self.hop_seconds,
-                               short_policy=self.short_policy, workers=workers)
+        return iter_embeddings(
+            paths,
+            self.run,
+            batch_size=self.batch_size,
+            hop_seconds=self.hop_seconds,
+            short_policy=self.short_policy,
+            workers=workers,
+        )

@@ -16,7 +16,15 @@ import pescador
 
 from .exceptions import ParameterError
 
-__all__ = ["track_windows", "TrackMux", "training_stream", "mixup", "keras_batches", "pad_tracks", "iter_padded_batches"]
+__all__ = [
+    "track_windows",
+    "TrackMux",
+    "training_stream",
+    "mixup",
+    "keras_batches",
+    "pad_tracks",
+    "iter_padded_batches",
+]
 
 
 def _window(emb, start, window):
@@ -80,7 +88,9 @@ def track_windows(emb, y, *, window, rng, draw=1):
     n = len(emb)
     if n <= window:  # the whole (padded) track is the only window
         yield from _repeat(_only_window(emb, y, window, draw))
-    windows = np.moveaxis(np.lib.stride_tricks.sliding_window_view(emb, window, axis=0), -1, 1)  # (n - window + 1, window, ...)
+    windows = np.moveaxis(
+        np.lib.stride_tricks.sliding_window_view(emb, window, axis=0), -1, 1
+    )  # (n - window + 1, window, ...)
     ones, ys = _ones((draw, window)), _tile(y, draw)
     while True:
         starts = rng.integers(0, n - window + 1, size=draw)
@@ -125,11 +135,20 @@ class TrackMux(pescador.StochasticMux):
         if rate is None or not rate > 0:
             raise ParameterError(f"TrackMux rate={rate} must be > 0")
         weights = None if weights is None else np.asarray(weights, dtype=np.float64)
-        super().__init__(streamers, n_active, rate, weights=weights, mode="with_replacement", dist="poisson",
-                         random_state=random_state)
+        super().__init__(
+            streamers,
+            n_active,
+            rate,
+            weights=weights,
+            mode="with_replacement",
+            dist="poisson",
+            random_state=random_state,
+        )
         for i, s in enumerate(self.streamers):
             if not callable(s.streamer):
-                raise ParameterError(f"TrackMux streamer {i} wraps {type(s.streamer).__name__}, not a generator function")
+                raise ParameterError(
+                    f"TrackMux streamer {i} wraps {type(s.streamer).__name__}, not a generator function"
+                )
         self.seed, self.block = random_state, int(block)
 
     def _activations(self, rng):
@@ -240,11 +259,18 @@ def training_stream(embeddings, labels, *, window, batch_size, n_active, rate, s
     rng = np.random.default_rng([seed, 1])  # window starts; the mux draws from its own seed
     # a track no longer than the window has one sample: built once here, not on every activation
     streamers = [
-        pescador.Streamer(_repeat, _only_window(emb, y, window, draw)) if len(emb) <= window
+        pescador.Streamer(_repeat, _only_window(emb, y, window, draw))
+        if len(emb) <= window
         else pescador.Streamer(track_windows, emb, y, window=window, rng=rng, draw=draw)
         for emb, y in zip(embeddings, labels)
     ]
-    mux = TrackMux(streamers, n_active=min(n_active, len(streamers)), rate=rate, weights=track_weights(labels, weighting), random_state=seed)
+    mux = TrackMux(
+        streamers,
+        n_active=min(n_active, len(streamers)),
+        rate=rate,
+        weights=track_weights(labels, weighting),
+        random_state=seed,
+    )
     return pescador.buffer_stream(mux, batch_size // draw, axis=0)
 
 

@@ -14,7 +14,15 @@ import pandas as pd
 from . import cache
 from .exceptions import DataError
 
-__all__ = ["INDEX_COLUMNS", "write_index", "read_index", "label_matrix", "load_embeddings", "write_vocabulary", "read_vocabulary"]
+__all__ = [
+    "INDEX_COLUMNS",
+    "write_index",
+    "read_index",
+    "label_matrix",
+    "load_embeddings",
+    "write_vocabulary",
+    "read_vocabulary",
+]
 
 INDEX_COLUMNS = ("track_id", "path", "split", "labels", "duration")
 SEPARATOR = "|"
@@ -80,8 +88,10 @@ def load_embeddings(track_ids, cache_dir, *, frontend=None, weights=None):
         if first is None:
             first = (track_id, entry["kind"])
         elif entry["kind"] != first[1]:
-            raise DataError(f"{cache_dir}: the cache mixes embeddings: {first[0]} is {first[1]}, {track_id} is"
-                            f" {entry['kind']}; a head trains on one kind (re-embed into a separate cache)")
+            raise DataError(
+                f"{cache_dir}: the cache mixes embeddings: {first[0]} is {first[1]}, {track_id} is"
+                f" {entry['kind']}; a head trains on one kind (re-embed into a separate cache)"
+            )
         out.append(cache.embedding_as_float(entry))
     return out
 

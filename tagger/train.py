@@ -27,7 +27,16 @@ from .bundle import write_meta
 from .exceptions import DataError, ParameterError
 from .records import write_json_atomic
 
-__all__ = ["load_split", "build_run_head", "fit", "nested_folds", "read_schedule", "cross_validate", "train", "predict_tracks"]
+__all__ = [
+    "load_split",
+    "build_run_head",
+    "fit",
+    "nested_folds",
+    "read_schedule",
+    "cross_validate",
+    "train",
+    "predict_tracks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +106,12 @@ def _optimizer(cfg):
     import keras
 
     opt = cfg["optimizer"]
-    kinds = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    kinds = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
     make = kinds[opt["name"]]
     if cfg["trunk"]["name"]:  # a fine-tuned VGGish steps at a fraction of the head's learning rate
         from .finetune import optimizer
@@ -106,8 +120,12 @@ def _optimizer(cfg):
     if not opt["ema"]:
         return make(learning_rate=opt["learning_rate"])
     # the averaged weights replace the model's on the last step of every epoch
-    return make(learning_rate=opt["learning_rate"], use_ema=True, ema_momentum=opt["ema"],
-                ema_overwrite_frequency=cfg["steps_per_epoch"])
+    return make(
+        learning_rate=opt["learning_rate"],
+        use_ema=True,
+        ema_momentum=opt["ema"],
+        ema_overwrite_frequency=cfg["steps_per_epoch"],
+    )
 
 
 def build_run_head(cfg, embeddings, y):
@@ -134,12 +152,16 @@ def build_run_head(cfg, embeddings, y):
         trunk, embeddings, item = _trunk(cfg, name, accepts, embeddings, item)
     if "patch_shape" in accepts:
         if len(item) != 2:
-            raise DataError(f"head {name!r} takes log-mel patches (a `--frontend melspec` cache); this cache holds"
-                            f" rows of {item[0]} values")
+            raise DataError(
+                f"head {name!r} takes log-mel patches (a `--frontend melspec` cache); this cache holds"
+                f" rows of {item[0]} values"
+            )
         head.setdefault("patch_shape", item)
     elif len(item) != 1:
-        raise DataError(f"head {name!r} takes embedding rows; this cache holds log-mel patches {item}: use a CNN head"
-                        " (cnn4, cnn_gru, parallel_cnn, cnn_lstm)")
+        raise DataError(
+            f"head {name!r} takes embedding rows; this cache holds log-mel patches {item}: use a CNN head"
+            " (cnn4, cnn_gru, parallel_cnn, cnn_lstm)"
+        )
     else:
         head.setdefault("embedding_size", item[0])
     if "standardize" in accepts:  # the scaler from the training patches (mlp: on by default)
@@ -165,11 +187,15 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
     from .finetune import load_trunk
 
     if len(item) != 2:
-        raise DataError(f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on log-mel patches (a"
-                        f" `--frontend melspec` cache); this cache holds rows of {item[0]} values")
+        raise DataError(
+            f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on log-mel patches (a"
+            f" `--frontend melspec` cache); this cache holds rows of {item[0]} values"
+        )
     if "patch_shape" in accepts:
-        raise ParameterError(f"head {name!r} takes patches itself: a trunk goes under an embedding head"
-                             " (dense, autopool, attention, mlp)")
+        raise ParameterError(
+            f"head {name!r} takes patches itself: a trunk goes under an embedding head"
+            " (dense, autopool, attention, mlp)"
+        )
     dtype = "float16" if tf.config.list_physical_devices("GPU") else "float32"  # mixed precision on a GPU
     trunk = load_trunk(weights=cfg["trunk"]["weights"], train=cfg["trunk"]["train"], dtype=dtype)
     rows, n = [], 0
@@ -218,9 +244,13 @@ def _freeze(run_dir, name, value):
             previous = json.load(f)
         if previous == json.loads(json.dumps(value)):
             return
-        if _checkpoint_epochs(os.path.join(run_dir, "checkpoints")) or os.path.exists(os.path.join(run_dir, "history.csv")):
-            raise DataError(f"{run_dir}: the run folder holds a different {name} and has trained with it; use a new"
-                            " run folder (or delete this one to start over)")
+        if _checkpoint_epochs(os.path.join(run_dir, "checkpoints")) or os.path.exists(
+            os.path.join(run_dir, "history.csv")
+        ):
+            raise DataError(
+                f"{run_dir}: the run folder holds a different {name} and has trained with it; use a new"
+                " run folder (or delete this one to start over)"
+            )
         log.info("%s: no epoch finished yet; replacing its %s", run_dir, name)
     _json_dump(value, frozen)
 
@@ -325,17 +355,31 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
         keras.utils.set_random_seed(seed * 100_003 + epoch)
         _reseed(model, seed * 100_003 + epoch)
         stream = training_stream(
-            train_emb, train_y, window=cfg["window"], batch_size=batch_size,
-            n_active=cfg["mux"]["n_active"], rate=cfg["mux"]["rate"], seed=seed * 100_003 + epoch,
-            weighting=cfg["mux"]["weighting"], draw=cfg["mux"]["draw"],
+            train_emb,
+            train_y,
+            window=cfg["window"],
+            batch_size=batch_size,
+            n_active=cfg["mux"]["n_active"],
+            rate=cfg["mux"]["rate"],
+            seed=seed * 100_003 + epoch,
+            weighting=cfg["mux"]["weighting"],
+            draw=cfg["mux"]["draw"],
         )
         stream = mixup(stream, cfg["mixup"], seed=seed * 100_003 + epoch)
         started = time.perf_counter()
-        fit_hist = model.fit(keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0, shuffle=False)
+        fit_hist = model.fit(
+            keras_batches(stream), steps_per_epoch=cfg["steps_per_epoch"], epochs=1, verbose=0, shuffle=False
+        )
         seconds = time.perf_counter() - started
         score = monitor_score(task, valid_y, predict_tracks(model, valid_emb))
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-        row = {"epoch": epoch, "loss": float(fit_hist.history["loss"][-1]), "val_score": score, "lr": lr, "seconds": round(seconds, 3)}
+        row = {
+            "epoch": epoch,
+            "loss": float(fit_hist.history["loss"][-1]),
+            "val_score": score,
+            "lr": lr,
+            "seconds": round(seconds, 3),
+        }
         with writer.as_default():
             for key in ("loss", "val_score", "lr"):
                 tf.summary.scalar(key, row[key], step=epoch)
@@ -359,11 +403,17 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
         if on_epoch is not None:
             on_epoch(epoch, score)
         if verbose:
-            print(f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}", flush=True)
+            print(
+                f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {'pr_auc' if task == 'multilabel' else 'accuracy'} {score:.4f}, lr {lr:.2g}, {seconds:.1f}s{' *' if improved else ''}",
+                flush=True,
+            )
     best = load_head(run_dir, compile=False)
     valid_score = predict_tracks(best, valid_emb)
     thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
-    _json_dump(dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])), os.path.join(run_dir, "thresholds.json"))
+    _json_dump(
+        dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])),
+        os.path.join(run_dir, "thresholds.json"),
+    )
     metrics = {
         "valid_score": float(monitor_score(task, valid_y, valid_score)),
         "monitor": "macro_pr_auc" if task == "multilabel" else "accuracy",
@@ -381,7 +431,9 @@ def _checkpoint_epochs(ckpt_dir):
     if not os.path.isdir(ckpt_dir):
         return []
     names = set(os.listdir(ckpt_dir))
-    return sorted(int(n[6:10]) for n in names if n.startswith("epoch-") and n.endswith(".json") and n[:-5] + ".keras" in names)
+    return sorted(
+        int(n[6:10]) for n in names if n.startswith("epoch-") and n.endswith(".json") and n[:-5] + ".keras" in names
+    )
 
 
 def _save_checkpoint(ckpt_dir, model, state, keep=2):
@@ -487,17 +539,33 @@ def cross_validate(cfg, run_dir, *, verbose=1):
     scores, epochs = [], []
     for k, j in pairs:
         select = os.path.join(run_dir, f"fold{k}-select")
-        fit(cfg, select, train_data=load_split(cfg, None, exclude_fold=(k, j), augmented=True),
+        fit(
+            cfg,
+            select,
+            train_data=load_split(cfg, None, exclude_fold=(k, j), augmented=True),
             valid_data=load_split(cfg, None, fold=j),
-            verbose=verbose)
+            verbose=verbose,
+        )
         schedule = read_schedule(select)
-        metrics = fit(cfg, os.path.join(run_dir, f"fold{k}"), train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
-                      valid_data=load_split(cfg, None, fold=k), schedule=schedule, verbose=verbose)
+        metrics = fit(
+            cfg,
+            os.path.join(run_dir, f"fold{k}"),
+            train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
+            valid_data=load_split(cfg, None, fold=k),
+            schedule=schedule,
+            verbose=verbose,
+        )
         scores.append(metrics["valid_score"])
         epochs.append(len(schedule))
-    summary = {"cv_folds": len(pairs), "fold_scores": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)),
-               "monitor": metrics["monitor"], "fold_epochs": epochs,
-               "protocol": "nested: epochs and learning rates chosen on another fold, then refit on all folds but the held-out one"}
+    summary = {
+        "cv_folds": len(pairs),
+        "fold_scores": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "monitor": metrics["monitor"],
+        "fold_epochs": epochs,
+        "protocol": "nested: epochs and learning rates chosen on another fold, then refit on all folds but the held-out one",
+    }
     _json_dump(summary, os.path.join(run_dir, "metrics.json"))
     return summary
 

@@ -68,7 +68,10 @@ def _study(folder, name, seed):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{os.path.abspath(os.path.join(folder, 'study.db'))}"
     study = optuna.create_study(
-        study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+        study_name=name,
+        storage=storage,
+        direction="maximize",
+        load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=4),
     )
@@ -111,12 +114,16 @@ def _search(cfg, spaces, folder, name, *, trials, timeout, data, verbose):
         train_data, valid_data = data if data is not None else (None, None)
         metrics = fit(trial_cfg, run_dir, train_data=train_data, valid_data=valid_data, verbose=0, on_epoch=report)
         if verbose:
-            print(f"{name} trial {trial.number}: {metrics['monitor']} {metrics['valid_score']:.4f} {values}", flush=True)
+            print(
+                f"{name} trial {trial.number}: {metrics['monitor']} {metrics['valid_score']:.4f} {values}", flush=True
+            )
         return metrics["valid_score"]
 
     remaining = trials - _finished(study)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(DataError, ParameterError), gc_after_trial=True)
+        study.optimize(
+            objective, n_trials=remaining, timeout=timeout, catch=(DataError, ParameterError), gc_after_trial=True
+        )
     _report(study, folder)
     return study
 
@@ -138,7 +145,10 @@ def _report(study, folder):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "experimental" notices of optuna.visualization.matplotlib
-        for file, draw in (("history.png", vis.plot_optimization_history), ("importance.png", vis.plot_param_importances)):
+        for file, draw in (
+            ("history.png", vis.plot_optimization_history),
+            ("importance.png", vis.plot_param_importances),
+        ):
             try:
                 ax = draw(study)
                 ax.figure.tight_layout()
@@ -193,11 +203,18 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
         if int(cfg["data"]["cv_folds"]) > 1:
             summary = _nested(cfg, spaces, study_dir, trials=trials, timeout=timeout, verbose=verbose)
         else:
-            study = _search(cfg, spaces, study_dir, "search", trials=trials, timeout=timeout, data=None, verbose=verbose)
+            study = _search(
+                cfg, spaces, study_dir, "search", trials=trials, timeout=timeout, data=None, verbose=verbose
+            )
             best, _ = _best(study, cfg, study_dir)
-            summary = {"protocol": "scored on the validation split; the test split is not read",
-                       "best_value": best.value, "best_params": best.params, "best_trial": best.number,
-                       "best_run_dir": best.user_attrs.get("run_dir"), "n_trials": _finished(study)}
+            summary = {
+                "protocol": "scored on the validation split; the test split is not read",
+                "best_value": best.value,
+                "best_params": best.params,
+                "best_trial": best.number,
+                "best_run_dir": best.user_attrs.get("run_dir"),
+                "n_trials": _finished(study),
+            }
         write_json_atomic(summary, os.path.join(study_dir, "summary.json"))
     return summary
 
@@ -213,17 +230,41 @@ def _nested(cfg, spaces, study_dir, *, trials, timeout, verbose):
         best, best_cfg = _best(study, cfg, folder)
         schedule = read_schedule(best.user_attrs["run_dir"])
         # named by the trial it refits: a longer search that finds a better trial refits that one beside it
-        metrics = fit(validate(best_cfg), os.path.join(folder, f"refit-trial{best.number:04d}"), train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
-                      valid_data=load_split(cfg, None, fold=k), schedule=schedule, verbose=0)
+        metrics = fit(
+            validate(best_cfg),
+            os.path.join(folder, f"refit-trial{best.number:04d}"),
+            train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
+            valid_data=load_split(cfg, None, fold=k),
+            schedule=schedule,
+            verbose=0,
+        )
         scores.append(metrics["valid_score"])
-        chosen.append({"fold": k, "selection_fold": j, "params": best.params, "selection_score": best.value,
-                       "epochs": len(schedule), "held_out_score": metrics["valid_score"]})
+        chosen.append(
+            {
+                "fold": k,
+                "selection_fold": j,
+                "params": best.params,
+                "selection_score": best.value,
+                "epochs": len(schedule),
+                "held_out_score": metrics["valid_score"],
+            }
+        )
         if verbose:
-            print(f"fold {k}: best on fold {j} {best.value:.4f} {best.params}; held out {metrics['valid_score']:.4f}", flush=True)
-    return {"protocol": "nested: per held-out fold, a search scored on its selection fold, then a refit scored on the"
-                        " held-out fold once", "cv_folds": len(scores), "fold_scores": scores,
-            "mean": float(np.mean(scores)), "std": float(np.std(scores)), "monitor": metrics["monitor"], "folds": chosen,
-            "n_trials_per_fold": trials}
+            print(
+                f"fold {k}: best on fold {j} {best.value:.4f} {best.params}; held out {metrics['valid_score']:.4f}",
+                flush=True,
+            )
+    return {
+        "protocol": "nested: per held-out fold, a search scored on its selection fold, then a refit scored on the"
+        " held-out fold once",
+        "cv_folds": len(scores),
+        "fold_scores": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "monitor": metrics["monitor"],
+        "folds": chosen,
+        "n_trials_per_fold": trials,
+    }
 
 
 def main_summary(summary):

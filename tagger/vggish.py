@@ -94,7 +94,7 @@ def build_vggish(*, name="vggish", dtype="float32"):
 
 def _strip(name):
     name = name.split(":")[0]
-    return name[name.index("vggish/"):] if "vggish/" in name else name
+    return name[name.index("vggish/") :] if "vggish/" in name else name
 
 
 def _collect_variables(obj):

@@ -35,11 +35,15 @@ def main():
     results = list(iter_embeddings([sys.argv[1]], run, batch_size=64, workers=1))
     if not results[0].ok:
         raise SystemExit(results[0].error)
-    print(json.dumps({
-        "main_mb": peak_mb(),
-        "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "patches": n["patches"],
-    }))
+    print(
+        json.dumps(
+            {
+                "main_mb": peak_mb(),
+                "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "patches": n["patches"],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

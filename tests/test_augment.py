@@ -43,14 +43,17 @@ def test_shift_wraps_by_the_stated_amount(fraction):
     np.testing.assert_array_equal(out, np.roll(y, int(round(fraction * len(y)))))
 
 
-@pytest.mark.parametrize("name, ranges, freq_ratio, duration_ratio", [
-    ("speed", {"min_rate": 1.25, "max_rate": 1.25}, 1.0, 1 / 1.25),
-    ("speed", {"min_rate": 0.8, "max_rate": 0.8}, 1.0, 1 / 0.8),
-    ("pitch", {"min_semitones": 2.0, "max_semitones": 2.0}, 2 ** (2 / 12), 1.0),
-    ("pitch", {"min_semitones": -2.0, "max_semitones": -2.0}, 2 ** (-2 / 12), 1.0),
-    ("pitch_speed", {"min_factor": 1.1, "max_factor": 1.1}, 1.1, 1 / 1.1),
-    ("pitch_speed", {"min_factor": 0.9, "max_factor": 0.9}, 0.9, 1 / 0.9),
-])
+@pytest.mark.parametrize(
+    "name, ranges, freq_ratio, duration_ratio",
+    [
+        ("speed", {"min_rate": 1.25, "max_rate": 1.25}, 1.0, 1 / 1.25),
+        ("speed", {"min_rate": 0.8, "max_rate": 0.8}, 1.0, 1 / 0.8),
+        ("pitch", {"min_semitones": 2.0, "max_semitones": 2.0}, 2 ** (2 / 12), 1.0),
+        ("pitch", {"min_semitones": -2.0, "max_semitones": -2.0}, 2 ** (-2 / 12), 1.0),
+        ("pitch_speed", {"min_factor": 1.1, "max_factor": 1.1}, 1.1, 1 / 1.1),
+        ("pitch_speed", {"min_factor": 0.9, "max_factor": 0.9}, 0.9, 1 / 0.9),
+    ],
+)
 def test_speed_and_pitch_changes_measured_on_a_sine(name, ranges, freq_ratio, duration_ratio):
     y = _sine(440.0)
     out = augment(y, SR, seed=3, settings=_only(name, **ranges))
@@ -91,18 +94,32 @@ def test_same_seed_same_copy_and_defaults_vary():
     np.testing.assert_array_equal(np.random.get_state()[1], state)  # the caller's generator is left alone
 
 
-@pytest.mark.parametrize("settings, key", [
-    ({"nois": {"p": 1}}, "nois"), ({"noise": {"p": 1.5}}, "noise.p"), ({"gain": {"min_gain_db": 9, "max_gain_db": 1}}, "gain.min_gain_db"),
-    ({"speed": {"rate": 1}}, "speed.rate"), ({"pitch": {"p": "x"}}, "pitch.p"),
-])
+@pytest.mark.parametrize(
+    "settings, key",
+    [
+        ({"nois": {"p": 1}}, "nois"),
+        ({"noise": {"p": 1.5}}, "noise.p"),
+        ({"gain": {"min_gain_db": 9, "max_gain_db": 1}}, "gain.min_gain_db"),
+        ({"speed": {"rate": 1}}, "speed.rate"),
+        ({"pitch": {"p": "x"}}, "pitch.p"),
+    ],
+)
 def test_bad_settings_name_the_key(settings, key):
     with pytest.raises(ParameterError, match=key.replace(".", r"\.")):
         check_settings(settings)
 
 
 def test_copies_only_of_training_tracks_in_their_fold():
-    df = pd.DataFrame({"track_id": ["a", "b", "c"], "path": ["a.wav", "b.wav", "c.wav"], "split": ["train", "valid", "test"],
-                       "labels": ["x", "y", "z"], "duration": [1.0, 1.0, 1.0], "fold": [3, 1, 2]})
+    df = pd.DataFrame(
+        {
+            "track_id": ["a", "b", "c"],
+            "path": ["a.wav", "b.wav", "c.wav"],
+            "split": ["train", "valid", "test"],
+            "labels": ["x", "y", "z"],
+            "duration": [1.0, 1.0, 1.0],
+            "fold": [3, 1, 2],
+        }
+    )
     rows, items = augmented_rows(df, 2)
     assert rows["track_id"].tolist() == ["a@aug1", "a@aug2"] and set(rows["split"]) == {"train"}
     assert rows["fold"].tolist() == [3, 3] and rows["augmented_from"].tolist() == ["a", "a"]

@@ -15,8 +15,17 @@ from tagger.exceptions import DataError, ParameterError
 def entry(n=3, dtype=np.float32):
     emb = np.arange(n * 128).reshape(n, 128).astype(dtype)
     kind, pca = ("postprocessed", "pca1") if dtype == np.uint8 else ("raw", None)
-    return cache.make_entry(emb, np.arange(n) * 0.96, kind=kind, pca=pca, frontend=params.frontend_params(), weights="w1",
-                            source="a.wav", fingerprint="3:abc", duration=3.1)
+    return cache.make_entry(
+        emb,
+        np.arange(n) * 0.96,
+        kind=kind,
+        pca=pca,
+        frontend=params.frontend_params(),
+        weights="w1",
+        source="a.wav",
+        fingerprint="3:abc",
+        duration=3.1,
+    )
 
 
 def test_round_trip(tmp_path):
@@ -37,9 +46,11 @@ def test_uint8_dequantised_on_read(tmp_path):
 
 @pytest.mark.parametrize(
     "field,value,match,reason",
-    [("frontend", params.frontend_params(hop_seconds=0.48), "other frontend settings", "settings"),
-     ("weights", "w2", "network w1", "settings"),
-     ("fingerprint", "3:abd", "a.wav changed", "source")],
+    [
+        ("frontend", params.frontend_params(hop_seconds=0.48), "other frontend settings", "settings"),
+        ("weights", "w2", "network w1", "settings"),
+        ("fingerprint", "3:abd", "a.wav changed", "source"),
+    ],
 )
 def test_stale_entries_refused(tmp_path, field, value, match, reason):
     cache.write_entry(tmp_path, "a", entry())
@@ -50,8 +61,15 @@ def test_stale_entries_refused(tmp_path, field, value, match, reason):
 
 def test_previous_format_refused_with_the_way_to_migrate(tmp_path):
     """A format 1 entry (tagger 0.1: no kind, no fingerprint, ids that could collide) is never reinterpreted."""
-    old = {"format": 1, "embedding": np.zeros((2, 128), np.float32), "timestamps": np.zeros(2), "frontend": {},
-           "weights": "w1", "source": "a.wav", "duration": 2.0}
+    old = {
+        "format": 1,
+        "embedding": np.zeros((2, 128), np.float32),
+        "timestamps": np.zeros(2),
+        "frontend": {},
+        "weights": "w1",
+        "source": "a.wav",
+        "duration": 2.0,
+    }
     (tmp_path / "old.pkl").write_bytes(pickle.dumps(old))
     with pytest.raises(cache.StaleEntry, match="cache format 1.*--overwrite") as caught:
         cache.read_entry(tmp_path, "old")
@@ -89,7 +107,9 @@ def test_make_entry_checks_kind():
     with pytest.raises(ParameterError, match="kind"):
         cache.make_entry(np.zeros((1, 128)), np.zeros(1), kind="whitened", frontend={}, weights="w", source="s")
     with pytest.raises(DataError, match="PCA"):
-        cache.make_entry(np.zeros((1, 128), np.uint8), np.zeros(1), kind="postprocessed", frontend={}, weights="w", source="s")
+        cache.make_entry(
+            np.zeros((1, 128), np.uint8), np.zeros(1), kind="postprocessed", frontend={}, weights="w", source="s"
+        )
 
 
 class _Evil:
@@ -165,13 +185,27 @@ def _run(args, env=None):
 
 
 def _entries(folder):
-    return {p.relative_to(folder).as_posix(): cache.read_entry(str(p)) for p in sorted(folder.rglob("*.pkl")) if not p.name.startswith(".")}
+    return {
+        p.relative_to(folder).as_posix(): cache.read_entry(str(p))
+        for p in sorted(folder.rglob("*.pkl"))
+        if not p.name.startswith(".")
+    }
 
 
 def test_killed_then_resumed_equals_uninterrupted(tmp_path, make_audio, ckpt_path):
     for i in range(6):
         make_audio(f"music/{i}.wav", 2.0 + i, freq=200.0 * (i + 1), seed=i)
-    common = ["embed", str(tmp_path / "music"), "--weights", ckpt_path, "--batch-size", "4", "--workers", "1", "--no-progress"]
+    common = [
+        "embed",
+        str(tmp_path / "music"),
+        "--weights",
+        ckpt_path,
+        "--batch-size",
+        "4",
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     full = _run(common + ["--out", str(tmp_path / "full")], {"KILL_AT": "999"})
     assert full.returncode == 0, full.stderr
     killed = _run(common + ["--out", str(tmp_path / "part")], {"KILL_AT": "3"})

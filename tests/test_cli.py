@@ -17,22 +17,40 @@ NATIVE = re.compile(r"^([IWE]\d{4} \S+ +\d+ \S+:\d+\]|WARNING: All log messages 
 
 def test_tag_prints_only_its_own_output(tmp_path, ckpt_path, pca_params):
     write_audio(tmp_path / "a.wav", 2.0)
-    args = [sys.executable, "-m", "tagger", "tag", "a.wav", "--weights", ckpt_path, "--pca", str(pca_params),
-            "--workers", "0", "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "tagger",
+        "tag",
+        "a.wav",
+        "--weights",
+        ckpt_path,
+        "--pca",
+        str(pca_params),
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     quiet = subprocess.run([*args, "--out", "q.csv"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert not NATIVE.search(quiet.stderr), quiet.stderr
     assert quiet.stdout.startswith("tagged 1, skipped 0")
-    verbose = subprocess.run([args[0], "-m", "tagger", "-v", *args[3:], "--out", "v.csv"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+    verbose = subprocess.run(
+        [args[0], "-m", "tagger", "-v", *args[3:], "--out", "v.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert verbose.returncode == 0 and NATIVE.search(verbose.stderr)  # -v shows them: the check above can fail
 
 
 def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_files):
     """Decode workers re-run an unguarded script; tagger notices at once and decodes in the calling process."""
     script = tmp_path / "unguarded.py"
-    script.write_text(textwrap.dedent(
-        f"""
+    script.write_text(
+        textwrap.dedent(
+            f"""
         import sys
         from tagger.predict import Tagger
 
@@ -41,7 +59,8 @@ def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_
         df.to_csv("out.csv", index=False)
         print("errors", df.attrs["errors"])
         """
-    ))
+        )
+    )
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "errors []" in result.stdout and len(pd.read_csv(tmp_path / "out.csv")) == 3
@@ -55,13 +74,37 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
     from tagger import cli
 
     genres = shared / "data/gtzan/genres"
-    assert cli.main(["prepare", "gtzan", str(genres), "--out", str(tmp_path / "data"), "--weights", ckpt_path,
-                     "--workers", "0", "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "prepare",
+                "gtzan",
+                str(genres),
+                "--out",
+                str(tmp_path / "data"),
+                "--weights",
+                ckpt_path,
+                "--workers",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     index = pd.read_csv(tmp_path / "data/index.csv")
-    config = {"data": {"index": str(tmp_path / "data/index.csv"), "cache": str(tmp_path / "data/cache"),
-                       "vocabulary": str(tmp_path / "data/vocab.json"), "task": "singlelabel"},
-              "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "batch_size": 8, "epochs": 2,
-              "steps_per_epoch": 3, "mux": {"n_active": 3, "rate": 2.0}}
+    config = {
+        "data": {
+            "index": str(tmp_path / "data/index.csv"),
+            "cache": str(tmp_path / "data/cache"),
+            "vocabulary": str(tmp_path / "data/vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "dense", "hidden": 16, "n_layers": 1},
+        "batch_size": 8,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "mux": {"n_active": 3, "rate": 2.0},
+    }
     (tmp_path / "cfg.json").write_text(json.dumps(config))
     run = tmp_path / "run"
     assert cli.main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(run), "--quiet"]) == 0
@@ -71,17 +114,60 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
     valid = index[index["split"] == "valid"]
     extra = index[index["split"] == "test"]["path"].tolist()  # tagged, but not in the truth file
     absent = str(genres / "pop/not-there.au")  # in the truth file, never tagged
-    truth = pd.DataFrame({"path": valid["path"].tolist() + [absent],
-                          "labels": [g if g != "blues" else "Blues|kazoo" for g in valid["labels"]] + ["pop"]})
+    truth = pd.DataFrame(
+        {
+            "path": valid["path"].tolist() + [absent],
+            "labels": [g if g != "blues" else "Blues|kazoo" for g in valid["labels"]] + ["pop"],
+        }
+    )
     truth.to_csv(tmp_path / "truth.csv", index=False)
     (tmp_path / "map.csv").write_text("truth,model\nBlues,blues\ntechno,Techno\n")
     common = ["--truth", str(tmp_path / "truth.csv"), "--map", str(tmp_path / "map.csv")]
-    assert cli.main(["evaluate", "--model", str(run), *common, *valid["path"], *extra, "--weights", ckpt_path,
-                     "--workers", "0", "--no-progress", "--out", str(tmp_path / "tagged-eval")]) == 0
-    assert cli.main(["tag", *valid["path"], *extra, "--model", str(run), "--weights", ckpt_path, "--workers", "0",
-                     "--no-progress", "--out", str(tmp_path / "tags.jsonl")]) == 0
-    assert cli.main(["evaluate", "--predictions", str(tmp_path / "tags.jsonl"), *common,
-                     "--out", str(tmp_path / "jsonl-eval")]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--model",
+                str(run),
+                *common,
+                *valid["path"],
+                *extra,
+                "--weights",
+                ckpt_path,
+                "--workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "tagged-eval"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            [
+                "tag",
+                *valid["path"],
+                *extra,
+                "--model",
+                str(run),
+                "--weights",
+                ckpt_path,
+                "--workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "tags.jsonl"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli.main(
+            ["evaluate", "--predictions", str(tmp_path / "tags.jsonl"), *common, "--out", str(tmp_path / "jsonl-eval")]
+        )
+        == 0
+    )
     for name in ("tagged-eval", "jsonl-eval"):
         got = json.loads((tmp_path / name / "metrics.json").read_text())
         assert got["n_clips"] == expected["n_clips"] == len(valid)
@@ -118,8 +204,14 @@ def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
     for i in range(30):
         write_audio(tmp_path / "clips" / f"c{i:02d}.wav", 12.0, freq=200.0 + 20 * i, seed=i)
     args = [sys.executable, "-m", "tagger", "embed", "clips", "--weights", ckpt_path, "--workers", "1", "--no-progress"]
-    proc = subprocess.Popen([*args, "--out", "cache"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*args, "--out", "cache"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 180
     finished = lambda: [p for p in (tmp_path / "cache").rglob("*.pkl") if not p.name.startswith(".")]  # noqa: E731
     while not finished() and time.time() < deadline and proc.poll() is None:

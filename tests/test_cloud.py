@@ -29,8 +29,12 @@ def fake(tmp_path):
             target.write_text(f"#!{sys.executable}\n" + f.read())
         target.chmod(0o755)
     (tmp_path / "gcs").mkdir()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-           "FAKE_LOG": str(tmp_path / "calls.jsonl"), "FAKE_GCS": str(tmp_path / "gcs")}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        "FAKE_LOG": str(tmp_path / "calls.jsonl"),
+        "FAKE_GCS": str(tmp_path / "gcs"),
+    }
 
     def calls():
         path = tmp_path / "calls.jsonl"
@@ -40,8 +44,14 @@ def fake(tmp_path):
 
 
 # a config as `tagger-cloud submit` sees it: data paths are relative to the job's work folder, not checked here
-CONFIG = {"data": {"index": "data/audioset/index_genre10.csv", "cache": "data/audioset/cache",
-                   "vocabulary": "data/audioset/vocab_genre10.json", "task": "singlelabel"}}
+CONFIG = {
+    "data": {
+        "index": "data/audioset/index_genre10.csv",
+        "cache": "data/audioset/cache",
+        "vocabulary": "data/audioset/vocab_genre10.json",
+        "task": "singlelabel",
+    }
+}
 
 
 def sh(args, env, check=True):
@@ -52,19 +62,44 @@ def test_submit_sequence(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
     config.write_text(json.dumps(CONFIG))
-    sh([CLOUD, "submit", str(config), "job1", "--bucket", "gs://bkt", "--project", "proj", "--count", "2",
-        "--accelerator", "nvidia-l4", "--machine-type", "g2-standard-24"], env)
+    sh(
+        [
+            CLOUD,
+            "submit",
+            str(config),
+            "job1",
+            "--bucket",
+            "gs://bkt",
+            "--project",
+            "proj",
+            "--count",
+            "2",
+            "--accelerator",
+            "nvidia-l4",
+            "--machine-type",
+            "g2-standard-24",
+        ],
+        env,
+    )
     seq = calls()
     assert [c["args"][:2] for c in seq] == [["storage", "cp"]] * 3 + [["compute", "instances"]]
     assert seq[0]["args"][3] == "gs://bkt/jobs/job1/steps.json"  # the shorthand: one step, train CONFIG --run-dir run
-    assert json.loads((tmp_path / "gcs/bkt/jobs/job1/steps.json").read_text()) == [["train", "config.json", "--run-dir", "run"]]
+    assert json.loads((tmp_path / "gcs/bkt/jobs/job1/steps.json").read_text()) == [
+        ["train", "config.json", "--run-dir", "run"]
+    ]
     assert seq[1]["args"][2:] == [str(config), "gs://bkt/jobs/job1/config.json"]
     assert seq[2]["args"][2].endswith(".whl") and seq[2]["args"][3] == "gs://bkt/jobs/job1/"  # the VM installs it
     create = seq[3]["args"]
     assert create[3] == "tagger-job1"
-    for flag in ("--accelerator=type=nvidia-l4,count=2", "--machine-type=g2-standard-24", "--provisioning-model=SPOT",
-                 "--instance-termination-action=STOP", "--project=proj", f"--metadata-from-file=startup-script={RUNNER}",
-                 "--metadata=tagger-job=job1,tagger-bucket=gs://bkt,tagger-image=,install-nvidia-driver=True"):
+    for flag in (
+        "--accelerator=type=nvidia-l4,count=2",
+        "--machine-type=g2-standard-24",
+        "--provisioning-model=SPOT",
+        "--instance-termination-action=STOP",
+        "--project=proj",
+        f"--metadata-from-file=startup-script={RUNNER}",
+        "--metadata=tagger-job=job1,tagger-bucket=gs://bkt,tagger-image=,install-nvidia-driver=True",
+    ):
         assert flag in create, flag
     assert (tmp_path / "gcs/bkt/jobs/job1/config.json").exists()
 
@@ -82,7 +117,10 @@ def test_on_demand_and_dry_run(fake, tmp_path):
     assert lines[1] == f"gcloud storage cp {config} gs://bkt/jobs/job2/config.json"
     assert " -m pip wheel --quiet --no-deps " in lines[2]
     assert lines[3].startswith("gcloud storage cp ") and lines[3].endswith(".whl gs://bkt/jobs/job2/")
-    assert lines[4].startswith("gcloud compute instances create tagger-job2 --zone=us-central1-a") and "SPOT" not in lines[4]
+    assert (
+        lines[4].startswith("gcloud compute instances create tagger-job2 --zone=us-central1-a")
+        and "SPOT" not in lines[4]
+    )
     assert "1: tagger train config.json --run-dir run" in result.stderr  # the plan of steps
 
 
@@ -103,24 +141,34 @@ def test_logs_fetch_delete_sequences(fake, tmp_path):
     assert (tmp_path / "results/run/metrics.json").exists() and (tmp_path / "results/status").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["submit", "missing.json", "j", "--bucket", "gs://b"], "no such config"),
-    (["submit", "CONFIG", "j"], "--bucket"),
-    (["submit", "CONFIG", "bad/name", "--bucket", "gs://b"], "job name"),
-    (["submit", "CONFIG", "j", "--bucket"], "--bucket needs a value"),
-    (["submit", "CONFIG", "j", "--bucket", "--dry-run"], "--bucket needs a value"),
-    (["submit", "CONFIG", "j", "--bucket", "gs://b", "--count", "abc"], "--count 'abc' must be a positive integer"),
-    (["submit", "CONFIG", "j", "--bucket", "gs://b", "--disk-gb", "-5"], "--disk-gb '-5' must be a positive integer"),
-    (["submit", "CONFIG", "j", "--bucket", "gs://b", "--disk-gb", "0"], "--disk-gb '0' must be a positive integer"),
-    (["submit", "TYPO", "j", "--bucket", "gs://b"], "unknown config key 'epocs'"),
-    (["submit", "BADVALUE", "j", "--bucket", "gs://b"], "optimizer.learning_rate=-0.1 must be a number > 0"),
-    (["launch"], "unknown command"),
-    (["logs", "j", "--frobnicate"], "unknown option"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["submit", "missing.json", "j", "--bucket", "gs://b"], "no such config"),
+        (["submit", "CONFIG", "j"], "--bucket"),
+        (["submit", "CONFIG", "bad/name", "--bucket", "gs://b"], "job name"),
+        (["submit", "CONFIG", "j", "--bucket"], "--bucket needs a value"),
+        (["submit", "CONFIG", "j", "--bucket", "--dry-run"], "--bucket needs a value"),
+        (["submit", "CONFIG", "j", "--bucket", "gs://b", "--count", "abc"], "--count 'abc' must be a positive integer"),
+        (
+            ["submit", "CONFIG", "j", "--bucket", "gs://b", "--disk-gb", "-5"],
+            "--disk-gb '-5' must be a positive integer",
+        ),
+        (["submit", "CONFIG", "j", "--bucket", "gs://b", "--disk-gb", "0"], "--disk-gb '0' must be a positive integer"),
+        (["submit", "TYPO", "j", "--bucket", "gs://b"], "unknown config key 'epocs'"),
+        (["submit", "BADVALUE", "j", "--bucket", "gs://b"], "optimizer.learning_rate=-0.1 must be a number > 0"),
+        (["launch"], "unknown command"),
+        (["logs", "j", "--frobnicate"], "unknown option"),
+    ],
+)
 def test_bad_arguments(fake, tmp_path, args, message):
     """Bad options and bad configs fail before any gcloud call, with the option or config key named."""
     env, calls = fake
-    configs = {"CONFIG": CONFIG, "TYPO": {**CONFIG, "epocs": 3}, "BADVALUE": {**CONFIG, "optimizer": {"learning_rate": -0.1}}}
+    configs = {
+        "CONFIG": CONFIG,
+        "TYPO": {**CONFIG, "epocs": 3},
+        "BADVALUE": {**CONFIG, "optimizer": {"learning_rate": -0.1}},
+    }
     for name, value in configs.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(value))
     args = [str(tmp_path / f"{a}.json") if a in configs else a for a in args]
@@ -146,11 +194,19 @@ def job_bucket(tmp_path, audioset_data):
     for track_id in index["track_id"]:
         shutil.copy(audioset_data / "cache" / f"{track_id}.pkl", data / "cache" / f"{track_id}.pkl")
     config = {
-        "data": {"index": "data/audioset/index_genre10.csv", "cache": "data/audioset/cache",
-                 "vocabulary": "data/audioset/vocab_genre10.json", "task": "singlelabel"},
+        "data": {
+            "index": "data/audioset/index_genre10.csv",
+            "cache": "data/audioset/cache",
+            "vocabulary": "data/audioset/vocab_genre10.json",
+            "task": "singlelabel",
+        },
         "head": {"name": "dense", "hidden": 32, "n_layers": 1, "dropout": 0.2},
-        "batch_size": 32, "epochs": 8, "steps_per_epoch": 60, "mux": {"n_active": 64, "rate": 4.0},
-        "early_stopping": {"patience": 20}, "seed": 5,
+        "batch_size": 32,
+        "epochs": 8,
+        "steps_per_epoch": 60,
+        "mux": {"n_active": 64, "rate": 4.0},
+        "early_stopping": {"patience": 20},
+        "seed": 5,
     }
     for job in ("whole", "preempted"):
         (tmp_path / f"gcs/bkt/jobs/{job}").mkdir(parents=True)
@@ -158,15 +214,27 @@ def job_bucket(tmp_path, audioset_data):
 
 
 def runner_env(env, tmp_path, job, work):
-    return {**env, "TAGGER_JOB": job, "TAGGER_BUCKET": "gs://bkt", "TAGGER_IMAGE": "", "TAGGER_WORK": str(work),
-            "SYNC_SECONDS": "1", "SHUTDOWN_CMD": f"touch {tmp_path}/shutdown-{job}-{work.name}"}
+    return {
+        **env,
+        "TAGGER_JOB": job,
+        "TAGGER_BUCKET": "gs://bkt",
+        "TAGGER_IMAGE": "",
+        "TAGGER_WORK": str(work),
+        "SYNC_SECONDS": "1",
+        "SHUTDOWN_CMD": f"touch {tmp_path}/shutdown-{job}-{work.name}",
+    }
 
 
 def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
     env, calls = fake
     job_bucket(tmp_path, audioset_data)
-    whole = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "whole", tmp_path / "vm0"),
-                           capture_output=True, text=True, timeout=900)
+    whole = subprocess.run(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "whole", tmp_path / "vm0"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
     assert (tmp_path / "gcs/bkt/jobs/whole/status").read_text().startswith("succeeded")
     assert (tmp_path / "shutdown-whole-vm0").exists()
@@ -174,8 +242,13 @@ def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
 
     # a spot VM: preempted (every process killed at once) once its second checkpoint, or a later one,
     # reached the bucket (the local folder keeps two, so an upload can land 0001 and 0003 and never 0002)
-    proc = subprocess.Popen(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm1"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "preempted", tmp_path / "vm1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uploaded = tmp_path / "gcs/bkt/jobs/preempted/run/checkpoints"
 
     def second_checkpoint_uploaded():
@@ -193,8 +266,13 @@ def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
 
     # restarted on a fresh disk: everything comes from the bucket
     n_before = len(calls())
-    again = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
-                           capture_output=True, text=True, timeout=900)
+    again = subprocess.run(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming from gs://bkt/jobs/preempted" in again.stdout
     resumed_calls = [c["args"] for c in calls()[n_before:]]
@@ -212,8 +290,13 @@ def test_runner_shuts_down_after_failure(fake, tmp_path):
     (tmp_path / "gcs/bkt/jobs/broken").mkdir(parents=True)
     (tmp_path / "gcs/bkt/data").mkdir(parents=True)
     (tmp_path / "gcs/bkt/jobs/broken/config.json").write_text('{"data": {"index": "nowhere.csv"}}')
-    result = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "broken", tmp_path / "vm"),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "broken", tmp_path / "vm"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0
     assert (tmp_path / "gcs/bkt/jobs/broken/status").read_text().startswith("failed")
     assert "nowhere.csv" in (tmp_path / "gcs/bkt/jobs/broken/log.txt").read_text()
@@ -241,17 +324,53 @@ def submit_job(env, tmp_path, shared, weights_dir, job):
         shutil.copy(weights_dir / "v1/vggish_model.ckpt", bucket / "data/vggish/vggish_model.ckpt")
     here = tmp_path / "checkout"
     here.mkdir(exist_ok=True)
-    config = {"data": {"index": "data/gtzan/index.csv", "cache": "data/gtzan/cache", "vocabulary": "data/gtzan/vocab.json",
-                       "task": "singlelabel"},
-              "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "batch_size": 8, "epochs": 3, "steps_per_epoch": 4,
-              "mux": {"n_active": 3, "rate": 2.0}, "seed": 1}
+    config = {
+        "data": {
+            "index": "data/gtzan/index.csv",
+            "cache": "data/gtzan/cache",
+            "vocabulary": "data/gtzan/vocab.json",
+            "task": "singlelabel",
+        },
+        "head": {"name": "dense", "hidden": 16, "n_layers": 1},
+        "batch_size": 8,
+        "epochs": 3,
+        "steps_per_epoch": 4,
+        "mux": {"n_active": 3, "rate": 2.0},
+        "seed": 1,
+    }
     (here / "small.json").write_text(json.dumps(config))
-    steps = ["--", "prepare", "gtzan", "audio/gtzan/genres", "--out", "data/gtzan", "--weights", "data/vggish/vggish_model.ckpt",
-             "--workers", "0", "--no-progress",
-             "--", "train", "small.json", "--run-dir", "run", "--quiet",
-             "--", "evaluate", "run", "--split", "valid"]
-    result = subprocess.run(["bash", CLOUD, "submit", job, "--bucket", "gs://bkt", *steps], env=env, cwd=here,
-                            capture_output=True, text=True, timeout=600)
+    steps = [
+        "--",
+        "prepare",
+        "gtzan",
+        "audio/gtzan/genres",
+        "--out",
+        "data/gtzan",
+        "--weights",
+        "data/vggish/vggish_model.ckpt",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--",
+        "train",
+        "small.json",
+        "--run-dir",
+        "run",
+        "--quiet",
+        "--",
+        "evaluate",
+        "run",
+        "--split",
+        "valid",
+    ]
+    result = subprocess.run(
+        ["bash", CLOUD, "submit", job, "--bucket", "gs://bkt", *steps],
+        env=env,
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return bucket / "jobs" / job
 
@@ -262,10 +381,19 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
     env, calls = fake
     env = {**env, "TAGGER_VENV": str(tmp_path / "venv")}  # fresh, shared by the three VMs (one install)
     whole = submit_job(env, tmp_path, shared, weights_dir, "whole")
-    assert sorted(p.name for p in whole.iterdir()) == ["small.json", "steps.json", next(whole.glob("tagger-*.whl")).name]
+    assert sorted(p.name for p in whole.iterdir()) == [
+        "small.json",
+        "steps.json",
+        next(whole.glob("tagger-*.whl")).name,
+    ]
     assert [c["args"][:3] for c in calls()][-1] == ["compute", "instances", "create"]
-    done = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "whole", tmp_path / "vm0"),
-                          capture_output=True, text=True, timeout=1500)
+    done = subprocess.run(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "whole", tmp_path / "vm0"),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "installing tagger-" in done.stdout and (tmp_path / "venv/bin/tagger").exists()
     assert (whole / "status").read_text().startswith("succeeded")
@@ -277,13 +405,22 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
     # the same job again, preempted in the middle of `prepare` (a shutdown sends SIGTERM to every process)
     shutil.rmtree(tmp_path / "gcs/bkt/data/gtzan")
     preempted = submit_job(env, tmp_path, shared, weights_dir, "preempted")
-    proc = subprocess.Popen(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "preempted", tmp_path / "vm1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     cache_dir = tmp_path / "vm1/data/gtzan/cache"
     deadline = time.time() + 600
     # a finished entry (not a temporary .tmp-*.pkl still being written)
-    while not [p for p in cache_dir.rglob("*.pkl") if not p.name.startswith(".")] and time.time() < deadline \
-            and proc.poll() is None:
+    while (
+        not [p for p in cache_dir.rglob("*.pkl") if not p.name.startswith(".")]
+        and time.time() < deadline
+        and proc.poll() is None
+    ):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
@@ -295,30 +432,54 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
     assert 0 < len(kept) < 10, len(kept)  # stopped inside the step, its finished entries copied back
     assert not (preempted / "steps").exists() or not list((preempted / "steps").iterdir())
 
-    again = subprocess.run(["bash", RUNNER], env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
-                           capture_output=True, text=True, timeout=1500)
+    again = subprocess.run(
+        ["bash", RUNNER],
+        env=runner_env(env, tmp_path, "preempted", tmp_path / "vm2"),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "installing" not in again.stdout  # the VM's disk kept the environment
     assert all(p.read_bytes() == data for p, data in kept.items())  # finished entries were not redone
-    assert {p.name: p.read_bytes() for p in (tmp_path / "gcs/bkt/data/gtzan/cache").rglob("*.pkl")}.keys() == expected_cache.keys()
+    assert {
+        p.name: p.read_bytes() for p in (tmp_path / "gcs/bkt/data/gtzan/cache").rglob("*.pkl")
+    }.keys() == expected_cache.keys()
     for name, data in expected_cache.items():
         a = pickle.loads(data)
         b = pickle.loads(next((tmp_path / "gcs/bkt/data/gtzan/cache").rglob(name)).read_bytes())
         np.testing.assert_allclose(a["embedding"], b["embedding"], atol=1e-5)
     assert json.loads((preempted / "run/metrics.json").read_text()) == expected_run
-    assert json.loads((preempted / "run/eval/valid-head/metrics.json").read_text()) | {"run": None} == expected_eval | {"run": None}
+    assert json.loads((preempted / "run/eval/valid-head/metrics.json").read_text()) | {"run": None} == expected_eval | {
+        "run": None
+    }
 
 
-@pytest.mark.parametrize("steps,message", [
-    (["--", "frobnicate", "x"], "step 1 (frobnicate x): unknown tagger command"),
-    (["--", "tag", "audio/missing", "--out", "t.csv"], "step 1 (tag audio/missing --out t.csv): input audio/missing is not in gs://bkt/audio/missing"),
-    (["--", "train", "nope.json", "--run-dir", "run"], "input nope.json is not in gs://bkt/jobs/j/nope.json"),
-    (["--", "evaluate", "run", "--split", "valid", "--bogus"], "step 1 (evaluate run --split valid --bogus): unrecognized arguments: --bogus"),
-    (["--", "embed", "/abs/audio", "--out", "data/c"], "is absolute"),
-])
+@pytest.mark.parametrize(
+    "steps,message",
+    [
+        (["--", "frobnicate", "x"], "step 1 (frobnicate x): unknown tagger command"),
+        (
+            ["--", "tag", "audio/missing", "--out", "t.csv"],
+            "step 1 (tag audio/missing --out t.csv): input audio/missing is not in gs://bkt/audio/missing",
+        ),
+        (["--", "train", "nope.json", "--run-dir", "run"], "input nope.json is not in gs://bkt/jobs/j/nope.json"),
+        (
+            ["--", "evaluate", "run", "--split", "valid", "--bogus"],
+            "step 1 (evaluate run --split valid --bogus): unrecognized arguments: --bogus",
+        ),
+        (["--", "embed", "/abs/audio", "--out", "data/c"], "is absolute"),
+    ],
+)
 def test_bad_steps_fail_before_the_vm(fake, tmp_path, steps, message):
     env, calls = fake
-    result = subprocess.run(["bash", CLOUD, "submit", "j", "--bucket", "gs://bkt", *steps], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", CLOUD, "submit", "j", "--bucket", "gs://bkt", *steps],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert all(c["args"][:2] == ["storage", "ls"] for c in calls())  # existence checks only: no upload, no VM

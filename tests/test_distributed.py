@@ -53,7 +53,9 @@ def test_beam_embed_equals_tagger_embed(corpus, ckpt_path, tmp_path, capsys):
         np.testing.assert_array_equal(got["timestamps"], want["timestamps"])
         for field in ("kind", "frontend", "weights", "fingerprint", "duration", "source"):
             assert got[field] == want[field], (key, field)
-    assert not np.allclose(beam["other/same.wav.pkl"]["embedding"], beam["with space/ünïcode é/same.wav.pkl"]["embedding"])
+    assert not np.allclose(
+        beam["other/same.wav.pkl"]["embedding"], beam["with space/ünïcode é/same.wav.pkl"]["embedding"]
+    )
     errors = pd.read_csv(tmp_path / "beam" / "errors.tsv", sep="\t")
     assert sorted(os.path.basename(p) for p in errors["path"]) == ["corrupt.mp3", "empty.wav"]
 
@@ -73,9 +75,25 @@ def head(tmp_path_factory):
 def test_beam_tag_equals_tagger_tag(corpus, head, ckpt_path, tmp_path, fmt):
     common = [str(corpus), "--model", str(head), "--weights", ckpt_path, "--root", str(corpus), "--no-progress"]
     local_fmt = "csv" if fmt == "parquet" else fmt  # Parquet is the Beam path's; its columns are the CSV's
-    assert cli.main(["tag", *common, "--out", str(tmp_path / f"local.{local_fmt}"), "--workers", "1"]) == cli.EXIT_SOME_FAILED
-    assert cli.main(["tag", *common, "--out", str(tmp_path / f"beam.{fmt}"), "--runner", "beam",
-                     "--cache", str(tmp_path / "cache")]) == cli.EXIT_SOME_FAILED
+    assert (
+        cli.main(["tag", *common, "--out", str(tmp_path / f"local.{local_fmt}"), "--workers", "1"])
+        == cli.EXIT_SOME_FAILED
+    )
+    assert (
+        cli.main(
+            [
+                "tag",
+                *common,
+                "--out",
+                str(tmp_path / f"beam.{fmt}"),
+                "--runner",
+                "beam",
+                "--cache",
+                str(tmp_path / "cache"),
+            ]
+        )
+        == cli.EXIT_SOME_FAILED
+    )
     shards = sorted(glob.glob(str(tmp_path / f"beam-*-of-*.{fmt}")))
     assert shards
     if fmt == "parquet":
@@ -85,7 +103,10 @@ def test_beam_tag_equals_tagger_tag(corpus, head, ckpt_path, tmp_path, fmt):
         local = pd.read_csv(tmp_path / "local.csv")
         beam = pd.concat([pd.read_csv(s) for s in shards])
     else:
-        read = lambda path: pd.DataFrame([json.loads(x) for x in Path(path).read_text(encoding="utf-8").split("\n") if x])  # noqa: E731
+
+        def read(path):
+            return pd.DataFrame([json.loads(x) for x in Path(path).read_text(encoding="utf-8").split("\n") if x])
+
         local, beam = read(tmp_path / "local.jsonl"), pd.concat([read(s) for s in shards])
     local, beam = local.set_index("path").sort_index(), beam.set_index("path").sort_index()
     assert list(beam.index) == list(local.index) and len(beam) == 13
@@ -102,9 +123,22 @@ def test_beam_tag_equals_tagger_tag(corpus, head, ckpt_path, tmp_path, fmt):
 
 
 def test_dataflow_dry_run_prints_the_graph_and_options(ckpt_path, capsys):
-    status = cli.main(["embed", "gs://my-bucket/audio/**/*.mp3", "--out", "gs://my-bucket/cache", "--weights", ckpt_path,
-                       "--runner", "DataflowRunner", "--project=my-project", "--region=us-central1",
-                       "--temp_location=gs://my-bucket/tmp", "--dry-run"])
+    status = cli.main(
+        [
+            "embed",
+            "gs://my-bucket/audio/**/*.mp3",
+            "--out",
+            "gs://my-bucket/cache",
+            "--weights",
+            ckpt_path,
+            "--runner",
+            "DataflowRunner",
+            "--project=my-project",
+            "--region=us-central1",
+            "--temp_location=gs://my-bucket/tmp",
+            "--dry-run",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0
     for step in ("Match", "Plan", "Decode", "VGGish", "Assemble", "WriteErrors"):
@@ -115,12 +149,25 @@ def test_dataflow_dry_run_prints_the_graph_and_options(ckpt_path, capsys):
 
 
 def test_local_inputs_are_refused_for_a_remote_runner(ckpt_path, mtt_clip, capsys):
-    status = cli.main(["embed", str(mtt_clip), "--out", "gs://b/cache", "--weights", ckpt_path, "--runner", "DataflowRunner",
-                       "--dry-run"])
+    status = cli.main(
+        [
+            "embed",
+            str(mtt_clip),
+            "--out",
+            "gs://b/cache",
+            "--weights",
+            ckpt_path,
+            "--runner",
+            "DataflowRunner",
+            "--dry-run",
+        ]
+    )
     assert status == cli.EXIT_ERROR and "give gs:// inputs" in capsys.readouterr().err
 
 
 def test_the_local_path_never_imports_beam():
-    code = "import sys, tagger.cli, tagger.distributed, tagger.embed, tagger.predict; print('apache_beam' in sys.modules)"
+    code = (
+        "import sys, tagger.cli, tagger.distributed, tagger.embed, tagger.predict; print('apache_beam' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

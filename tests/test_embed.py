@@ -20,13 +20,19 @@ def test_embed_array_matches_numpy_forward(embedder, fixture_weights, gtzan_file
 
 def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tmp_path):
     root = shared / "data"
-    summary = embed_files([shared / "data/gtzan/genres", mtt_clip], tmp_path, embedder=embedder, workers=1, progress=False,
-                          root=root)
+    summary = embed_files(
+        [shared / "data/gtzan/genres", mtt_clip], tmp_path, embedder=embedder, workers=1, progress=False, root=root
+    )
     assert (summary["embedded"], summary["failed"]) == (11, 0)
     for path in gtzan_files + [mtt_clip]:
         track_id = path.relative_to(root).as_posix()  # e.g. gtzan/genres/blues/blues.00000.au
-        entry = cache.read_entry(tmp_path, track_id, frontend=embedder.frontend, weights=embedder.network_id,
-                                 fingerprint=files.fingerprint(path))
+        entry = cache.read_entry(
+            tmp_path,
+            track_id,
+            frontend=embedder.frontend,
+            weights=embedder.network_id,
+            fingerprint=files.fingerprint(path),
+        )
         assert entry["kind"] == "raw" and entry["pca"] is None
         n = frontend.n_patches(round(entry["duration"] * params.SAMPLE_RATE))
         assert entry["embedding"].shape == (n, 128) and n >= 30
@@ -34,8 +40,12 @@ def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tm
         assert np.all(np.isfinite(entry["embedding"]))
     # the pipeline's batches across files give what the file alone gives
     alone, _ = embedder.embed(audio.load(mtt_clip), 16000)
-    np.testing.assert_allclose(cache.read_entry(tmp_path, "mtt/audio/e/" + mtt_clip.name)["embedding"], alone, atol=1e-5)
-    again = embed_files([shared / "data/gtzan/genres"], tmp_path, embedder=embedder, workers=1, progress=False, root=root)
+    np.testing.assert_allclose(
+        cache.read_entry(tmp_path, "mtt/audio/e/" + mtt_clip.name)["embedding"], alone, atol=1e-5
+    )
+    again = embed_files(
+        [shared / "data/gtzan/genres"], tmp_path, embedder=embedder, workers=1, progress=False, root=root
+    )
     assert (again["skipped"], again["embedded"]) == (10, 0)
 
 
@@ -68,18 +78,34 @@ def test_bad_files_reported_and_run_goes_on(embedder, make_audio, bad_files, tmp
 def test_cli_exit_status_and_errors_file(ckpt_path, bad_files, make_audio, tmp_path, capsys):
     make_audio("bad/fine.wav", 2.0)
     out = tmp_path / "c"
-    status = cli.main(["embed", str(bad_files), "--out", str(out), "--weights", ckpt_path, "--workers", "0", "--no-progress"])
+    status = cli.main(
+        ["embed", str(bad_files), "--out", str(out), "--weights", ckpt_path, "--workers", "0", "--no-progress"]
+    )
     assert status == cli.EXIT_SOME_FAILED
     assert "failed 3 of 4" in capsys.readouterr().out
     assert (out / "errors.tsv").exists()
     # everything good: status 0 and the stale errors file is gone
-    status = cli.main(["embed", str(bad_files / "fine.wav"), "--out", str(tmp_path / "d"), "--weights", ckpt_path, "--workers", "0", "--no-progress"])
+    status = cli.main(
+        [
+            "embed",
+            str(bad_files / "fine.wav"),
+            "--out",
+            str(tmp_path / "d"),
+            "--weights",
+            ckpt_path,
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+    )
     assert status == cli.EXIT_OK
 
 
 def test_cli_missing_weights_is_a_clean_error(tmp_path, make_audio, capsys):
     make_audio("a.wav", 1.0)
-    status = cli.main(["embed", str(tmp_path / "a.wav"), "--out", str(tmp_path / "c"), "--weights", str(tmp_path / "no.ckpt")])
+    status = cli.main(
+        ["embed", str(tmp_path / "a.wav"), "--out", str(tmp_path / "c"), "--weights", str(tmp_path / "no.ckpt")]
+    )
     assert status == cli.EXIT_ERROR
     assert "TAGGER_VGGISH_WEIGHTS" in capsys.readouterr().err
 
@@ -90,7 +116,9 @@ def test_stale_cache_refused_before_work(embedder, make_audio, tmp_path, ckpt_pa
     other = Embedder(ckpt_path, batch_size=16, hop_seconds=0.48)
     with pytest.raises(DataError, match="other frontend settings.*--overwrite"):
         embed_files([path], tmp_path / "c", embedder=other, workers=0, progress=False, root=tmp_path)
-    summary = embed_files([path], tmp_path / "c", embedder=other, workers=0, overwrite=True, progress=False, root=tmp_path)
+    summary = embed_files(
+        [path], tmp_path / "c", embedder=other, workers=0, overwrite=True, progress=False, root=tmp_path
+    )
     assert summary["embedded"] == 1
     assert cache.read_entry(tmp_path / "c", "a.wav")["embedding"].shape == (3, 128)
 

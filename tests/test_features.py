@@ -32,8 +32,19 @@ def _direct(y):
         librosa.util.fix_length(librosa.istft(p, hop_length=512), size=len(y)),
     ]
     out = {}
-    for name, f in zip(["chroma_stft", "rms", "spectral_centroid", "spectral_bandwidth", "rolloff", "zero_crossing_rate",
-                        "harmony", "perceptr"], frames):
+    for name, f in zip(
+        [
+            "chroma_stft",
+            "rms",
+            "spectral_centroid",
+            "spectral_bandwidth",
+            "rolloff",
+            "zero_crossing_rate",
+            "harmony",
+            "perceptr",
+        ],
+        frames,
+    ):
         out[f"{name}_mean"], out[f"{name}_var"] = np.mean(f), np.var(f)
     out["tempo"] = np.atleast_1d(librosa.beat.beat_track(y=y, sr=SR, hop_length=512)[0])[0]
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=S**2, sr=SR, **kw)), n_mfcc=20)
@@ -47,8 +58,11 @@ def _direct(y):
 def test_features_match_direct_librosa_calls(signal):
     t = np.arange(int(3.0 * SR)) / SR
     rng = np.random.default_rng(0)
-    y = {"sine": 0.5 * np.sin(2 * np.pi * 440 * t), "noise": 0.1 * rng.standard_normal(len(t)),
-         "silence": np.zeros(len(t))}[signal].astype(np.float32)
+    y = {
+        "sine": 0.5 * np.sin(2 * np.pi * 440 * t),
+        "noise": 0.1 * rng.standard_normal(len(t)),
+        "silence": np.zeros(len(t)),
+    }[signal].astype(np.float32)
     got = handcrafted(y, SR)
     assert got.shape == (57,) and got.dtype == np.float64
     np.testing.assert_allclose(got, _direct(y), rtol=1e-6, atol=1e-9)
@@ -74,7 +88,9 @@ def test_the_ten_gtzan_tracks_match_the_table(shared, gtzan_files, tmp_path):
     summary = features_to_file([str(p) for p in gtzan_files], out, workers=1, progress=False)
     assert summary["extracted"] == 10 and summary["failed"] == 0
     got = pd.read_csv(out)
-    ref = table.set_index(table["filename"].str.replace(".wav", "", regex=False)).loc[got["filename"].str.replace(".au", "", regex=False)]
+    ref = table.set_index(table["filename"].str.replace(".wav", "", regex=False)).loc[
+        got["filename"].str.replace(".au", "", regex=False)
+    ]
     assert (got["length"].to_numpy() == ref["length"].to_numpy()).all()
     for name in FEATURE_NAMES:
         a, b = got[name].to_numpy(), ref[name].to_numpy()
@@ -111,19 +127,31 @@ def test_features_to_file_resumes_lists_failures_and_refuses_other_settings(make
 
 def test_cli_features(make_audio, tmp_path):
     make_audio("a/x.wav", 1.5)
-    done = subprocess.run([sys.executable, "-m", "tagger", "features", "a", "--out", "t.csv", "--workers", "0", "--no-progress"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and "extracted 1, skipped 0 (done before), failed 0 of 1 files" in done.stdout, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "tagger", "features", "a", "--out", "t.csv", "--workers", "0", "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "extracted 1, skipped 0 (done before), failed 0 of 1 files" in done.stdout, (
+        done.stderr
+    )
 
 
 def test_prepare_table_joins_the_splits_by_stem(shared, tmp_path):
     from preprocess import gtzan
 
-    index = pd.read_csv(gtzan.prepare_table(shared / "data/gtzan/features/features_30_sec.csv",
-                                            shared / "data/gtzan/splits/dnn-mgr", tmp_path))
+    index = pd.read_csv(
+        gtzan.prepare_table(
+            shared / "data/gtzan/features/features_30_sec.csv", shared / "data/gtzan/splits/dnn-mgr", tmp_path
+        )
+    )
     assert index["split"].value_counts().to_dict() == {"train": 443, "test": 290, "valid": 197}
     assert sorted(index["fold"].unique()) == [0, 1, 2, 3, 4]
-    entry = cache.read_entry(tmp_path / "cache", "blues.00000", frontend=params.feature_params(), weights=params.FEATURE_SET)
+    entry = cache.read_entry(
+        tmp_path / "cache", "blues.00000", frontend=params.feature_params(), weights=params.FEATURE_SET
+    )
     assert entry["kind"] == "features" and entry["embedding"].shape == (1, 57)
     assert entry["embedding"][0, FEATURE_NAMES.index("tempo")] == pytest.approx(123.046875)
 
@@ -144,15 +172,34 @@ def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
     from tagger.predict import Tagger
     from tagger.train import train
 
-    gtzan.prepare(shared / "data/gtzan/genres", shared / "data/gtzan/splits/dnn-mgr", tmp_path / "data", split="stratified",
-                  embedder=FeatureExtractor(), workers=1, progress=False)
+    gtzan.prepare(
+        shared / "data/gtzan/genres",
+        shared / "data/gtzan/splits/dnn-mgr",
+        tmp_path / "data",
+        split="stratified",
+        embedder=FeatureExtractor(),
+        workers=1,
+        progress=False,
+    )
     index = pd.read_csv(tmp_path / "data/index.csv")
     # ten tracks make a tiny dataset: train on the train split, validate on every track (a smoke test, not a result)
-    pd.concat([index[index["split"] == "train"], index.assign(split="valid")]).to_csv(tmp_path / "data/index.csv", index=False)
-    cfg = {"data": {"index": str(tmp_path / "data/index.csv"), "cache": str(tmp_path / "data/cache"),
-                    "vocabulary": str(tmp_path / "data/vocab.json"), "task": "singlelabel"},
-           "head": {"name": "mlp", "hidden": 32, "n_layers": 1}, "window": 1, "batch_size": 8, "epochs": 3,
-           "steps_per_epoch": 5, "mux": {"n_active": 8, "rate": 2.0}}
+    pd.concat([index[index["split"] == "train"], index.assign(split="valid")]).to_csv(
+        tmp_path / "data/index.csv", index=False
+    )
+    cfg = {
+        "data": {
+            "index": str(tmp_path / "data/index.csv"),
+            "cache": str(tmp_path / "data/cache"),
+            "vocabulary": str(tmp_path / "data/vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "mlp", "hidden": 32, "n_layers": 1},
+        "window": 1,
+        "batch_size": 8,
+        "epochs": 3,
+        "steps_per_epoch": 5,
+        "mux": {"n_active": 8, "rate": 2.0},
+    }
     run = tmp_path / "run"
     train(cfg, str(run), verbose=0)
     assert json.loads((run / "bundle.json").read_text())["embedding"] == "features"

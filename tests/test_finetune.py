@@ -74,19 +74,47 @@ def test_a_fine_tuning_run_resumes_and_tags_like_any_other(ckpt_path, gtzan_file
     extractor = PatchExtractor()
     rows = []
     for i, (path, p) in enumerate(zip(gtzan_files, patches)):
-        cache.write_entry(tmp_path / "cache", path.stem, cache.make_entry(
-            p, np.arange(len(p)) * 0.96, kind="melspec", frontend=extractor.frontend, weights=extractor.network_id,
-            source=str(path)))
-        rows.append({"track_id": path.stem, "path": str(path), "split": "train" if i < 3 else "valid",
-                     "labels": path.parent.name, "duration": 30.0})
+        cache.write_entry(
+            tmp_path / "cache",
+            path.stem,
+            cache.make_entry(
+                p,
+                np.arange(len(p)) * 0.96,
+                kind="melspec",
+                frontend=extractor.frontend,
+                weights=extractor.network_id,
+                source=str(path),
+            ),
+        )
+        rows.append(
+            {
+                "track_id": path.stem,
+                "path": str(path),
+                "split": "train" if i < 3 else "valid",
+                "labels": path.parent.name,
+                "duration": 30.0,
+            }
+        )
     rows.append({**rows[0], "split": "valid"})
     pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
     (tmp_path / "vocab.json").write_text(json.dumps(sorted({r["labels"] for r in rows})))
-    cfg = validate({"data": {"index": str(tmp_path / "index.csv"), "cache": str(tmp_path / "cache"),
-                             "vocabulary": str(tmp_path / "vocab.json"), "task": "singlelabel"},
-                    "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "window": 2, "batch_size": 4, "epochs": 2,
-                    "steps_per_epoch": 2, "mux": {"n_active": 3, "rate": 2.0},
-                    "trunk": {"name": "vggish", "weights": ckpt_path, "train": "fc", "learning_rate_scale": 0.1}})
+    cfg = validate(
+        {
+            "data": {
+                "index": str(tmp_path / "index.csv"),
+                "cache": str(tmp_path / "cache"),
+                "vocabulary": str(tmp_path / "vocab.json"),
+                "task": "singlelabel",
+            },
+            "head": {"name": "dense", "hidden": 16, "n_layers": 1},
+            "window": 2,
+            "batch_size": 4,
+            "epochs": 2,
+            "steps_per_epoch": 2,
+            "mux": {"n_active": 3, "rate": 2.0},
+            "trunk": {"name": "vggish", "weights": ckpt_path, "train": "fc", "learning_rate_scale": 0.1},
+        }
+    )
 
     def stop(epoch, score):
         if epoch == 0:

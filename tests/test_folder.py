@@ -14,7 +14,9 @@ LOUD = {"disco", "hiphop", "metal", "pop", "rock"}
 
 
 def _run(args, cwd, timeout=900):
-    return subprocess.run([sys.executable, "-m", "tagger", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tagger", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, ckpt_path, tmp_path):
@@ -28,10 +30,32 @@ def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, c
     write_audio(audio / "unlabelled.wav", 2.0)
     pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
 
-    first = _run(["embed", "audio", "--out", "data/mine/cache", "--weights", ckpt_path, "--workers", "1", "--no-progress"], tmp_path)
-    assert first.returncode == 3 and "embedded 11" in first.stdout, first.stderr[-2000:]  # ten tracks + the unlabelled clip
-    prep = _run(["prepare", "folder", "audio", "--labels", "labels.csv", "--group", "artist", "--out", "data/mine",
-                 "--weights", ckpt_path, "--workers", "1", "--no-progress"], tmp_path)
+    first = _run(
+        ["embed", "audio", "--out", "data/mine/cache", "--weights", ckpt_path, "--workers", "1", "--no-progress"],
+        tmp_path,
+    )
+    assert first.returncode == 3 and "embedded 11" in first.stdout, first.stderr[
+        -2000:
+    ]  # ten tracks + the unlabelled clip
+    prep = _run(
+        [
+            "prepare",
+            "folder",
+            "audio",
+            "--labels",
+            "labels.csv",
+            "--group",
+            "artist",
+            "--out",
+            "data/mine",
+            "--weights",
+            ckpt_path,
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     assert prep.returncode == 3, prep.stderr[-2000:]  # the broken file is reported
     assert "10 clips, singlelabel, 2 labels; embedded 0, reused 10 from the cache" in prep.stdout  # no network call
     assert "unlabelled.wav" in prep.stderr and "broken.wav" in prep.stderr
@@ -42,16 +66,43 @@ def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, c
         assert part["split"].nunique() == 1 and part["fold"].nunique() == 1
     assert set(index["split"]) == {"train", "valid", "test"}
 
-    cfg = {"data": {"index": "data/mine/index.csv", "cache": "data/mine/cache", "vocabulary": "data/mine/vocab.json",
-                    "task": "singlelabel", "valid_split": "valid"},
-           "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "window": 5, "batch_size": 8, "epochs": 2,
-           "steps_per_epoch": 3, "mux": {"n_active": 8, "rate": 2.0}}
+    cfg = {
+        "data": {
+            "index": "data/mine/index.csv",
+            "cache": "data/mine/cache",
+            "vocabulary": "data/mine/vocab.json",
+            "task": "singlelabel",
+            "valid_split": "valid",
+        },
+        "head": {"name": "dense", "hidden": 16, "n_layers": 1},
+        "window": 5,
+        "batch_size": 8,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "mux": {"n_active": 8, "rate": 2.0},
+    }
     (tmp_path / "mine.json").write_text(json.dumps(cfg))
     assert _run(["train", "mine.json", "--run-dir", "run", "--quiet"], tmp_path).returncode == 0
     ev = _run(["evaluate", "run", "--split", "test"], tmp_path)
     assert ev.returncode == 0 and "accuracy" in ev.stdout, ev.stderr[-2000:]
-    tag = _run(["tag", "audio", "--model", "run", "--weights", ckpt_path, "--cache", "data/mine/cache", "--out", "t.csv",
-                "--workers", "1", "--no-progress"], tmp_path)
+    tag = _run(
+        [
+            "tag",
+            "audio",
+            "--model",
+            "run",
+            "--weights",
+            ckpt_path,
+            "--cache",
+            "data/mine/cache",
+            "--out",
+            "t.csv",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        tmp_path,
+    )
     assert tag.returncode == 3 and "tagged 11" in tag.stdout, tag.stderr[-2000:]
     assert set(pd.read_csv(tmp_path / "t.csv")["tag_1"]) <= {"loud", "soft"}
 
@@ -72,11 +123,11 @@ ENTRY_POINTS = {
     "load_head": "from tagger.heads import load_head; m = load_head(B)",
     "tagging": "from tagger.predict import Head; m = Head(B).head",
     "export": "from tagger.bundle import export; import tempfile; from tagger.heads import load_head;"
-              " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
+    " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
     "training resume": "import tagger.train, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
-                       " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"
-                       " json.dump({'epoch': 1}, open(os.path.join(d, 'epoch-0001.json'), 'w'));"
-                       " m = tagger.train._latest_checkpoint(d)[0]",
+    " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"
+    " json.dump({'epoch': 1}, open(os.path.join(d, 'epoch-0001.json'), 'w'));"
+    " m = tagger.train._latest_checkpoint(d)[0]",
 }
 
 

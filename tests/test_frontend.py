@@ -56,7 +56,9 @@ def test_three_seconds_at_44k1_gives_three_patches():
     np.testing.assert_allclose(times, [0.0, 0.96, 1.92])
 
 
-@pytest.mark.parametrize("seconds,hop,expected", [(0.96, 0.96, 0), (0.975, 0.96, 1), (1.935, 0.96, 2), (3.0, 0.48, 5), (30.0, 0.96, 31)])
+@pytest.mark.parametrize(
+    "seconds,hop,expected", [(0.96, 0.96, 0), (0.975, 0.96, 1), (1.935, 0.96, 2), (3.0, 0.48, 5), (30.0, 0.96, 31)]
+)
 def test_n_patches(seconds, hop, expected):
     n = int(round(seconds * SR))
     assert frontend.n_patches(n, hop_seconds=hop) == expected
@@ -78,7 +80,7 @@ def test_streaming_equals_whole(blocks, hop_seconds):
     p_all, t_all = whole.feed(y)
     stream = frontend.Patcher(hop_seconds=hop_seconds)
     parts, times, start = [], [], 0
-    sizes = (blocks * (len(y) // sum(blocks) + 1))
+    sizes = blocks * (len(y) // sum(blocks) + 1)
     for size in sizes:
         if start >= len(y):
             break

@@ -52,7 +52,9 @@ def test_masked_patches_have_no_influence(batch):
     for layer in (AutoPool1D(alpha_init=1.5), MaskedMean()):
         np.testing.assert_allclose(np.asarray(layer(x, mask=mask)), np.asarray(layer(noisy, mask=mask)), rtol=1e-6)
     att = AttentionPool1D()
-    np.testing.assert_allclose(np.asarray(att([x, x], mask=mask)), np.asarray(att([noisy, noisy], mask=mask)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(att([x, x], mask=mask)), np.asarray(att([noisy, noisy], mask=mask)), rtol=1e-6
+    )
 
 
 def test_autopool_config_round_trip(tmp_path):
@@ -139,7 +141,9 @@ def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, 
     # training: rows 0-1 from member 0, 2-3 from member 1, 4-6 (the remainder) from member 2
     train_out = np.asarray(model((x, m), training=True))
     for h, (lo, hi) in zip(heads, [(0, 2), (2, 4), (4, 7)]):
-        np.testing.assert_allclose(train_out[lo:hi], np.asarray(h((x[lo:hi], m[lo:hi]), training=True)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            train_out[lo:hi], np.asarray(h((x[lo:hi], m[lo:hi]), training=True)), rtol=1e-5, atol=1e-6
+        )
     # the loss of member 1's rows reaches member 1 only
     with tf.GradientTape() as tape:
         loss = -keras.ops.sum(keras.ops.log(model((x, m), training=True)[2:4, 0]))
@@ -147,7 +151,9 @@ def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, 
     assert [g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads] == [False, True, False]
     model.save(tmp_path / "e.keras")
     again = keras.saving.load_model(tmp_path / "e.keras")
-    np.testing.assert_allclose(np.asarray(again((x, m), training=False)), np.asarray(model((x, m), training=False)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(again((x, m), training=False)), np.asarray(model((x, m), training=False)), rtol=1e-6
+    )
     with pytest.raises(ParameterError, match="members=0"):
         build_head(name, 4, "singlelabel", members=0)
 

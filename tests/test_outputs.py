@@ -95,16 +95,25 @@ def test_rerun_with_other_settings_is_refused(clips, heads, ckpt_path):
     assert first.returncode == 0, first.stderr[-2000:]
     before = out.read_bytes()
     meta = json.loads((clips / "t.csv.meta.json").read_text())["settings"]
-    assert meta["top_n"] == 3 and meta["model"]["hash"].startswith("sha256:") and meta["weights"].startswith("vggish-sha1:")
+    assert (
+        meta["top_n"] == 3
+        and meta["model"]["hash"].startswith("sha256:")
+        and meta["weights"].startswith("vggish-sha1:")
+    )
 
-    for change, named in ((["--model", two, "--top-n", 3], "model:"), (["--model", one, "--top-n", 2], "top_n: 3 then, 2 now"),
-                          (["--model", one, "--top-n", 3, "--hop", 0.48], "frontend:")):
+    for change, named in (
+        (["--model", two, "--top-n", 3], "model:"),
+        (["--model", one, "--top-n", 2], "top_n: 3 then, 2 now"),
+        (["--model", one, "--top-n", 3, "--hop", 0.48], "frontend:"),
+    ):
         again = tagger("tag", "clips", "--out", out, *change, *common(ckpt_path), cwd=clips)
         assert again.returncode == 1, again.stderr[-2000:]
         assert named in again.stderr and "--overwrite" in again.stderr and "another --out" in again.stderr
         assert out.read_bytes() == before  # untouched
 
-    replaced = tagger("tag", "clips", "--model", two, "--out", out, "--top-n", 2, "--overwrite", *common(ckpt_path), cwd=clips)
+    replaced = tagger(
+        "tag", "clips", "--model", two, "--out", out, "--top-n", 2, "--overwrite", *common(ckpt_path), cwd=clips
+    )
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     df = pd.read_csv(out)
     assert list(df.columns) == ["path", "duration", "tag_1", "p_1", "tag_2", "p_2", "tags"] and len(df) == 3
@@ -127,11 +136,15 @@ def test_same_name_in_two_folders_with_a_shared_cache(tmp_path, heads, ckpt_path
         assert result.returncode == 0, result.stderr[-2000:]
     fresh = tagger("tag", "a/sub2/same.au", "--out", "fresh.csv", *args, cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
-    p1, p2, p_fresh = (pd.read_csv(tmp_path / f).filter(like="p_").to_numpy() for f in ("t1.csv", "t2.csv", "fresh.csv"))
+    p1, p2, p_fresh = (
+        pd.read_csv(tmp_path / f).filter(like="p_").to_numpy() for f in ("t1.csv", "t2.csv", "fresh.csv")
+    )
     assert not np.allclose(p1, p2, atol=1e-3)  # the second file did not get the first one's tags
     np.testing.assert_allclose(p2, p_fresh, atol=1e-5)
     assert sorted(p.relative_to(tmp_path / "c").as_posix() for p in (tmp_path / "c").rglob("*.pkl")) == [
-        "a/sub1/same.au.pkl", "a/sub2/same.au.pkl"]
+        "a/sub1/same.au.pkl",
+        "a/sub2/same.au.pkl",
+    ]
 
     # both as arguments, and in a playlist: no refusal, two clips
     (tmp_path / "list.m3u").write_text("a/sub1/same.au\na/sub2/same.au\n")
@@ -157,9 +170,13 @@ def test_awkward_names_are_tagged_once(tmp_path, heads, ckpt_path, fmt):
     out = tmp_path / f"t.{fmt}"
     args = ["tag", "clips", "--model", heads[0], "--out", out, *common(ckpt_path)]
     first = tagger(*args, cwd=tmp_path)
-    assert first.returncode == 3 and "tagged 4, skipped 0 (done before), failed 1 of 5" in first.stdout, first.stderr[-2000:]
+    assert first.returncode == 3 and "tagged 4, skipped 0 (done before), failed 1 of 5" in first.stdout, first.stderr[
+        -2000:
+    ]
     again = tagger(*args, cwd=tmp_path)
-    assert again.returncode == 3 and "tagged 0, skipped 5 (done before), failed 1 of 5" in again.stdout, again.stderr[-2000:]
+    assert again.returncode == 3 and "tagged 0, skipped 5 (done before), failed 1 of 5" in again.stdout, again.stderr[
+        -2000:
+    ]
     if fmt == "csv":
         paths = pd.read_csv(out)["path"].tolist()
     else:
@@ -180,7 +197,9 @@ def test_concurrent_writers_and_a_stale_lock(clips, heads, ckpt_path):
     started = time.time()
     second = tagger(*args, "--out", "t.csv", cwd=clips)
     assert second.returncode == 1 and time.time() - started < 60
-    assert "output t.csv is in use by pid" in second.stderr and f"pid {first.pid} " in second.stderr, second.stderr[-2000:]
+    assert "output t.csv is in use by pid" in second.stderr and f"pid {first.pid} " in second.stderr, second.stderr[
+        -2000:
+    ]
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     df = pd.read_csv(clips / "t.csv")
@@ -198,17 +217,29 @@ def test_cache_and_run_folder_have_one_writer(clips, ckpt_path, audioset_data):
     (clips / "cache").mkdir()
     with locks.exclusive(locks.folder_lock_path(clips / "cache"), what="cache"):
         refused = tagger("embed", "clips", "--out", "cache", *common(ckpt_path), cwd=clips)
-    assert refused.returncode == 1 and f"cache cache is in use by pid {os.getpid()} " in refused.stderr, refused.stderr[-2000:]
+    assert refused.returncode == 1 and f"cache cache is in use by pid {os.getpid()} " in refused.stderr, refused.stderr[
+        -2000:
+    ]
     assert not list((clips / "cache").rglob("*.pkl"))
 
-    config = {"data": {"index": str(audioset_data / "index_genre10.csv"), "cache": str(audioset_data / "cache"),
-                       "vocabulary": str(audioset_data / "vocab_genre10.json"), "task": "singlelabel"},
-              "head": {"name": "dense", "hidden": 16, "n_layers": 1}, "epochs": 1, "steps_per_epoch": 2}
+    config = {
+        "data": {
+            "index": str(audioset_data / "index_genre10.csv"),
+            "cache": str(audioset_data / "cache"),
+            "vocabulary": str(audioset_data / "vocab_genre10.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "dense", "hidden": 16, "n_layers": 1},
+        "epochs": 1,
+        "steps_per_epoch": 2,
+    }
     (clips / "cfg.json").write_text(json.dumps(config))
     (clips / "run").mkdir()
     with locks.exclusive(locks.folder_lock_path(clips / "run"), what="run"):
         busy = tagger("train", "cfg.json", "--run-dir", "run", "--quiet", cwd=clips)
-    assert busy.returncode == 1 and f"run folder run is in use by pid {os.getpid()} " in busy.stderr, busy.stderr[-2000:]
+    assert busy.returncode == 1 and f"run folder run is in use by pid {os.getpid()} " in busy.stderr, busy.stderr[
+        -2000:
+    ]
     assert not (clips / "run" / "config.json").exists()
 
 
@@ -219,13 +250,35 @@ def test_embed_then_tag_runs_the_network_once(clips, heads, ckpt_path, pca_param
     # a raw head, and the shipped `music` head, which needs postprocessed embeddings (derived from the raw entries)
     for model, extra in ((heads[0], []), ("music", ["--pca", pca_params])):
         name = os.path.basename(str(model))
-        cached = tagger("tag", "clips", "--model", model, "--cache", "cache", "--out", f"{name}.csv", *extra,
-                        *common(ckpt_path), cwd=clips, env=env)
+        cached = tagger(
+            "tag",
+            "clips",
+            "--model",
+            model,
+            "--cache",
+            "cache",
+            "--out",
+            f"{name}.csv",
+            *extra,
+            *common(ckpt_path),
+            cwd=clips,
+            env=env,
+        )
         assert cached.returncode == 0, cached.stderr[-2000:]
         assert calls_of(env) == 0  # every embedding came from the cache
         assert "stale" not in cached.stderr and "other settings" not in cached.stderr
-        direct = tagger("tag", "clips", "--model", model, "--out", f"{name}-direct.csv", *extra, *common(ckpt_path),
-                        cwd=clips, env=env)
+        direct = tagger(
+            "tag",
+            "clips",
+            "--model",
+            model,
+            "--out",
+            f"{name}-direct.csv",
+            *extra,
+            *common(ckpt_path),
+            cwd=clips,
+            env=env,
+        )
         assert direct.returncode == 0 and calls_of(env) > 0
         a, b = pd.read_csv(clips / f"{name}.csv"), pd.read_csv(clips / f"{name}-direct.csv")
         assert a["tag_1"].tolist() == b["tag_1"].tolist()
@@ -242,14 +295,27 @@ def test_read_only_cache(clips, heads, ckpt_path):
             os.chmod(os.path.join(folder, name), 0o444)
     try:
         # every clip it holds is tagged from it; the third is embedded for this run, not stored, and said so
-        tagged = tagger("tag", "clips", "--model", heads[0], "--cache", "cache", "--out", "t.csv", *common(ckpt_path),
-                        cwd=clips, env=env, unprivileged=True)
+        tagged = tagger(
+            "tag",
+            "clips",
+            "--model",
+            heads[0],
+            "--cache",
+            "cache",
+            "--out",
+            "t.csv",
+            *common(ckpt_path),
+            cwd=clips,
+            env=env,
+            unprivileged=True,
+        )
         assert tagged.returncode == 0, tagged.stderr[-2000:]
         assert len(pd.read_csv(clips / "t.csv")) == 3 and calls_of(env) == 1  # the third clip only: one network batch
         assert "cache cache is read-only: 1 clips not in it were embedded for this run but not stored" in tagged.stderr
         # embedding what it holds is a no-op; embedding more is a clear error, not a traceback
-        held = tagger("embed", "clips/c0.wav", "clips/c1.wav", "--out", "cache", *common(ckpt_path), cwd=clips,
-                      unprivileged=True)
+        held = tagger(
+            "embed", "clips/c0.wav", "clips/c1.wav", "--out", "cache", *common(ckpt_path), cwd=clips, unprivileged=True
+        )
         assert held.returncode == 0 and "skipped 2" in held.stdout, held.stderr[-2000:]
         more = tagger("embed", "clips", "--out", "cache", *common(ckpt_path), cwd=clips, unprivileged=True)
         assert more.returncode == 1 and "cache cache is read-only: 1 of 3 tracks" in more.stderr, more.stderr[-2000:]
@@ -289,8 +355,13 @@ def test_bad_config_values_fail_before_a_run_folder_exists(tmp_path, change, nam
     for key, value in change.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     (tmp_path / "cfg.json").write_text(json.dumps(config))
-    result = subprocess.run([sys.executable, "-m", "tagger", "train", "cfg.json", "--run-dir", "run"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tagger", "train", "cfg.json", "--run-dir", "run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and named in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
 
@@ -308,12 +379,15 @@ def test_a_run_folder_that_never_trained_takes_the_corrected_config(tmp_path):
         train._freeze(str(run), "config.json", {"lr": 0.2})
 
 
-@pytest.mark.parametrize("kind,header,body,cut,n", [
-    ("csv", b"path,p\r\n", b'"a\nb",1\r\n"c\xe2\x80\xa8d",2\r\n', b'"e\nf",', 2),
-    ("csv", b"path,p\r\n", b'"a\nb",1\r\n', b'"e\nf",3\r', 1),
-    ("tsv", b"path\terror\r\n", b'"a\tb"\tboom\r\n', b'"x\n', 1),
-    ("jsonl", b"", b'{"path": "a\\nb"}\n{"path": "c\\u2028d"}\n', b'{"path": "e', 2),
-])
+@pytest.mark.parametrize(
+    "kind,header,body,cut,n",
+    [
+        ("csv", b"path,p\r\n", b'"a\nb",1\r\n"c\xe2\x80\xa8d",2\r\n', b'"e\nf",', 2),
+        ("csv", b"path,p\r\n", b'"a\nb",1\r\n', b'"e\nf",3\r', 1),
+        ("tsv", b"path\terror\r\n", b'"a\tb"\tboom\r\n', b'"x\n', 1),
+        ("jsonl", b"", b'{"path": "a\\nb"}\n{"path": "c\\u2028d"}\n', b'{"path": "e', 2),
+    ],
+)
 def test_records_keep_complete_rows_and_cut_a_killed_tail(tmp_path, kind, header, body, cut, n):
     path = tmp_path / f"out.{kind}"
     path.write_bytes(header + body + cut)

@@ -30,8 +30,13 @@ def test_gtzan_filtered_split_and_cache(shared, embedder, tmp_path):
 
 
 def test_gtzan_stratified_and_subset(shared, tmp_path):
-    index = gtzan.prepare(shared / "data/gtzan/genres", shared / "data/gtzan/splits/dnn-mgr", tmp_path,
-                          split="stratified", genres="gtzan8")
+    index = gtzan.prepare(
+        shared / "data/gtzan/genres",
+        shared / "data/gtzan/splits/dnn-mgr",
+        tmp_path,
+        split="stratified",
+        genres="gtzan8",
+    )
     df = pd.read_csv(index)
     assert len(df) == 8 and not {"disco", "rock"} & set(df["labels"])
     assert json.loads((tmp_path / "vocab.json").read_text()) == gtzan.SUBSETS["gtzan8"]
@@ -75,13 +80,20 @@ def test_mtt_vocabulary_and_splits_match_the_reference(shared, mtt_annotations, 
 def test_mtt_fixture_and_real_clip(shared, embedder, tmp_path):
     clip = "e/joram-moments_of_clarity-08-solipsism-59-88.mp3"
     ann = tmp_path / "annotations_final.csv"
-    rows = [("1", "1", "0", "1", clip), ("2", "0", "0", "0", "0/missing.mp3"), ("3", "1", "1", "0", "c/also_missing.mp3")]
+    rows = [
+        ("1", "1", "0", "1", clip),
+        ("2", "0", "0", "0", "0/missing.mp3"),
+        ("3", "1", "1", "0", "c/also_missing.mp3"),
+    ]
     with open(ann, "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL)
         w.writerow(["clip_id", "techno", "guitar", "no singer", "mp3_path"])
         w.writerows(rows)
     out = tmp_path / "out"
-    df = pd.read_csv(mtt.prepare(ann, shared / "data/mtt/audio", out, which="all", embedder=embedder, workers=0), dtype={"track_id": str})
+    df = pd.read_csv(
+        mtt.prepare(ann, shared / "data/mtt/audio", out, which="all", embedder=embedder, workers=0),
+        dtype={"track_id": str},
+    )
     assert list(df["track_id"]) == ["1", "3"]  # clip 2 has no tag
     assert list(df["split"]) == ["test", "valid"] and df["labels"].iloc[0] == "techno|no singer"
     assert cache.read_entry(out / "cache", "1")["embedding"].shape == (30, 128)

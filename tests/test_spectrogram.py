@@ -44,8 +44,18 @@ def patch_data(tmp_path_factory):
         for i, split in enumerate(["train"] * 12 + ["valid"] * 4 + ["test"] * 6):
             patches, times = extractor.embed(_clip(kind, rng), SR)
             track = f"{kind}{i:02d}"
-            cache.write_entry(root / "cache", track, cache.make_entry(
-                patches, times, kind="melspec", frontend=extractor.frontend, weights=extractor.network_id, source=track))
+            cache.write_entry(
+                root / "cache",
+                track,
+                cache.make_entry(
+                    patches,
+                    times,
+                    kind="melspec",
+                    frontend=extractor.frontend,
+                    weights=extractor.network_id,
+                    source=track,
+                ),
+            )
             rows.append({"track_id": track, "path": "", "split": split, "labels": kind, "duration": 3.0})
     pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
     (root / "vocab.json").write_text(json.dumps(CLASSES))
@@ -58,17 +68,25 @@ def test_patch_entries_are_float16_patches_of_the_vggish_frontend():
     reference, _ = waveform_to_patches(y, SR)
     assert patches.dtype == np.float16 and patches.shape == reference.shape == (31, 96, 64)
     np.testing.assert_allclose(patches.astype(np.float32), reference, atol=0.01)  # float16 keeps ~3 digits
-    entry = cache.loads_entry(__import__("pickle").dumps(cache.make_entry(
-        patches, times, kind="melspec", frontend=params.frontend_params(), weights="melspec-float16", source="x")))
+    entry = cache.loads_entry(
+        __import__("pickle").dumps(
+            cache.make_entry(
+                patches, times, kind="melspec", frontend=params.frontend_params(), weights="melspec-float16", source="x"
+            )
+        )
+    )
     assert entry["embedding"].dtype == np.float16  # the restricted unpickler accepts float16
 
 
-@pytest.mark.parametrize("head, settings, threshold", [
-    ("cnn4", {"filters": [8, 16, 16, 32], "hidden": 32}, 0.6),
-    ("cnn_gru", {"filters": [8, 16, 16, 32], "units": 16, "hidden": 32}, 0.6),
-    ("parallel_cnn", {"filters": [8, 16, 16, 32], "hidden": 32}, 0.6),
-    ("cnn_lstm", {"filters": [8, 16], "hidden": 32}, 0.6),
-])
+@pytest.mark.parametrize(
+    "head, settings, threshold",
+    [
+        ("cnn4", {"filters": [8, 16, 16, 32], "hidden": 32}, 0.6),
+        ("cnn_gru", {"filters": [8, 16, 16, 32], "units": 16, "hidden": 32}, 0.6),
+        ("parallel_cnn", {"filters": [8, 16, 16, 32], "hidden": 32}, 0.6),
+        ("cnn_lstm", {"filters": [8, 16], "hidden": 32}, 0.6),
+    ],
+)
 def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, threshold):
     """Chance is 0.25 (four balanced classes); each head must reach `threshold` on held-out synthetic clips."""
     import keras
@@ -76,10 +94,22 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
     from tagger.evaluate import evaluate
     from tagger.train import train
 
-    cfg = {"data": {"index": str(patch_data / "index.csv"), "cache": str(patch_data / "cache"),
-                    "vocabulary": str(patch_data / "vocab.json"), "task": "singlelabel"},
-           "head": {"name": head, **settings}, "window": 2, "batch_size": 16, "epochs": 4, "steps_per_epoch": 12,
-           "mux": {"n_active": 48, "rate": 4.0}, "optimizer": {"name": "adam", "learning_rate": 0.003}, "seed": 0}
+    cfg = {
+        "data": {
+            "index": str(patch_data / "index.csv"),
+            "cache": str(patch_data / "cache"),
+            "vocabulary": str(patch_data / "vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": head, **settings},
+        "window": 2,
+        "batch_size": 16,
+        "epochs": 4,
+        "steps_per_epoch": 12,
+        "mux": {"n_active": 48, "rate": 4.0},
+        "optimizer": {"name": "adam", "learning_rate": 0.003},
+        "seed": 0,
+    }
     run = tmp_path / "run"
     train(cfg, str(run), verbose=0)
     test = evaluate(str(run), split="test", plots=False)
@@ -101,17 +131,27 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
     resumed = fit(validate(cfg), str(tmp_path / "again"), verbose=0)
     first = json.loads((run / "metrics.json").read_text())
     assert resumed["valid_score"] == pytest.approx(first["valid_score"], abs=1e-6)
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "again/history.csv")["loss"], pd.read_csv(run / "history.csv")["loss"],
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        pd.read_csv(tmp_path / "again/history.csv")["loss"], pd.read_csv(run / "history.csv")["loss"], rtol=1e-4
+    )
 
 
 def test_a_patch_head_refuses_an_embedding_cache_and_the_reverse(patch_data, tmp_path):
     from tagger.exceptions import DataError
     from tagger.train import train
 
-    cfg = {"data": {"index": str(patch_data / "index.csv"), "cache": str(patch_data / "cache"),
-                    "vocabulary": str(patch_data / "vocab.json"), "task": "singlelabel"},
-           "head": {"name": "dense"}, "window": 2, "epochs": 1, "steps_per_epoch": 1}
+    cfg = {
+        "data": {
+            "index": str(patch_data / "index.csv"),
+            "cache": str(patch_data / "cache"),
+            "vocabulary": str(patch_data / "vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "dense"},
+        "window": 2,
+        "epochs": 1,
+        "steps_per_epoch": 1,
+    }
     with pytest.raises(DataError, match="use a CNN head"):
         train(cfg, str(tmp_path / "run"), verbose=0)
 
@@ -125,9 +165,27 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     from tagger.tracks import read_index
     from tagger.train import load_split
 
-    done = subprocess.run([sys.executable, "-m", "tagger", "prepare", "gtzan", str(shared / "data/gtzan/genres"),
-                           "--frontend", "melspec", "--augment", "2", "--out", "mel", "--no-progress"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tagger",
+            "prepare",
+            "gtzan",
+            str(shared / "data/gtzan/genres"),
+            "--frontend",
+            "melspec",
+            "--augment",
+            "2",
+            "--out",
+            "mel",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     index = read_index(str(tmp_path / "mel/index.csv"))
     assignment = gtzan.read_splits(shared / "data/gtzan/splits/dnn-mgr", "filtered")
@@ -147,7 +205,12 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     source_entry = cache.read_entry(tmp_path / "mel/cache", copies["augmented_from"].iloc[0])
     assert not np.array_equal(copy_entry["embedding"][:5], source_entry["embedding"][:5])
     # loading: copies in training data only
-    cfg = {"data": {"index": str(tmp_path / "mel/index.csv"), "cache": str(tmp_path / "mel/cache"),
-                    "vocabulary": str(tmp_path / "mel/vocab.json")}}
+    cfg = {
+        "data": {
+            "index": str(tmp_path / "mel/index.csv"),
+            "cache": str(tmp_path / "mel/cache"),
+            "vocabulary": str(tmp_path / "mel/vocab.json"),
+        }
+    }
     assert len(load_split(cfg, "train", augmented=True)[0]) == 3 * n_train
     assert len(load_split(cfg, "train")[0]) == n_train

@@ -119,7 +119,11 @@ def test_inverse_frequency_balances_labels():
     y[0, 0] = 1
     y[1:, 1] = 1
     assert track_weights(y, "inverse_frequency")[0] == pytest.approx(0.5)
-    for weighting, rare_share in (("uniform", 0.01), ("inverse_sqrt_frequency", 1 / (1 + 99**0.5)), ("inverse_frequency", 0.5)):
+    for weighting, rare_share in (
+        ("uniform", 0.01),
+        ("inverse_sqrt_frequency", 1 / (1 + 99**0.5)),
+        ("inverse_frequency", 0.5),
+    ):
         s = training_stream(emb, y, window=10, batch_size=100, n_active=16, rate=4.0, seed=0, weighting=weighting)
         drawn = np.concatenate([next(s)["y"] for _ in range(400)])
         assert drawn[:, 0].mean() == pytest.approx(rare_share, rel=0.2), weighting
@@ -129,8 +133,11 @@ def test_mixup_is_a_convex_combination_of_two_samples():
     from tagger.streams import mixup
 
     n = 32
-    batch = {"x": np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 128), np.float32),
-             "mask": np.ones((n, 4), np.float32), "y": np.eye(n, dtype=np.float32)}
+    batch = {
+        "x": np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 4, 128), np.float32),
+        "mask": np.ones((n, 4), np.float32),
+        "y": np.eye(n, dtype=np.float32),
+    }
     batch["mask"][0, 2:] = 0
     out = next(mixup(iter([batch]), 0.4, seed=0))
     again = next(mixup(iter([batch]), 0.4, seed=0))

@@ -57,9 +57,27 @@ def mixed_folder(tmp_path_factory, gtzan_files, mtt_clip, long_file):
 
 def test_folder_with_good_and_bad_files(mixed_folder, head_dir, ckpt_path, tmp_path):
     out = tmp_path / "tags.csv"
-    status = cli.main(["tag", str(mixed_folder), "--model", str(head_dir), "--weights", ckpt_path, "--out", str(out),
-                       "--workers", "1", "--no-progress", "--top-n", "3", "--taggram", str(tmp_path / "taggrams"),
-                       "--root", str(mixed_folder)])
+    status = cli.main(
+        [
+            "tag",
+            str(mixed_folder),
+            "--model",
+            str(head_dir),
+            "--weights",
+            ckpt_path,
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--top-n",
+            "3",
+            "--taggram",
+            str(tmp_path / "taggrams"),
+            "--root",
+            str(mixed_folder),
+        ]
+    )
     assert status == cli.EXIT_SOME_FAILED
     df = pd.read_csv(out)
     assert len(df) == 14  # 10 GTZAN + 1 MTT + stereo + tiny + 20-minute
@@ -77,8 +95,13 @@ def test_folder_with_good_and_bad_files(mixed_folder, head_dir, ckpt_path, tmp_p
 
 def test_long_file_memory_is_bounded(long_file):
     """Decoding streams in blocks: peak memory stays far below the file's decoded size (about 200 MB as float64)."""
-    out = subprocess.run([sys.executable, os.path.join(HERE, "memory_probe.py"), str(long_file)],
-                         capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "memory_probe.py"), str(long_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     peak = json.loads(out.stdout.strip().splitlines()[-1])
     assert peak["patches"] == frontend.n_patches(1200 * 16000)
     assert peak["worker_mb"] < 200, peak
@@ -103,12 +126,29 @@ KILLER = textwrap.dedent(
 
 
 def test_kill_and_resume_equals_uninterrupted(mixed_folder, head_dir, ckpt_path, tmp_path):
-    args = ["tag", str(mixed_folder), "--model", str(head_dir), "--weights", ckpt_path, "--workers", "1", "--no-progress",
-            "--exclude", "twenty_minutes.flac"]
+    args = [
+        "tag",
+        str(mixed_folder),
+        "--model",
+        str(head_dir),
+        "--weights",
+        ckpt_path,
+        "--workers",
+        "1",
+        "--no-progress",
+        "--exclude",
+        "twenty_minutes.flac",
+    ]
 
     def run(out, kill_at):
         env = {**os.environ, "KILL_AT_ROW": str(kill_at)}
-        return subprocess.run([sys.executable, "-c", KILLER, *args, "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-c", KILLER, *args, "--out", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     whole = run(tmp_path / "whole.csv", 999)
     assert whole.returncode == cli.EXIT_SOME_FAILED, whole.stderr[-2000:]

@@ -36,10 +36,18 @@ def test_prepared_vocabularies(audioset_data):
 def small_config(prepared, **over):
     cfg = {
         "name": "small",
-        "data": {"index": str(prepared / "index_music.csv"), "cache": str(prepared / "cache"), "vocabulary": str(prepared / "vocab_music.json")},
+        "data": {
+            "index": str(prepared / "index_music.csv"),
+            "cache": str(prepared / "cache"),
+            "vocabulary": str(prepared / "vocab_music.json"),
+        },
         "head": {"name": "dense", "hidden": 128, "n_layers": 1, "dropout": 0.1},
-        "batch_size": 64, "epochs": 4, "steps_per_epoch": 40, "mux": {"n_active": 128, "rate": 4.0},
-        "early_stopping": {"patience": 2}, "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
+        "batch_size": 64,
+        "epochs": 4,
+        "steps_per_epoch": 40,
+        "mux": {"n_active": 128, "rate": 4.0},
+        "early_stopping": {"patience": 2},
+        "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
         "seed": 3,
     }
     for key, value in over.items():
@@ -52,7 +60,15 @@ def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
     path.write_text(json.dumps(small_config(audioset_data)))
     run = tmp_path / "run"
     assert cli.main(["train", str(path), "--run-dir", str(run), "--quiet"]) == 0
-    for name in ("config.json", "history.csv", "model.keras", "labels.json", "thresholds.json", "metrics.json", "version.json"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "model.keras",
+        "labels.json",
+        "thresholds.json",
+        "metrics.json",
+        "version.json",
+    ):
         assert (run / name).exists(), name
     # AudioSet's released features are postprocessed (uint8): tagging with this run must postprocess too
     assert json.loads((run / "bundle.json").read_text())["embedding"] == "postprocessed"
@@ -64,7 +80,9 @@ def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
     assert cli.main(["evaluate", str(run), "--split", "valid", "--mode", "soft"]) == 0
     out = run / "eval" / "valid-soft"
     per_tag = pd.read_csv(out / "per_tag.csv")
-    assert len(per_tag) == 150 and {"roc_auc", "pr_auc", "precision", "recall", "f1", "support", "threshold"} <= set(per_tag.columns)
+    assert len(per_tag) == 150 and {"roc_auc", "pr_auc", "precision", "recall", "f1", "support", "threshold"} <= set(
+        per_tag.columns
+    )
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["macro_roc_auc"] > 0.7 and (out / "pr_auc.png").exists()
 
@@ -72,8 +90,13 @@ def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
 def genre_config(prepared, **over):
     return small_config(
         prepared,
-        data={"index": str(prepared / "index_genre10.csv"), "cache": str(prepared / "cache"),
-              "vocabulary": str(prepared / "vocab_genre10.json"), "task": "singlelabel", "cv_folds": 2},
+        data={
+            "index": str(prepared / "index_genre10.csv"),
+            "cache": str(prepared / "cache"),
+            "vocabulary": str(prepared / "vocab_genre10.json"),
+            "task": "singlelabel",
+            "cv_folds": 2,
+        },
         **over,
     )
 
@@ -90,7 +113,10 @@ def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
         select = json.loads((tmp_path / "cv" / f"fold{held_out}-select" / "metrics.json").read_text())
         refit = json.loads((tmp_path / "cv" / f"fold{held_out}" / "metrics.json").read_text())
         # the selection run never sees the held-out fold: trained without both folds, stopped on the selection fold
-        assert select["n_train"] == (~folds.isin([held_out, selection])).sum() and select["n_valid"] == (folds == selection).sum()
+        assert (
+            select["n_train"] == (~folds.isin([held_out, selection])).sum()
+            and select["n_valid"] == (folds == selection).sum()
+        )
         # the refit trains on every other fold for the chosen epochs, and is only scored on the held-out fold
         schedule = read_schedule(str(tmp_path / "cv" / f"fold{held_out}-select"))
         assert len(schedule) == select["best_epoch"] + 1 == summary["fold_epochs"][k]
@@ -107,7 +133,9 @@ def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_
     cfg = validate(genre_config(audioset_data, epochs=9, head={"name": "dense", "hidden": 32, "n_layers": 1}))
     schedule = [1e-3, 1e-3, 5e-4]
     train_data, valid_data = load_split(cfg, None, exclude_fold=0), load_split(cfg, None, fold=0)
-    metrics = fit(cfg, str(tmp_path / "refit"), train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=0)
+    metrics = fit(
+        cfg, str(tmp_path / "refit"), train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=0
+    )
     history = pd.read_csv(tmp_path / "refit" / "history.csv")
     # exactly the schedule's epochs and rates, whatever the validation scores did; the last epoch is the model
     np.testing.assert_allclose(history["lr"], schedule, rtol=1e-6)
@@ -132,13 +160,21 @@ def test_nested_baseline_chooses_C_on_the_selection_fold(audioset_data):
     result = nested_cv_baseline(cfg, grid)
     assert len(result["fold_scores"]) == 3
     for k, j, C, score in zip((0, 1, 2), (1, 2, 3), result["fold_C"], result["fold_scores"]):
-        inner = [logistic_baseline(load_split(cfg, None, exclude_fold=(k, j)), load_split(cfg, None, fold=j), "singlelabel", C=c)
-                 for c in grid]
+        inner = [
+            logistic_baseline(
+                load_split(cfg, None, exclude_fold=(k, j)), load_split(cfg, None, fold=j), "singlelabel", C=c
+            )
+            for c in grid
+        ]
         assert C == grid[int(np.argmax(inner))]
-        assert score == logistic_baseline(load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), "singlelabel", C=C)
+        assert score == logistic_baseline(
+            load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), "singlelabel", C=C
+        )
 
 
-@pytest.mark.parametrize("folds,match", [(7, "data.cv_folds=7: the index .* has only 5 folds"), (2, "at least 3 folds")])
+@pytest.mark.parametrize(
+    "folds,match", [(7, "data.cv_folds=7: the index .* has only 5 folds"), (2, "at least 3 folds")]
+)
 def test_bad_fold_settings_fail_before_training(audioset_data, tmp_path, folds, match):
     cfg = genre_config(audioset_data)
     cfg["data"]["cv_folds"] = folds
@@ -178,17 +214,26 @@ KILLER = textwrap.dedent(
 def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
     # with every stateful or random part of the recipe: input scaler, mixup, dropout, weight averaging,
     # an ensemble's per-sample choice of member
-    cfg = small_config(audioset_data, head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2, "standardize": True,
-                                            "members": 2},
-                       epochs=4, mixup=0.4, optimizer={"name": "adam", "learning_rate": 1e-3, "ema": 0.9})
+    cfg = small_config(
+        audioset_data,
+        head={"name": "dense", "hidden": 32, "n_layers": 2, "dropout": 0.2, "standardize": True, "members": 2},
+        epochs=4,
+        mixup=0.4,
+        optimizer={"name": "adam", "learning_rate": 1e-3, "ema": 0.9},
+    )
     cfg["early_stopping"] = {"patience": 10}
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
 
     def run(folder, kill_after):
         env = {**os.environ, "KILL_AFTER_EPOCH": str(kill_after)}
-        return subprocess.run([sys.executable, "-c", KILLER, "train", str(path), "--run-dir", str(folder), "--quiet"],
-                              env=env, capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-c", KILLER, "train", str(path), "--run-dir", str(folder), "--quiet"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     whole = run(tmp_path / "whole", 99)
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -228,7 +273,11 @@ def test_same_seed_same_metrics(audioset_data, tmp_path):
         ({"mixup": -0.5}, ParameterError, "mixup=-0.5"),
         ({"optimizer": {"ema": 1.0}}, ParameterError, "optimizer.ema=1.0"),
         ({"head": {"name": "dense", "members": 0}}, ParameterError, "head.members=0"),
-        ({"head": {"name": "dense", "members": 3}, "batch_size": 8}, ParameterError, "batch_size=8 must be a multiple of head.members=3"),
+        (
+            {"head": {"name": "dense", "members": 3}, "batch_size": 8},
+            ParameterError,
+            "batch_size=8 must be a multiple of head.members=3",
+        ),
     ],
 )
 def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error, match):
@@ -252,7 +301,9 @@ def test_missing_path_and_empty_vocabulary(audioset_data, tmp_path):
         validate(cfg)
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps(["No such tag"]))
-    cfg = validate({**small_config(audioset_data), "data": {**small_config(audioset_data)["data"], "vocabulary": str(vocab)}})
+    cfg = validate(
+        {**small_config(audioset_data), "data": {**small_config(audioset_data)["data"], "vocabulary": str(vocab)}}
+    )
     with pytest.raises(DataError, match="no tracks with labels"):
         fit(cfg, str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run").exists()

@@ -25,34 +25,64 @@ def feature_data(tmp_path):
     for i in range(90):
         label = GENRES[i % 3]
         x = rng.standard_normal((1, 57)) + 2.0 * np.eye(57)[i % 3] * 3
-        cache.write_entry(tmp_path / "data/cache", f"t{i:03d}", cache.make_entry(
-            x, [0.0], kind="features", frontend=params.feature_params(), weights=params.FEATURE_SET, source=f"t{i}"))
-        rows.append({"track_id": f"t{i:03d}", "path": "", "split": ["train", "train", "valid"][(i // 3) % 3],
-                     "labels": label, "duration": 30.0, "fold": (i // 3) % 5})
+        cache.write_entry(
+            tmp_path / "data/cache",
+            f"t{i:03d}",
+            cache.make_entry(
+                x, [0.0], kind="features", frontend=params.feature_params(), weights=params.FEATURE_SET, source=f"t{i}"
+            ),
+        )
+        rows.append(
+            {
+                "track_id": f"t{i:03d}",
+                "path": "",
+                "split": ["train", "train", "valid"][(i // 3) % 3],
+                "labels": label,
+                "duration": 30.0,
+                "fold": (i // 3) % 5,
+            }
+        )
     pd.DataFrame(rows).to_csv(tmp_path / "data/index.csv", index=False)
     (tmp_path / "data/vocab.json").write_text(json.dumps(GENRES))
     return tmp_path / "data"
 
 
 def _config(data, **extra):
-    cfg = {"data": {"index": str(data / "index.csv"), "cache": str(data / "cache"), "vocabulary": str(data / "vocab.json"),
-                    "task": "singlelabel"},
-           "head": {"name": "mlp", "hidden": 16, "n_layers": 1}, "window": 1, "batch_size": 16, "epochs": 4,
-           "steps_per_epoch": 4, "mux": {"n_active": 32, "rate": 2.0}, "early_stopping": {"patience": 3},
-           "search": {"head.hidden": {"choices": [8, 16]}, "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}}}
+    cfg = {
+        "data": {
+            "index": str(data / "index.csv"),
+            "cache": str(data / "cache"),
+            "vocabulary": str(data / "vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "mlp", "hidden": 16, "n_layers": 1},
+        "window": 1,
+        "batch_size": 16,
+        "epochs": 4,
+        "steps_per_epoch": 4,
+        "mux": {"n_active": 32, "rate": 2.0},
+        "early_stopping": {"patience": 3},
+        "search": {
+            "head.hidden": {"choices": [8, 16]},
+            "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
+        },
+    }
     cfg.update(extra)
     return cfg
 
 
-@pytest.mark.parametrize("search, key", [
-    ({"head.hiden": {"choices": [8]}}, "search.head.hiden"),
-    ({"windw": {"low": 1, "high": 2}}, "search.windw"),
-    ({"optimizer.learning_rate": {"low": 0.1, "high": 0.01}}, "search.optimizer.learning_rate"),
-    ({"head.hidden": {"choices": []}}, "search.head.hidden"),
-    ({"head.dropout": {"low": 0.0, "high": 1.5}}, "search.head.dropout"),
-    ({"optimizer.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "search.optimizer.learning_rate"),
-    ({"mixup": {"low": 0.0}}, "search.mixup"),
-])
+@pytest.mark.parametrize(
+    "search, key",
+    [
+        ({"head.hiden": {"choices": [8]}}, "search.head.hiden"),
+        ({"windw": {"low": 1, "high": 2}}, "search.windw"),
+        ({"optimizer.learning_rate": {"low": 0.1, "high": 0.01}}, "search.optimizer.learning_rate"),
+        ({"head.hidden": {"choices": []}}, "search.head.hidden"),
+        ({"head.dropout": {"low": 0.0, "high": 1.5}}, "search.head.dropout"),
+        ({"optimizer.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "search.optimizer.learning_rate"),
+        ({"mixup": {"low": 0.0}}, "search.mixup"),
+    ],
+)
 def test_a_bad_search_range_fails_before_any_trial(feature_data, tmp_path, search, key):
     from tagger.tune import tune
 
@@ -71,7 +101,10 @@ def test_tune_writes_the_study_folder(feature_data, tmp_path):
     best = json.loads((study / "best_config.json").read_text())
     assert "search" not in best and best["head"]["hidden"] == summary["best_params"]["head.hidden"]
     assert (study / "history.png").exists() and sorted(p.name for p in study.glob("trial-*")) == [
-        "trial-0000", "trial-0001", "trial-0002"]
+        "trial-0000",
+        "trial-0001",
+        "trial-0002",
+    ]
     # the trial that won is an ordinary run folder, scored on the validation split
     metrics = json.loads((study / f"trial-{summary['best_trial']:04d}/metrics.json").read_text())
     assert metrics["valid_score"] == pytest.approx(summary["best_value"]) and metrics["n_valid"] == 30
@@ -83,7 +116,9 @@ def test_a_killed_study_resumes_where_it_stopped(feature_data, tmp_path):
     cfg_path = tmp_path / "tune.json"
     cfg_path.write_text(json.dumps(_config(feature_data, epochs=6)))
     args = [sys.executable, "-m", "tagger", "tune", str(cfg_path), "--trials", "5", "--study-dir", "study", "--quiet"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     storage = f"sqlite:///{tmp_path / 'study/study.db'}"
     deadline = time.time() + 300
 
@@ -125,6 +160,8 @@ def test_nested_search_never_scores_on_the_held_out_fold(feature_data, tmp_path)
         for trial in (tmp_path / f"study/fold{k}").glob("trial-*"):  # not refit-trial*
             m = json.loads((trial / "metrics.json").read_text())
             # trained without folds k and j, scored on j alone
-            assert m["n_train"] == int((~index["fold"].isin([k, j])).sum()) and m["n_valid"] == int((index["fold"] == j).sum())
+            assert m["n_train"] == int((~index["fold"].isin([k, j])).sum()) and m["n_valid"] == int(
+                (index["fold"] == j).sum()
+            )
         refit = json.loads(next((tmp_path / f"study/fold{k}").glob("refit-trial*/metrics.json")).read_text())
         assert refit["n_valid"] == int((index["fold"] == k).sum()) and refit["valid_score"] == fold["held_out_score"]
