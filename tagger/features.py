@@ -20,9 +20,9 @@ import warnings
 
 import numpy as np
 
-from . import __version__, files, locks, params
+from . import files, locks, params
 from .exceptions import AudioError, DataError
-from .records import ErrorsWriter, check_resume, read_errors, read_records, write_json_atomic
+from .records import ErrorsWriter, check_resume, resume_output
 
 __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
 
@@ -269,13 +269,9 @@ def features_to_file(
                 f"{out} is finished and lacks {sum(p not in done for p, _ in items)} of these files; write"
                 " to another --out, or rerun with --overwrite"
             )
-        check_resume(rows_file, errors_file, meta_path, settings)
-        write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
-        header, rows = read_records(rows_file, "csv")
-        if header is not None and header != _fields():
-            raise DataError(f"{rows_file}: its columns are not those of a feature table; rerun with --overwrite")
-        failures = read_errors(errors_file)
-        done = {row["path"] for row in rows} | {path for path, _ in failures}
+        header, done, failures = resume_output(
+            rows_file, errors_file, meta_path, settings, kind="csv", fieldnames=_fields()
+        )
         todo = [p for p, _ in items if p not in done]
         summary = {
             "total": len(items),

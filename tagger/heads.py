@@ -284,6 +284,25 @@ def _check_filters(filters, patch_shape, n_blocks=None):
         raise ParameterError(f"{len(filters)} pooling blocks do not fit patches of {patch_shape[0]} x {patch_shape[1]}")
 
 
+def _cnn_sequence(patch_shape, filters, kernels=(3,)):
+    """Inputs, then conv blocks over the window's spectrogram (one branch per kernel size, merged), as a sequence.
+
+    Returns ``x``, ``mask`` (the model's inputs), ``seq`` (batch, steps, features) and its boolean mask.
+    """
+    from keras import layers
+
+    filters = list(filters)
+    _check_filters(filters, patch_shape)
+    x, mask, image, frame_mask = _patch_inputs(patch_shape)
+    if len(kernels) == 1:
+        h = _conv_blocks(image, filters, kernel=kernels[0])
+    else:
+        branches = [_conv_blocks(image, filters, kernel=k, prefix=f"branch{b}_conv") for b, k in enumerate(kernels)]
+        h = layers.Concatenate(axis=-1, name="merge")(branches)
+    seq, seq_mask = _as_sequence(h, frame_mask, len(filters), "cnn")
+    return x, mask, seq, seq_mask
+
+
 def cnn4_head(
     n_outputs, task, *, filters=(16, 32, 64, 128), hidden=128, dropout=0.3, patch_shape=(96, 64), output_bias=None
 ):
@@ -293,11 +312,7 @@ def cnn4_head(
 
     from .layers import MaskedMean
 
-    filters = list(filters)
-    _check_filters(filters, patch_shape)
-    x, mask, image, frame_mask = _patch_inputs(patch_shape)
-    h = _conv_blocks(image, filters)
-    seq, seq_mask = _as_sequence(h, frame_mask, len(filters), "cnn")
+    x, mask, seq, seq_mask = _cnn_sequence(patch_shape, filters)
     pooled = MaskedMean(name="pool")(seq, mask=seq_mask)
     out = _cnn_output(pooled, n_outputs, task, hidden=hidden, dropout=dropout, output_bias=output_bias)
     return keras.Model([x, mask], out, name="cnn4")
@@ -318,11 +333,7 @@ def cnn_gru_head(
     import keras
     from keras import layers
 
-    filters = list(filters)
-    _check_filters(filters, patch_shape)
-    x, mask, image, frame_mask = _patch_inputs(patch_shape)
-    h = _conv_blocks(image, filters)
-    seq, seq_mask = _as_sequence(h, frame_mask, len(filters), "cnn")
+    x, mask, seq, seq_mask = _cnn_sequence(patch_shape, filters)
     h = layers.GRU(units, name="gru")(seq, mask=seq_mask)
     out = _cnn_output(h, n_outputs, task, hidden=hidden, dropout=dropout, output_bias=output_bias)
     return keras.Model([x, mask], out, name="cnn_gru")
@@ -341,18 +352,12 @@ def parallel_cnn_head(
 ):
     """Two parallel conv branches with different kernel sizes over the same spectrogram, merged (the 8-genre project)."""
     import keras
-    from keras import layers
 
     from .layers import MaskedMean
 
-    filters = list(filters)
-    _check_filters(filters, patch_shape)
     if len(kernels) != 2 or not all(isinstance(k, int) and k > 0 for k in kernels):
         raise ParameterError(f"kernels={kernels!r} must be two positive integers (one per branch)")
-    x, mask, image, frame_mask = _patch_inputs(patch_shape)
-    branches = [_conv_blocks(image, filters, kernel=k, prefix=f"branch{b}_conv") for b, k in enumerate(kernels)]
-    h = layers.Concatenate(axis=-1, name="merge")(branches)
-    seq, seq_mask = _as_sequence(h, frame_mask, len(filters), "cnn")
+    x, mask, seq, seq_mask = _cnn_sequence(patch_shape, filters, kernels)
     pooled = MaskedMean(name="pool")(seq, mask=seq_mask)
     out = _cnn_output(pooled, n_outputs, task, hidden=hidden, dropout=dropout, output_bias=output_bias)
     return keras.Model([x, mask], out, name="parallel_cnn")
@@ -365,11 +370,7 @@ def cnn_lstm_head(
     import keras
     from keras import layers
 
-    filters = list(filters)
-    _check_filters(filters, patch_shape)
-    x, mask, image, frame_mask = _patch_inputs(patch_shape)
-    h = _conv_blocks(image, filters)
-    seq, seq_mask = _as_sequence(h, frame_mask, len(filters), "cnn")
+    x, mask, seq, seq_mask = _cnn_sequence(patch_shape, filters)
     h = layers.LSTM(128, return_sequences=True, name="lstm128")(seq, mask=seq_mask)
     h = layers.LSTM(32, name="lstm32")(h, mask=seq_mask)
     out = _cnn_output(h, n_outputs, task, hidden=hidden, dropout=dropout, output_bias=output_bias)

@@ -13,9 +13,9 @@ import os
 
 import numpy as np
 
-from . import __version__, bundle, cache, files, locks
+from . import bundle, cache, files, locks
 from .exceptions import DataError, ParameterError
-from .records import ErrorsWriter, check_resume, read_errors, read_records, write_json_atomic
+from .records import ErrorsWriter, resume_output
 
 __all__ = ["Head", "Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings", "row_fields"]
 
@@ -444,17 +444,10 @@ def tag_to_file(
             for path in (out, errors_file, meta_path):
                 if os.path.exists(path):
                     os.unlink(path)
-        check_resume(out, errors_file, meta_path, settings)
-        write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
         fieldnames = row_fields(top_n)
-        header, rows = read_records(out, fmt)
-        if fmt == "csv" and header is not None and header != fieldnames:
-            raise DataError(
-                f"{out}: its columns {header} are not those of these settings {fieldnames}; rerun with"
-                " --overwrite, or write to another --out"
-            )
-        failures = read_errors(errors_file)
-        done = {row["path"] for row in rows} | {path for path, _ in failures}
+        header, done, failures = resume_output(
+            out, errors_file, meta_path, settings, kind=fmt, fieldnames=fieldnames if fmt == "csv" else None
+        )
         todo = [(p, t) for p, t in items if p not in done]
         summary = {
             "total": len(items),

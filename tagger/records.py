@@ -23,6 +23,7 @@ __all__ = [
     "umask",
     "ERRORS_HEADER",
     "check_resume",
+    "resume_output",
 ]
 
 ERRORS_HEADER = ("path", "error")
@@ -248,3 +249,32 @@ def check_resume(out, errors_file, meta_path, settings):
             f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
             " or write to another --out"
         )
+
+
+def resume_output(out, errors_file, meta_path, settings, *, kind, fieldnames=None):
+    """Begin or continue an appendable output: check and record its settings, and say what it holds.
+
+    Refuses (:func:`check_resume`) an output made with other settings, or
+    with columns other than ``fieldnames``; then writes ``meta_path``.
+
+    Returns
+    -------
+    header : list of str or None
+        The output's header (None when it is new, or JSONL).
+    done : set of str
+        Paths already written, or listed in the errors file: a rerun skips them.
+    failures : list of (str, str)
+        The errors file's rows so far.
+    """
+    from . import __version__
+
+    check_resume(out, errors_file, meta_path, settings)
+    write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
+    header, rows = read_records(out, kind)
+    if fieldnames is not None and header is not None and header != list(fieldnames):
+        raise DataError(
+            f"{out}: its columns {header} are not those of these settings {list(fieldnames)}; rerun with"
+            " --overwrite, or write to another --out"
+        )
+    failures = read_errors(errors_file)
+    return header, {row["path"] for row in rows} | {path for path, _ in failures}, failures
