@@ -67,11 +67,16 @@ def read_labels(folder):
 EMBEDDINGS = ("raw", "postprocessed", "features", "melspec")
 
 
-def write_meta(folder, *, embedding, task, window, note=""):
-    """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike)."""
+def write_meta(folder, *, embedding, task, window, note="", frontend=None):
+    """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike).
+
+    ``frontend``: the settings of its inputs (default: the VGGish frontend, or
+    the feature settings for ``features``); a patch head records its patches'.
+    """
     if embedding not in EMBEDDINGS:
         raise DataError(f"embedding={embedding!r} must be one of {EMBEDDINGS}")
-    frontend = params.feature_params() if embedding == "features" else params.frontend_params()
+    if frontend is None:
+        frontend = params.feature_params() if embedding == "features" else params.frontend_params()
     meta = {"embedding": embedding, "frontend": frontend, "task": task, "window": window, "note": note}
     with open(os.path.join(folder, "bundle.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
@@ -101,5 +106,6 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
             load_head(os.path.join(run_dir, name), compile=False).save(os.path.join(out_dir, name))
         else:
             shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
-    write_meta(out_dir, embedding=embedding, task=task, window=window, note=note)
+    frontend = read_meta(run_dir).get("frontend") if os.path.exists(os.path.join(run_dir, "bundle.json")) else None
+    write_meta(out_dir, embedding=embedding, task=task, window=window, note=note, frontend=frontend)
     return out_dir

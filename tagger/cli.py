@@ -213,7 +213,7 @@ def cmd_prepare(args):
         path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
         print(f"track index: {path}")
         return EXIT_OK
-    if args.features and args.frontend == "melspec":
+    if args.features and args.frontend != "vggish":
         raise ParameterError("--features and --frontend melspec are two different inputs: choose one")
     if args.no_embed:
         embedder = None
@@ -221,10 +221,13 @@ def cmd_prepare(args):
         from .features import FeatureExtractor
 
         embedder = FeatureExtractor()
-    elif args.frontend == "melspec":
+    elif args.frontend in ("melspec", "melspec-course"):
         from .spectrogram import PatchExtractor
 
-        embedder = PatchExtractor(hop_seconds=args.hop, short_policy=args.short)
+        course = args.frontend == "melspec-course"
+        embedder = PatchExtractor(
+            hop_seconds=args.hop, short_policy=args.short, frontend="course" if course else "vggish"
+        )
     else:
         embedder = _embedder(args)
     augment = dict(augment=args.augment)
@@ -596,10 +599,11 @@ def build_parser():
     )
     p.add_argument(
         "--frontend",
-        choices=("vggish", "melspec"),
+        choices=("vggish", "melspec", "melspec-course"),
         default="vggish",
         help="vggish: cache VGGish embeddings (default); melspec: cache the 96 x 64 log-mel patches"
-        " (float16, 381 KB per 30 s clip) for the CNN heads",
+        " (float16, 381 KB per 30 s clip) for the CNN heads and fine-tuning; melspec-course: the course projects'"
+        " 128 x 128 patches (22,050 Hz, FFT 1024, hop 512, 128 mels; 360 KB per 30 s clip)",
     )
     p.add_argument(
         "--augment",

@@ -52,6 +52,13 @@ FEATURE_PAD_MODE = "reflect"  # STFT frame padding (center=True)
 FEATURE_N_MFCC = 20
 FEATURE_SET = "gtzan57"  # the id cache entries and models record
 
+# Log-mel patches with the GTZAN course projects' settings (``--frontend melspec-course``; tagger.spectrogram)
+COURSE_SAMPLE_RATE = 22050  # Hz
+COURSE_N_FFT = 1024
+COURSE_HOP = 512  # 23.2 ms
+COURSE_N_MELS = 128
+COURSE_PATCH_FRAMES = 128  # frames per patch: 2.97 s
+
 # Weights
 VGGISH_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
 WEIGHTS_ENV = "TAGGER_VGGISH_WEIGHTS"  # local SavedModel dir, checkpoint, or hub handle
@@ -108,4 +115,17 @@ def feature_params():
         "hop_length": FEATURE_HOP,
         "pad_mode": FEATURE_PAD_MODE,
         "n_mfcc": FEATURE_N_MFCC,
+    }
+
+
+def course_params():
+    """The course projects' log-mel settings, as a plain dict (stored with their patch cache entries and models)."""
+    return {
+        "frontend": "course",
+        "sample_rate": COURSE_SAMPLE_RATE,
+        "n_fft": COURSE_N_FFT,
+        "hop_length": COURSE_HOP,
+        "n_mels": COURSE_N_MELS,
+        "patch_frames": COURSE_PATCH_FRAMES,
+        "log": "librosa.power_to_db (ref 1, top_db 80)",
     }

@@ -155,6 +155,8 @@ def iter_embeddings(
     workers=None,
     chunk_patches=32,
     prefetch=8,
+    target=None,
+    target_options=None,
 ):
     """Embed files; yield one :class:`TrackResult` per path, in input order.
 
@@ -174,6 +176,10 @@ def iter_embeddings(
         Patches per message from a worker.
     prefetch : int
         Messages buffered per worker (bounds memory).
+    target, target_options : optional
+        Another worker job with :func:`tagger.decode.decode_messages`' messages
+        (``hop_seconds`` and ``short_policy`` then do not apply), e.g. the
+        course projects' log-mel patches of :mod:`tagger.spectrogram`.
 
     Yields
     ------
@@ -190,6 +196,8 @@ def iter_embeddings(
         track.result = TrackResult(index=i, path=track.path)
     batcher = _Batcher(run, batch_size, tracks)
     options = dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches)
+    if target is not None:
+        options = dict(target_options or {})
     next_out = 0
     n_decoded = 0
 
@@ -205,7 +213,7 @@ def iter_embeddings(
             next_out += 1
             yield track.result
 
-    for message in iter_messages(paths, decode_messages, options, workers=workers, prefetch=prefetch):
+    for message in iter_messages(paths, target or decode_messages, options, workers=workers, prefetch=prefetch):
         kind, index = message[0], message[1]
         track = tracks[index]
         if kind == "patches":

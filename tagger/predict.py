@@ -160,7 +160,8 @@ class Tagger(Head):
             elif embedder is None:
                 from .spectrogram import PatchExtractor
 
-                embedder = PatchExtractor(**{k: v for k, v in options.items() if k in ("hop_seconds", "short_policy")})
+                kept = {k: v for k, v in options.items() if k == "short_policy"}
+                embedder = PatchExtractor.for_frontend(self.meta.get("frontend"), **kept)  # the patches it trained on
         elif embedder is None:
             embedder = Embedder(weights, postprocess=self.postprocess, pca_params=pca_params, **options)
         elif (embedder.postprocessor is not None) != self.postprocess:

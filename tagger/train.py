@@ -186,10 +186,10 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
 
     from .finetune import load_trunk
 
-    if len(item) != 2:
+    if item != (params.NUM_FRAMES, params.NUM_BANDS):
         raise DataError(
-            f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on log-mel patches (a"
-            f" `--frontend melspec` cache); this cache holds rows of {item[0]} values"
+            f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on its own log-mel patches (a"
+            f" `--frontend melspec` cache, {params.NUM_FRAMES} x {params.NUM_BANDS}); this cache holds items of shape {item}"
         )
     if "patch_shape" in accepts:
         raise ParameterError(
@@ -325,7 +325,8 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
     seed, task = int(cfg["seed"]), data["task"]
     # the run folder says which embeddings its head expects: what the cache entries say they hold
     first = cache.read_entry(data_path(cfg, "cache"), train_data[0][0])
-    write_meta(run_dir, embedding=first["kind"], task=task, window=cfg["window"])
+    frontend = first["frontend"] if first["kind"] == "melspec" else None  # which patches a patch head takes
+    write_meta(run_dir, embedding=first["kind"], task=task, window=cfg["window"], frontend=frontend)
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     strategy = _strategy()

@@ -214,3 +214,60 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     }
     assert len(load_split(cfg, "train", augmented=True)[0]) == 3 * n_train
     assert len(load_split(cfg, "train")[0]) == n_train
+
+
+def test_course_patches_match_librosa_and_a_cnn_tags_through_them(tmp_path):
+    """The course projects' settings: 128 x 128 dB patches; a head trained on them tags audio with the same frontend."""
+    import librosa
+    import soundfile as sf
+
+    from tagger.predict import Tagger
+    from tagger.spectrogram import course_patches
+    from tagger.train import train
+
+    rng = np.random.default_rng(2)
+    y = _clip("sweep", rng, seconds=7.0)
+    patches, times = course_patches(y, SR)
+    y22 = librosa.resample(y, orig_sr=SR, target_sr=22050, res_type="soxr_hq")
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y22, sr=22050, n_fft=1024, hop_length=512, n_mels=128)).T
+    assert patches.shape == (-(-len(ref) // 128), 128, 128) and patches.dtype == np.float16
+    np.testing.assert_allclose(patches.reshape(-1, 128)[: len(ref)].astype(np.float32), ref, atol=0.05)
+    assert times[1] == pytest.approx(128 * 512 / 22050)
+
+    extractor = PatchExtractor(frontend="course")
+    rows = []
+    for i, kind in enumerate(CLASSES * 3):
+        p, t = extractor.embed(_clip(kind, rng), SR)
+        cache.write_entry(
+            tmp_path / "cache",
+            f"c{i}",
+            cache.make_entry(
+                p, t, kind="melspec", frontend=extractor.frontend, weights=extractor.network_id, source=f"c{i}"
+            ),
+        )
+        rows.append(
+            {"track_id": f"c{i}", "path": "", "split": "train" if i < 8 else "valid", "labels": kind, "duration": 3.0}
+        )
+    pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
+    (tmp_path / "vocab.json").write_text(json.dumps(CLASSES))
+    cfg = {
+        "data": {
+            "index": str(tmp_path / "index.csv"),
+            "cache": str(tmp_path / "cache"),
+            "vocabulary": str(tmp_path / "vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "cnn4", "filters": [8, 8, 16, 16], "hidden": 16},
+        "window": 1,
+        "batch_size": 8,
+        "epochs": 1,
+        "steps_per_epoch": 3,
+        "mux": {"n_active": 8, "rate": 2.0},
+    }
+    train(cfg, str(tmp_path / "run"), verbose=0)
+    assert json.loads((tmp_path / "run/bundle.json").read_text())["frontend"] == params.course_params()
+    sf.write(tmp_path / "clip.wav", _clip("clicks", rng), SR)
+    tagger = Tagger(str(tmp_path / "run"))
+    assert tagger.embedder.course  # the run's own frontend, from its bundle.json
+    df = tagger.tag([str(tmp_path / "clip.wav")], workers=0)
+    assert len(df) == 1 and df["tag_1"][0] in CLASSES
