@@ -114,6 +114,8 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
     train(cfg, str(run), verbose=0)
     test = evaluate(str(run), split="test", plots=False)
     assert test["accuracy"] >= threshold, (head, test["accuracy"])
+    soft = evaluate(str(run), split="test", mode="soft", plots=False)  # sub-clip voting over windows of patches
+    assert soft["n_clips"] == test["n_clips"] == 24 and soft["accuracy"] > 0.25
     assert json.loads((run / "bundle.json").read_text())["embedding"] == "melspec"
     model = keras.saving.load_model(run / "model.keras")
     assert model.inputs[0].shape[2:] == (96, 64)
