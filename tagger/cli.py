@@ -103,6 +103,22 @@ def _beam_done(args, summary, line):
     return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
 
 
+def _files_done(summary, line):
+    """Print a file command's summary line (and where its failures are listed); the exit status."""
+    print(line)
+    if summary["failed"]:
+        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _embedded_line(summary, out):
+    return (
+        f"embedded {summary['embedded']}, skipped {summary['skipped']} (already cached),"
+        f" failed {summary['failed']} of {summary['total']} files -> {out}"
+    )
+
+
 def _add_root_option(p):
     p.add_argument(
         "--root",
@@ -158,14 +174,7 @@ def cmd_embed(args):
             errors_file=args.errors,
             dry_run=args.dry_run,
         )
-        return _beam_done(
-            args,
-            summary,
-            lambda s: (
-                f"embedded {s['embedded']}, skipped {s['skipped']} (already cached),"
-                f" failed {s['failed']} of {s['total']} files -> {args.out}"
-            ),
-        )
+        return _beam_done(args, summary, lambda s: _embedded_line(s, args.out))
     summary = embed_files(
         args.inputs,
         args.out,
@@ -178,14 +187,7 @@ def cmd_embed(args):
         errors_file=args.errors,
         progress=False if args.no_progress else None,
     )
-    print(
-        f"embedded {summary['embedded']}, skipped {summary['skipped']} (already cached),"
-        f" failed {summary['failed']} of {summary['total']} files -> {args.out}"
-    )
-    if summary["failed"]:
-        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
+    return _files_done(summary, _embedded_line(summary, args.out))
 
 
 def cmd_prepare(args):
@@ -315,14 +317,11 @@ def cmd_features(args):
         progress=False if args.no_progress else None,
         overwrite=args.overwrite,
     )
-    print(
+    return _files_done(
+        summary,
         f"extracted {summary['extracted']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
-        f" of {summary['total']} files -> {args.out}"
+        f" of {summary['total']} files -> {args.out}",
     )
-    if summary["failed"]:
-        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
 
 
 def cmd_tune(args):
@@ -522,14 +521,11 @@ def cmd_tag(args):
         overwrite=args.overwrite,
         root=args.root,
     )
-    print(
+    return _files_done(
+        summary,
         f"tagged {summary['tagged']}, skipped {summary['skipped']} (done before), failed {summary['failed']}"
-        f" of {summary['total']} files -> {args.out}"
+        f" of {summary['total']} files -> {args.out}",
     )
-    if summary["failed"]:
-        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return EXIT_OK
 
 
 def build_parser():

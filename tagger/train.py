@@ -34,6 +34,8 @@ __all__ = [
     "nested_folds",
     "read_schedule",
     "cross_validate",
+    "selection_data",
+    "refit_fold",
     "train",
     "predict_tracks",
 ]
@@ -527,6 +529,21 @@ def read_schedule(run_dir):
     return [lrs[e] for e in range(best + 1)]
 
 
+def selection_data(cfg, k, j):
+    """Training and validation data of held-out fold k's selection run: every fold but k and j, then fold j.
+
+    Augmented copies train (in their source's fold); fold j is scored without them.
+    """
+    return load_split(cfg, None, exclude_fold=(k, j), augmented=True), load_split(cfg, None, fold=j)
+
+
+def refit_fold(cfg, run_dir, k, schedule, *, verbose=1):
+    """Refit on every fold but k with a fixed schedule and score on fold k, which chose nothing; its metrics."""
+    train_data = load_split(cfg, None, exclude_fold=k, augmented=True)
+    valid_data = load_split(cfg, None, fold=k)
+    return fit(cfg, run_dir, train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=verbose)
+
+
 def cross_validate(cfg, run_dir, *, verbose=1):
     """Nested cross-validation over the index's ``fold`` column; summary in ``run_dir/metrics.json``.
 
@@ -540,22 +557,10 @@ def cross_validate(cfg, run_dir, *, verbose=1):
     scores, epochs = [], []
     for k, j in pairs:
         select = os.path.join(run_dir, f"fold{k}-select")
-        fit(
-            cfg,
-            select,
-            train_data=load_split(cfg, None, exclude_fold=(k, j), augmented=True),
-            valid_data=load_split(cfg, None, fold=j),
-            verbose=verbose,
-        )
+        train_data, valid_data = selection_data(cfg, k, j)
+        fit(cfg, select, train_data=train_data, valid_data=valid_data, verbose=verbose)
         schedule = read_schedule(select)
-        metrics = fit(
-            cfg,
-            os.path.join(run_dir, f"fold{k}"),
-            train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
-            valid_data=load_split(cfg, None, fold=k),
-            schedule=schedule,
-            verbose=verbose,
-        )
+        metrics = refit_fold(cfg, os.path.join(run_dir, f"fold{k}"), k, schedule, verbose=verbose)
         scores.append(metrics["valid_score"])
         epochs.append(len(schedule))
     summary = {

@@ -111,7 +111,7 @@ def _search(cfg, spaces, folder, name, *, trials, timeout, data, verbose):
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {epoch}: {score:.4f} below the median of earlier trials")
 
-        train_data, valid_data = data if data is not None else (None, None)
+        train_data, valid_data = data
         metrics = fit(trial_cfg, run_dir, train_data=train_data, valid_data=valid_data, verbose=0, on_epoch=report)
         if verbose:
             print(
@@ -203,8 +203,15 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
         if int(cfg["data"]["cv_folds"]) > 1:
             summary = _nested(cfg, spaces, study_dir, trials=trials, timeout=timeout, verbose=verbose)
         else:
+            from .train import load_split
+
+            # loaded once for every trial: the data keys are not searchable
+            data = (
+                load_split(cfg, cfg["data"]["train_split"], augmented=True),
+                load_split(cfg, cfg["data"]["valid_split"]),
+            )
             study = _search(
-                cfg, spaces, study_dir, "search", trials=trials, timeout=timeout, data=None, verbose=verbose
+                cfg, spaces, study_dir, "search", trials=trials, timeout=timeout, data=data, verbose=verbose
             )
             best, _ = _best(study, cfg, study_dir)
             summary = {
@@ -220,24 +227,18 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
 
 
 def _nested(cfg, spaces, study_dir, *, trials, timeout, verbose):
-    from .train import fit, load_split, nested_folds, read_schedule
+    from .train import nested_folds, read_schedule, refit_fold, selection_data
 
     scores, chosen = [], []
     for k, j in nested_folds(cfg):
         folder = os.path.join(study_dir, f"fold{k}")
-        data = (load_split(cfg, None, exclude_fold=(k, j), augmented=True), load_split(cfg, None, fold=j))
+        data = selection_data(cfg, k, j)
         study = _search(cfg, spaces, folder, f"fold{k}", trials=trials, timeout=timeout, data=data, verbose=verbose)
         best, best_cfg = _best(study, cfg, folder)
         schedule = read_schedule(best.user_attrs["run_dir"])
         # named by the trial it refits: a longer search that finds a better trial refits that one beside it
-        metrics = fit(
-            validate(best_cfg),
-            os.path.join(folder, f"refit-trial{best.number:04d}"),
-            train_data=load_split(cfg, None, exclude_fold=k, augmented=True),
-            valid_data=load_split(cfg, None, fold=k),
-            schedule=schedule,
-            verbose=0,
-        )
+        refit_dir = os.path.join(folder, f"refit-trial{best.number:04d}")
+        metrics = refit_fold(validate(best_cfg), refit_dir, k, schedule, verbose=0)
         scores.append(metrics["valid_score"])
         chosen.append(
             {
