@@ -23,6 +23,20 @@ def _describe(exc):
     return str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
 
 
+def _check_whole(path):
+    """Refuse, from its header, a file too long to hold whole in memory (the paths that need all of it at once)."""
+    from .audio import info
+    from .exceptions import AudioError
+
+    _, _, seconds = info(path)
+    if seconds > params.WHOLE_FILE_MAX_SECONDS:
+        raise AudioError(
+            f"{os.fspath(path)}: {seconds:.0f} s of audio; features, course log-mel patches and augmentation hold a"
+            f" whole file in memory (about 3.5 MB per second for the features), so files over"
+            f" {params.WHOLE_FILE_MAX_SECONDS:.0f} s are refused: cut it into shorter clips first"
+        )
+
+
 def _blocks(source, sample_rate=params.SAMPLE_RATE):
     """A file's audio block by block; an :class:`tagger.augment.Augmented` task's copy as one block."""
     from .augment import Augmented
@@ -35,12 +49,23 @@ def _blocks(source, sample_rate=params.SAMPLE_RATE):
     from .audio import load
     from .augment import augment
 
+    _check_whole(source.path)
     y = load(source.path, sample_rate=sample_rate)
     yield augment(y, sample_rate, seed=source.seed, settings=json.loads(source.settings))
 
 
 def load_source(source, sample_rate=params.SAMPLE_RATE):
-    """A file's whole audio (or an augmented copy of it), mono float32 at ``sample_rate``."""
+    """A file's whole audio (or an augmented copy of it), mono float32 at ``sample_rate``.
+
+    Raises
+    ------
+    AudioError
+        Besides decoding errors: a file longer than :data:`tagger.params.WHOLE_FILE_MAX_SECONDS`.
+    """
+    from .augment import Augmented
+
+    if not isinstance(source, Augmented):  # an augmented copy's task checks its file itself (_blocks)
+        _check_whole(source)
     blocks = list(_blocks(source, sample_rate))
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 

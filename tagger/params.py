@@ -51,6 +51,9 @@ FEATURE_HOP = 512
 FEATURE_PAD_MODE = "reflect"  # STFT frame padding (center=True)
 FEATURE_N_MFCC = 20
 FEATURE_SET = "gtzan57"  # the id cache entries and models record
+# The paths that hold a whole file in memory (handcrafted features, course log-mel patches, augmented copies)
+# refuse longer files: the features of a 10-minute file peaked at 2.1 GB here, about 3.5 MB per second
+WHOLE_FILE_MAX_SECONDS = 1200.0
 
 # Log-mel patches with the GTZAN course projects' settings (``--frontend melspec-course``; tagger.spectrogram)
 COURSE_SAMPLE_RATE = 22050  # Hz

@@ -215,3 +215,15 @@ def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
     assert len(df) == 1 and df["tags"][0] in gtzan.GENRES
     entry = cache.read_entry(next((tmp_path / "tagcache").rglob("*.pkl")))  # stored, as features
     assert entry["kind"] == "features" and entry["weights"] == params.FEATURE_SET
+
+
+def test_a_file_too_long_to_hold_whole_is_refused_by_name_and_the_rest_done(make_audio, tmp_path, monkeypatch):
+    """Features hold a whole file in memory: past the limit a file is refused from its header, not decoded."""
+    monkeypatch.setattr(params, "WHOLE_FILE_MAX_SECONDS", 5.0)  # in-process (workers=0): a short stand-in limit
+    short = make_audio("clips/short.wav", 2.0)
+    long = make_audio("clips/long.wav", 6.0)
+    summary = features_to_file([str(short), str(long)], tmp_path / "f.csv", workers=0, progress=False)
+    assert (summary["extracted"], summary["failed"]) == (1, 1)
+    errors = pd.read_csv(summary["errors_file"], sep="\t")
+    assert errors["path"].tolist() == [str(long)]
+    assert "6 s of audio" in errors["error"][0] and "over 5 s are refused" in errors["error"][0]
