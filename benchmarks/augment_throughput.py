@@ -2,7 +2,7 @@
 
     python benchmarks/augment_throughput.py [--clips 24] [--workers N]
 
-Times ``tagger.embed.embed_items`` with a :class:`tagger.spectrogram.PatchExtractor`
+Times ``tagger.embedding.embed.embed_items`` with a :class:`tagger.embedding.spectrogram.PatchExtractor`
 (decode, frontend, float16 cache entry) over the clips as they are, then over
 one augmented copy of each (the seven transforms forced on, p = 1, so every
 copy pays for all of them; at the default p = 0.25 a copy costs less), with
@@ -28,10 +28,10 @@ def main():
     args = ap.parse_args()
     import json
 
-    from tagger.augment import DEFAULTS, Augmented, augment_seed
-    from tagger.embed import embed_items
-    from tagger.pipeline import default_workers
-    from tagger.spectrogram import PatchExtractor
+    from tagger.embedding.augment import DEFAULTS, Augmented, augment_seed
+    from tagger.embedding.embed import embed_items
+    from tagger.embedding.pipeline import default_workers
+    from tagger.embedding.spectrogram import PatchExtractor
 
     workers = args.workers or default_workers(gpu=True)  # no network to share the cores with
     every = json.dumps({name: {**cfg, "p": 1.0} for name, cfg in DEFAULTS.items()}, sort_keys=True)

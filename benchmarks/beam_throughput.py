@@ -32,9 +32,9 @@ def main():
     args = ap.parse_args()
     args.repeats = min(args.repeats, 2)
 
-    from tagger import audio, frontend
     from tagger.distributed import run_embed
-    from tagger.embed import Embedder, embed_files
+    from tagger.embedding import audio, frontend
+    from tagger.embedding.embed import Embedder, embed_files
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:

@@ -35,9 +35,9 @@ def main():
     import keras
     import tensorflow as tf
 
-    from tagger.finetune import load_trunk, optimizer, trunk_model
-    from tagger.heads import build_head
     from tagger.testing import random_weights, write_checkpoint
+    from tagger.training.finetune import load_trunk, optimizer, trunk_model
+    from tagger.training.heads import build_head
 
     device = "GPU" if tf.config.list_physical_devices("GPU") else f"CPU ({os.cpu_count()} cores)"
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 """Embedding throughput on 30 s clips: end to end vs the network alone.
 
 End to end = decode + resample + frontend + network + cache write, through
-``tagger.embed.embed_files`` with its worker processes. Network only = the
+``tagger.embedding.embed.embed_files`` with its worker processes. Network only = the
 same batches of patches through the same compiled network, nothing else.
 
     python benchmarks/embed_throughput.py [--clips 48] [--weights CKPT] [--precision float16] [--precision bfloat16]
@@ -45,7 +45,7 @@ def main():
     )
     args = ap.parse_args()
 
-    from tagger.embed import Embedder, embed_files
+    from tagger.embedding.embed import Embedder, embed_files
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:

@@ -26,8 +26,8 @@ def main():
     ap = parser(__doc__)
     ap.set_defaults(clips=24)
     args = ap.parse_args()
+    from tagger.embedding.pipeline import default_workers
     from tagger.features import features_to_file
-    from tagger.pipeline import default_workers
 
     cores = os.cpu_count() or 1
     settings = sorted({1, args.workers or default_workers(), cores})

@@ -2,7 +2,7 @@
 
     python benchmarks/stream_throughput.py [--config experiments/audioset_music_dense.json] [--batches 1000]
 
-Produced: batches drawn from ``tagger.streams.training_stream`` (TrackMux, a
+Produced: batches drawn from ``tagger.training.streams.training_stream`` (TrackMux, a
 pescador StochasticMux with O(1) draws, over one Streamer per track +
 buffer_stream), as training draws them. For reference, the same streamers
 through pescador's own StochasticMux.
@@ -36,9 +36,11 @@ def main():
     os.chdir(ROOT)
     import numpy as np
 
-    from tagger.config import load_config, validate
-    from tagger.streams import training_stream
-    from tagger.train import build_run_head, load_split
+    from tagger.training.config import load_config, validate
+    from tagger.training.dataset import load_split
+    from tagger.training.heads import loss_for
+    from tagger.training.streams import training_stream
+    from tagger.training.train import build_run_head
 
     if args.synthetic:
         import json
@@ -79,7 +81,7 @@ def main():
 
     task = cfg["data"]["task"]
     model = build_run_head(cfg, emb, y)
-    model.compile(optimizer="adam", loss="binary_crossentropy" if task == "multilabel" else "categorical_crossentropy")
+    model.compile(optimizer="adam", loss=loss_for(task))
     for b in batches[:5]:
         model.train_on_batch((b["x"], b["mask"]), b["y"])
     steps = min(args.batches, 200)  # the model's rate settles sooner
@@ -103,7 +105,7 @@ def pescador_rate(emb, y, cfg, n_batches):
     import numpy as np
     import pescador
 
-    from tagger.streams import track_weights, track_windows
+    from tagger.training.streams import track_weights, track_windows
 
     mux, rng = cfg["mux"], np.random.default_rng(0)
     streamers = [

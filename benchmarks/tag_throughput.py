@@ -1,7 +1,7 @@
 """Tagging throughput on 30 s clips: `tagger tag` end to end vs the network alone.
 
 End to end = decode + frontend + VGGish + head + CSV row, through
-``tagger.predict.tag_to_file`` with its worker processes. Network only = the
+``tagger.tagging.writer.tag_to_file`` with its worker processes. Network only = the
 same patches through the same compiled VGGish. Medians of alternating runs.
 
     python benchmarks/tag_throughput.py [--clips 48] [--weights CKPT] [--model music]
@@ -31,7 +31,8 @@ def main():
     )
     args = ap.parse_args()
 
-    from tagger.predict import Tagger, tag_to_file
+    from tagger.tagging.api import Tagger
+    from tagger.tagging.writer import tag_to_file
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:

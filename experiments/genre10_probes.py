@@ -53,15 +53,15 @@ SUBGENRES = {
 
 def load(vocab, keep=None):
     """Padded patches, masks, label matrix and video ids of an index (rows ``keep``, default all)."""
-    from tagger import tracks
-    from tagger.streams import pad_tracks
+    from tagger.training import dataset
+    from tagger.training.streams import pad_tracks
 
-    df = tracks.read_index(DATA / f"index_{vocab}.csv")
+    df = dataset.read_index(DATA / f"index_{vocab}.csv")
     if keep is not None:
         df = df[keep(df)]
-    names = tracks.read_vocabulary(DATA / f"vocab_{vocab}.json")
-    x, m = pad_tracks(tracks.load_embeddings(df["track_id"].astype(str).tolist(), str(DATA / "cache")), 10)
-    return df, x, m, tracks.label_matrix(df["labels"].tolist(), names), df["video_id"].to_numpy()
+    names = dataset.read_vocabulary(DATA / f"vocab_{vocab}.json")
+    x, m = pad_tracks(dataset.load_embeddings(df["track_id"].astype(str).tolist(), str(DATA / "cache")), 10)
+    return df, x, m, dataset.label_matrix(df["labels"].tolist(), names), df["video_id"].to_numpy()
 
 
 def mean_pool(x, m):
@@ -69,9 +69,9 @@ def mean_pool(x, m):
 
 
 def logistic(f_train, y_train, f_test, y_test):
-    """Held-out accuracy of the baseline's model (:func:`tagger.baseline.logistic_scores`) for each C of GRID."""
-    from tagger.baseline import logistic_scores
-    from tagger.metrics import monitor_score
+    """Held-out accuracy of the baseline's model (:func:`tagger.training.baseline.logistic_scores`) for each C of GRID."""
+    from tagger.training.baseline import logistic_scores
+    from tagger.training.metrics import monitor_score
 
     return {
         C: monitor_score("singlelabel", y_test, logistic_scores(f_train, y_train, f_test, "singlelabel", C=C))
@@ -91,7 +91,7 @@ def fit_scored(model, train, test, *, epochs, every, batch_size):
 def dense_head(n_outputs, task, train, *, members=1):
     import keras
 
-    from tagger.heads import build_head, input_stats, prior_bias
+    from tagger.training.heads import build_head, input_stats, loss_for, prior_bias
 
     x, m, y = train
     model = build_head(
@@ -106,9 +106,7 @@ def dense_head(n_outputs, task, train, *, members=1):
         output_bias=prior_bias(y, task),
         input_stats=input_stats([xi[mi > 0] for xi, mi in zip(x, m)]),
     )
-    model.compile(
-        keras.optimizers.Adam(1e-3), "categorical_crossentropy" if task == "singlelabel" else "binary_crossentropy"
-    )
+    model.compile(keras.optimizers.Adam(1e-3), loss_for(task))
     return model
 
 
@@ -136,7 +134,7 @@ def probe_fixed(genre, fold, seed, gvid):
 def probe_transfer(genre, fold, seed, gvid):
     import keras
 
-    from tagger.heads import prior_bias
+    from tagger.training.heads import prior_bias
 
     _, mx, mm, my, mvid = load("music")
     out = {}
@@ -222,10 +220,10 @@ def probe_contrastive(genre, fold, seed, gvid):
 def probe_subtree(genre, fold, seed, gvid):
     import keras
 
-    from tagger import tracks
+    from tagger.training import dataset
 
-    names = tracks.read_vocabulary(DATA / "vocab_genre10.json")
-    in_genre10 = set(tracks.read_index(DATA / "index_genre10.csv")["track_id"])
+    names = dataset.read_vocabulary(DATA / "vocab_genre10.json")
+    in_genre10 = set(dataset.read_index(DATA / "index_genre10.csv")["track_id"])
 
     def only_genre(labels):
         mapped = {SUBGENRES.get(n, n) for n in labels.split("|") if n in names or n in SUBGENRES}
@@ -234,7 +232,7 @@ def probe_subtree(genre, fold, seed, gvid):
     df, ex, em, _, evid = load(
         "527", keep=lambda d: ~d["track_id"].isin(in_genre10) & d["labels"].map(only_genre).notna()
     )
-    ey = tracks.label_matrix(df["labels"].map(only_genre).tolist(), names)
+    ey = dataset.label_matrix(df["labels"].map(only_genre).tolist(), names)
     print(f"{len(df)} extra segments: {df['labels'].map(only_genre).value_counts().to_dict()}")
     out = {}
     for k in range(5):

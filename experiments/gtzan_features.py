@@ -36,12 +36,12 @@ C_GRID = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100]
 
 
 def _load(data_dir, split=None):
-    from tagger import tracks
+    from tagger.training import dataset
 
-    index = tracks.read_index(os.path.join(data_dir, "index.csv"))
+    index = dataset.read_index(os.path.join(data_dir, "index.csv"))
     if split is not None:
         index = index[index["split"] == split]
-    emb = tracks.load_embeddings(index["track_id"].tolist(), os.path.join(data_dir, "cache"))
+    emb = dataset.load_embeddings(index["track_id"].tolist(), os.path.join(data_dir, "cache"))
     return np.concatenate(emb), index["labels"].to_numpy(), index
 
 
@@ -66,8 +66,8 @@ def _report(y_true, y_pred, labels):
 
 
 def filtered(data_dir, study_dir):
-    from tagger.evaluate import evaluate
-    from tagger.tracks import read_vocabulary
+    from tagger.training.dataset import read_vocabulary
+    from tagger.training.evaluate import evaluate
 
     labels = read_vocabulary(os.path.join(data_dir, "vocab.json"))
     x_tr, y_tr, _ = _load(data_dir, "train")
@@ -102,8 +102,8 @@ def filtered(data_dir, study_dir):
 def stratified_cv(data_dir, study_dir, work_dir):
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-    from tagger.config import load_config, with_values
-    from tagger.train import train
+    from tagger.training.config import load_config, with_values
+    from tagger.training.train import train
 
     x, y, index = _load(data_dir)
     folds = index["fold"].to_numpy()

@@ -51,12 +51,14 @@ def main():
     from sklearn.model_selection import GroupKFold
 
     from preprocess import audioset
-    from tagger import bundle, tracks
-    from tagger.config import load_config
-    from tagger.evaluate import load_run
-    from tagger.metrics import choose_thresholds
     from tagger.records import write_json_atomic
-    from tagger.train import fit, load_split, predict_tracks
+    from tagger.training import bundle, dataset
+    from tagger.training.config import load_config
+    from tagger.training.dataset import load_split
+    from tagger.training.evaluate import load_run
+    from tagger.training.heads import predict_tracks
+    from tagger.training.metrics import choose_thresholds
+    from tagger.training.train import fit
 
     if not os.path.exists("data/audioset/index_genre10.csv"):
         audioset.prepare(os.path.join(args.shared, "data/audioset"), "data/audioset")
@@ -69,7 +71,7 @@ def main():
     ids = parts[0][0] + parts[1][0]
     embeddings = parts[0][1] + parts[1][1]
     y = np.concatenate([parts[0][2], parts[1][2]])
-    index = tracks.read_index(cfg["data"]["index"]).set_index("track_id")
+    index = dataset.read_index(cfg["data"]["index"]).set_index("track_id")
     groups = index.loc[ids, "video_id"].to_numpy()
     folds = np.zeros(len(ids), int)
     for k, (_, held) in enumerate(GroupKFold(n_splits=args.folds).split(np.zeros(len(ids)), groups=groups)):

@@ -17,7 +17,6 @@ import pathlib
 import sys
 import time
 
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,9 +30,9 @@ CV_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 def baseline(cfg, grid=BASELINE_C):
     """The baseline the heads are measured against: nested CV as the heads' (genre10), else C chosen on validation."""
-    from tagger.baseline import logistic_baseline, nested_cv_baseline
-    from tagger.metrics import macro_roc_auc
-    from tagger.train import load_split
+    from tagger.training.baseline import logistic_baseline, nested_cv_baseline
+    from tagger.training.dataset import load_split
+    from tagger.training.metrics import macro_roc_auc
 
     task = cfg["data"]["task"]
     if int(cfg["data"]["cv_folds"]) > 1:
@@ -49,7 +48,7 @@ def baseline(cfg, grid=BASELINE_C):
 
 def head_roc_auc(run_dir):
     """Macro ROC-AUC of a finished multi-label run on its validation split."""
-    from tagger.evaluate import evaluate
+    from tagger.training.evaluate import evaluate
 
     return evaluate(run_dir, split="valid", mode="head", plots=False)["macro_roc_auc"]
 
@@ -65,8 +64,8 @@ def main():
     args = ap.parse_args()
     os.chdir(ROOT)
     from preprocess import audioset
-    from tagger.config import load_config
-    from tagger.train import train
+    from tagger.training.config import load_config
+    from tagger.training.train import train
 
     if not os.path.exists("data/audioset/index_genre10.csv"):
         audioset.prepare(os.path.join(args.shared, "data/audioset"), "data/audioset")
@@ -115,7 +114,7 @@ def main():
 
 def fill_roc(results):
     """ROC-AUC for multi-label entries recorded before it was computed (heads: evaluate; baseline: refit best C)."""
-    from tagger.config import load_config
+    from tagger.training.config import load_config
 
     for vocab, entry in results.items():
         for head in entry["heads"].values():

@@ -30,9 +30,11 @@ def main():
     ap.add_argument("--tasks", default="music,genre10", help="comma-separated tasks to retrain and ship")
     tasks = ap.parse_args().tasks.split(",")
     os.chdir(ROOT)
-    from tagger import bundle
-    from tagger.config import load_config
-    from tagger.train import fit, load_split, nested_folds, read_schedule
+    from tagger.training import bundle
+    from tagger.training.config import load_config
+    from tagger.training.dataset import load_split, nested_folds
+    from tagger.training.runs import read_schedule
+    from tagger.training.train import fit
 
     results = json.loads((ROOT / "experiments/results_audioset.json").read_text())
     for task in tasks:

@@ -18,8 +18,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from tagger import cache, locks, params, tracks
+from tagger import locks
+from tagger.embedding import cache, params
 from tagger.exceptions import DataError, ParameterError
+from tagger.records import progress_bar
+from tagger.training import dataset
 
 from .common import fold_by_group, split_by_group, write_vocabulary
 
@@ -141,8 +144,6 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
     dict
         vocabulary -> index path
     """
-    from tqdm.auto import tqdm
-
     for v in vocabularies:
         if v not in VOCABULARIES:
             raise ParameterError(f"unknown AudioSet vocabulary {v!r}; valid: {', '.join(VOCABULARIES)}")
@@ -153,9 +154,7 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
     frontend = params.frontend_params()
     os.makedirs(cache_dir, exist_ok=True)
     with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
-        for rec in tqdm(
-            records, desc="cache", unit="segment", disable=(not progress) if progress is not None else None
-        ):
+        for rec in progress_bar(records, desc="cache", unit="segment", progress=progress):
             tid = track_id(rec)
             if _entry_ok(cache_dir, tid):
                 continue
@@ -192,7 +191,7 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
         labels = base["label_names"].map(lambda ls: [n for n in ls if n in keep])
         mask = labels.map(len) == 1 if v == "genre10" else labels.map(len) >= 1
         df = base[mask].copy()
-        df["labels"] = labels[mask].map(lambda ls: "|".join(ls))
+        df["labels"] = labels[mask].map(lambda ls: dataset.SEPARATOR.join(ls))
         df["split"] = split_by_group(df["video_id"].tolist(), valid_fraction=valid_fraction, seed=seed)
         if v == "genre10":
             df["fold"] = fold_by_group(df["video_id"].to_numpy(), df["labels"].to_numpy(), n_folds=n_folds, seed=seed)
@@ -200,5 +199,5 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
         if df.empty:
             raise DataError(f"vocabulary {v!r} keeps no segments")
         write_vocabulary(vocab, os.path.join(out_dir, f"vocab_{v}.json"))
-        written[v] = tracks.write_index(df, os.path.join(out_dir, f"index_{v}.csv"))
+        written[v] = dataset.write_index(df, os.path.join(out_dir, f"index_{v}.csv"))
     return written

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tagger.tracks import read_vocabulary, write_vocabulary  # noqa: F401 - re-exported for the adapters
+from tagger.training.dataset import read_vocabulary, write_vocabulary  # noqa: F401 - re-exported for the adapters
 
 __all__ = ["split_by_group", "fold_by_group", "write_vocabulary", "read_vocabulary", "embed_dataset"]
 
@@ -40,20 +40,20 @@ def embed_dataset(
     ----------
     index : pandas.DataFrame
         The track index; rows with audio only (``path`` exists).
-    embedder : tagger.embed.Embedder, tagger.features.FeatureExtractor or tagger.spectrogram.PatchExtractor
+    embedder : tagger.embedding.embed.Embedder, tagger.features.FeatureExtractor or tagger.embedding.spectrogram.PatchExtractor
     augment : int
-        Copies per training track (:func:`tagger.augment.augmented_rows`); never of validation or test tracks.
+        Copies per training track (:func:`tagger.embedding.augment.augmented_rows`); never of validation or test tracks.
 
     Returns
     -------
     pandas.DataFrame
         The index with the copies' rows appended (``augmented_from`` names each copy's source);
-        with ``summary``, also :func:`tagger.embed.embed_items`' summary.
+        with ``summary``, also :func:`tagger.embedding.embed.embed_items`' summary.
     """
     import pandas as pd
 
-    from tagger.augment import augmented_rows
-    from tagger.embed import embed_items
+    from tagger.embedding.augment import augmented_rows
+    from tagger.embedding.embed import embed_items
 
     items = list(zip(index["path"], index["track_id"]))
     if augment:

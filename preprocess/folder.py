@@ -17,9 +17,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from tagger import files, tracks
+from tagger.embedding import files
 from tagger.exceptions import DataError, ParameterError
 from tagger.records import write_json_atomic
+from tagger.training import dataset
 
 from .common import embed_dataset, fold_by_group, write_vocabulary
 
@@ -131,12 +132,12 @@ def prepare(
         if entry is None or not entry[0]:
             unlabelled.append(path)
             continue
-        names = [t.strip() for t in entry[0].split(tracks.SEPARATOR) if t.strip()]
+        names = [t.strip() for t in entry[0].split(dataset.SEPARATOR) if t.strip()]
         rows.append(
             {
                 "track_id": track_id,
                 "path": path,
-                "labels": tracks.SEPARATOR.join(names),
+                "labels": dataset.SEPARATOR.join(names),
                 "duration": None,
                 "group": entry[1] if group else track_id,
             }
@@ -150,18 +151,18 @@ def prepare(
     if not rows:
         raise DataError(f"{audio_dir}: no labelled audio found ({len(found)} files, {len(table)} labels)")
     df = pd.DataFrame(rows)
-    multi = df["labels"].str.contains(tracks.SEPARATOR, regex=False).any()
+    multi = df["labels"].str.contains(dataset.SEPARATOR, regex=False).any()
     if task == "auto":
         task = "multilabel" if multi else "singlelabel"
     elif task == "singlelabel" and multi:
-        first = df[df["labels"].str.contains(tracks.SEPARATOR, regex=False)].iloc[0]
+        first = df[df["labels"].str.contains(dataset.SEPARATOR, regex=False)].iloc[0]
         raise DataError(f"task singlelabel, but {first['path']} has several labels ({first['labels']})")
     df["split"] = _split(df["group"].tolist(), valid=valid, test=test, seed=seed)
-    first_label = df["labels"].str.split(tracks.SEPARATOR, regex=False).str[0]
+    first_label = df["labels"].str.split(dataset.SEPARATOR, regex=False).str[0]
     folds = min(n_folds, int(first_label.value_counts().min()), df["group"].nunique())
     if folds >= 2:
         df["fold"] = fold_by_group(df["group"].tolist(), first_label.tolist(), n_folds=folds, seed=seed)
-    counts = pd.Series([t for s in df["labels"] for t in s.split(tracks.SEPARATOR)]).value_counts()
+    counts = pd.Series([t for s in df["labels"] for t in s.split(dataset.SEPARATOR)]).value_counts()
     vocabulary = sorted(counts.index, key=lambda t: (-counts[t], t))
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(vocabulary, os.path.join(out_dir, "vocab.json"))
@@ -184,7 +185,7 @@ def prepare(
     elif augment:
         raise ParameterError("augment needs the clips embedded: drop --no-embed")
     df = df.rename(columns={"group": group}) if group else df.drop(columns=["group"])  # the grouping, by its own name
-    index = tracks.write_index(df, os.path.join(out_dir, "index.csv"))
+    index = dataset.write_index(df, os.path.join(out_dir, "index.csv"))
     write_json_atomic({"task": task}, os.path.join(out_dir, "task.json"))
     originals = df["augmented_from"].eq("").sum() if "augmented_from" in df.columns else len(df)
     return {

@@ -18,8 +18,9 @@ import os
 
 import pandas as pd
 
-from tagger import tracks
+from tagger.embedding import files
 from tagger.exceptions import DataError, ParameterError
+from tagger.training import dataset
 
 from .common import embed_dataset, write_vocabulary
 
@@ -58,14 +59,19 @@ def prepare(
     progress=None,
     augment=0,
     augment_settings=None,
+    root=None,
 ):
     """Write ``index.csv`` + ``vocab.json`` for the tracks present, and embed them when an embedder is given.
 
+    Track ids are the audio paths relative to ``root`` (default: the working
+    folder), as ``tagger embed`` makes them (:func:`tagger.embedding.files.track_id_for`),
+    so a cache it filled is reused.
+
     Tracks in no split list (the filtered split drops faulty ones) are left out.
     ``embedder`` may be a :class:`tagger.features.FeatureExtractor` or a
-    :class:`tagger.spectrogram.PatchExtractor`: the cache then holds the tracks'
+    :class:`tagger.embedding.spectrogram.PatchExtractor`: the cache then holds the tracks'
     handcrafted features, or their log-mel patches. ``augment`` adds that many
-    augmented copies of every training track (:mod:`tagger.augment`).
+    augmented copies of every training track (:mod:`tagger.embedding.augment`).
 
     Returns
     -------
@@ -84,7 +90,7 @@ def prepare(
             if ext.lower() in (".au", ".wav") and stem in assignment:
                 rows.append(
                     {
-                        "track_id": stem,
+                        "track_id": files.track_id_for(os.path.join(folder, name), root),
                         "path": os.path.join(folder, name),
                         "split": assignment[stem],
                         "labels": genre,
@@ -108,7 +114,7 @@ def prepare(
         )
     elif augment:
         raise ParameterError("augment needs the tracks embedded (or extracted): drop --no-embed")
-    return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
+    return dataset.write_index(df, os.path.join(out_dir, "index.csv"))
 
 
 def _genres(genres):
@@ -121,9 +127,12 @@ def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all")
     """A feature dataset from an existing GTZAN feature table: ``index.csv``, ``vocab.json`` and ``cache/``.
 
     Rows are joined to the split lists by file stem (``blues.00012.wav`` ->
-    ``blues.00012``); the genre is the stem's prefix. Each track's cache entry
+    ``blues.00012``); the genre is the stem's prefix. The table holds file
+    names only, so a track's id is its path in the ``genres/`` tree
+    (``blues/blues.00012.wav``), as :func:`prepare` names the audio with
+    ``root`` at that folder. Each track's cache entry
     is its (1, 57) feature row, of kind ``'features'``, recorded as made with
-    the settings of :func:`tagger.params.feature_params` (which reproduce the
+    the settings of :func:`tagger.embedding.params.feature_params` (which reproduce the
     table; see :mod:`tagger.features`), so a head trained on it tags audio
     through ``tagger features``' extraction.
 
@@ -132,7 +141,7 @@ def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all")
     str
         The index path.
     """
-    from tagger import cache, params
+    from tagger.embedding import cache, params
     from tagger.features import FEATURE_NAMES, check_table_rows, read_table
 
     keep = _genres(genres)
@@ -144,21 +153,21 @@ def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all")
         genre = stem.split(".")[0]
         if stem not in assignment or genre not in keep:
             continue
+        track_id = f"{genre}/{row['filename']}"
         rows.append(
             {
-                "track_id": stem,
+                "track_id": track_id,
                 "path": "",
                 "split": assignment[stem],
                 "labels": genre,
                 "duration": float(row["length"]) / params.FEATURE_SAMPLE_RATE if "length" in df.columns else None,
             }
         )
-        entries.append((stem, row[list(FEATURE_NAMES)].to_numpy(dtype="float64")[None, :], str(row["filename"])))
+        entries.append((track_id, row[list(FEATURE_NAMES)].to_numpy(dtype="float64")[None, :], str(row["filename"])))
     if not rows:
         raise DataError(f"{table}: no rows of the {split} split's tracks of {keep}")
-    missing = sorted(
-        set(s for s, part in assignment.items() if s.split(".")[0] in keep) - {r["track_id"] for r in rows}
-    )
+    found = {os.path.splitext(os.path.basename(r["track_id"]))[0] for r in rows}
+    missing = sorted(set(s for s in assignment if s.split(".")[0] in keep) - found)
     if missing:
         import warnings
 
@@ -174,7 +183,7 @@ def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all")
     df = _with_folds(pd.DataFrame(rows))
     cache_dir = os.path.join(out_dir, "cache")
     source = os.path.abspath(table)
-    for stem, values, filename in entries:
+    for track_id, values, filename in entries:
         entry = cache.make_entry(
             values,
             [0.0],
@@ -183,8 +192,8 @@ def prepare_table(table, splits_dir, out_dir, *, split="filtered", genres="all")
             weights=params.FEATURE_SET,
             source=f"{source}#{filename}",
         )
-        cache.write_entry(cache_dir, stem, entry)
-    return tracks.write_index(df, os.path.join(out_dir, "index.csv"))
+        cache.write_entry(cache_dir, track_id, entry)
+    return dataset.write_index(df, os.path.join(out_dir, "index.csv"))
 
 
 def _with_folds(df, n_folds=5, seed=0):

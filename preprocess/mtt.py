@@ -11,8 +11,9 @@ import os
 
 import pandas as pd
 
-from tagger import tracks
+from tagger.embedding import files
 from tagger.exceptions import DataError, ParameterError
+from tagger.training import dataset
 
 from .common import embed_dataset, write_vocabulary
 
@@ -69,8 +70,13 @@ def prepare(
     progress=None,
     augment=0,
     augment_settings=None,
+    root=None,
 ):
     """Write ``index.csv`` + ``vocab.json``; embed the clips whose audio is present when an embedder is given.
+
+    Track ids are the audio paths relative to ``root`` (default: the working
+    folder), as ``tagger embed`` makes them, so a cache it filled is reused;
+    the index keeps MagnaTagATune's ``clip_id`` beside them.
 
     Returns
     -------
@@ -79,16 +85,17 @@ def prepare(
     """
     df = read_annotations(annotations)
     vocab = vocabulary(df, which)
-    labels = df[vocab].apply(lambda row: "|".join(t for t in vocab if row[t]), axis=1)
+    labels = df[vocab].apply(lambda row: dataset.SEPARATOR.join(t for t in vocab if row[t]), axis=1)
     keep = labels != ""
     index = pd.DataFrame(
         {
-            "track_id": df["clip_id"][keep].astype(str),
+            "track_id": [files.track_id_for(os.path.join(audio_dir, p), root) for p in df["mp3_path"][keep]],
             "path": [os.path.join(audio_dir, p) for p in df["mp3_path"][keep]],
             "split": df["mp3_path"][keep].map(folder_split),
             "labels": labels[keep],
             "duration": None,
             "mp3_path": df["mp3_path"][keep],
+            "clip_id": df["clip_id"][keep].astype(str),
         }
     )
     present = index["path"].map(os.path.exists)
@@ -109,4 +116,4 @@ def prepare(
             progress=progress,
         )
         index = pd.concat([embedded, index[~present]], ignore_index=True) if (~present).any() else embedded
-    return tracks.write_index(index, os.path.join(out_dir, "index.csv"))
+    return dataset.write_index(index, os.path.join(out_dir, "index.csv"))

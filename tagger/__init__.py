@@ -23,11 +23,11 @@ __all__ = [
 
 def __getattr__(name):
     if name in ("Embedder", "embed", "embed_files"):
-        from . import embed as _embed
+        from .embedding import embed as _embed
 
         return getattr(_embed, name)
     if name == "Tagger":
-        from .predict import Tagger
+        from .tagging.api import Tagger
 
         return Tagger
     raise AttributeError(f"module 'tagger' has no attribute {name!r}")

@@ -16,7 +16,8 @@ import sys
 import tempfile
 import threading
 
-from . import __version__, params
+from . import __version__
+from .embedding import params
 from .exceptions import DataError, ParameterError, TaggerError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
@@ -139,7 +140,7 @@ def _positive_int(text):
 
 
 def _embedder(args, **extra):
-    from .embed import Embedder
+    from .embedding.embed import Embedder
 
     return Embedder(
         args.weights,
@@ -153,7 +154,7 @@ def _embedder(args, **extra):
 
 def cmd_embed(args):
     _tensorflow(args)
-    from .embed import embed_files
+    from .embedding.embed import embed_files
 
     beam = _beam_args(args)
     embedder = _embedder(args, postprocess=args.postprocess, pca_params=args.pca)
@@ -224,7 +225,7 @@ def cmd_prepare(args):
 
         embedder = FeatureExtractor()
     elif args.frontend in ("melspec", "melspec-course"):
-        from .spectrogram import PatchExtractor
+        from .embedding.spectrogram import PatchExtractor
 
         course = args.frontend == "melspec-course"
         embedder = PatchExtractor(
@@ -281,6 +282,7 @@ def cmd_prepare(args):
             genres=args.genres,
             embedder=embedder,
             workers=args.workers,
+            root=args.root,
             progress=False if args.no_progress else None,
             **augment,
         )
@@ -296,6 +298,7 @@ def cmd_prepare(args):
             which=(args.vocabulary or ["top50"])[0],
             embedder=embedder,
             workers=args.workers,
+            root=args.root,
             progress=False if args.no_progress else None,
             **augment,
         )
@@ -325,8 +328,8 @@ def cmd_features(args):
 
 
 def cmd_tune(args):
-    from .config import load_config
-    from .tune import main_summary, tune
+    from .training.config import load_config
+    from .training.tune import main_summary, tune
 
     cfg = load_config(args.config)  # a bad config or search range fails before TensorFlow loads
     _tensorflow(args)
@@ -340,8 +343,8 @@ def cmd_tune(args):
 
 
 def cmd_train(args):
-    from .config import load_config
-    from .train import train
+    from .training.config import load_config
+    from .training.train import train
 
     cfg = load_config(args.config)  # a bad config fails before TensorFlow loads
     _tensorflow(args)
@@ -362,7 +365,7 @@ def cmd_evaluate(args):
             "tagger evaluate RUN takes one run folder (or --truth TRUTH.csv with --model/--predictions)"
         )
     _tensorflow(args)
-    from .evaluate import evaluate
+    from .training.evaluate import evaluate
 
     summary = evaluate(args.target[0], split=args.split, mode=args.mode, out_dir=args.out)
     keys = [k for k in ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1") if k in summary]
@@ -375,8 +378,8 @@ def cmd_evaluate(args):
 def _evaluate_truth(args):
     import numpy as np
 
-    from . import files
-    from .evaluate import evaluate_truth, predictions_from_jsonl
+    from .embedding import files
+    from .training.evaluate import evaluate_truth, predictions_from_jsonl
 
     if bool(args.predictions) == bool(args.model):
         raise ParameterError("--truth needs either --model MODEL with the clips to tag, or --predictions tags.jsonl")
@@ -389,7 +392,7 @@ def _evaluate_truth(args):
         task = args.task or task or "multilabel"
     else:
         _tensorflow(args)
-        from .predict import Tagger
+        from .tagging.api import Tagger
 
         if not args.target:
             raise ParameterError(
@@ -455,14 +458,15 @@ def _evaluate_truth(args):
 
 def cmd_tag(args):
     _tensorflow(args)
-    from .predict import Tagger, tag_to_file
+    from .tagging.api import Tagger
+    from .tagging.writer import tag_to_file
 
     fmt = args.format or (
         "jsonl" if args.out.endswith((".jsonl", ".json")) else "parquet" if args.out.endswith(".parquet") else "csv"
     )
     if _beam_args(args):
         from .distributed import run_tag
-        from .predict import Head
+        from .tagging.api import Head
 
         head = Head(args.model)
         if head.features:

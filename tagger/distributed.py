@@ -3,11 +3,11 @@
 The DirectRunner runs it on this machine; Google Cloud Dataflow (or any Beam
 runner) runs it on many. The pipeline adds distribution, not a second
 implementation: files are decoded and patched by
-:func:`tagger.decode.decode_messages` (the workers of ``tagger embed``),
+:func:`tagger.embedding.decode.decode_messages` (the workers of ``tagger embed``),
 patches from many files are batched by ``RunInference``'s own batching and
-run through :class:`tagger.embed.Embedder` (loaded once per worker process by
+run through :class:`tagger.embedding.embed.Embedder` (loaded once per worker process by
 :class:`VGGishModelHandler`), entries are made and checked by
-:mod:`tagger.cache`, and tag rows come from :class:`tagger.predict.Head`.
+:mod:`tagger.embedding.cache`, and tag rows come from :class:`tagger.tagging.api.Head`.
 
 Graph::
 
@@ -31,7 +31,7 @@ import tempfile
 
 import numpy as np
 
-from . import cache, files
+from .embedding import cache, files
 from .exceptions import DataError, ParameterError
 
 __all__ = ["BEAM_RUNNERS", "is_beam_runner", "run_embed", "run_tag", "track_id_for_url"]  # and VGGishModelHandler
@@ -191,7 +191,7 @@ def _dofns():
                 yield from self._decode(path, local, tmp, track_id, print_)
 
         def _decode(self, path, local, tmp, track_id, print_):
-            from .decode import decode_messages
+            from .embedding.decode import decode_messages
 
             try:
                 times, k = [], 0
@@ -237,7 +237,7 @@ def _dofns():
             self.settings = settings
 
         def load_model(self):
-            from .embed import Embedder
+            from .embedding.embed import Embedder
 
             s = self.settings
             return Embedder(
@@ -264,7 +264,7 @@ def _dofns():
             self.embedded = Metrics.counter(_NAMESPACE, "embedded")
 
         def setup(self):
-            from .vggish import Postprocessor
+            from .embedding.postprocess import Postprocessor
 
             self.post = Postprocessor(self.settings["pca_params"]) if self.settings["postprocess"] else None
 
@@ -308,15 +308,16 @@ def _dofns():
             self.tagged = Metrics.counter(_NAMESPACE, "tagged")
 
         def setup(self):
-            from .predict import Head, row_fields
-            from .vggish import Postprocessor
+            from .embedding.postprocess import Postprocessor
+            from .tagging.api import Head
+            from .tagging.writer import row_fields
 
             self.head = Head(self.model)
             self.post = Postprocessor(self.pca_params) if self.head.postprocess else None
             self.fieldnames = row_fields(self.top_n)
 
         def process(self, element):
-            from .predict import TagResult
+            from .tagging.api import TagResult
 
             track_id, item = element
             entry = item["entry"]
@@ -499,7 +500,7 @@ def run_embed(
     errors_file=None,
     dry_run=False,
 ):
-    """``tagger embed --runner beam``: the cache entries of :func:`tagger.embed.embed_files`, through Beam.
+    """``tagger embed --runner beam``: the cache entries of :func:`tagger.embedding.embed.embed_files`, through Beam.
 
     Parameters
     ----------
@@ -507,7 +508,7 @@ def run_embed(
         Local files, folders, list files, globs, or ``gs://`` paths and globs.
     cache_dir : str
         Local folder or ``gs://`` prefix.
-    embedder : tagger.embed.Embedder
+    embedder : tagger.embedding.embed.Embedder
         Its settings (weights, batch size, hop, precision) are what the workers load.
     runner : str
         ``beam`` (DirectRunner) or a Beam runner name.
@@ -572,7 +573,7 @@ def run_tag(
     errors_file=None,
     dry_run=False,
 ):
-    """``tagger tag --runner beam``: the rows of :func:`tagger.predict.tag_to_file`, as sharded files.
+    """``tagger tag --runner beam``: the rows of :func:`tagger.tagging.writer.tag_to_file`, as sharded files.
 
     Outputs ``<out stem>-SSSSS-of-NNNNN<ext>`` shards (CSV, each shard with its
     header; JSONL; or Parquet through pyarrow, the CSV's columns), ``OUT.meta.json`` (the settings, as ``tagger tag`` records them)
@@ -580,7 +581,8 @@ def run_tag(
     embeddings are written to the cache when one is given.
     """
     beam = _beam()
-    from .predict import Head, output_settings, row_fields
+    from .tagging.api import Head
+    from .tagging.writer import output_settings, row_fields
 
     if fmt not in ("csv", "jsonl", "parquet"):
         raise ParameterError(f"format={fmt!r} must be csv, jsonl or parquet")

@@ -6,7 +6,7 @@
 The features are means and variances over frames of chroma, RMS, spectral
 centroid, bandwidth and roll-off, zero-crossing rate, the harmonic and
 percussive signals of HPSS and 20 MFCCs, plus the tempo, computed with
-librosa at 22,050 Hz with the settings in :mod:`tagger.params` that
+librosa at 22,050 Hz with the settings in :mod:`tagger.embedding.params` that
 reproduce ``features_30_sec.csv``. :class:`FeatureExtractor` makes them
 another input of the one pipeline: cache entries of kind ``'features'``
 (one (1, 57) row per track) that ``tagger train``, ``evaluate`` and ``tag``
@@ -20,9 +20,10 @@ import warnings
 
 import numpy as np
 
-from . import files, locks, params
+from . import locks
+from .embedding import files, params
 from .exceptions import AudioError, DataError
-from .records import ErrorsWriter, check_resume, resume_output
+from .records import ErrorsWriter, check_resume, progress_bar, resume_output
 
 __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
 
@@ -69,7 +70,7 @@ def handcrafted(y, sr=params.FEATURE_SAMPLE_RATE):
         Audio shorter than one FFT frame (2,048 samples at 22,050 Hz, 93 ms),
         or holding NaN or infinite samples.
     """
-    from .audio import to_mono_16k
+    from .embedding.audio import to_mono_16k
 
     y = to_mono_16k(y, sr, sample_rate=params.FEATURE_SAMPLE_RATE)
     return _features(y)
@@ -116,7 +117,7 @@ def _features(y):
 
 
 def feature_messages(index, path):
-    """Worker job (:func:`tagger.pipeline.iter_messages`): one file's features, as one message.
+    """Worker job (:func:`tagger.embedding.pipeline.iter_messages`): one file's features, as one message.
 
     Yields
     ------
@@ -124,7 +125,7 @@ def feature_messages(index, path):
         ``("done", index, duration_s, [warning texts], values (57,) float64, length_samples)``
         or ``("error", index, reason)``.
     """
-    from .decode import _describe, load_source
+    from .embedding.decode import _describe, load_source
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -141,13 +142,11 @@ def feature_messages(index, path):
 
 
 def iter_features(paths, *, workers=None):
-    """Features of files, in parallel; yield :class:`tagger.pipeline.TrackResult` in input order.
+    """Features of files, in parallel; yield :class:`tagger.embedding.pipeline.TrackResult` in input order.
 
     A result's ``embedding`` is the (1, 57) feature row, ``timestamps`` is ``[0.0]``.
     """
-    from .pipeline import TrackResult, default_workers, iter_messages
-
-    from .pipeline import _task
+    from .embedding.pipeline import TrackResult, _task, default_workers, iter_messages
 
     paths = [_task(p) for p in paths]
     pending, next_out = {}, 0
@@ -168,11 +167,11 @@ def iter_features(paths, *, workers=None):
 
 
 class FeatureExtractor:
-    """The handcrafted features behind the interface of :class:`tagger.embed.Embedder`.
+    """The handcrafted features behind the interface of :class:`tagger.embedding.embed.Embedder`.
 
     So that caches, training, evaluation and tagging take feature rows where
     they take embeddings: an "embedding" here is one (1, 57) row per clip,
-    of kind ``'features'``, made by the feature set :data:`tagger.params.FEATURE_SET`.
+    of kind ``'features'``, made by the feature set :data:`tagger.embedding.params.FEATURE_SET`.
     """
 
     kind = "features"
@@ -219,7 +218,7 @@ def features_to_file(
     Parameters
     ----------
     inputs : sequence of str
-        Files, folders, list files (see :func:`tagger.files.collect`).
+        Files, folders, list files (see :func:`tagger.embedding.files.collect`).
     out : str
         ``.csv`` or ``.parquet``.
     workers : int, optional
@@ -234,16 +233,12 @@ def features_to_file(
     dict
         total, extracted, skipped, failed, errors_file.
     """
-    from tqdm.auto import tqdm
-
-    from .pipeline import refuse_in_bootstrapping_child
+    from .embedding.pipeline import refuse_in_bootstrapping_child
 
     refuse_in_bootstrapping_child()  # an unguarded script re-run by a worker stops here, fast
     out = os.fspath(out)
     fmt = "parquet" if out.endswith(".parquet") else "csv"
-    items = files.collect(inputs, include=include, exclude=exclude, root=root)
-    if not items:
-        raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
+    items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
     rows_file = out + ".partial.csv" if fmt == "parquet" else out
     errors_file = errors_file or out + ".errors.tsv"
     meta_path = out + ".meta.json"
@@ -280,9 +275,7 @@ def features_to_file(
             "failed": len(failures),
             "errors_file": errors_file,
         }
-        bar = tqdm(
-            total=len(todo), unit="clip", desc="features", disable=(not progress) if progress is not None else None
-        )
+        bar = progress_bar(len(todo), desc="features", progress=progress)
         try:
             with open(rows_file, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
                 writer = csv.writer(fout)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from .exceptions import ParameterError
+from .records import write_json_atomic
 
 __all__ = ["split_steps", "plan", "bucket_path", "main"]
 
@@ -161,7 +162,7 @@ def plan(steps, *, bucket, job, local_root="."):
                 f"{' not a file here,' if top not in SHARED else ''} and no earlier step makes it"
             )
         if command == "train" and os.path.isfile(os.path.join(local_root, args.config)):
-            from .config import load_config
+            from .training.config import load_config
 
             try:  # the checks of `tagger train`, data paths excepted (earlier steps or the bucket hold them)
                 load_config(os.path.join(local_root, args.config), check_paths=False)
@@ -207,8 +208,7 @@ def main(argv=None):
     except ParameterError as exc:
         print(f"invalid job: {exc}", file=sys.stderr)
         return 1
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result["steps"], f, indent=1)
+    write_json_atomic(result["steps"], out)
     for local, url in result["uploads"].items():
         print(f"{local}\t{url}")
     return 0

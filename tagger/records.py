@@ -24,6 +24,7 @@ __all__ = [
     "ERRORS_HEADER",
     "check_resume",
     "resume_output",
+    "progress_bar",
 ]
 
 ERRORS_HEADER = ("path", "error")
@@ -278,3 +279,23 @@ def resume_output(out, errors_file, meta_path, settings, *, kind, fieldnames=Non
         )
     failures = read_errors(errors_file)
     return header, {row["path"] for row in rows} | {path for path, _ in failures}, failures
+
+
+def progress_bar(work, *, desc, unit="clip", progress=None):
+    """The progress bar of long work (tqdm): over an iterable, or counting to ``work`` when it is an int.
+
+    Parameters
+    ----------
+    work : int or iterable
+        How many steps, or what to iterate over.
+    desc, unit : str
+        Shown before and after the count.
+    progress : bool, optional
+        True: always shown; False: never; None (default): shown when standard error is a terminal.
+    """
+    from tqdm.auto import tqdm
+
+    disable = (not progress) if progress is not None else None
+    if isinstance(work, int):
+        return tqdm(total=work, desc=desc, unit=unit, disable=disable)
+    return tqdm(work, desc=desc, unit=unit, disable=disable)

@@ -21,7 +21,7 @@ def random_weights(seed=0):
     dict of str -> np.ndarray, float32
         Official variable name -> value.
     """
-    from .vggish import official_names
+    from .embedding.vggish import official_names
 
     rng = np.random.default_rng(seed)
     weights = {}
@@ -48,7 +48,7 @@ def write_checkpoint(weights, path, *, version=1):
     Returns
     -------
     str
-        The path to pass to :func:`tagger.vggish.read_weights`.
+        The path to pass to :func:`tagger.embedding.vggish.read_weights`.
     """
     import tensorflow as tf
 

@@ -66,7 +66,7 @@ def ckpt_path(weights_dir):
 @pytest.fixture(scope="session")
 def embedder(ckpt_path):
     """A VGGish embedder over the fixture weights (loaded through the real checkpoint path)."""
-    from tagger.embed import Embedder
+    from tagger.embedding.embed import Embedder
 
     return Embedder(ckpt_path, batch_size=16)
 
@@ -80,7 +80,7 @@ def write_head_bundle(folder, *, seed):
 
     import keras
 
-    from tagger.heads import build_head
+    from tagger.training.heads import build_head
 
     keras.utils.set_random_seed(seed)
     folder = pathlib.Path(folder)

@@ -24,7 +24,7 @@ def peak_mb():
 
 
 def main():
-    from tagger.pipeline import iter_embeddings
+    from tagger.embedding.pipeline import iter_embeddings
 
     n = {"patches": 0}
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tagger import audio, frontend, params
+from tagger.embedding import audio, frontend, params
 from tagger.exceptions import AudioError, ParameterError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger.augment import DEFAULTS, augment, augment_seed, augmented_rows, check_settings
+from tagger.embedding.augment import DEFAULTS, augment, augment_seed, augmented_rows, check_settings
 from tagger.exceptions import ParameterError
 
 SR = 16000

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tagger import cache, params
+from tagger.embedding import cache, params
 from tagger.exceptions import DataError, ParameterError
 
 
@@ -77,7 +77,7 @@ def test_previous_format_refused_with_the_way_to_migrate(tmp_path):
 
 
 def test_raw_entries_serve_postprocessed_readers(tmp_path, pca_params):
-    from tagger.vggish import Postprocessor
+    from tagger.embedding.postprocess import Postprocessor
 
     post = Postprocessor(pca_params)
     raw, quantised = entry(), entry(dtype=np.uint8)

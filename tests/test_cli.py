@@ -8,7 +8,6 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import write_audio
 
 # TensorFlow's native start-up lines: glog lines, the absl banner, the CUDA probe, oneDNN
@@ -52,7 +51,7 @@ def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_
         textwrap.dedent(
             f"""
         import sys
-        from tagger.predict import Tagger
+        from tagger.tagging.api import Tagger
 
         tagger = Tagger("genre10", weights={ckpt_path!r}, pca_params={str(gtzan_files[0].parents[4] / "vggish/vggish_pca_params.npz")!r})
         df = tagger.tag({[str(p) for p in gtzan_files[:3]]!r}, workers=2)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import HEAD_LABELS, write_audio, write_head_bundle
-from tagger import cache, cli
+
+from tagger import cli
+from tagger.embedding import cache
 
 pytest.importorskip("apache_beam", reason='the Beam path needs the extra: pip install -e ".[beam]"')
 
@@ -166,8 +167,6 @@ def test_local_inputs_are_refused_for_a_remote_runner(ckpt_path, mtt_clip, capsy
 
 
 def test_the_local_path_never_imports_beam():
-    code = (
-        "import sys, tagger.cli, tagger.distributed, tagger.embed, tagger.predict; print('apache_beam' in sys.modules)"
-    )
+    code = "import sys, tagger.cli, tagger.distributed, tagger.embedding.embed, tagger.tagging.api; print('apache_beam' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -3,8 +3,9 @@ import csv
 import numpy as np
 import pytest
 
-from tagger import audio, cache, cli, files, frontend, params
-from tagger.embed import Embedder, embed, embed_files
+from tagger import cli
+from tagger.embedding import audio, cache, files, frontend, params
+from tagger.embedding.embed import Embedder, embed, embed_files
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 from tagger.testing import numpy_forward
 
@@ -147,7 +148,7 @@ def test_embedder_options_conflict(embedder):
 
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
 def test_low_precision_within_its_stated_tolerance(ckpt_path, embedder, gtzan_files, precision):
-    from tagger.embed import FLOAT16_TOLERANCE
+    from tagger.embedding.embed import FLOAT16_TOLERANCE
 
     patches, _ = frontend.waveform_to_patches(audio.load(gtzan_files[1])[: 8 * 16000])
     low = Embedder(ckpt_path, batch_size=16, dtype=precision)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger import cache, params
+from tagger.embedding import cache, params
 from tagger.exceptions import AudioError, DataError, ParameterError
 from tagger.features import FEATURE_NAMES, FeatureExtractor, features_to_file, handcrafted, read_table
 
@@ -149,8 +149,9 @@ def test_prepare_table_joins_the_splits_by_stem(shared, tmp_path):
     )
     assert index["split"].value_counts().to_dict() == {"train": 443, "test": 290, "valid": 197}
     assert sorted(index["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert "blues/blues.00000.wav" in set(index["track_id"])  # its path in the genres/ tree
     entry = cache.read_entry(
-        tmp_path / "cache", "blues.00000", frontend=params.feature_params(), weights=params.FEATURE_SET
+        tmp_path / "cache", "blues/blues.00000.wav", frontend=params.feature_params(), weights=params.FEATURE_SET
     )
     assert entry["kind"] == "features" and entry["embedding"].shape == (1, 57)
     assert entry["embedding"][0, FEATURE_NAMES.index("tempo")] == pytest.approx(123.046875)
@@ -168,9 +169,9 @@ def test_a_table_without_a_feature_column_is_refused(shared, tmp_path):
 def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
     """One pipeline, another input: prepare from audio with --features, train an mlp head, evaluate, tag audio."""
     from preprocess import gtzan
-    from tagger.evaluate import evaluate
-    from tagger.predict import Tagger
-    from tagger.train import train
+    from tagger.tagging.api import Tagger
+    from tagger.training.evaluate import evaluate
+    from tagger.training.train import train
 
     gtzan.prepare(
         shared / "data/gtzan/genres",

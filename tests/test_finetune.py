@@ -6,19 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger import cache
-from tagger.spectrogram import PatchExtractor
+from tagger.embedding import cache
+from tagger.embedding.spectrogram import PatchExtractor
 
 
 @pytest.fixture(scope="module")
 def patches(gtzan_files):
     extractor = PatchExtractor()
-    return [extractor.embed(__import__("tagger.audio", fromlist=["load"]).load(p), 16000)[0] for p in gtzan_files[:4]]
+    return [
+        extractor.embed(__import__("tagger.embedding.audio", fromlist=["load"]).load(p), 16000)[0]
+        for p in gtzan_files[:4]
+    ]
 
 
 def test_a_frozen_trunk_scores_as_the_head_on_cached_embeddings(ckpt_path, embedder, patches):
-    from tagger.finetune import load_trunk, trunk_model
-    from tagger.heads import build_head
+    from tagger.training.finetune import load_trunk, trunk_model
+    from tagger.training.heads import build_head
 
     head = build_head("attention", 5, "multilabel", hidden=32, n_layers=1)
     model = trunk_model(head, load_trunk(weights=ckpt_path, train="none"))
@@ -32,8 +35,8 @@ def test_a_frozen_trunk_scores_as_the_head_on_cached_embeddings(ckpt_path, embed
 def test_fc_training_moves_only_the_dense_layers(ckpt_path, patches):
     import keras
 
-    from tagger.finetune import load_trunk, optimizer, trunk_model
-    from tagger.heads import build_head
+    from tagger.training.finetune import load_trunk, optimizer, trunk_model
+    from tagger.training.heads import build_head
 
     trunk = load_trunk(weights=ckpt_path, train="fc")
     model = trunk_model(build_head("dense", 3, "singlelabel", hidden=16, n_layers=1), trunk)
@@ -52,7 +55,7 @@ def test_trunk_steps_scale_the_learning_rate():
     """SGD makes the step visible: a trunk layer's variable moves by scale x the head's step for the same gradient."""
     import keras
 
-    from tagger.finetune import optimizer
+    from tagger.training.finetune import optimizer
 
     trunk_layer, head_layer = keras.layers.Dense(2, name="fc2"), keras.layers.Dense(2, name="output")
     for layer in (trunk_layer, head_layer):
@@ -67,9 +70,9 @@ def test_trunk_steps_scale_the_learning_rate():
 
 def test_a_fine_tuning_run_resumes_and_tags_like_any_other(ckpt_path, gtzan_files, patches, tmp_path):
     """Config trunk section -> run folder whose model runs its own trunk on patches; stop after epoch 1, resume, tag."""
-    from tagger.config import validate
-    from tagger.predict import Tagger
-    from tagger.train import fit
+    from tagger.tagging.api import Tagger
+    from tagger.training.config import validate
+    from tagger.training.train import fit
 
     extractor = PatchExtractor()
     rows = []

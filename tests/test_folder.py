@@ -7,7 +7,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, write_audio
 
 LOUD = {"disco", "hiphop", "metal", "pop", "rock"}
@@ -120,14 +119,14 @@ def test_prepare_folder_genre_layout(gtzan_files, tmp_path):
 
 SHIPPED = sorted(p.name for p in (ROOT / "tagger/models").iterdir() if (p / "model.keras").exists())
 ENTRY_POINTS = {
-    "load_head": "from tagger.heads import load_head; m = load_head(B)",
-    "tagging": "from tagger.predict import Head; m = Head(B).head",
-    "export": "from tagger.bundle import export; import tempfile; from tagger.heads import load_head;"
+    "load_head": "from tagger.training.heads import load_head; m = load_head(B)",
+    "tagging": "from tagger.tagging.api import Head; m = Head(B).head",
+    "export": "from tagger.training.bundle import export; import tempfile; from tagger.training.heads import load_head;"
     " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
-    "training resume": "import tagger.train, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
+    "training resume": "import tagger.training.runs, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
     " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"
     " json.dump({'epoch': 1}, open(os.path.join(d, 'epoch-0001.json'), 'w'));"
-    " m = tagger.train._latest_checkpoint(d)[0]",
+    " m = tagger.training.runs.latest_checkpoint(d)[0]",
 }
 
 

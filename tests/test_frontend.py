@@ -2,10 +2,10 @@ import warnings
 
 import numpy as np
 import pytest
-
-from tagger import frontend, params
-from tagger.exceptions import AudioError, ParameterError, TaggerWarning
 from reference_vggish_input import reference_examples
+
+from tagger.embedding import frontend, params
+from tagger.exceptions import AudioError, ParameterError, TaggerWarning
 
 SR = params.SAMPLE_RATE
 

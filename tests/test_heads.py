@@ -25,7 +25,7 @@ def batch():
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -2.0, 3.5])
 def test_autopool_matches_numpy(batch, alpha):
-    from tagger.layers import AutoPool1D
+    from tagger.training.layers import AutoPool1D
 
     x, mask = batch
     layer = AutoPool1D(alpha_init=alpha)
@@ -34,7 +34,7 @@ def test_autopool_matches_numpy(batch, alpha):
 
 
 def test_autopool_alpha_zero_is_masked_mean_and_large_alpha_is_max(batch):
-    from tagger.layers import AutoPool1D
+    from tagger.training.layers import AutoPool1D
 
     x, mask = batch
     mean = (x * mask[..., None]).sum(1) / mask.sum(1)[:, None]
@@ -44,7 +44,7 @@ def test_autopool_alpha_zero_is_masked_mean_and_large_alpha_is_max(batch):
 
 
 def test_masked_patches_have_no_influence(batch):
-    from tagger.layers import AttentionPool1D, AutoPool1D, MaskedMean
+    from tagger.training.layers import AttentionPool1D, AutoPool1D, MaskedMean
 
     x, mask = batch
     noisy = x.copy()
@@ -60,7 +60,7 @@ def test_masked_patches_have_no_influence(batch):
 def test_autopool_config_round_trip(tmp_path):
     import keras
 
-    from tagger.heads import build_head
+    from tagger.training.heads import build_head
 
     model = build_head("autopool", 6, "multilabel", hidden=8, n_layers=1, alpha_init=0.7)
     assert model.get_layer("output").get_config()["alpha_init"] == 0.7
@@ -75,7 +75,7 @@ def test_autopool_config_round_trip(tmp_path):
 @pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
 @pytest.mark.parametrize("task", ["multilabel", "singlelabel"])
 def test_heads_shapes_and_outputs(name, task):
-    from tagger.heads import build_head
+    from tagger.training.heads import build_head
 
     model = build_head(name, 9, task, hidden=16, n_layers=1, dropout=0.1)
     x = np.random.default_rng(2).standard_normal((3, 6, 128)).astype(np.float32)
@@ -96,7 +96,7 @@ def test_heads_shapes_and_outputs(name, task):
 def test_standardize_is_the_training_scaler_and_survives_saving(name, tmp_path):
     import keras
 
-    from tagger.heads import build_head, input_stats
+    from tagger.training.heads import build_head, input_stats
 
     rng = np.random.default_rng(4)
     embs = [rng.normal(3.0, 2.0, (n, 128)).astype(np.float32) for n in (4, 7, 9)]
@@ -127,7 +127,7 @@ def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, 
     import keras
     import tensorflow as tf
 
-    from tagger.heads import build_head
+    from tagger.training.heads import build_head
 
     model = build_head(name, 4, "singlelabel", members=3, hidden=8, n_layers=1, dropout=0.0)
     heads = model.get_layer("ensemble").members
@@ -159,7 +159,7 @@ def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, 
 
 
 def test_unknown_head_lists_valid_names():
-    from tagger.heads import HEADS, build_head
+    from tagger.training.heads import HEADS, build_head
 
     assert {"attention", "autopool", "dense", "mlp", "cnn4", "cnn_gru", "parallel_cnn", "cnn_lstm"} <= set(HEADS)
     with pytest.raises(ParameterError, match=", ".join(sorted(HEADS))):

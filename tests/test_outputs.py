@@ -16,21 +16,21 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import write_audio, write_head_bundle
+
 from tagger import locks, records
 from tagger.exceptions import DataError
-
 
 # the tagger command, counting VGGish network calls into $CALLS_FILE and, when asked, pausing at the first
 # row (holding the output's lock while another process tries it) or dying at row $DIE
 WRAPPER = textwrap.dedent(
     """
     import importlib, os, signal, sys, time
-    from tagger import cli, predict
-    Embedder = importlib.import_module("tagger.embed").Embedder  # (tagger.embed the attribute is the function)
+    from tagger import cli
+    from tagger.tagging import api
+    Embedder = importlib.import_module("tagger.embedding.embed").Embedder  # (tagger.embed, the attribute, is the function)
     calls, count = {"n": 0}, {"rows": 0}
-    real_run, real_rows = Embedder.run, predict.Tagger.rows
+    real_run, real_rows = Embedder.run, api.Tagger.rows
     def run(self, patches):
         calls["n"] += 1
         return real_run(self, patches)
@@ -42,7 +42,7 @@ WRAPPER = textwrap.dedent(
             open(os.environ["MARKER"], "w").close()
             time.sleep(float(os.environ.get("PAUSE", "0")))
         return real_rows(self, *a, **k)
-    Embedder.run, predict.Tagger.rows = run, rows
+    Embedder.run, api.Tagger.rows = run, rows
     status = cli.main(sys.argv[1:])
     if os.environ.get("CALLS_FILE"):
         with open(os.environ["CALLS_FILE"], "w") as f:
@@ -367,16 +367,16 @@ def test_bad_config_values_fail_before_a_run_folder_exists(tmp_path, change, nam
 
 
 def test_a_run_folder_that_never_trained_takes_the_corrected_config(tmp_path):
-    from tagger import train
+    from tagger.training import runs
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    train._freeze(str(run), "config.json", {"lr": "bad"})
-    train._freeze(str(run), "config.json", {"lr": 0.1})  # nothing trained yet: replaced
+    runs._freeze(str(run), "config.json", {"lr": "bad"})
+    runs._freeze(str(run), "config.json", {"lr": 0.1})  # nothing trained yet: replaced
     assert json.loads((run / "config.json").read_text()) == {"lr": 0.1}
     (run / "history.csv").write_text("epoch\n0\n")
     with pytest.raises(DataError, match="different config.json and has trained with it"):
-        train._freeze(str(run), "config.json", {"lr": 0.2})
+        runs._freeze(str(run), "config.json", {"lr": 0.2})
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from preprocess import gtzan, mtt
-from tagger import cache
+from tagger.embedding import cache
+from tagger.embedding.embed import embed_files
 from tagger.exceptions import DataError
 
 
@@ -19,14 +20,25 @@ def test_gtzan_filtered_split_and_cache(shared, embedder, tmp_path):
     assert sum(v == "train" for v in assignment.values()) == 443
     assert sum(v == "valid" for v in assignment.values()) == 197
     assert sum(v == "test" for v in assignment.values()) == 290
-    index = gtzan.prepare(shared / "data/gtzan/genres", splits, tmp_path, embedder=embedder, workers=1, progress=False)
+    genres = shared / "data/gtzan/genres"
+    # a track embedded earlier by `tagger embed` into the same cache, with the same root, is reused
+    first = sorted(genres.glob("blues/*"))[0]
+    embed_files([first], tmp_path / "cache", embedder=embedder, workers=0, root=genres, progress=False)
+    entry = tmp_path / "cache" / f"blues/{first.name}.pkl"
+    before = entry.stat()
+    index = gtzan.prepare(genres, splits, tmp_path, embedder=embedder, workers=1, progress=False, root=genres)
     df = pd.read_csv(index)
+    # track ids are the paths relative to root, as `tagger embed` makes them: <genre>/<file>
+    stems = df["track_id"].map(lambda t: t.split("/")[1].rsplit(".", 1)[0])
+    assert all(df["track_id"] == df["labels"] + "/" + df["track_id"].str.split("/").str[1])
     # the ten local tracks are the .00000 of each genre; the filtered split keeps those it lists
-    assert set(df["track_id"]) == {s for s in assignment if s.endswith(".00000")}
-    assert all(df["split"] == df["track_id"].map(assignment))
-    assert all(df["labels"] == df["track_id"].str.split(".").str[0])
+    assert set(stems) == {s for s in assignment if s.endswith(".00000")}
+    assert all(df["split"] == stems.map(assignment))
+    assert all(df["labels"] == stems.str.split(".").str[0])
     for track_id in df["track_id"]:
         assert cache.read_entry(tmp_path / "cache", track_id)["embedding"].shape[1] == 128
+    after = entry.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not embedded again
 
 
 def test_gtzan_stratified_and_subset(shared, tmp_path):
@@ -68,7 +80,7 @@ def test_mtt_vocabulary_and_splits_match_the_reference(shared, mtt_annotations, 
     assert set(vocab) == set(reference.tolist()) and len(vocab) == 50
     # split by folder equals the jukemir split of each clip
     by_clip = {m["extra"]["clip_id"]: m["split"] for m in clips}
-    assert all(index["split"] == index["track_id"].map(by_clip))
+    assert all(index["split"] == index["clip_id"].astype(str).map(by_clip))
     # valid and test membership equal Won et al.'s lists (clips with at least one top-50 tag)
     for part in ("valid", "test"):
         listed = np.load(shared / f"data/mtt/splits/minzwon_sota_split_mtat/{part}.npy", allow_pickle=True)
@@ -90,13 +102,15 @@ def test_mtt_fixture_and_real_clip(shared, embedder, tmp_path):
         w.writerow(["clip_id", "techno", "guitar", "no singer", "mp3_path"])
         w.writerows(rows)
     out = tmp_path / "out"
+    audio = shared / "data/mtt/audio"
     df = pd.read_csv(
-        mtt.prepare(ann, shared / "data/mtt/audio", out, which="all", embedder=embedder, workers=0),
-        dtype={"track_id": str},
+        mtt.prepare(ann, audio, out, which="all", embedder=embedder, workers=0, root=audio),
+        dtype={"track_id": str, "clip_id": str},
     )
-    assert list(df["track_id"]) == ["1", "3"]  # clip 2 has no tag
+    assert list(df["clip_id"]) == ["1", "3"]  # clip 2 has no tag
+    assert list(df["track_id"]) == [clip, "c/also_missing.mp3"]  # the audio path relative to root
     assert list(df["split"]) == ["test", "valid"] and df["labels"].iloc[0] == "techno|no singer"
-    assert cache.read_entry(out / "cache", "1")["embedding"].shape == (30, 128)
+    assert cache.read_entry(out / "cache", clip)["embedding"].shape == (30, 128)
     with pytest.raises(DataError, match="have no audio"):
         mtt.prepare(ann, shared / "data/mtt/audio", tmp_path / "strict", require_audio=True)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger import cache, params
-from tagger.frontend import waveform_to_patches
-from tagger.spectrogram import PatchExtractor
+from tagger.embedding import cache, params
+from tagger.embedding.frontend import waveform_to_patches
+from tagger.embedding.spectrogram import PatchExtractor
 
 SR = 16000
 CLASSES = ["low_tone", "high_tone", "clicks", "sweep"]
@@ -91,8 +91,8 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
     """Chance is 0.25 (four balanced classes); each head must reach `threshold` on held-out synthetic clips."""
     import keras
 
-    from tagger.evaluate import evaluate
-    from tagger.train import train
+    from tagger.training.evaluate import evaluate
+    from tagger.training.train import train
 
     cfg = {
         "data": {
@@ -121,8 +121,8 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
     model = keras.saving.load_model(run / "model.keras")
     assert model.inputs[0].shape[2:] == (96, 64)
     # killed after its second epoch, the run resumes from its checkpoint and ends as the uninterrupted one did
-    from tagger.config import validate
-    from tagger.train import fit
+    from tagger.training.config import validate
+    from tagger.training.train import fit
 
     def stop(epoch, score):
         if epoch == 1:
@@ -141,7 +141,7 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
 
 def test_a_patch_head_refuses_an_embedding_cache_and_the_reverse(patch_data, tmp_path):
     from tagger.exceptions import DataError
-    from tagger.train import train
+    from tagger.training.train import train
 
     cfg = {
         "data": {
@@ -165,8 +165,7 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     import sys
 
     from preprocess import gtzan
-    from tagger.tracks import read_index
-    from tagger.train import load_split
+    from tagger.training.dataset import load_split, read_index
 
     done = subprocess.run(
         [
@@ -182,6 +181,8 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
             "2",
             "--out",
             "mel",
+            "--root",
+            str(shared / "data/gtzan/genres"),
             "--no-progress",
         ],
         cwd=tmp_path,
@@ -197,12 +198,13 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     assert len(index) == len(originals) + 2 * n_train
     copies = index[index["augmented_from"] != ""]
     assert set(copies["split"]) == {"train"}  # never validation or test
-    assert all(assignment[src] == "train" for src in copies["augmented_from"])
-    entries = sorted((tmp_path / "mel/cache").glob("*.pkl"))
+    # track ids: the audio paths relative to --root (blues/blues.00000.au)
+    assert all(assignment[src.split("/")[1].rsplit(".", 1)[0]] == "train" for src in copies["augmented_from"])
+    entries = sorted((tmp_path / "mel/cache").rglob("*.pkl"))
     assert len(entries) == len(index)
-    blues = cache.read_entry(tmp_path / "mel/cache", "blues.00000")
+    blues = cache.read_entry(tmp_path / "mel/cache", "blues/blues.00000.au")
     assert blues["kind"] == "melspec" and blues["embedding"].shape == (31, 96, 64)
-    assert (tmp_path / "mel/cache/blues.00000.pkl").stat().st_size < 400_000
+    assert (tmp_path / "mel/cache/blues/blues.00000.au.pkl").stat().st_size < 400_000
     one = copies["track_id"].iloc[0]
     copy_entry = cache.read_entry(tmp_path / "mel/cache", one)
     source_entry = cache.read_entry(tmp_path / "mel/cache", copies["augmented_from"].iloc[0])
@@ -224,9 +226,9 @@ def test_course_patches_match_librosa_and_a_cnn_tags_through_them(tmp_path):
     import librosa
     import soundfile as sf
 
-    from tagger.predict import Tagger
-    from tagger.spectrogram import course_patches
-    from tagger.train import train
+    from tagger.embedding.spectrogram import course_patches
+    from tagger.tagging.api import Tagger
+    from tagger.training.train import train
 
     rng = np.random.default_rng(2)
     y = _clip("sweep", rng, seconds=7.0)

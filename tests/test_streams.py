@@ -5,7 +5,7 @@ import pescador
 import pytest
 
 from tagger.exceptions import ParameterError
-from tagger.streams import TrackMux, track_weights
+from tagger.training.streams import TrackMux, track_weights
 
 
 def constant(i, n=None):
@@ -22,7 +22,7 @@ def shares(mux, n):
 
 
 def test_streams_windows_masks_and_determinism():
-    from tagger.streams import iter_padded_batches, training_stream
+    from tagger.training.streams import iter_padded_batches, training_stream
 
     rng = np.random.default_rng(0)
     embs = [rng.standard_normal((n, 128)).astype(np.float32) for n in (3, 10, 25)]
@@ -51,11 +51,13 @@ def test_streams_windows_masks_and_determinism():
     assert [len(x) for x in order] == [2, 1] and order[0].shape == (2, 10, 128)
 
 
-def test_trackmux_is_a_seeded_stochastic_mux():
+def test_trackmux_is_a_seeded_mux_pescador_can_buffer():
     streamers = [pescador.Streamer(constant, i) for i in range(20)]
     mux = TrackMux(streamers, n_active=4, rate=3.0, random_state=5)
-    assert isinstance(mux, pescador.StochasticMux)
+    assert not isinstance(mux, pescador.StochasticMux)  # samples like one; its weights mean something else
+    batch = next(pescador.buffer_stream(({"i": np.array([i])} for i in mux), 7, axis=0))
     a = list(mux.iterate(max_iter=500))
+    assert batch["i"].tolist() == a[:7]
     assert a == list(mux.iterate(max_iter=500))  # every iterate() replays the seed
     assert a != list(TrackMux(streamers, n_active=4, rate=3.0, random_state=6).iterate(max_iter=500))
     assert len(a) == 500 and set(a) == set(range(20))
@@ -96,11 +98,15 @@ def test_trackmux_refuses_iterables_and_endless_activations():
         TrackMux([pescador.Streamer([1, 2, 3])], n_active=1, rate=2.0)
     with pytest.raises(ParameterError, match="rate=None"):
         TrackMux([pescador.Streamer(constant, 0)], n_active=1, rate=None)
+    with pytest.raises(ParameterError, match="weights must be 2"):
+        TrackMux([pescador.Streamer(constant, i) for i in range(2)], n_active=1, rate=2.0, weights=[1, -1])
+    with pytest.raises(ParameterError, match="n_active=0"):
+        TrackMux([pescador.Streamer(constant, 0)], n_active=0, rate=2.0)
 
 
 def test_windows_vary_across_activations():
     """A long track's windows start anywhere on every activation (not the same starts each time)."""
-    from tagger.streams import training_stream
+    from tagger.training.streams import training_stream
 
     emb = [np.arange(40, dtype=np.float32)[:, None].repeat(128, 1)]
     y = np.ones((1, 1), np.float32)
@@ -111,7 +117,7 @@ def test_windows_vary_across_activations():
 
 def test_inverse_frequency_balances_labels():
     """Label-balanced sampling: a tag on 1 track in 100 is drawn about as often as one on the other 99."""
-    from tagger.streams import training_stream
+    from tagger.training.streams import training_stream
 
     rng = np.random.default_rng(0)
     emb = [rng.standard_normal((10, 128)).astype(np.float32) for _ in range(100)]
@@ -130,7 +136,7 @@ def test_inverse_frequency_balances_labels():
 
 
 def test_mixup_is_a_convex_combination_of_two_samples():
-    from tagger.streams import mixup
+    from tagger.training.streams import mixup
 
     n = 32
     batch = {

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import HEAD_LABELS, write_head_bundle
-from tagger import cli, frontend
+
+from tagger import cli
+from tagger.embedding import frontend
 from tagger.exceptions import DataError
 
 HERE = os.path.dirname(__file__)
@@ -111,15 +112,16 @@ def test_long_file_memory_is_bounded(long_file):
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from tagger import cli, predict
-    real = predict.Tagger.rows
+    from tagger import cli
+    from tagger.tagging import api
+    real = api.Tagger.rows
     count = {"n": 0}
     def rows(self, *a, **k):
         count["n"] += 1
         if count["n"] == int(os.environ["KILL_AT_ROW"]):
             os.kill(os.getpid(), signal.SIGKILL)
         return real(self, *a, **k)
-    predict.Tagger.rows = rows
+    api.Tagger.rows = rows
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
@@ -167,7 +169,8 @@ def test_kill_and_resume_equals_uninterrupted(mixed_folder, head_dir, ckpt_path,
 
 
 def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, make_audio, tmp_path):
-    from tagger.predict import Tagger, tag_to_file
+    from tagger.tagging.api import Tagger
+    from tagger.tagging.writer import tag_to_file
 
     tagger = Tagger(str(head_dir), embedder=embedder, cache_dir=str(tmp_path / "cache"))
     y = np.sin(np.arange(32000) * 0.05).astype(np.float32)
@@ -196,7 +199,7 @@ def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, 
 
 
 def test_unknown_model(ckpt_path, tmp_path):
-    from tagger.predict import Tagger
+    from tagger.tagging.api import Tagger
 
     with pytest.raises(DataError, match="no such model"):
         Tagger(str(tmp_path / "nope"), weights=ckpt_path)
@@ -204,8 +207,8 @@ def test_unknown_model(ckpt_path, tmp_path):
 
 @pytest.mark.parametrize("name,n_labels", [("music", 150), ("genre10", 10)])
 def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_clip):
-    from tagger import bundle
-    from tagger.predict import Tagger
+    from tagger.tagging.api import Tagger
+    from tagger.training import bundle
 
     assert name in bundle.shipped()
     tagger = Tagger(name, weights=ckpt_path, pca_params=pca_params)
@@ -224,7 +227,7 @@ def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_c
 
 def test_head_folder_without_bundle_json_is_refused(head_dir, embedder, tmp_path):
     """No guessing which embeddings a head expects: a folder without bundle.json is an error."""
-    from tagger.predict import Tagger
+    from tagger.tagging.api import Tagger
 
     bare = tmp_path / "bare"
     shutil.copytree(head_dir, bare)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from tagger import cli
-from tagger.config import validate
 from tagger.exceptions import DataError, ParameterError
+from tagger.training.config import validate
 
 
 def test_prepared_vocabularies(audioset_data):
@@ -102,8 +102,9 @@ def genre_config(prepared, **over):
 
 
 def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
-    from tagger.evaluate import evaluate
-    from tagger.train import read_schedule, train
+    from tagger.training.evaluate import evaluate
+    from tagger.training.runs import read_schedule
+    from tagger.training.train import train
 
     cfg = validate(genre_config(audioset_data, epochs=3, head={"name": "dense", "hidden": 32, "n_layers": 1}))
     summary = train(cfg, str(tmp_path / "cv"), verbose=0)
@@ -128,7 +129,8 @@ def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
 
 
 def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_path):
-    from tagger.train import fit, load_split
+    from tagger.training.dataset import load_split
+    from tagger.training.train import fit
 
     cfg = validate(genre_config(audioset_data, epochs=9, head={"name": "dense", "hidden": 32, "n_layers": 1}))
     schedule = [1e-3, 1e-3, 5e-4]
@@ -150,8 +152,8 @@ def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_
 
 
 def test_nested_baseline_chooses_C_on_the_selection_fold(audioset_data):
-    from tagger.baseline import logistic_baseline, nested_cv_baseline
-    from tagger.train import load_split
+    from tagger.training.baseline import logistic_baseline, nested_cv_baseline
+    from tagger.training.dataset import load_split
 
     cfg = genre_config(audioset_data)
     cfg["data"]["cv_folds"] = 3
@@ -185,7 +187,7 @@ def test_bad_fold_settings_fail_before_training(audioset_data, tmp_path, folds, 
         cfg["data"]["index"] = str(tmp_path / "two_folds.csv")
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(cfg))
-    from tagger.train import train
+    from tagger.training.train import train
 
     with pytest.raises(DataError, match=match):
         train(validate(cfg), str(tmp_path / "run"), verbose=0)
@@ -254,7 +256,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
 
 
 def test_same_seed_same_metrics(audioset_data, tmp_path):
-    from tagger.train import train
+    from tagger.training.train import train
 
     cfg = validate(small_config(audioset_data, epochs=2))
     a = train(cfg, str(tmp_path / "a"), verbose=0)
@@ -285,7 +287,7 @@ def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(cfg))
     with pytest.raises(error, match=match):
-        from tagger.config import load_config
+        from tagger.training.config import load_config
 
         load_config(str(path))
     assert cli.main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == cli.EXIT_ERROR
@@ -293,7 +295,7 @@ def test_bad_configs_fail_before_training(audioset_data, tmp_path, change, error
 
 
 def test_missing_path_and_empty_vocabulary(audioset_data, tmp_path):
-    from tagger.train import fit
+    from tagger.training.train import fit
 
     cfg = small_config(audioset_data)
     cfg["data"] = {**cfg["data"], "cache": str(tmp_path / "nowhere")}

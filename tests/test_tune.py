@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger import cache, params
+from tagger.embedding import cache, params
 from tagger.exceptions import ParameterError
 
 GENRES = ["a", "b", "c"]
@@ -84,7 +84,7 @@ def _config(data, **extra):
     ],
 )
 def test_a_bad_search_range_fails_before_any_trial(feature_data, tmp_path, search, key):
-    from tagger.tune import tune
+    from tagger.training.tune import tune
 
     with pytest.raises(ParameterError, match=key.replace(".", r"\.")):
         tune(_config(feature_data, search=search), str(tmp_path / "study"), trials=2)
@@ -92,7 +92,7 @@ def test_a_bad_search_range_fails_before_any_trial(feature_data, tmp_path, searc
 
 
 def test_tune_writes_the_study_folder(feature_data, tmp_path):
-    from tagger.tune import tune
+    from tagger.training.tune import tune
 
     summary = tune(_config(feature_data), str(tmp_path / "study"), trials=3, verbose=0)
     study = tmp_path / "study"
@@ -147,7 +147,7 @@ def test_a_killed_study_resumes_where_it_stopped(feature_data, tmp_path):
 
 
 def test_nested_search_never_scores_on_the_held_out_fold(feature_data, tmp_path):
-    from tagger.tune import tune
+    from tagger.training.tune import tune
 
     cfg = _config(feature_data)
     cfg["data"]["cv_folds"] = 3

@@ -3,7 +3,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from tagger import params, vggish
+from tagger.embedding import params, postprocess, vggish
 from tagger.exceptions import DataError
 from tagger.testing import numpy_forward, random_weights, write_checkpoint
 
@@ -82,7 +82,7 @@ def test_folder_without_savedmodel(tmp_path):
 
 
 def test_postprocess_against_official_parameters(pca_params):
-    post = vggish.Postprocessor(pca_params)
+    post = postprocess.Postprocessor(pca_params)
     with np.load(pca_params) as npz:
         means, eigen = npz["pca_means"], npz["pca_eigen_vectors"]
     rng = np.random.default_rng(0)
@@ -92,7 +92,7 @@ def test_postprocess_against_official_parameters(pca_params):
     assert q.dtype == np.uint8 and q.shape == (50, 128)
     np.testing.assert_array_equal(q, ((expected + 2) * 255 / 4).astype(np.uint8))
     # dequantise: x / 255 * 4 - 2, within one quantisation step of the clipped PCA output
-    assert np.abs(vggish.dequantize(q) - expected).max() <= 4 / 255 + 1e-6
+    assert np.abs(postprocess.dequantize(q) - expected).max() <= 4 / 255 + 1e-6
     # round trip through the inverse: re-quantising the reconstruction gives the same codes (+-1)
     assert np.abs(post(post.invert(q)).astype(int) - q.astype(int)).max() <= 1
 
@@ -106,7 +106,7 @@ def test_round_trip_on_released_audioset_codes(shared, pca_params):
     example = tf.train.SequenceExample.FromString(raw)
     frames = example.feature_lists.feature_list["audio_embedding"].feature
     codes = np.stack([np.frombuffer(f.bytes_list.value[0], np.uint8) for f in frames])
-    post = vggish.Postprocessor(pca_params)
+    post = postprocess.Postprocessor(pca_params)
     inner = (codes > 0) & (codes < 255)  # clipped codes cannot be inverted exactly
     again = post(post.invert(codes))
     assert np.abs(again.astype(int) - codes.astype(int))[inner].max() <= 1
@@ -115,8 +115,8 @@ def test_round_trip_on_released_audioset_codes(shared, pca_params):
 def test_pca_file_errors(tmp_path, monkeypatch):
     monkeypatch.delenv(params.PCA_PARAMS_ENV, raising=False)
     with pytest.raises(DataError, match="vggish_pca_params"):
-        vggish.Postprocessor()
+        postprocess.Postprocessor()
     bad = tmp_path / "bad.npz"
     np.savez(bad, pca_means=np.zeros(5))
     with pytest.raises(DataError, match="bad.npz"):
-        vggish.Postprocessor(bad)
+        postprocess.Postprocessor(bad)

@@ -1,6 +1,6 @@
 """Decode + frontend for one file, as messages; the worker processes that run such jobs (no TensorFlow).
 
-A file is streamed block by block through :class:`tagger.frontend.Patcher`,
+A file is streamed block by block through :class:`tagger.embedding.frontend.Patcher`,
 and its patches leave in chunks, so memory per file stays bounded.
 """
 
@@ -11,10 +11,10 @@ import warnings
 
 import numpy as np
 
-from .audio import iter_blocks
-from .exceptions import TaggerError
-from .frontend import Patcher
+from ..exceptions import TaggerError
 from . import params
+from .audio import iter_blocks
+from .frontend import Patcher
 
 __all__ = ["decode_messages", "worker_loop"]
 
@@ -25,8 +25,8 @@ def _describe(exc):
 
 def _check_whole(path):
     """Refuse, from its header, a file too long to hold whole in memory (the paths that need all of it at once)."""
+    from ..exceptions import AudioError
     from .audio import info
-    from .exceptions import AudioError
 
     _, _, seconds = info(path)
     if seconds > params.WHOLE_FILE_MAX_SECONDS:
@@ -38,7 +38,7 @@ def _check_whole(path):
 
 
 def _blocks(source, sample_rate=params.SAMPLE_RATE):
-    """A file's audio block by block; an :class:`tagger.augment.Augmented` task's copy as one block."""
+    """A file's audio block by block; an :class:`tagger.embedding.augment.Augmented` task's copy as one block."""
     from .augment import Augmented
 
     if not isinstance(source, Augmented):
@@ -60,7 +60,7 @@ def load_source(source, sample_rate=params.SAMPLE_RATE):
     Raises
     ------
     AudioError
-        Besides decoding errors: a file longer than :data:`tagger.params.WHOLE_FILE_MAX_SECONDS`.
+        Besides decoding errors: a file longer than :data:`tagger.embedding.params.WHOLE_FILE_MAX_SECONDS`.
     """
     from .augment import Augmented
 
@@ -71,7 +71,7 @@ def load_source(source, sample_rate=params.SAMPLE_RATE):
 
 
 def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
-    """Yield the messages describing one file's patches (``path`` may be an :class:`tagger.augment.Augmented` task).
+    """Yield the messages describing one file's patches (``path`` may be an :class:`tagger.embedding.augment.Augmented` task).
 
     Yields
     ------

@@ -8,15 +8,30 @@ probabilities (batch, n_outputs): sigmoid for ``multilabel``, softmax for
 training patches' mean and variance (``input_stats``, see :func:`input_stats`;
 the identity when not given) comes first, as the baseline's StandardScaler does.
 ``build_head(..., members=M)`` makes an ensemble of M independent copies of a
-head (:class:`tagger.layers.Ensemble`). Heads know nothing of training.
+head (:class:`tagger.training.layers.Ensemble`). Heads know nothing of training; beside
+them are the one loader of saved heads (:func:`load_head`), the loss of each
+task (:func:`loss_for`) and whole-track predictions (:func:`predict_tracks`).
 """
 
-from .exceptions import ParameterError
+import numpy as np
+
+from ..exceptions import ParameterError
 
 # Keras (and so TensorFlow) is imported inside the builders: validating a config against this registry
-# (tagger.config, `tagger-cloud submit`) must not load it.
+# (tagger.training.config, `tagger-cloud submit`) must not load it.
 
-__all__ = ["HEADS", "PATCH_HEADS", "TASKS", "load_head", "build_head", "check_members", "prior_bias", "input_stats"]
+__all__ = [
+    "HEADS",
+    "PATCH_HEADS",
+    "TASKS",
+    "load_head",
+    "build_head",
+    "check_members",
+    "prior_bias",
+    "input_stats",
+    "loss_for",
+    "predict_tracks",
+]
 
 TASKS = ("multilabel", "singlelabel")
 
@@ -52,7 +67,6 @@ def input_stats(embeddings):
     -------
     mean, variance : list of float, each of length embedding_size
     """
-    import numpy as np
 
     n, total, squares = 0, 0.0, 0.0  # running sums: no copy of the whole training set
     for e in embeddings:
@@ -99,7 +113,6 @@ def prior_bias(labels, task, *, eps=1e-3):
     -------
     list of float
     """
-    import numpy as np
 
     prior = np.clip(np.asarray(labels, dtype=np.float64).mean(0), eps, 1 - eps)
     return (np.log(prior / (1 - prior)) if task == "multilabel" else np.log(prior)).tolist()
@@ -409,7 +422,7 @@ def build_head(name, n_outputs, task, *, members=1, **config):
     task : {'multilabel', 'singlelabel'}
     members : int
         Independent copies of the head, averaged at inference; in training
-        each trains on its own slice of every batch (:class:`tagger.layers.Ensemble`),
+        each trains on its own slice of every batch (:class:`tagger.training.layers.Ensemble`),
         so a batch of ``members * b`` costs what one head's batch of that size does.
     **config
         The builder's keyword settings (``hidden``, ``n_layers``, ``dropout``, ...).
@@ -443,6 +456,13 @@ def build_head(name, n_outputs, task, *, members=1, **config):
     return keras.Model([x, mask], out, name=f"{name}_x{members}")
 
 
+def loss_for(task):
+    """The training loss of a task: binary cross-entropy per tag, or categorical cross-entropy over the classes."""
+    if task not in TASKS:
+        raise ParameterError(f"task={task!r} must be one of {TASKS}")
+    return "binary_crossentropy" if task == "multilabel" else "categorical_crossentropy"
+
+
 def load_head(path, *, compile=True):
     """Load a saved head: the one loader behind training resume, evaluation, export and tagging.
 
@@ -470,8 +490,8 @@ def load_head(path, *, compile=True):
 
     import keras
 
+    from ..exceptions import DataError
     from . import layers  # noqa: F401 - registers the custom layers (and, through it, the fine-tuning ones)
-    from .exceptions import DataError
 
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -482,3 +502,16 @@ def load_head(path, *, compile=True):
         return keras.saving.load_model(path, compile=compile)
     except (ValueError, TypeError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot load the head ({exc})") from exc
+
+
+def predict_tracks(model, embeddings, *, batch_size=256):
+    """Clip-level predictions of a head for whole tracks (deterministic order).
+
+    Returns
+    -------
+    np.ndarray, shape (n_tracks, n_outputs), float32
+    """
+    from .streams import iter_padded_batches
+
+    outs = [np.asarray(model((x, m), training=False)) for x, m in iter_padded_batches(embeddings, batch_size)]
+    return np.concatenate(outs)

@@ -2,8 +2,8 @@
 
 Training: one :class:`pescador.Streamer` per track yields windows of
 ``window`` consecutive patches (random start) with the track's label vector
-and a mask; a seeded :class:`TrackMux` (a :class:`pescador.StochasticMux`
-with O(1) draws) mixes ``n_active`` tracks at a time;
+and a mask; a seeded :class:`TrackMux` (sampling as pescador's
+``StochasticMux`` does, with O(1) draws) mixes ``n_active`` tracks at a time;
 :func:`pescador.buffer_stream` makes batches. Short tracks are zero-padded
 and masked, never dropped. Validation is deterministic:
 every track once, whole, in order.
@@ -14,7 +14,7 @@ import functools
 import numpy as np
 import pescador
 
-from .exceptions import ParameterError
+from ..exceptions import ParameterError
 
 __all__ = [
     "track_windows",
@@ -97,17 +97,20 @@ def track_windows(emb, y, *, window, rng, draw=1):
         yield {"x": windows[starts], "mask": ones, "y": ys}
 
 
-class TrackMux(pescador.StochasticMux):
-    """A :class:`pescador.StochasticMux` (``with_replacement``, Poisson rate) with O(1) draws.
+class TrackMux:
+    """A seeded stochastic mux over track streamers, with O(1) draws and weights that set long-run shares.
 
-    ``n_active`` streamers are active at once; each sample comes from an
-    active streamer chosen uniformly; a streamer is replaced after
-    ``1 + Poisson(rate - 1)`` samples by one drawn with probability
+    It samples as pescador's ``StochasticMux(mode='with_replacement',
+    dist='poisson')`` does, but is not one (pescador's muxes deep-copy
+    themselves and every streamer on activation, and choose over the active
+    set per sample): ``n_active`` streamers are active at once; each sample
+    comes from an active streamer chosen uniformly; a streamer is replaced
+    after ``1 + Poisson(rate - 1)`` samples by one drawn with probability
     proportional to ``weights``. Random numbers are drawn in blocks and
-    streamers are activated by calling their generator function, not by
-    deep-copying them, so a draw costs a few microseconds instead of
-    pescador's ~30 (a weighted choice over the active set per sample, a
-    choice over all streamers and a deep copy per activation).
+    streamers are activated by calling their generator function, so a draw
+    costs a few microseconds instead of pescador's ~30. Like a pescador
+    streamer it has :meth:`iterate` and iterates, so
+    :func:`pescador.buffer_stream` batches it.
 
     One difference in meaning: pescador's ``StochasticMux`` activates
     streamers uniformly and uses ``weights`` only to choose among the active
@@ -134,22 +137,27 @@ class TrackMux(pescador.StochasticMux):
     def __init__(self, streamers, n_active, rate, *, weights=None, random_state=0, block=4096):
         if rate is None or not rate > 0:
             raise ParameterError(f"TrackMux rate={rate} must be > 0")
-        weights = None if weights is None else np.asarray(weights, dtype=np.float64)
-        super().__init__(
-            streamers,
-            n_active,
-            rate,
-            weights=weights,
-            mode="with_replacement",
-            dist="poisson",
-            random_state=random_state,
-        )
+        self.streamers = list(streamers)
+        self.n_streams = len(self.streamers)
+        if not self.streamers:
+            raise ParameterError("TrackMux needs at least one streamer")
+        if int(n_active) < 1:
+            raise ParameterError(f"TrackMux n_active={n_active} must be >= 1")
         for i, s in enumerate(self.streamers):
-            if not callable(s.streamer):
-                raise ParameterError(
-                    f"TrackMux streamer {i} wraps {type(s.streamer).__name__}, not a generator function"
-                )
+            if not isinstance(s, pescador.Streamer) or not callable(s.streamer):
+                wrapped = type(s.streamer if isinstance(s, pescador.Streamer) else s).__name__
+                raise ParameterError(f"TrackMux streamer {i} wraps {wrapped}, not a generator function")
+        weights = np.ones(self.n_streams) if weights is None else np.asarray(weights, dtype=np.float64)
+        if weights.shape != (self.n_streams,) or np.any(weights < 0) or not weights.sum() > 0:
+            raise ParameterError(
+                f"TrackMux weights must be {self.n_streams} non-negative values with a positive sum, got {weights}"
+            )
+        self.weights = weights / weights.sum()
+        self.n_active, self.rate = int(n_active), float(rate)
         self.seed, self.block = random_state, int(block)
+
+    def __iter__(self):
+        return self.iterate()
 
     def _activations(self, rng):
         """Endless (streamer index, sample count) pairs, drawn a block at a time."""
@@ -312,9 +320,15 @@ def mixup(stream, alpha, *, seed):
 
 
 def keras_batches(stream):
-    """Map pescador batches to Keras ``((x, mask), y)`` tuples."""
-    for batch in stream:
-        yield (batch["x"], batch["mask"]), batch["y"]
+    """Map pescador batches to the heads' Keras ``((x, mask), y)`` tuples.
+
+    :func:`pescador.maps.keras_tuples` picks the keys (and names a malformed
+    batch); its inputs come as a list, which Keras 3's generator adapter
+    refuses (a list is no ``tf.TypeSpec`` in its output signature), so they
+    are handed on as a tuple.
+    """
+    for x, y in pescador.maps.keras_tuples(stream, inputs=["x", "mask"], outputs="y"):
+        yield tuple(x), y
 
 
 def pad_tracks(embeddings, length=None):

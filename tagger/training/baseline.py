@@ -67,7 +67,7 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_sco
 
 
 def nested_cv_baseline(cfg, grid):
-    """The baseline under the heads' nested cross-validation (:func:`tagger.train.cross_validate`).
+    """The baseline under the heads' nested cross-validation (:func:`tagger.training.train.cross_validate`).
 
     For each held-out fold k, C is chosen from ``grid`` on the selection fold
     (fitting on the other folds), then the model is refit on every fold but
@@ -85,7 +85,7 @@ def nested_cv_baseline(cfg, grid):
     dict
         ``mean``, ``std``, ``fold_scores`` (held-out folds) and ``fold_C`` (the C each fold chose).
     """
-    from .train import load_split, nested_folds
+    from .dataset import load_split, nested_folds
 
     scores, chosen = [], []
     task = cfg["data"]["task"]

@@ -10,9 +10,10 @@ import os
 
 import numpy as np
 
-from . import cache, files, locks, params
-from .exceptions import DataError, ParameterError
-from .records import ErrorsWriter
+from .. import locks
+from ..exceptions import DataError, ParameterError
+from ..records import ErrorsWriter, progress_bar
+from . import cache, files, params
 from .frontend import waveform_to_patches
 from .pipeline import default_workers, iter_embeddings
 
@@ -82,7 +83,8 @@ class Embedder:
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
         import tensorflow as tf
 
-        from .vggish import Postprocessor, load_vggish, resolve_source
+        from .postprocess import Postprocessor
+        from .vggish import load_vggish, resolve_source
 
         self.on_gpu = bool(tf.config.list_physical_devices("GPU"))
         if batch_size is None:
@@ -177,7 +179,7 @@ class Embedder:
         return None if self.postprocessor is None else self.postprocessor.id
 
     def iter_files(self, paths, *, workers=None, raw=False):
-        """Embed files in parallel; yield :class:`tagger.pipeline.TrackResult` in input order.
+        """Embed files in parallel; yield :class:`tagger.embedding.pipeline.TrackResult` in input order.
 
         Embeddings in the results are already postprocessed when enabled,
         unless ``raw`` (then they are the network's float32 output).
@@ -234,14 +236,14 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=Non
     Parameters
     ----------
     inputs : sequence of str
-        Files, folders, list files (see :func:`tagger.files.collect`).
+        Files, folders, list files (see :func:`tagger.embedding.files.collect`).
     cache_dir : str
     embedder : Embedder
     include, exclude : sequence of str
         Glob filters.
     root : str, optional
         Folder the track ids are relative to (default: the working folder; see
-        :func:`tagger.files.track_id_for`).
+        :func:`tagger.embedding.files.track_id_for`).
     **options
         ``overwrite``, ``workers``, ``errors_file``, ``progress``: see :func:`embed_items`.
 
@@ -249,9 +251,7 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=Non
     -------
     EmbedSummary
     """
-    items = files.collect(inputs, include=include, exclude=exclude, root=root)
-    if not items:
-        raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
+    items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
     return embed_items(items, cache_dir, embedder=embedder, **options)
 
 
@@ -314,7 +314,7 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     embedder : Embedder
     overwrite : bool
     workers : int, optional
-        Decode processes (see :func:`tagger.pipeline.iter_embeddings`).
+        Decode processes (see :func:`tagger.embedding.pipeline.iter_embeddings`).
     errors_file : str, optional
     progress : bool, optional
         Show a progress bar (default: when stderr is a terminal).
@@ -329,8 +329,6 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
         Stale entries (see above); another process writing this cache; a
         read-only cache that would have to be written.
     """
-    from tqdm.auto import tqdm
-
     cache_dir = os.fspath(cache_dir)
     errors_file = errors_file or os.path.join(cache_dir, "errors.tsv")
     if not cache.writable(cache_dir):
@@ -346,7 +344,7 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
         todo, n_done = _plan(items, cache_dir, embedder, overwrite)
         summary = EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[])
-        bar = tqdm(total=len(todo), unit="clip", desc="embed", disable=(not progress) if progress is not None else None)
+        bar = progress_bar(len(todo), desc="embed", progress=progress)
         try:
             for result in embedder.iter_files([p for p, _, _ in todo], workers=workers):
                 _, track_id, print_ = todo[result.index]

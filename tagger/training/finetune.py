@@ -19,8 +19,8 @@ fine-tuned network, not a cache's embeddings.
 import keras
 from keras import ops
 
-from . import params
-from .exceptions import ParameterError
+from ..embedding import params
+from ..exceptions import ParameterError
 
 __all__ = ["TRAINABLE", "load_trunk", "trunk_model", "optimizer", "TRUNK_NAME"]
 
@@ -61,7 +61,7 @@ def load_trunk(*, weights=None, train="none", dtype="float32"):
     Parameters
     ----------
     weights : str, optional
-        Any weight form :func:`tagger.vggish.read_weights` accepts (default ``$TAGGER_VGGISH_WEIGHTS``).
+        Any weight form :func:`tagger.embedding.vggish.read_weights` accepts (default ``$TAGGER_VGGISH_WEIGHTS``).
     train : {'none', 'fc', 'conv4', 'all'}
     dtype : {'float32', 'float16'}
         float16: Keras mixed precision (the GPU's fast path).
@@ -71,7 +71,7 @@ def load_trunk(*, weights=None, train="none", dtype="float32"):
     keras.Model
         (n, 96, 64) -> (n, 128) raw embeddings.
     """
-    from .vggish import build_vggish, read_weights, set_weights
+    from ..embedding.vggish import build_vggish, read_weights, set_weights
 
     if train not in TRAINABLE:
         raise ParameterError(f"config key trunk.train={train!r} must be one of {', '.join(TRAINABLE)}")

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .exceptions import ParameterError
+from ..exceptions import ParameterError
 
 __all__ = ["DEFAULTS", "augment", "augment_seed", "check_settings", "Augmented", "augmented_rows", "COPY_MARK"]
 

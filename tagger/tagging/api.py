@@ -1,26 +1,25 @@
-"""Tagging clips with a head: the :class:`Tagger` API and resumable writers for ``tagger tag``.
+"""Tagging clips with a head: the :class:`Head` (embeddings -> tags) and the :class:`Tagger` API.
 
 >>> tagger = Tagger("music", weights="vggish_model.ckpt", pca_params="vggish_pca_params.npz")
 >>> df = tagger.tag(["song.mp3", "folder/"])          # one row per clip
 >>> df = tagger.tag_arrays([(y, sr)])                 # arrays work too
 """
 
-import csv
 import hashlib
-import json
 import logging
 import os
 
 import numpy as np
 
-from . import bundle, cache, files, locks
-from .exceptions import DataError, ParameterError
-from .records import ErrorsWriter, resume_output
+from .. import locks
+from ..embedding import cache, files
+from ..exceptions import DataError, ParameterError
+from ..training import bundle
+from ..training.dataset import SEPARATOR
 
-__all__ = ["Head", "Tagger", "TagResult", "tag_to_file", "FORMATS", "output_settings", "row_fields"]
+__all__ = ["Head", "Tagger", "TagResult"]
 
 log = logging.getLogger(__name__)
-FORMATS = ("csv", "jsonl")
 
 
 class TagResult:
@@ -51,7 +50,7 @@ class Head:
     def __init__(self, model="music"):
         import tensorflow as tf
 
-        from .heads import load_head
+        from ..training.heads import load_head
 
         self.folder = bundle.resolve(model)
         self.name = os.fspath(model)
@@ -109,7 +108,7 @@ class Head:
         else:
             cut = self.thresholds if threshold is None else np.full(len(p), threshold)
             chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
-        row["tags"] = "|".join(self.labels[j] for j in chosen)
+        row["tags"] = SEPARATOR.join(self.labels[j] for j in chosen)
         return row
 
     def record(self, result, row):
@@ -118,7 +117,7 @@ class Head:
             "path": result.path,
             "duration": round(float(result.duration), 3),
             "probabilities": {t: round(float(p), 6) for t, p in zip(self.labels, result.probabilities)},
-            "tags": row["tags"].split("|") if row["tags"] else [],
+            "tags": row["tags"].split(SEPARATOR) if row["tags"] else [],
         }
 
 
@@ -130,22 +129,22 @@ class Tagger(Head):
     model : str
         A shipped bundle name (``'music'``, ``'genre10'``), a bundle folder or a run folder.
     weights : str, optional
-        VGGish weights (see :class:`tagger.embed.Embedder`).
+        VGGish weights (see :class:`tagger.embedding.embed.Embedder`).
     pca_params : str, optional
         ``vggish_pca_params.npz``; needed by heads trained on postprocessed embeddings.
     cache_dir : str, optional
         Reuse (and fill) an embedding cache: re-tagging with another head skips the network.
-    embedder : tagger.embed.Embedder, optional
+    embedder : tagger.embedding.embed.Embedder, optional
         Share an already loaded network (its postprocessing must fit the head).
     **options
-        Other :class:`tagger.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``).
+        Other :class:`tagger.embedding.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``).
     """
 
     def __init__(self, model="music", *, weights=None, pca_params=None, cache_dir=None, embedder=None, **options):
-        from .pipeline import refuse_in_bootstrapping_child
+        from ..embedding.pipeline import refuse_in_bootstrapping_child
 
         refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
-        from .embed import Embedder
+        from ..embedding.embed import Embedder
 
         super().__init__(model)
         if self.input_kind in ("features", "melspec"):  # no VGGish: weights and network options do not apply
@@ -154,11 +153,11 @@ class Tagger(Head):
                     f"model {model!r} takes {self.input_kind} inputs; the given embedder makes {embedder.kind}"
                 )
             if embedder is None and self.input_kind == "features":
-                from .features import FeatureExtractor
+                from ..features import FeatureExtractor
 
                 embedder = FeatureExtractor()
             elif embedder is None:
-                from .spectrogram import PatchExtractor
+                from ..embedding.spectrogram import PatchExtractor
 
                 kept = {k: v for k, v in options.items() if k == "short_policy"}
                 embedder = PatchExtractor.for_frontend(self.meta.get("frontend"), **kept)  # the patches it trained on
@@ -338,11 +337,6 @@ class Tagger(Head):
         return pd.DataFrame(rows)
 
 
-def row_fields(top_n):
-    """Columns of a tag row (CSV and Parquet): path, duration, tag_i and p_i for the top ``top_n``, tags."""
-    return ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
-
-
 def _bundle_hash(folder):
     """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json."""
     digest = hashlib.sha256()
@@ -354,139 +348,3 @@ def _bundle_hash(folder):
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
     return "sha256:" + digest.hexdigest()[:16]
-
-
-def output_settings(head, embedder, *, fmt, top_n, threshold, taggram):
-    """What a tag output's rows depend on (recorded in ``OUT.meta.json``; a rerun must match it).
-
-    Parameters
-    ----------
-    head : Head
-        The model (a :class:`Tagger` is one).
-    embedder : tagger.embed.Embedder
-        The network and frontend that make its embeddings.
-
-    Returns
-    -------
-    dict
-        model (name and content hash), weights (VGGish weights, postprocessing
-        and precision), frontend (hop included), short-clip policy, format,
-        top_n (CSV), threshold and whether taggrams are written.
-    """
-    return {
-        "model": {"name": head.name, "hash": head.model_hash, "task": head.task},
-        "weights": embedder.weights_id,
-        "frontend": embedder.frontend,
-        "short_policy": embedder.short_policy,
-        "format": fmt,
-        "top_n": None if fmt == "jsonl" else top_n,  # JSONL holds every probability
-        "threshold": threshold,
-        "taggram": bool(taggram),
-    }
-
-
-def tag_to_file(
-    tagger,
-    inputs,
-    out,
-    *,
-    fmt="csv",
-    top_n=5,
-    threshold=None,
-    taggram_dir=None,
-    errors_file=None,
-    include=(),
-    exclude=(),
-    workers=None,
-    progress=None,
-    overwrite=False,
-    root=None,
-):
-    """Tag inputs into ``out``, incrementally and resumably.
-
-    Rows are appended (and flushed) as clips finish, in input order. The
-    settings the rows depend on (:func:`output_settings`) are recorded in
-    ``OUT.meta.json``; a rerun with the same settings skips clips already in
-    ``out`` or in the errors file (both read with their parsers; a record cut
-    off by a kill is dropped) and ends with the same files as an
-    uninterrupted run, while a rerun with other settings is refused unless
-    ``overwrite``. One process at a time writes an output (lock ``OUT.lock``).
-
-    Parameters
-    ----------
-    overwrite : bool
-        Start ``out`` and its errors file afresh.
-    root : str, optional
-        Folder the cache track ids are relative to (default: the working folder).
-
-    Returns
-    -------
-    dict
-        total, tagged, skipped (done before), failed, errors_file.
-    """
-    from tqdm.auto import tqdm
-
-    if fmt not in FORMATS:
-        raise ParameterError(f"format={fmt!r} must be one of {FORMATS}")
-    if not isinstance(top_n, int) or isinstance(top_n, bool) or top_n < 1:
-        raise ParameterError(f"top_n={top_n!r} must be a positive integer")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ParameterError(f"threshold={threshold!r} must be in [0, 1]")
-    items = files.collect(inputs, include=include, exclude=exclude, root=root)
-    if not items:
-        raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
-    out = os.fspath(out)
-    errors_file = errors_file or out + ".errors.tsv"
-    meta_path = out + ".meta.json"
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    settings = output_settings(tagger, tagger.embedder, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
-    with locks.exclusive(locks.output_lock_path(out), what=f"output {out}"):
-        if overwrite:
-            for path in (out, errors_file, meta_path):
-                if os.path.exists(path):
-                    os.unlink(path)
-        fieldnames = row_fields(top_n)
-        header, done, failures = resume_output(
-            out, errors_file, meta_path, settings, kind=fmt, fieldnames=fieldnames if fmt == "csv" else None
-        )
-        todo = [(p, t) for p, t in items if p not in done]
-        summary = {
-            "total": len(items),
-            "tagged": 0,
-            "skipped": len(items) - len(todo),
-            "failed": len(failures),
-            "errors_file": errors_file,
-        }
-        bar = tqdm(total=len(todo), unit="clip", desc="tag", disable=(not progress) if progress is not None else None)
-        with open(out, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
-            writer = csv.DictWriter(fout, fieldnames=fieldnames, extrasaction="ignore")
-            if fmt == "csv" and header is None:
-                writer.writeheader()
-            for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir)):
-                if r.ok:
-                    row = tagger.rows(r, top_n=top_n, threshold=threshold)
-                    if fmt == "csv":
-                        writer.writerow(row)
-                    else:
-                        fout.write(json.dumps(tagger.record(r, row)) + "\n")
-                    if taggram_dir:
-                        target = os.path.join(taggram_dir, (r.track_id or os.path.basename(r.path)) + ".npz")
-                        os.makedirs(os.path.dirname(target), exist_ok=True)
-                        np.savez_compressed(
-                            target,
-                            timestamps=r.timestamps,
-                            taggram=r.taggram,
-                            labels=np.array(tagger.labels),
-                            probabilities=r.probabilities,
-                        )
-                    summary["tagged"] += 1
-                else:
-                    ferr.write(r.path, r.error)
-                    summary["failed"] += 1
-                fout.flush()
-                bar.update(1)
-                bar.set_postfix(failed=summary["failed"], refresh=False)
-        bar.close()
-        if summary["failed"] == 0 and os.path.exists(errors_file):
-            os.unlink(errors_file)
-    return summary

@@ -10,8 +10,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..exceptions import AudioError, ParameterError
 from . import params
-from .exceptions import AudioError, ParameterError
 
 __all__ = ["iter_blocks", "load", "to_mono_16k", "info"]
 

@@ -4,7 +4,7 @@ A config is a JSON file (see ``experiments/``). Every key is checked before
 any training starts, so before a run folder exists: an unknown key, a value
 of the wrong type or out of its range (booleans are not numbers), an unknown
 head, a missing path or a vocabulary without tracks fails with the offending
-key and value named. ``python -m tagger.config CONFIG [--no-paths]`` runs the
+key and value named. ``python -m tagger.training.config CONFIG [--no-paths]`` runs the
 same checks from the shell (``tagger-cloud submit`` does, before any cloud call).
 """
 
@@ -15,7 +15,7 @@ import math
 import os
 import sys
 
-from .exceptions import DataError, ParameterError
+from ..exceptions import DataError, ParameterError
 
 __all__ = ["DEFAULTS", "load_config", "validate", "data_path", "main", "check_search", "with_values"]
 
@@ -31,13 +31,13 @@ DEFAULTS = {
         "test_split": "test",
         "cv_folds": 0,  # > 1: cross-validate over the index's `fold` column
     },
-    # head: name plus its builder's settings (tagger.heads), and members (default 1) for an ensemble
+    # head: name plus its builder's settings (tagger.training.heads), and members (default 1) for an ensemble
     "head": {"name": "dense", "hidden": 256, "n_layers": 2, "dropout": 0.3},
     "window": 10,  # patches per training sample
     "batch_size": 64,
     "epochs": 30,
     "steps_per_epoch": 100,
-    # weighting: "uniform", "inverse_sqrt_frequency" or "inverse_frequency"; draw: windows per mux draw (see tagger.streams)
+    # weighting: "uniform", "inverse_sqrt_frequency" or "inverse_frequency"; draw: windows per mux draw (see tagger.training.streams)
     "mux": {"n_active": 256, "rate": 8.0, "weighting": "uniform", "draw": 1},
     "mixup": 0.0,  # Beta(alpha, alpha) mixup of training batches; 0: off
     # ema > 0: keep an exponential moving average of the weights (momentum `ema`) and train on from it
@@ -46,11 +46,11 @@ DEFAULTS = {
     "early_stopping": {"patience": 6},
     "reduce_lr": {"factor": 0.5, "patience": 2, "min_lr": 1e-5},
     "seed": 0,
-    # fine-tuning VGGish on a log-mel patch cache (tagger.finetune): name "vggish" puts the network under the
+    # fine-tuning VGGish on a log-mel patch cache (tagger.training.finetune): name "vggish" puts the network under the
     # head; train: none | fc | conv4 | all; its weights step at learning_rate_scale x the head's learning rate
     "trunk": {"name": None, "weights": None, "train": "none", "learning_rate_scale": 0.1},
     # `tagger tune`: config key -> range, {"low": a, "high": b} (ints: an integer range; "log": true for a
-    # log scale; "step" optional) or {"choices": [...]}; ignored by `tagger train` (see tagger.tune)
+    # log scale; "step" optional) or {"choices": [...]}; ignored by `tagger train` (see tagger.training.tune)
     "search": {},
 }
 
@@ -112,7 +112,7 @@ _CHOICES = {
     "trunk.name": (None, "vggish"),
     "trunk.train": ("none", "fc", "conv4", "all"),
 }
-# head settings: ranges by name; types from the builder's defaults (tagger.heads)
+# head settings: ranges by name; types from the builder's defaults (tagger.training.heads)
 _HEAD_RULES = {
     "hidden": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
     "n_layers": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
@@ -194,7 +194,7 @@ def validate(config, *, base_dir=".", check_paths=True):
         )
     signature = inspect.signature(HEADS[head["name"]]).parameters
     accepted = set(signature) - {"n_outputs", "task", "output_bias", "input_stats"}
-    accepted.add("members")  # an ensemble of that head (tagger.heads.build_head)
+    accepted.add("members")  # an ensemble of that head (tagger.training.heads.build_head)
     for key, value in head.items():
         if key == "name":
             continue
@@ -364,12 +364,14 @@ def load_config(path, *, check_paths=True):
 
 
 def main(argv=None):
-    """``python -m tagger.config CONFIG [--no-paths]``: validate a config; exit 0, or 1 with the problem."""
+    """``python -m tagger.training.config CONFIG [--no-paths]``: validate a config; exit 0, or 1 with the problem."""
     import argparse
 
-    from .exceptions import TaggerError
+    from ..exceptions import TaggerError
 
-    parser = argparse.ArgumentParser(prog="python -m tagger.config", description="Validate an experiment config.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tagger.training.config", description="Validate an experiment config."
+    )
     parser.add_argument("config")
     parser.add_argument("--no-paths", action="store_true", help="do not check that the data paths exist here")
     args = parser.parse_args(argv)

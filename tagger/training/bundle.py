@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 
-from . import params
-from .exceptions import DataError
+from ..embedding import params
+from ..exceptions import DataError
+from ..records import write_json_atomic
 
 __all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "write_meta", "read_meta", "read_labels"]
 
-SHIPPED_DIR = os.path.join(os.path.dirname(__file__), "models")
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models")
 FILES = ("model.keras", "labels.json", "thresholds.json", "metrics.json")
 
 
@@ -78,8 +79,7 @@ def write_meta(folder, *, embedding, task, window, note="", frontend=None):
     if frontend is None:
         frontend = params.feature_params() if embedding == "features" else params.frontend_params()
     meta = {"embedding": embedding, "frontend": frontend, "task": task, "window": window, "note": note}
-    with open(os.path.join(folder, "bundle.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
+    write_json_atomic(meta, os.path.join(folder, "bundle.json"))
     return meta
 
 

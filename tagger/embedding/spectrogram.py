@@ -1,15 +1,15 @@
 """The spectrogram input: cached log-mel patches instead of embeddings (``frontend: melspec``).
 
-:class:`PatchExtractor` stands where :class:`tagger.embed.Embedder` stands
+:class:`PatchExtractor` stands where :class:`tagger.embedding.embed.Embedder` stands
 (``tagger prepare ... --frontend melspec``, ``tagger tag`` with a head
 trained on patches): the same decode workers and the same VGGish frontend
-(:mod:`tagger.frontend`, 96 x 64 log-mel patches of 0.96 s), but no network.
+(:mod:`tagger.embedding.frontend`, 96 x 64 log-mel patches of 0.96 s), but no network.
 Cache entries are of kind ``'melspec'`` and hold the patches as float16:
 31 patches x 96 x 64 x 2 bytes = 381 KB per 30 s clip (a float32 embedding
-entry is 16 KB). Heads that take patches: the CNNs of :mod:`tagger.heads`.
+entry is 16 KB). Heads that take patches: the CNNs of :mod:`tagger.training.heads`.
 
 ``frontend='course'`` (``--frontend melspec-course``) makes the GTZAN course
-projects' log-mel instead (:func:`tagger.params.course_params`: 22,050 Hz,
+projects' log-mel instead (:func:`tagger.embedding.params.course_params`: 22,050 Hz,
 FFT 1,024, hop 512, 128 mels, in dB), cut into patches of 128 frames
 (2.97 s): 11 patches x 128 x 128 x 2 bytes = 360 KB per 30 s clip.
 """
@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 
+from ..exceptions import AudioError, ParameterError
 from . import params
-from .exceptions import AudioError, ParameterError
 from .frontend import waveform_to_patches
 
 __all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages"]
@@ -30,7 +30,7 @@ FRONTENDS = ("vggish", "course")
 
 
 class PatchExtractor:
-    """Log-mel patches of clips, behind the interface of :class:`tagger.embed.Embedder`.
+    """Log-mel patches of clips, behind the interface of :class:`tagger.embedding.embed.Embedder`.
 
     Parameters
     ----------
@@ -83,7 +83,7 @@ class PatchExtractor:
         return self.run(patches), times
 
     def iter_files(self, paths, *, workers=None, raw=False):
-        """Patches of files, decoded in parallel (:func:`tagger.pipeline.iter_embeddings` without a network)."""
+        """Patches of files, decoded in parallel (:func:`tagger.embedding.pipeline.iter_embeddings` without a network)."""
         from .pipeline import iter_embeddings
 
         extra = {"target": course_messages} if self.course else {}
@@ -148,7 +148,7 @@ def course_patches(y, sr):
 
 
 def course_messages(index, path):
-    """Worker job (:func:`tagger.pipeline.iter_embeddings`' ``target``): one file's course log-mel patches."""
+    """Worker job (:func:`tagger.embedding.pipeline.iter_embeddings`' ``target``): one file's course log-mel patches."""
     from .decode import _describe, load_source
 
     try:

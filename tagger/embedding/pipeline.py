@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exceptions import ParameterError, TaggerError, TaggerWarning
 from . import params
 from .decode import decode_messages, worker_loop
-from .exceptions import ParameterError, TaggerError, TaggerWarning
 
 __all__ = ["TrackResult", "iter_embeddings", "iter_messages", "default_workers", "refuse_in_bootstrapping_child"]
 
@@ -85,18 +85,28 @@ def default_workers(*, gpu=False):
 
 
 class _Track:
-    __slots__ = ("path", "emb", "times", "in_flight", "decoded", "result")
+    """One file on its way: embedding parts from the network, until decoded and every patch is back."""
 
-    def __init__(self, path):
-        self.path = path
+    __slots__ = ("emb", "times", "in_flight", "decoded", "result")
+
+    def __init__(self, result):
         self.emb, self.times = [], []
         self.in_flight = 0
         self.decoded = False
-        self.result = None
+        self.result = result
+
+    def finish(self):
+        """Concatenate the parts into the result (an error result keeps none)."""
+        if self.result.error is None:
+            r = self.result
+            r.embedding = np.concatenate(self.emb) if self.emb else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
+            r.timestamps = np.concatenate(self.times) if self.times else np.zeros(0)
+        self.emb = self.times = None
+        return self.result
 
 
 class _Batcher:
-    """Packs patches of many tracks into fixed-size network batches."""
+    """Packs patches of many tracks into fixed-size network batches; hands each track its rows back."""
 
     def __init__(self, run, batch_size, tracks):
         self.run, self.batch_size, self.tracks = run, batch_size, tracks
@@ -138,11 +148,44 @@ class _Batcher:
             start += count
 
 
-def _finish(track):
-    emb = np.concatenate(track.emb) if track.emb else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
-    times = np.concatenate(track.times) if track.times else np.zeros(0)
-    track.result.embedding, track.result.timestamps = emb, times
-    track.emb = track.times = None
+class _InOrder:
+    """Worker messages in, finished :class:`TrackResult` out in input order, patches batched on the way."""
+
+    def __init__(self, paths, run, batch_size):
+        self.tracks = {i: _Track(TrackResult(index=i, path=os.fspath(p))) for i, p in enumerate(paths)}
+        self.batcher = _Batcher(run, batch_size, self.tracks)
+        self.n, self.next_out, self.n_decoded = len(paths), 0, 0
+
+    def take(self, message):
+        """Take one worker message; yield the results it completes."""
+        kind, index = message[0], message[1]
+        if kind == "patches":
+            self.batcher.add(index, message[2], message[3])
+            return
+        track = self.tracks[index]
+        track.decoded = True
+        self.n_decoded += 1
+        if kind == "done":
+            track.result.duration, track.result.warnings = message[2], message[3]
+        else:
+            track.result.error = message[2]
+        if self.n_decoded == self.n:  # nothing more will come: run the last, partial batch
+            self.batcher.flush()
+        yield from self.ready()
+
+    def ready(self):
+        """Results, in input order, whose file is decoded and whose every patch came back from the network."""
+        while self.next_out < self.n:
+            track = self.tracks[self.next_out]
+            if not (track.decoded and track.in_flight == 0):
+                return
+            del self.tracks[self.next_out]
+            self.next_out += 1
+            yield track.finish()
+
+    def end(self):
+        self.batcher.flush()
+        yield from self.ready()
 
 
 def iter_embeddings(
@@ -177,9 +220,9 @@ def iter_embeddings(
     prefetch : int
         Messages buffered per worker (bounds memory).
     target, target_options : optional
-        Another worker job with :func:`tagger.decode.decode_messages`' messages
+        Another worker job with :func:`tagger.embedding.decode.decode_messages`' messages
         (``hop_seconds`` and ``short_policy`` then do not apply), e.g. the
-        course projects' log-mel patches of :mod:`tagger.spectrogram`.
+        course projects' log-mel patches of :mod:`tagger.embedding.spectrogram`.
 
     Yields
     ------
@@ -191,52 +234,20 @@ def iter_embeddings(
     if workers < 0:
         raise ParameterError(f"workers={workers} must be >= 0")
     paths = [_task(p) for p in paths]
-    tracks = {i: _Track(os.fspath(p)) for i, p in enumerate(paths)}
-    for i, track in tracks.items():
-        track.result = TrackResult(index=i, path=track.path)
-    batcher = _Batcher(run, batch_size, tracks)
     options = dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches)
     if target is not None:
         options = dict(target_options or {})
-    next_out = 0
-    n_decoded = 0
-
-    def ready():
-        nonlocal next_out
-        while next_out < len(paths):
-            track = tracks[next_out]
-            if not (track.decoded and track.in_flight == 0):
-                return
-            if track.result.error is None:
-                _finish(track)
-            del tracks[next_out]
-            next_out += 1
-            yield track.result
-
+    assembly = _InOrder(paths, run, batch_size)
     for message in iter_messages(paths, target or decode_messages, options, workers=workers, prefetch=prefetch):
-        kind, index = message[0], message[1]
-        track = tracks[index]
-        if kind == "patches":
-            batcher.add(index, message[2], message[3])
-            continue
-        track.decoded = True
-        n_decoded += 1
-        if kind == "done":
-            track.result.duration, track.result.warnings = message[2], message[3]
-        else:
-            track.result.error = message[2]
-        if n_decoded == len(paths):
-            batcher.flush()
-        yield from ready()
-    batcher.flush()
-    yield from ready()
+        yield from assembly.take(message)
+    yield from assembly.end()
 
 
 def iter_messages(paths, target, options, *, workers=None, prefetch=8):
     """Run ``target(index, path, **options)`` for every path in worker processes; yield its messages.
 
     The engine under :func:`iter_embeddings` and :func:`tagger.features.iter_features`:
-    spawned, TensorFlow-free workers (:func:`tagger.decode.worker_loop`), a
+    spawned, TensorFlow-free workers (:func:`tagger.embedding.decode.worker_loop`), a
     bounded result queue, and one guarantee: every index ends with exactly one
     ``("done", index, ...)`` or ``("error", index, reason)`` message, also when
     a worker crashes on a file (that file, and any that no worker is left to

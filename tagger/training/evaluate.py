@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from .exceptions import DataError, ParameterError
+from ..exceptions import DataError, ParameterError
 
 __all__ = [
     "MODES",
@@ -30,8 +30,8 @@ MODES = ("head", "soft", "hard")
 
 def load_run(run_dir):
     """Load a run folder's best model, config, labels and thresholds."""
-    from .heads import load_head
     from .bundle import read_labels
+    from .heads import load_head
 
     needed = ("model.keras", "config.json", "labels.json")
     missing = [n for n in needed if not os.path.exists(os.path.join(run_dir, n))]
@@ -63,7 +63,7 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
     -------
     np.ndarray, shape (n_clips, n_outputs)
     """
-    from .train import predict_tracks
+    from .heads import predict_tracks
 
     if mode not in MODES:
         raise ParameterError(f"mode={mode!r} must be one of {MODES}")
@@ -94,7 +94,7 @@ def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
     dict
         The metrics written to ``metrics.json``.
     """
-    from .locks import exclusive, folder_lock_path
+    from ..locks import exclusive, folder_lock_path
 
     model, cfg, labels, thresholds = load_run(run_dir)
     with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
@@ -104,9 +104,9 @@ def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
 def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, plots):
     import pandas as pd
 
+    from ..records import write_json_atomic
+    from .dataset import load_split
     from .metrics import multilabel_report, singlelabel_report
-    from .records import write_json_atomic
-    from .train import load_split
 
     task = cfg["data"]["task"]
     ids, embeddings, y = load_split(cfg, split)
@@ -141,7 +141,7 @@ def read_truth(path):
     """
     import pandas as pd
 
-    from .tracks import SEPARATOR
+    from .dataset import SEPARATOR
 
     if not os.path.exists(path):
         raise DataError(f"{path}: no such truth file")
@@ -190,7 +190,7 @@ def predictions_from_jsonl(path):
     task : str or None
         From the output's ``.meta.json`` when it records it.
     """
-    from .records import read_records
+    from ..records import read_records
 
     if not os.path.exists(path):
         raise DataError(f"{path}: no such predictions file")
@@ -260,8 +260,8 @@ def evaluate_truth(
     """
     import pandas as pd
 
+    from ..records import write_json_atomic
     from .metrics import multilabel_report, singlelabel_report
-    from .records import write_json_atomic
 
     truth = read_truth(truth_file)
     mapping = read_mapping(mapping_file) if mapping_file else {}

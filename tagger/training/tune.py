@@ -25,10 +25,10 @@ import os
 
 import numpy as np
 
-from . import locks
+from .. import locks
+from ..exceptions import DataError, ParameterError
+from ..records import write_json_atomic
 from .config import check_search, validate, with_values
-from .exceptions import DataError, ParameterError
-from .records import write_json_atomic
 
 __all__ = ["tune", "suggest"]
 
@@ -42,7 +42,7 @@ def suggest(trial, spaces):
     ----------
     trial : optuna.Trial
     spaces : dict
-        :func:`tagger.config.check_search`'s output.
+        :func:`tagger.training.config.check_search`'s output.
 
     Returns
     -------
@@ -191,7 +191,7 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
     """
     cfg = validate(cfg)
     if not cfg["search"]:
-        raise ParameterError("config key search is empty: name the ranges to search (see tagger.tune)")
+        raise ParameterError("config key search is empty: name the ranges to search (see tagger.training.tune)")
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise ParameterError(f"trials={trials!r} must be a positive integer")
     if timeout is not None and not timeout > 0:
@@ -203,7 +203,7 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
         if int(cfg["data"]["cv_folds"]) > 1:
             summary = _nested(cfg, spaces, study_dir, trials=trials, timeout=timeout, verbose=verbose)
         else:
-            from .train import load_split
+            from .dataset import load_split
 
             # loaded once for every trial: the data keys are not searchable
             data = (
@@ -227,7 +227,9 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
 
 
 def _nested(cfg, spaces, study_dir, *, trials, timeout, verbose):
-    from .train import nested_folds, read_schedule, refit_fold, selection_data
+    from .dataset import nested_folds, selection_data
+    from .runs import read_schedule
+    from .train import refit_fold
 
     scores, chosen = [], []
     for k, j in nested_folds(cfg):

@@ -4,7 +4,7 @@ import fnmatch
 import hashlib
 import os
 
-from .exceptions import DataError
+from ..exceptions import DataError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -98,7 +98,7 @@ def fingerprint_stream(f, size, *, block=1 << 16):
     return f"{size}:{digest.hexdigest()[:32]}"
 
 
-def collect(inputs, *, include=(), exclude=(), root=None):
+def collect(inputs, *, include=(), exclude=(), root=None, required=False):
     """Expand inputs into audio files with track ids.
 
     Parameters
@@ -114,6 +114,8 @@ def collect(inputs, *, include=(), exclude=(), root=None):
     root : str, optional
         Folder the track ids are relative to (:func:`track_id_for`; default
         the working folder).
+    required : bool
+        Raise when no audio file is found (the commands that work on files).
 
     Returns
     -------
@@ -124,7 +126,7 @@ def collect(inputs, *, include=(), exclude=(), root=None):
     Raises
     ------
     DataError
-        A missing input.
+        A missing input; with ``required``, inputs holding no audio file.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -161,4 +163,6 @@ def collect(inputs, *, include=(), exclude=(), root=None):
         if track_id not in done:
             done.add(track_id)
             unique.append((path, track_id))
+    if required and not unique:
+        raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
     return unique

@@ -1,4 +1,4 @@
-"""Track indexes and label matrices: the dataset contract shared by preprocess, train and evaluate.
+"""The dataset contract shared by preprocess, training and evaluation: track indexes, vocabularies, splits.
 
 A track index is a table (CSV or Parquet) with the columns ``track_id``,
 ``path`` (empty for AudioSet), ``split``, ``labels`` (tag names joined by
@@ -11,8 +11,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from . import cache
-from .exceptions import DataError
+from ..embedding import cache
+from ..exceptions import DataError
+from ..records import write_json_atomic
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -22,6 +23,9 @@ __all__ = [
     "load_embeddings",
     "write_vocabulary",
     "read_vocabulary",
+    "load_split",
+    "nested_folds",
+    "selection_data",
 ]
 
 INDEX_COLUMNS = ("track_id", "path", "split", "labels", "duration")
@@ -98,8 +102,7 @@ def load_embeddings(track_ids, cache_dir, *, frontend=None, weights=None):
 
 def write_vocabulary(names, path):
     """Write a vocabulary: a JSON list of tag names, in output order."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(list(names), f, indent=1)
+    write_json_atomic(list(names), path)
     return path
 
 
@@ -112,3 +115,81 @@ def read_vocabulary(path):
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise DataError(f"{path}: a vocabulary is a non-empty JSON list of tag names")
     return names
+
+
+def load_split(cfg, split, *, fold=None, exclude_fold=None, augmented=False):
+    """Embeddings and label matrix of one split (or fold) of the config's dataset.
+
+    Parameters
+    ----------
+    cfg : dict
+    split : str or None
+        Value of the index's ``split`` column; ignored when a fold is given.
+    fold : int, optional
+        Only the tracks of this fold (index column ``fold``).
+    exclude_fold : int or sequence of int, optional
+        Every track except those of this fold (or these folds).
+    augmented : bool
+        Keep the augmented copies (index column ``augmented_from``): for
+        training data only; a split or fold that is scored never holds them.
+
+    Returns
+    -------
+    ids : list of str
+    embeddings : list of np.ndarray, each (T_i, 128), float32
+    y : np.ndarray, shape (n, n_labels), float32
+    """
+    from .config import data_path
+
+    index_path = data_path(cfg, "index")
+    df = read_index(index_path)
+    if fold is not None or exclude_fold is not None:
+        if "fold" not in df.columns:
+            raise DataError(f"{index_path}: cross-validation needs a 'fold' column")
+        if fold is not None:
+            df = df[df["fold"] == fold]
+        else:
+            df = df[~df["fold"].isin(np.atleast_1d(exclude_fold).tolist())]
+    else:
+        df = df[df["split"] == split]
+    if not augmented and "augmented_from" in df.columns:
+        df = df[df["augmented_from"].fillna("").astype(str) == ""]
+    vocabulary = read_vocabulary(data_path(cfg, "vocabulary"))
+    y = label_matrix(df["labels"].tolist(), vocabulary)
+    keep = y.sum(1) > 0
+    ids = df["track_id"].astype(str).to_numpy()[keep].tolist()
+    return ids, load_embeddings(ids, data_path(cfg, "cache")), y[keep]
+
+
+def nested_folds(cfg):
+    """(held-out fold, selection fold) pairs of a cross-validated config, checked before any training.
+
+    The first ``data.cv_folds`` folds of the index's ``fold`` column are held
+    out in turn; each one's selection fold is the next fold present in the
+    index (cyclically), so at least three folds must be there.
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    from .config import data_path
+
+    index_path = data_path(cfg, "index")
+    df = read_index(index_path)
+    n = int(cfg["data"]["cv_folds"])
+    if "fold" not in df.columns:
+        raise DataError(f"{index_path}: config key data.cv_folds={n} needs a 'fold' column in the index")
+    present = sorted(int(f) for f in df["fold"].unique())
+    if len(present) < 3:
+        raise DataError(f"{index_path}: nested cross-validation needs at least 3 folds, the index has {present}")
+    if n > len(present):
+        raise DataError(f"config key data.cv_folds={n}: the index {index_path} has only {len(present)} folds")
+    return [(present[i], present[(i + 1) % len(present)]) for i in range(n)]
+
+
+def selection_data(cfg, k, j):
+    """Training and validation data of held-out fold k's selection run: every fold but k and j, then fold j.
+
+    Augmented copies train (in their source's fold); fold j is scored without them.
+    """
+    return load_split(cfg, None, exclude_fold=(k, j), augmented=True), load_split(cfg, None, fold=j)

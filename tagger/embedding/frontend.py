@@ -12,8 +12,8 @@ import warnings
 
 import numpy as np
 
+from ..exceptions import AudioError, ParameterError, TaggerWarning
 from . import params
-from .exceptions import AudioError, ParameterError, TaggerWarning
 
 __all__ = [
     "periodic_hann",

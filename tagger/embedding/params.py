@@ -55,7 +55,7 @@ FEATURE_SET = "gtzan57"  # the id cache entries and models record
 # refuse longer files: the features of a 10-minute file peaked at 2.1 GB here, about 3.5 MB per second
 WHOLE_FILE_MAX_SECONDS = 1200.0
 
-# Log-mel patches with the GTZAN course projects' settings (``--frontend melspec-course``; tagger.spectrogram)
+# Log-mel patches with the GTZAN course projects' settings (``--frontend melspec-course``; tagger.embedding.spectrogram)
 COURSE_SAMPLE_RATE = 22050  # Hz
 COURSE_N_FFT = 1024
 COURSE_HOP = 512  # 23.2 ms
@@ -101,7 +101,7 @@ def frontend_params(*, hop_seconds=EXAMPLE_HOP_SECONDS):
 
 def hop_frames(hop_seconds):
     """Patch hop in STFT frames for a hop in seconds (must be a positive multiple of 10 ms)."""
-    from .exceptions import ParameterError
+    from ..exceptions import ParameterError
 
     frames = int(round(hop_seconds / STFT_HOP_SECONDS))
     if frames < 1 or abs(frames * STFT_HOP_SECONDS - hop_seconds) > 1e-6:

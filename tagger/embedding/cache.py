@@ -6,13 +6,13 @@ Entry (a dict, ``<cache>/<track_id>.pkl``, format :data:`FORMAT`):
 or uint8 postprocessed, or (1, 57) float32 handcrafted features, or (T, 96, 64)
 float16 log-mel patches; ``kind`` ``'raw'``, ``'postprocessed'``, ``'features'`` or
 ``'melspec'`` (what ``embedding`` holds;
-a features entry's ``frontend`` is :func:`tagger.params.feature_params` and
+a features entry's ``frontend`` is :func:`tagger.embedding.params.feature_params` and
 its ``weights`` the feature set); ``pca`` str or None, the PCA parameters' id of a
 postprocessed entry; ``timestamps`` np.ndarray (T,), patch start times in
-seconds; ``frontend`` dict, :func:`tagger.params.frontend_params`;
+seconds; ``frontend`` dict, :func:`tagger.embedding.params.frontend_params`;
 ``weights`` str, the network that made it (weights hash and precision);
 ``source`` str, the audio path as given when it was embedded, or a record
-id; ``fingerprint`` str or None, :func:`tagger.files.fingerprint` of
+id; ``fingerprint`` str or None, :func:`tagger.embedding.files.fingerprint` of
 the audio; ``duration`` float, seconds (or None).
 
 A raw entry serves heads that need postprocessed embeddings too: the
@@ -31,8 +31,9 @@ import pickle
 
 import numpy as np
 
-from .exceptions import DataError, ParameterError
-from .records import write_atomic
+from ..exceptions import DataError, ParameterError
+from ..records import write_atomic
+from . import params
 
 __all__ = [
     "FORMAT",
@@ -131,7 +132,7 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
     pca : str, optional
         Id of the PCA parameters; required for postprocessed entries.
     fingerprint : str, optional
-        :func:`tagger.files.fingerprint` of the source file.
+        :func:`tagger.embedding.files.fingerprint` of the source file.
     duration : float, optional
 
     Returns
@@ -149,9 +150,10 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
     if kind == "postprocessed" and not pca:
         raise DataError(f"{source}: a postprocessed entry needs the id of its PCA parameters")
     timestamps = np.asarray(timestamps, dtype=np.float64)
-    shape = {"features": "(T>0, D>0)", "melspec": "(T>0, frames, bands)"}.get(kind, "(T>0, 128)")
+    size = params.EMBEDDING_SIZE
+    shape = {"features": "(T>0, D>0)", "melspec": "(T>0, frames, bands)"}.get(kind, f"(T>0, {size})")
     ok = {"features": embedding.ndim == 2, "melspec": embedding.ndim == 3}.get(
-        kind, embedding.ndim == 2 and embedding.shape[-1] == 128
+        kind, embedding.ndim == 2 and embedding.shape[-1] == size
     )
     if not ok or len(embedding) == 0 or 0 in embedding.shape:
         raise DataError(f"{source}: embedding must have shape {shape}, got {embedding.shape}")
@@ -244,7 +246,7 @@ def embedding_for(entry, postprocessor=None):
     Parameters
     ----------
     entry : dict
-    postprocessor : tagger.vggish.Postprocessor, optional
+    postprocessor : tagger.embedding.postprocess.Postprocessor, optional
         Given when the reader needs postprocessed embeddings: a raw entry is
         postprocessed on the fly.
 
@@ -304,7 +306,7 @@ def loads_entry(data, *, path="<entry>", frontend=None, weights=None, fingerprin
 
 def embedding_as_float(entry):
     """The entry's embedding as float32: raw as is, quantised ones dequantised to [-2, 2]."""
-    from .vggish import dequantize
+    from .postprocess import dequantize
 
     emb = entry["embedding"]
     return dequantize(emb) if emb.dtype == np.uint8 else emb.astype(np.float32, copy=False)

@@ -1,0 +1,142 @@
+"""Run-folder I/O: the frozen config, checkpoints, the history and the refit schedule.
+
+A run folder (:mod:`.train`) holds ``config.json`` (frozen), ``labels.json``,
+``version.json``, ``history.csv``, ``checkpoints/epoch-NNNN.keras`` +
+``epoch-NNNN.json`` (the last two pairs), ``model.keras``, ``thresholds.json``,
+``metrics.json`` and, for a refit, ``schedule.json``. Every file is replaced
+atomically, so a kill at any moment leaves a folder a rerun resumes from.
+"""
+
+import csv
+import json
+import logging
+import os
+
+from .. import __version__
+from ..exceptions import DataError
+from ..records import write_json_atomic
+
+__all__ = [
+    "init_run",
+    "save_checkpoint",
+    "latest_checkpoint",
+    "checkpoint_epochs",
+    "append_history",
+    "save_model",
+    "read_schedule",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _freeze(run_dir, name, value):
+    """Write ``name`` once; a run folder resumed with a different value is refused.
+
+    A folder in which no epoch finished yet (a run that failed before
+    training) takes the new value: nothing was made with the old one.
+    """
+    frozen = os.path.join(run_dir, name)
+    if os.path.exists(frozen):
+        with open(frozen, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous == json.loads(json.dumps(value)):
+            return
+        if checkpoint_epochs(os.path.join(run_dir, "checkpoints")) or os.path.exists(
+            os.path.join(run_dir, "history.csv")
+        ):
+            raise DataError(
+                f"{run_dir}: the run folder holds a different {name} and has trained with it; use a new"
+                " run folder (or delete this one to start over)"
+            )
+        log.info("%s: no epoch finished yet; replacing its %s", run_dir, name)
+    write_json_atomic(value, frozen)
+
+
+def init_run(run_dir, cfg, labels, schedule=None):
+    """Make the folder and write (or check, on a resume) its config, schedule, labels and version."""
+    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+    _freeze(run_dir, "config.json", cfg)
+    if schedule is not None:
+        _freeze(run_dir, "schedule.json", schedule)
+    write_json_atomic(labels, os.path.join(run_dir, "labels.json"))
+    write_json_atomic({"tagger": __version__}, os.path.join(run_dir, "version.json"))
+
+
+def checkpoint_epochs(ckpt_dir):
+    """Epochs with a complete checkpoint pair in ``ckpt_dir``, oldest first."""
+    if not os.path.isdir(ckpt_dir):
+        return []
+    names = set(os.listdir(ckpt_dir))
+    return sorted(
+        int(n[6:10]) for n in names if n.startswith("epoch-") and n.endswith(".json") and n[:-5] + ".keras" in names
+    )
+
+
+def save_checkpoint(ckpt_dir, model, state, keep=2):
+    """Write ``epoch-NNNN.keras`` then ``epoch-NNNN.json`` (each atomically); keep the last ``keep`` pairs.
+
+    A pair is self-contained, so a copy of the folder taken at any moment
+    (a bucket sync during training) holds at least one complete pair.
+    """
+    stem = os.path.join(ckpt_dir, f"epoch-{state['epoch']:04d}")
+    save_model(model, stem + ".keras")
+    write_json_atomic(state, stem + ".json")
+    for old in checkpoint_epochs(ckpt_dir)[:-keep]:
+        for ext in (".json", ".keras"):
+            path = os.path.join(ckpt_dir, f"epoch-{old:04d}{ext}")
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def latest_checkpoint(ckpt_dir):
+    """(model, state) of the newest complete, loadable checkpoint pair, or None."""
+    from .heads import load_head
+
+    for epoch in reversed(checkpoint_epochs(ckpt_dir)):
+        stem = os.path.join(ckpt_dir, f"epoch-{epoch:04d}")
+        try:
+            with open(stem + ".json", encoding="utf-8") as f:
+                state = json.load(f)
+            return load_head(stem + ".keras"), state
+        except Exception as exc:  # noqa: BLE001 - a damaged pair: fall back to the one before
+            log.warning("checkpoint %s unusable (%s); trying an older one", stem, exc)
+    return None
+
+
+def save_model(model, path):
+    """``model.save`` through a temporary file: a kill never leaves a half-written model at ``path``."""
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def append_history(path, row, epoch):
+    """Append one epoch; a row for this epoch left by a killed run is replaced."""
+    rows = []
+    if os.path.exists(path):
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    rows.append(row)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_schedule(run_dir):
+    """Learning rate of every epoch up to a finished run's best one: the refit schedule of :func:`fit`.
+
+    Returns
+    -------
+    list of float
+        ``best_epoch + 1`` learning rates, as logged in ``history.csv``.
+    """
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        best = int(json.load(f)["best_epoch"])
+    with open(os.path.join(run_dir, "history.csv"), newline="", encoding="utf-8") as f:
+        lrs = {int(r["epoch"]): float(r["lr"]) for r in csv.DictReader(f)}
+    if any(e not in lrs for e in range(best + 1)):
+        raise DataError(f"{run_dir}: history.csv lacks epochs up to the best one ({best})")
+    return [lrs[e] for e in range(best + 1)]

@@ -1,0 +1,413 @@
+"""Training a head on cached embeddings into a self-describing, resumable run folder.
+
+The run folder's files are written by :mod:`.runs` (``model.keras`` is the
+best epoch on validation; ``tensorboard/`` logs loss, score and learning
+rate); the data come from :mod:`.dataset`. Cross-validation is nested (:func:`cross_validate`):
+the fold a head is scored on never chooses its epochs. A killed run restarted
+on the same folder resumes from its last checkpoint and ends as an
+uninterrupted run would: each epoch's data stream and random state derive
+from (seed, epoch) alone, and the early stopping and learning-rate schedule
+state is checkpointed with the model.
+"""
+
+import inspect
+import logging
+import os
+import time
+
+import numpy as np
+
+from .. import locks
+from ..embedding import cache, params
+from ..exceptions import DataError, ParameterError
+from ..records import write_json_atomic
+from . import runs
+from .bundle import write_meta
+from .dataset import load_split, nested_folds, read_vocabulary, selection_data
+
+__all__ = ["build_run_head", "fit", "epoch_seed", "cross_validate", "refit_fold", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def _optimizer(cfg):
+    import keras
+
+    opt = cfg["optimizer"]
+    kinds = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    make = kinds[opt["name"]]
+    if cfg["trunk"]["name"]:  # a fine-tuned VGGish steps at a fraction of the head's learning rate
+        from .finetune import optimizer
+
+        make = lambda **kw: optimizer(opt["name"], trunk_scale=cfg["trunk"]["learning_rate_scale"], **kw)  # noqa: E731
+    if not opt["ema"]:
+        return make(learning_rate=opt["learning_rate"])
+    # the averaged weights replace the model's on the last step of every epoch
+    return make(
+        learning_rate=opt["learning_rate"],
+        use_ema=True,
+        ema_momentum=opt["ema"],
+        ema_overwrite_frequency=cfg["steps_per_epoch"],
+    )
+
+
+def build_run_head(cfg, embeddings, y):
+    """The config's head for this training data: output bias at the label priors, scaler from its patches.
+
+    Parameters
+    ----------
+    cfg : dict
+    embeddings : list of np.ndarray, each (T_i, 128), (1, 57) or (T_i, 96, 64)
+    y : np.ndarray, shape (n_tracks, n_outputs)
+
+    Returns
+    -------
+    keras.Model
+    """
+    from .heads import HEADS, build_head, input_stats, prior_bias
+
+    task, name = cfg["data"]["task"], cfg["head"]["name"]
+    head = {k: v for k, v in cfg["head"].items() if k != "name"}
+    accepts = inspect.signature(HEADS[name]).parameters
+    item = tuple(int(d) for d in embeddings[0].shape[1:])  # (128,) VGGish, (57,) features, (96, 64) log-mel patches
+    trunk = None
+    if cfg["trunk"]["name"]:
+        trunk, embeddings, item = _trunk(cfg, name, accepts, embeddings, item)
+    if "patch_shape" in accepts:
+        if len(item) != 2:
+            raise DataError(
+                f"head {name!r} takes log-mel patches (a `--frontend melspec` cache); this cache holds"
+                f" rows of {item[0]} values"
+            )
+        head.setdefault("patch_shape", item)
+    elif len(item) != 1:
+        raise DataError(
+            f"head {name!r} takes embedding rows; this cache holds log-mel patches {item}: use a CNN head"
+            " (cnn4, cnn_gru, parallel_cnn, cnn_lstm)"
+        )
+    else:
+        head.setdefault("embedding_size", item[0])
+    if "standardize" in accepts:  # the scaler from the training patches (mlp: on by default)
+        if head.get("standardize", accepts["standardize"].default):
+            head["input_stats"] = input_stats(embeddings)
+    # start at the label priors rather than at 0.5 for every tag
+    model = build_head(name, y.shape[1], task, output_bias=prior_bias(y, task), **head)
+    if trunk is None:
+        return model
+    from .finetune import trunk_model
+
+    return trunk_model(model, trunk)
+
+
+def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
+    """The VGGish trunk of a fine-tuning config, and what the head on top sees: embedding rows.
+
+    Returns the trunk, the embeddings of (up to ``stats_patches``) training
+    patches through it (for a head's input scaler) and the head's item shape.
+    """
+    import tensorflow as tf
+
+    from .finetune import load_trunk
+
+    if item != (params.NUM_FRAMES, params.NUM_BANDS):
+        raise DataError(
+            f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on its own log-mel patches (a"
+            f" `--frontend melspec` cache, {params.NUM_FRAMES} x {params.NUM_BANDS}); this cache holds items of shape {item}"
+        )
+    if "patch_shape" in accepts:
+        raise ParameterError(
+            f"head {name!r} takes patches itself: a trunk goes under an embedding head"
+            " (dense, autopool, attention, mlp)"
+        )
+    dtype = "float16" if tf.config.list_physical_devices("GPU") else "float32"  # mixed precision on a GPU
+    trunk = load_trunk(weights=cfg["trunk"]["weights"], train=cfg["trunk"]["train"], dtype=dtype)
+    rows, n = [], 0
+    standardize = cfg["head"].get("standardize", accepts["standardize"].default if "standardize" in accepts else False)
+    for p in patches if standardize else ():  # the head's scaler sees what the trunk makes now
+        if n >= stats_patches:
+            break
+        rows.append(np.asarray(trunk.predict(np.asarray(p[: stats_patches - n], np.float32), verbose=0), np.float32))
+        n += len(rows[-1])
+    return trunk, rows, (params.EMBEDDING_SIZE,)
+
+
+def _strategy():
+    """MirroredStrategy across GPUs when more than one is visible; else the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _reseed(model, seed):
+    """Set every random generator inside the model (dropout masks) from ``seed``.
+
+    Called at each epoch start so an epoch's randomness depends on (seed,
+    epoch) alone, not on how many steps ran before in this process: a run
+    resumed from any checkpoint repeats the uninterrupted run exactly.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for value in vars(layer).values():
+            if isinstance(value, keras.random.SeedGenerator):
+                value.state.assign(np.array([rng.integers(1, 2**31), 0], dtype=value.state.dtype))
+
+
+def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbose=1, on_epoch=None):
+    """Train ``cfg``'s head into ``run_dir`` (resuming when it holds a checkpoint).
+
+    The data are loaded and checked first; then the run folder is made and
+    locked (one writer per run folder) for the training.
+
+    Parameters
+    ----------
+    cfg : dict
+        A validated config (:func:`tagger.training.config.validate`).
+    run_dir : str
+    train_data, valid_data : tuple, optional
+        ``(ids, embeddings, y)`` overriding the config's splits (cross-validation).
+    schedule : sequence of float, optional
+        A refit: train exactly ``len(schedule)`` epochs, epoch ``i`` at learning
+        rate ``schedule[i]`` (see :func:`tagger.training.runs.read_schedule`), with no early stopping
+        or learning-rate reduction, and keep the last epoch's model.
+        ``valid_data`` is then only scored, never used to choose anything.
+    verbose : int
+    on_epoch : callable, optional
+        ``on_epoch(epoch, val_score)`` after every epoch (checkpoint written):
+        a hyper-parameter search reports there, and may stop the run by
+        raising (``optuna.TrialPruned``); a rerun resumes after that epoch.
+
+    Returns
+    -------
+    dict
+        The validation metrics written to ``metrics.json``.
+    """
+    from .config import data_path
+
+    data = cfg["data"]
+    labels = read_vocabulary(data_path(cfg, "vocabulary"))
+    train_data = train_data or load_split(cfg, data["train_split"], augmented=True)
+    valid_data = valid_data or load_split(cfg, data["valid_split"])
+    for name, part in (("train", train_data), ("valid", valid_data)):
+        if not part[0]:
+            raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
+    if schedule is not None:
+        schedule = [float(lr) for lr in schedule]
+        if not schedule or min(schedule) <= 0:
+            raise ParameterError(f"schedule={schedule}: a refit needs at least one epoch and positive learning rates")
+    os.makedirs(run_dir, exist_ok=True)
+    with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+        return _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch)
+
+
+def epoch_seed(seed, epoch):
+    """The seed of one epoch's stream, mixup and dropout masks: from (seed, epoch) alone, so a resumed run repeats."""
+    return int(seed) * 100_003 + int(epoch)
+
+
+def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch=None):
+    import tensorflow as tf
+
+    runs.init_run(run_dir, cfg, labels, schedule)
+    model, state, batch_size = _start(cfg, run_dir, train_data)
+    board = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+    n_epochs = cfg["epochs"] if schedule is None else len(schedule)
+    while state["epoch"] < n_epochs and not state["stopped"]:
+        epoch = state["epoch"]
+        row = _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule)
+        with board.as_default():
+            for key in ("loss", "val_score", "lr"):
+                tf.summary.scalar(key, row[key], step=epoch)
+        improved = _update_state(cfg, run_dir, model, state, row, refit=schedule is not None)
+        runs.append_history(os.path.join(run_dir, "history.csv"), row, epoch)
+        runs.save_checkpoint(os.path.join(run_dir, "checkpoints"), model, state)
+        if on_epoch is not None:
+            on_epoch(epoch, row["val_score"])
+        if verbose:
+            monitor = "pr_auc" if cfg["data"]["task"] == "multilabel" else "accuracy"
+            print(
+                f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {monitor} {row['val_score']:.4f},"
+                f" lr {row['lr']:.2g}, {row['seconds']:.1f}s{' *' if improved else ''}",
+                flush=True,
+            )
+    return _finish(cfg, run_dir, labels, state, train_data, valid_data, refit=schedule is not None)
+
+
+def _start(cfg, run_dir, train_data):
+    """The model and loop state: from the newest checkpoint, else a fresh head; and the global batch size."""
+    import keras
+    import tensorflow as tf
+
+    from .config import data_path
+    from .heads import loss_for
+
+    # the run folder says which embeddings its head expects: what the cache entries say they hold
+    first = cache.read_entry(data_path(cfg, "cache"), train_data[0][0])
+    frontend = first["frontend"] if first["kind"] == "melspec" else None  # which patches a patch head takes
+    write_meta(run_dir, embedding=first["kind"], task=cfg["data"]["task"], window=cfg["window"], frontend=frontend)
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    strategy = _strategy()
+    with strategy.scope():
+        resumed = runs.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        if resumed is not None:
+            model, state = resumed
+            log.info("resuming %s at epoch %d", run_dir, state["epoch"])
+        else:
+            state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
+            model = build_run_head(cfg, train_data[1], train_data[2])
+            model.compile(optimizer=_optimizer(cfg), loss=loss_for(cfg["data"]["task"]))
+    return model, state, cfg["batch_size"] * strategy.num_replicas_in_sync
+
+
+def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule):
+    """One epoch on its own (seed, epoch) stream, then the validation score; the history row."""
+    import keras
+
+    from .heads import predict_tracks
+    from .metrics import monitor_score
+    from .streams import keras_batches, mixup, training_stream
+
+    if schedule is not None:
+        model.optimizer.learning_rate.assign(schedule[epoch])
+    seed = epoch_seed(cfg["seed"], epoch)
+    keras.utils.set_random_seed(seed)
+    _reseed(model, seed)
+    mux = cfg["mux"]
+    stream = training_stream(
+        train_data[1],
+        train_data[2],
+        window=cfg["window"],
+        batch_size=batch_size,
+        n_active=mux["n_active"],
+        rate=mux["rate"],
+        seed=seed,
+        weighting=mux["weighting"],
+        draw=mux["draw"],
+    )
+    started = time.perf_counter()
+    done = model.fit(
+        keras_batches(mixup(stream, cfg["mixup"], seed=seed)),
+        steps_per_epoch=cfg["steps_per_epoch"],
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
+    seconds = time.perf_counter() - started
+    score = monitor_score(cfg["data"]["task"], valid_data[2], predict_tracks(model, valid_data[1]))
+    return {
+        "epoch": epoch,
+        "loss": float(done.history["loss"][-1]),
+        "val_score": score,
+        "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+        "seconds": round(seconds, 3),
+    }
+
+
+def _update_state(cfg, run_dir, model, state, row, *, refit):
+    """Keep the best model; early stopping and learning-rate reduction (a refit keeps its last epoch)."""
+    es, rl = cfg["early_stopping"], cfg["reduce_lr"]
+    # a refit keeps its last epoch: the validation data chooses nothing there
+    improved = refit or row["val_score"] > state["best"] + 1e-6
+    if improved:
+        state.update(best=row["val_score"], best_epoch=row["epoch"], wait=0, lr_wait=0)
+        runs.save_model(model, os.path.join(run_dir, "model.keras"))
+    else:
+        state["wait"] += 1
+        state["lr_wait"] += 1
+        lr = row["lr"]
+        if state["lr_wait"] >= rl["patience"] and lr > rl["min_lr"]:
+            model.optimizer.learning_rate.assign(max(lr * rl["factor"], rl["min_lr"]))
+            state["lr_wait"] = 0
+        if state["wait"] >= es["patience"]:
+            state["stopped"] = True
+    state["epoch"] = row["epoch"] + 1
+    return improved
+
+
+def _finish(cfg, run_dir, labels, state, train_data, valid_data, *, refit):
+    """Thresholds (multi-label: chosen on validation) and ``metrics.json`` of the kept model."""
+    from .heads import load_head, predict_tracks
+    from .metrics import choose_thresholds, monitor_score
+
+    task = cfg["data"]["task"]
+    valid_y = valid_data[2]
+    valid_score = predict_tracks(load_head(run_dir, compile=False), valid_data[1])
+    thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
+    write_json_atomic(
+        dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])),
+        os.path.join(run_dir, "thresholds.json"),
+    )
+    metrics = {
+        "valid_score": float(monitor_score(task, valid_y, valid_score)),
+        "monitor": "macro_pr_auc" if task == "multilabel" else "accuracy",
+        "best_epoch": int(state["best_epoch"]),
+        "epochs_run": int(state["epoch"]),
+        "n_train": len(train_data[1]),
+        "n_valid": len(valid_data[1]),
+        "selection": "refit: last epoch of a fixed schedule" if refit else "best validation epoch",
+    }
+    write_json_atomic(metrics, os.path.join(run_dir, "metrics.json"))
+    return metrics
+
+
+def refit_fold(cfg, run_dir, k, schedule, *, verbose=1):
+    """Refit on every fold but k with a fixed schedule and score on fold k, which chose nothing; its metrics."""
+    train_data = load_split(cfg, None, exclude_fold=k, augmented=True)
+    valid_data = load_split(cfg, None, fold=k)
+    return fit(cfg, run_dir, train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=verbose)
+
+
+def cross_validate(cfg, run_dir, *, verbose=1):
+    """Nested cross-validation over the index's ``fold`` column; summary in ``run_dir/metrics.json``.
+
+    For each held-out fold k (:func:`nested_folds`), a head trained on the
+    other folds but the selection fold j, with early stopping and learning-rate
+    reduction watching j, fixes the schedule (``fold{k}-select/``); the head is
+    then retrained on every fold but k with that schedule (``fold{k}/``) and
+    scored on fold k, which chose nothing.
+    """
+    pairs = nested_folds(cfg)
+    scores, epochs = [], []
+    for k, j in pairs:
+        select = os.path.join(run_dir, f"fold{k}-select")
+        train_data, valid_data = selection_data(cfg, k, j)
+        fit(cfg, select, train_data=train_data, valid_data=valid_data, verbose=verbose)
+        schedule = runs.read_schedule(select)
+        metrics = refit_fold(cfg, os.path.join(run_dir, f"fold{k}"), k, schedule, verbose=verbose)
+        scores.append(metrics["valid_score"])
+        epochs.append(len(schedule))
+    summary = {
+        "cv_folds": len(pairs),
+        "fold_scores": scores,
+        "mean": float(np.mean(scores)),
+        "std": float(np.std(scores)),
+        "monitor": metrics["monitor"],
+        "fold_epochs": epochs,
+        "protocol": "nested: epochs and learning rates chosen on another fold, then refit on all folds but the held-out one",
+    }
+    write_json_atomic(summary, os.path.join(run_dir, "metrics.json"))
+    return summary
+
+
+def train(cfg, run_dir, *, verbose=1):
+    """Train per the config: cross-validation when ``data.cv_folds > 1``, else one run.
+
+    The config is validated first, so a bad value fails before the run folder exists.
+    """
+    from .config import validate
+
+    cfg = validate(cfg)
+    if int(cfg["data"]["cv_folds"]) > 1:
+        nested_folds(cfg)  # a bad fold setting fails before the run folder exists
+        os.makedirs(run_dir, exist_ok=True)
+        with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+            return cross_validate(cfg, run_dir, verbose=verbose)
+    return fit(cfg, run_dir, verbose=verbose)
