@@ -67,7 +67,6 @@ def input_stats(embeddings):
     -------
     mean, variance : list of float, each of length embedding_size
     """
-
     n, total, squares = 0, 0.0, 0.0  # running sums: no copy of the whole training set
     for e in embeddings:
         e = np.asarray(e, dtype=np.float64)
@@ -113,7 +112,6 @@ def prior_bias(labels, task, *, eps=1e-3):
     -------
     list of float
     """
-
     prior = np.clip(np.asarray(labels, dtype=np.float64).mean(0), eps, 1 - eps)
     return (np.log(prior / (1 - prior)) if task == "multilabel" else np.log(prior)).tolist()
 

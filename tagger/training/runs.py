@@ -126,7 +126,7 @@ def append_history(path, row, epoch):
 
 
 def read_schedule(run_dir):
-    """Learning rate of every epoch up to a finished run's best one: the refit schedule of :func:`fit`.
+    """Learning rate of every epoch up to a finished run's best one: the refit schedule of :func:`.train.fit`.
 
     Returns
     -------
