@@ -120,6 +120,11 @@ def _embedded_line(summary, out):
     )
 
 
+def _progress(args):
+    """The progress setting of a command: hidden with --no-progress, else tqdm's own choice (shown on a terminal)."""
+    return False if args.no_progress else None
+
+
 def _add_root_option(p):
     p.add_argument(
         "--root",
@@ -186,7 +191,7 @@ def cmd_embed(args):
         exclude=args.exclude,
         root=args.root,
         errors_file=args.errors,
-        progress=False if args.no_progress else None,
+        progress=_progress(args),
     )
     return _files_done(summary, _embedded_line(summary, args.out))
 
@@ -202,7 +207,7 @@ def cmd_prepare(args):
             args.out,
             vocabularies=args.vocabulary or audioset.VOCABULARIES,
             seed=args.seed,
-            progress=False if args.no_progress else None,
+            progress=_progress(args),
         )
         for vocab, path in written.items():
             print(f"{vocab}: {path}")
@@ -250,7 +255,7 @@ def cmd_prepare(args):
             root=args.root,
             embedder=embedder,
             workers=args.workers,
-            progress=False if args.no_progress else None,
+            progress=_progress(args),
             **augment,
         )
         print(
@@ -283,7 +288,7 @@ def cmd_prepare(args):
             embedder=embedder,
             workers=args.workers,
             root=args.root,
-            progress=False if args.no_progress else None,
+            progress=_progress(args),
             **augment,
         )
     else:
@@ -299,7 +304,7 @@ def cmd_prepare(args):
             embedder=embedder,
             workers=args.workers,
             root=args.root,
-            progress=False if args.no_progress else None,
+            progress=_progress(args),
             **augment,
         )
     print(f"track index: {path}")
@@ -317,7 +322,7 @@ def cmd_features(args):
         root=args.root,
         workers=args.workers,
         errors_file=args.errors,
-        progress=False if args.no_progress else None,
+        progress=_progress(args),
         overwrite=args.overwrite,
     )
     return _files_done(
@@ -521,7 +526,7 @@ def cmd_tag(args):
         include=args.include,
         exclude=args.exclude,
         workers=args.workers,
-        progress=False if args.no_progress else None,
+        progress=_progress(args),
         overwrite=args.overwrite,
         root=args.root,
     )

@@ -96,6 +96,8 @@ def test_trackmux_replaces_exhausted_streamers():
 def test_trackmux_refuses_iterables_and_endless_activations():
     with pytest.raises(ParameterError, match="streamer 0 wraps list"):
         TrackMux([pescador.Streamer([1, 2, 3])], n_active=1, rate=2.0)
+    with pytest.raises(ParameterError, match="streamer 0 wraps list"):  # taken as pescador's muxes take it
+        TrackMux([[1, 2, 3]], n_active=1, rate=2.0)
     with pytest.raises(ParameterError, match="rate=None"):
         TrackMux([pescador.Streamer(constant, 0)], n_active=1, rate=None)
     with pytest.raises(ParameterError, match="weights must be 2"):

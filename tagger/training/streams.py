@@ -137,16 +137,18 @@ class TrackMux:
     def __init__(self, streamers, n_active, rate, *, weights=None, random_state=0, block=4096):
         if rate is None or not rate > 0:
             raise ParameterError(f"TrackMux rate={rate} must be > 0")
-        self.streamers = list(streamers)
+        # as pescador's muxes take them: a Streamer, or what a Streamer wraps (a generator function)
+        self.streamers = [s if isinstance(s, pescador.Streamer) else pescador.Streamer(s) for s in streamers]
         self.n_streams = len(self.streamers)
         if not self.streamers:
             raise ParameterError("TrackMux needs at least one streamer")
         if int(n_active) < 1:
             raise ParameterError(f"TrackMux n_active={n_active} must be >= 1")
         for i, s in enumerate(self.streamers):
-            if not isinstance(s, pescador.Streamer) or not callable(s.streamer):
-                wrapped = type(s.streamer if isinstance(s, pescador.Streamer) else s).__name__
-                raise ParameterError(f"TrackMux streamer {i} wraps {wrapped}, not a generator function")
+            if not callable(s.streamer):
+                raise ParameterError(
+                    f"TrackMux streamer {i} wraps {type(s.streamer).__name__}, not a generator function"
+                )
         weights = np.ones(self.n_streams) if weights is None else np.asarray(weights, dtype=np.float64)
         if weights.shape != (self.n_streams,) or np.any(weights < 0) or not weights.sum() > 0:
             raise ParameterError(
