@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tagger import locks
-from tagger.embedding import cache, params
+from tagger.embedding import cache, params, provenance
 from tagger.exceptions import DataError, ParameterError
 from tagger.records import progress_bar
 from tagger.training import dataset
@@ -108,15 +108,11 @@ def music_subtree(ontology_path, class_names_by_mid):
     return [class_names_by_mid[m] for m in sorted(class_names_by_mid) if m in seen]
 
 
-def _entry_ok(cache_dir, tid):
-    """Whether a segment's entry is already there in the current format (older ones are rewritten)."""
-    if not os.path.exists(cache.entry_path(cache_dir, tid)):
-        return False
-    try:
-        cache.read_entry(cache_dir, tid, weights=WEIGHTS_ID)
-    except DataError:
-        return False
-    return True
+def released_provenance():
+    """The provenance record of AudioSet's released embeddings (official VGGish and PCA, float32, postprocessed)."""
+    return provenance.record(
+        weights=WEIGHTS_ID, precision="float32", pca=PCA_ID, frontend=params.frontend_params(), kind="postprocessed"
+    )
 
 
 def track_id(record):
@@ -153,10 +149,11 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
     cache_dir = os.path.join(out_dir, "cache")
     frontend = params.frontend_params()
     os.makedirs(cache_dir, exist_ok=True)
+    view = cache.CacheView(cache_dir, released_provenance())
     with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
         for rec in progress_bar(records, desc="cache", unit="segment", progress=progress):
             tid = track_id(rec)
-            if _entry_ok(cache_dir, tid):
+            if view.judge(tid).hit:  # anything else (older format, invalid) is rewritten: it is ours to make
                 continue
             times = np.arange(len(rec["frames"])) * params.EXAMPLE_HOP_SECONDS + rec["start"]
             entry = cache.make_entry(
@@ -169,7 +166,7 @@ def prepare(audioset_dir, out_dir, *, vocabularies=VOCABULARIES, valid_fraction=
                 source=f"audioset:{rec['video_id']}:{rec['start']:.3f}",
                 duration=rec["end"] - rec["start"],
             )
-            cache.write_entry(cache_dir, tid, entry)
+            view.store(tid, entry)
     base = pd.DataFrame(
         {
             "track_id": [track_id(r) for r in records],

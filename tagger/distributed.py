@@ -31,8 +31,8 @@ import tempfile
 
 import numpy as np
 
-from .embedding import cache, files
-from .exceptions import DataError, ParameterError
+from .embedding import cache, files, provenance
+from .exceptions import ParameterError
 
 __all__ = ["BEAM_RUNNERS", "is_beam_runner", "run_embed", "run_tag", "track_id_for_url"]  # and VGGishModelHandler
 
@@ -102,25 +102,27 @@ def _fingerprint(path):
         return None
 
 
-def _lookup(cache_dir, track_id, fingerprint, settings):
-    """The entry of a track if it serves these settings, else None (stale ones are re-embedded, with a warning)."""
-    path = cache.entry_path(cache_dir, track_id)
-    try:
-        if _is_remote(cache_dir):
-            data = _read_bytes(path)
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except Exception:  # noqa: BLE001 - no entry (the filesystems raise their own types)
-        return None
-    try:
-        entry = cache.loads_entry(
-            data, path=path, frontend=settings["frontend"], weights=settings["network_id"], fingerprint=fingerprint
-        )
-    except DataError as exc:
-        log.warning("%s; re-embedding it", exc)
-        return None
-    return entry if cache.serves(entry, settings["kind"], settings["pca_id"]) else None
+class _Storage:
+    """Cache entries on a local disk or in a bucket, for :class:`tagger.embedding.cache.CacheView` (the one policy)."""
+
+    def read(self, path):
+        if not _is_remote(path):
+            return cache.LocalStorage().read(path)
+        from apache_beam.io.filesystems import FileSystems
+
+        if not FileSystems.exists(path):
+            return None
+        return _read_bytes(path)
+
+    def write(self, cache_dir, track_id, entry):
+        return _write_entry(cache_dir, track_id, entry)
+
+    def writable(self, cache_dir):
+        return True if _is_remote(cache_dir) else cache.writable(cache_dir)
+
+
+def _view(settings):
+    return cache.CacheView(settings["cache_dir"], settings["provenance"], storage=_Storage())
 
 
 def _settings(embedder, *, cache_dir, postprocess, pca_params):
@@ -135,6 +137,7 @@ def _settings(embedder, *, cache_dir, postprocess, pca_params):
         "network_id": embedder.network_id,
         "kind": embedder.kind,
         "pca_id": embedder.pca_id,
+        "provenance": provenance.of_extractor(embedder),
         "postprocess": postprocess,
         "pca_params": None if pca_params is None else os.fspath(pca_params),
         "cache_dir": None if cache_dir is None else os.fspath(cache_dir),
@@ -149,7 +152,12 @@ def _dofns():
     from apache_beam.ml.inference.base import ModelHandler, PredictionResult  # noqa: F401 - used by the classes below
 
     class Plan(beam.DoFn):
-        """(path, track_id) -> to decode, or (for tag) a cache hit ready for the head; done entries are counted."""
+        """(path, track_id) -> to decode, or (for tag) a cache hit ready for the head; done entries are counted.
+
+        The cache policy's verdicts (:class:`tagger.embedding.cache.CacheView`), as ``tagger embed`` and
+        ``tagger tag`` apply them: a kept entry (other settings, older format) is never replaced; ``embed``
+        lists it in the errors file, ``tag`` embeds the clip for its row without storing it.
+        """
 
         def __init__(self, settings, *, keep_hits):
             self.settings, self.keep_hits = settings, keep_hits
@@ -158,15 +166,23 @@ def _dofns():
         def process(self, item):
             path, track_id = item
             print_ = _fingerprint(path)
-            entry = None
+            verdict = None
             if self.settings["cache_dir"] is not None:
-                entry = _lookup(self.settings["cache_dir"], track_id, print_, self.settings)
-            if entry is None:
-                yield (path, track_id, print_)
-            else:
+                verdict = _view(self.settings).judge(track_id, print_)
+            if verdict is not None and verdict.hit:
                 self.skipped.inc()
                 if self.keep_hits:
-                    yield beam.pvalue.TaggedOutput("hits", (track_id, {"path": path, "entry": entry}))
+                    yield beam.pvalue.TaggedOutput("hits", (track_id, {"path": path, "entry": verdict.entry}))
+                return
+            store = verdict is not None and verdict.action != "keep"
+            if verdict is not None and verdict.action == "keep" and not self.keep_hits:
+                yield beam.pvalue.TaggedOutput(
+                    "kept", (path, f"{verdict.message}; not replaced: rerun with --overwrite, or use another cache")
+                )
+                return
+            if verdict is not None and verdict.action == "replace":
+                log.warning("%s; re-embedding it", verdict.message)
+            yield (path, track_id, print_, store)
 
     class Decode(beam.DoFn):
         """A file -> chunks of patches keyed by (track id, chunk), its metadata, or its error."""
@@ -175,7 +191,7 @@ def _dofns():
             self.settings = settings
 
         def process(self, item):
-            path, track_id, print_ = item
+            path, track_id, print_, store = item
             local, tmp = path, None
             try:
                 if _is_remote(path):
@@ -188,9 +204,9 @@ def _dofns():
                 local = None
                 yield beam.pvalue.TaggedOutput("errors", (path, f"{type(exc).__name__}: {exc}"))
             if local is not None:
-                yield from self._decode(path, local, tmp, track_id, print_)
+                yield from self._decode(path, local, tmp, track_id, print_, store)
 
-        def _decode(self, path, local, tmp, track_id, print_):
+        def _decode(self, path, local, tmp, track_id, print_, store):
             from .embedding.decode import decode_messages
 
             try:
@@ -212,6 +228,7 @@ def _dofns():
                             log.warning(text)
                         meta = {
                             "path": path,
+                            "store": store,
                             "fingerprint": print_,
                             "duration": message[2],
                             "chunks": k,
@@ -294,9 +311,10 @@ def _dofns():
                 source=meta["path"],
                 fingerprint=meta["fingerprint"],
                 duration=meta["duration"],
+                short_policy=s["short_policy"],
             )
-            if s["cache_dir"] is not None:
-                _write_entry(s["cache_dir"], track_id, entry)
+            if s["cache_dir"] is not None and meta["store"]:
+                _view(s).store(track_id, entry)
             self.embedded.inc()
             return [(track_id, {"path": meta["path"], "entry": entry})]
 
@@ -413,7 +431,9 @@ def _build(p, beam, settings, local, patterns, *, include, exclude, root, errors
 
     Plan, Decode, Handler, Assemble, _ = _dofns()
     items = _source(p, beam, local, patterns, include, exclude, root)
-    planned = items | "Plan" >> beam.ParDo(Plan(settings, keep_hits=keep_hits)).with_outputs("hits", main="todo")
+    planned = items | "Plan" >> beam.ParDo(Plan(settings, keep_hits=keep_hits)).with_outputs(
+        "hits", "kept", main="todo"
+    )
     decoded = planned.todo | "Decode" >> beam.ParDo(Decode(settings)).with_outputs("meta", "errors", main="patches")
     embedded = (
         decoded.patches
@@ -427,7 +447,7 @@ def _build(p, beam, settings, local, patterns, *, include, exclude, root, errors
     )
     from apache_beam.metrics import Metrics
 
-    errors = (decoded.errors, assembled.errors) | "Errors" >> beam.Flatten()
+    errors = (planned.kept, decoded.errors, assembled.errors) | "Errors" >> beam.Flatten()
     failed = Metrics.counter(_NAMESPACE, "failed")
 
     def count(pair):
@@ -531,6 +551,10 @@ def run_embed(
     )
     if not _is_remote(cache_dir):
         os.makedirs(cache_dir, exist_ok=True)
+        if local and not dry_run:  # the policy's rule of `tagger embed`: kept entries stop the run before any work
+            from .embedding.embed import plan
+
+            plan(local, _view(settings))
     options = _options(pipeline_args, runner)
     p = beam.Pipeline(options=options)
     _build(

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..exceptions import DataError, ParameterError
 from ..records import write_atomic
-from . import params
+from . import params, provenance
 
 __all__ = [
     "FORMAT",
@@ -52,9 +52,23 @@ __all__ = [
     "writable",
 ]
 
-FORMAT = 2
+FORMAT = 3
+READABLE_FORMATS = (2, 3)  # format 2 entries are upgraded on read (:func:`upgrade`)
 KINDS = ("raw", "postprocessed", "features", "melspec")
-_KEYS = ("format", "embedding", "kind", "pca", "timestamps", "frontend", "weights", "source", "fingerprint", "duration")
+_KEYS_2 = (
+    "format",
+    "embedding",
+    "kind",
+    "pca",
+    "timestamps",
+    "frontend",
+    "weights",
+    "source",
+    "fingerprint",
+    "duration",
+)
+_KEYS = _KEYS_2 + ("provenance",)
+_DTYPES = {"postprocessed": np.uint8, "melspec": np.float16}
 
 
 class StaleEntry(DataError):
@@ -117,7 +131,20 @@ def entry_path(cache_dir, track_id):
     return os.path.join(os.fspath(cache_dir), track_id + ".pkl")
 
 
-def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=None, fingerprint=None, duration=None):
+def make_entry(
+    embedding,
+    timestamps,
+    *,
+    kind,
+    frontend,
+    weights,
+    source,
+    pca=None,
+    fingerprint=None,
+    duration=None,
+    precision=None,
+    short_policy=None,
+):
     """Assemble a cache entry after checking shapes and types.
 
     Parameters
@@ -134,6 +161,10 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
     fingerprint : str, optional
         :func:`tagger.embedding.files.fingerprint` of the source file.
     duration : float, optional
+    precision : str, optional
+        The network's precision (default: read from ``weights``, e.g. ``'…+bfloat16'``).
+    short_policy : {'pad', 'skip'}, optional
+        The short-clip policy of the run; recorded when it applied (a clip shorter than one patch).
 
     Returns
     -------
@@ -142,7 +173,7 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
     if kind not in KINDS:
         raise ParameterError(f"kind={kind!r} must be one of {KINDS}")
     embedding = np.asarray(embedding)
-    want = {"postprocessed": np.uint8, "melspec": np.float16}.get(kind, np.float32)
+    want = _DTYPES.get(kind, np.float32)
     if embedding.dtype != want:
         if kind == "postprocessed":
             raise DataError(f"{source}: a postprocessed embedding is uint8, got {embedding.dtype}")
@@ -159,8 +190,23 @@ def make_entry(embedding, timestamps, *, kind, frontend, weights, source, pca=No
         raise DataError(f"{source}: embedding must have shape {shape}, got {embedding.shape}")
     if timestamps.shape != (len(embedding),):
         raise DataError(f"{source}: timestamps shape {timestamps.shape} does not match {len(embedding)} patches")
+    if kind in ("raw", "postprocessed"):
+        base, recorded = provenance.split_network_id(weights)
+        precision = precision or recorded
+    else:
+        base, precision = str(weights), precision or ("float64" if kind == "features" else "float16")
+    short = kind != "features" and duration is not None and duration < params.EXAMPLE_WINDOW_SECONDS
+    record = provenance.record(
+        weights=base,
+        precision=precision,
+        pca=None if kind == "raw" else pca,
+        frontend=frontend,
+        short_policy=(short_policy or "pad") if short else None,
+        kind=kind,
+    )
     return {
         "format": FORMAT,
+        "provenance": record,
         "embedding": embedding,
         "kind": kind,
         "pca": None if kind == "raw" else str(pca),
@@ -188,39 +234,149 @@ def write_entry(cache_dir, track_id, entry):
     )
 
 
-def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerprint=None):
-    """Validate an entry's format and, when given, its frontend, network and source fingerprint.
+def validate_entry(entry, *, path="<entry>"):
+    """Check what an entry holds: shape for its kind, dtype, finite values, timestamps (read-time validation).
+
+    Raises
+    ------
+    StaleEntry
+        ``reason='invalid'``, naming the entry and the problem.
+    """
+    emb, kind = entry["embedding"], entry["kind"]
+    problem = None
+    if not isinstance(emb, np.ndarray):
+        problem = f"its embedding is a {type(emb).__name__}, not an array"
+    elif kind not in KINDS:
+        problem = f"unknown kind {kind!r}"
+    else:
+        want = _DTYPES.get(kind, np.float32)
+        size = params.EMBEDDING_SIZE
+        frames = (entry["frontend"] or {}).get("num_frames", (entry["frontend"] or {}).get("patch_frames"))
+        if kind in ("raw", "postprocessed"):
+            ok, shape = emb.ndim == 2 and emb.shape[1] == size, f"(T, {size})"
+        elif kind == "features":
+            ok, shape = emb.ndim == 2 and emb.shape[0] == 1, "(1, D)"
+        else:
+            ok, shape = emb.ndim == 3 and (frames is None or emb.shape[1] == frames), "(T, frames, bands)"
+        if not ok or 0 in emb.shape:
+            problem = f"its embedding has shape {emb.shape}, a {kind} entry holds {shape}"
+        elif emb.dtype != want:
+            problem = f"its embedding is {emb.dtype}, a {kind} entry holds {np.dtype(want)}"
+        elif emb.dtype != np.uint8 and not np.isfinite(emb).all():
+            problem = f"its embedding holds {int((~np.isfinite(emb)).sum())} NaN or infinite values"
+        elif np.shape(entry["timestamps"]) != (len(emb),):
+            problem = f"its timestamps have shape {np.shape(entry['timestamps'])} for {len(emb)} patches"
+    if problem:
+        raise StaleEntry(f"{path}: invalid cache entry: {problem}", "invalid")
+    return entry
+
+
+def upgrade(entry):
+    """A format-2 entry in the current format: its provenance rebuilt from the fields it holds (nothing re-embedded).
+
+    Format 2 did not record the short-clip policy; an entry of a clip shorter
+    than one patch can only have been padded (``skip`` makes no entry), so it
+    gets ``pad``, every other entry None (the policy did not apply).
+    """
+    if entry.get("format") != 2:
+        return entry
+    short = "pad" if entry.get("duration") is not None and entry["duration"] < params.EXAMPLE_WINDOW_SECONDS else None
+    upgraded = dict(entry, format=FORMAT)
+    upgraded["provenance"] = provenance.of_legacy(
+        weights=entry["weights"],
+        kind=entry["kind"],
+        pca=entry["pca"],
+        frontend=entry["frontend"],
+        short_policy=short,
+    )
+    return upgraded
+
+
+def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerprint=None, want=None):
+    """Validate an entry (format, keys, contents) and, when given, its provenance and source fingerprint.
+
+    Parameters
+    ----------
+    want : dict, optional
+        The reader's provenance record (:func:`tagger.embedding.provenance.record`):
+        the entry must serve it (:func:`serving`).
+    frontend, weights : optional
+        Single fields to check (the frontend dict; the network id).
 
     Raises
     ------
     DataError
         Not a cache entry at all.
     StaleEntry
-        Naming the entry and the first mismatch; ``reason`` says which kind.
+        Naming the entry and the mismatch; ``reason`` is ``'format'``,
+        ``'invalid'``, ``'source'``, ``'kind'`` or ``'settings'``.
     """
-    if isinstance(entry, dict) and entry.get("format") != FORMAT and "embedding" in entry:
+    if isinstance(entry, dict) and entry.get("format") not in READABLE_FORMATS and "embedding" in entry:
         raise StaleEntry(
-            f"{path}: cache format {entry.get('format')!r}, this tagger reads {FORMAT} (format 1 entries were keyed by"
-            " their path below each input folder and never checked against their audio); rebuild the cache: rerun the same"
-            " `tagger embed` (or `tagger prepare`) with --overwrite, or use a new cache folder",
+            f"{path}: cache format {entry.get('format')!r}, this tagger reads {READABLE_FORMATS} (format 1 entries were"
+            " keyed by their path below each input folder and never checked against their audio); rebuild the cache:"
+            " rerun the same `tagger embed` (or `tagger prepare`) with --overwrite, or use a new cache folder",
             "format",
         )
-    if not isinstance(entry, dict) or any(k not in entry for k in _KEYS):
+    keys = _KEYS if isinstance(entry, dict) and entry.get("format") == FORMAT else _KEYS_2
+    if not isinstance(entry, dict) or any(k not in entry for k in keys):
         raise DataError(
             f"{path}: not a tagger cache entry (keys {sorted(entry) if isinstance(entry, dict) else type(entry)})"
         )
-    if frontend is not None and entry["frontend"] != dict(frontend):
-        diff = {k: (entry["frontend"].get(k), v) for k, v in frontend.items() if entry["frontend"].get(k) != v}
-        raise StaleEntry(f"{path}: made with other frontend settings (cached, wanted): {diff}", "settings")
-    if weights is not None and entry["weights"] != weights:
-        raise StaleEntry(f"{path}: made by the network {entry['weights']}, wanted {weights}", "settings")
+    try:
+        entry = upgrade(entry)
+    except DataError as exc:
+        raise StaleEntry(f"{path}: {exc}", "format") from exc
+    validate_entry(entry, path=path)
     if fingerprint is not None and entry["fingerprint"] != fingerprint:
         raise StaleEntry(
             f"{path}: its source {entry['source']} changed since it was embedded"
             f" (fingerprint {entry['fingerprint']}, now {fingerprint})",
             "source",
         )
+    if frontend is not None and entry["frontend"] != dict(frontend):
+        diff = {k: (entry["frontend"].get(k), v) for k, v in frontend.items() if entry["frontend"].get(k) != v}
+        raise StaleEntry(f"{path}: made with other frontend settings (cached, wanted): {diff}", "settings")
+    if weights is not None and entry["weights"] != weights:
+        raise StaleEntry(f"{path}: made by the network {entry['weights']}, wanted {weights}", "settings")
+    if want is not None:
+        reason, diff = serving(entry["provenance"], want)
+        if reason is not None:
+            named = ", ".join(d.split(":", 1)[0] for d in diff)
+            raise StaleEntry(f"{path}: made with other {named} settings: {'; '.join(diff)}", reason)
     return entry
+
+
+def serving(have, want):
+    """Whether an entry of provenance ``have`` serves a reader of provenance ``want``; the one rule.
+
+    A raw entry serves raw and postprocessed readers of the same network
+    (postprocessed on read); a postprocessed entry serves postprocessed
+    readers of the same PCA parameters; features and log-mel patches serve
+    their own kind. Weights, precision and frontend match exactly
+    (:mod:`tagger.embedding.provenance`); the short-clip policy matters only
+    where it applied.
+
+    Returns
+    -------
+    reason : None, 'kind' or 'settings'
+        None: it serves. ``'kind'``: a postprocessed entry for a raw reader
+        (a raw entry would serve both). ``'settings'``: made otherwise.
+    differences : list of str
+    """
+    fields = ["weights", "precision", "frontend"]
+    if have.get("short_policy") is not None:
+        fields.append("short_policy")
+    a, b = have["kind"], want["kind"]
+    if a != b and not (a == "raw" and b == "postprocessed"):
+        if a == "postprocessed" and b == "raw":
+            diff = provenance.differences(have, want, fields=fields)
+            return ("settings" if diff else "kind"), diff or ["kind: postprocessed (cached), raw (wanted)"]
+        fields.append("kind")
+    elif a == b == "postprocessed":
+        fields.append("pca")
+    diff = provenance.differences(have, want, fields=fields)
+    return ("settings" if diff else None), diff
 
 
 def serves(entry, kind, pca=None):
@@ -271,16 +427,16 @@ def writable(cache_dir):
     return os.access(cache_dir, os.W_OK | os.X_OK)
 
 
-def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None, fingerprint=None):
-    """Read and validate one entry.
+def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None, fingerprint=None, want=None):
+    """Read and validate one entry (the policy's reader: other modules go through :class:`CacheView`).
 
     Parameters
     ----------
     cache_dir : str
         Cache folder, or the entry's path when ``track_id`` is None.
     track_id : str, optional
-    frontend, weights, fingerprint : optional
-        Expected values; a mismatch raises :class:`StaleEntry`.
+    frontend, weights, fingerprint, want : optional
+        Expected values (see :func:`check_entry`); a mismatch raises :class:`StaleEntry`.
 
     Returns
     -------
@@ -292,16 +448,210 @@ def read_entry(cache_dir, track_id=None, *, frontend=None, weights=None, fingerp
             data = f.read()
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no cache entry") from exc
-    return loads_entry(data, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint)
+    return loads_entry(data, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint, want=want)
 
 
-def loads_entry(data, *, path="<entry>", frontend=None, weights=None, fingerprint=None):
+def loads_entry(data, *, path="<entry>", frontend=None, weights=None, fingerprint=None, want=None):
     """An entry from its bytes (read from a file or a bucket object), unpickled safely and checked as :func:`read_entry` does."""
     try:
         entry = safe_loads(data)
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise DataError(f"{path}: unreadable or unsafe cache entry ({exc})") from exc
-    return check_entry(entry, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint)
+    return check_entry(entry, path=path, frontend=frontend, weights=weights, fingerprint=fingerprint, want=want)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The cache policy: the one place that judges whether an existing entry serves a request, and what to do about it.
+
+HIT, MISSING, SOURCE_CHANGED, OTHER_SETTINGS, OLD_FORMAT, WRONG_KIND, UNREADABLE, INVALID = (
+    "hit",
+    "missing",
+    "source changed",
+    "other settings",
+    "old format",
+    "wrong kind",
+    "unreadable",
+    "invalid",
+)
+#: verdict -> what every command does with it (the README's cache table):
+#: ``use`` the entry; ``embed`` the clip and store it; ``replace`` the entry with a new one (with a warning);
+#: ``keep``: never used and never replaced without ``--overwrite`` (someone else's work). In a cache this
+#: process cannot write, ``embed`` and ``replace`` compute the clip for the run alone, without storing it.
+#: A command whose only product is the entry (``embed``, ``prepare``) refuses to start over ``keep`` entries
+#: (a Beam job on a bucket, which cannot look before it starts, lists each in its errors file instead); a
+#: command that needs the embedding (``tag``, ``evaluate``) computes it for the run and leaves the entry.
+RULES = {
+    HIT: "use",
+    MISSING: "embed",
+    SOURCE_CHANGED: "replace",
+    WRONG_KIND: "replace",
+    UNREADABLE: "replace",
+    INVALID: "replace",
+    OTHER_SETTINGS: "keep",
+    OLD_FORMAT: "keep",
+}
+_REASONS = {"source": SOURCE_CHANGED, "settings": OTHER_SETTINGS, "format": OLD_FORMAT, "kind": WRONG_KIND}
+_REASONS["invalid"] = INVALID
+
+
+class Verdict:
+    """What the policy says of one track's entry: ``status`` (a verdict), ``action``, ``entry`` (hits), ``message``."""
+
+    __slots__ = ("status", "action", "entry", "message")
+
+    def __init__(self, status, entry=None, message=None, *, overwrite=False):
+        self.status, self.entry, self.message = status, entry, message
+        action = RULES[status]
+        self.action = "replace" if overwrite and action in ("use", "keep") else action
+
+    @property
+    def hit(self):
+        return self.action == "use"
+
+    def __repr__(self):
+        return f"Verdict({self.status!r}, action={self.action!r})"
+
+
+class LocalStorage:
+    """Entries as files on this machine (:func:`write_entry`: atomic, fsync'd)."""
+
+    def read(self, path):
+        """The entry file's bytes, or None when there is none."""
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def write(self, cache_dir, track_id, entry):
+        return write_entry(cache_dir, track_id, entry)
+
+    def writable(self, cache_dir):
+        return writable(cache_dir)
+
+
+class CacheView:
+    """The one cache policy: judges entries against a reader's provenance and reads, checks and stores them.
+
+    Parameters
+    ----------
+    cache_dir : str
+        Local folder, or a bucket prefix with a ``storage`` that reaches it.
+    want : dict, optional
+        The reader's provenance record (:func:`tagger.embedding.provenance.of_extractor`);
+        None for a reader that takes whatever the cache holds, as long as it is
+        all of one provenance (training, :meth:`load`).
+    overwrite : bool
+        Entries that would be used or kept are replaced.
+    storage : optional
+        ``read(path)``, ``write(cache_dir, track_id, entry)`` and ``writable(cache_dir)``
+        (default :class:`LocalStorage`).
+    """
+
+    def __init__(self, cache_dir, want=None, *, overwrite=False, storage=None):
+        self.cache_dir = os.fspath(cache_dir)
+        self.want, self.overwrite = want, overwrite
+        self.storage = storage or LocalStorage()
+        self._writable = None
+
+    @property
+    def writable(self):
+        """Whether this process can store entries here (checked once)."""
+        if self._writable is None:
+            self._writable = bool(self.storage.writable(self.cache_dir))
+        return self._writable
+
+    def path(self, track_id):
+        return entry_path(self.cache_dir, track_id)
+
+    def judge(self, track_id, fingerprint=None):
+        """The verdict on a track's entry (``fingerprint``: of its audio now; None skips that check)."""
+        path = self.path(track_id)
+        try:
+            data = self.storage.read(path)
+        except OSError as exc:
+            return Verdict(UNREADABLE, message=f"{path}: unreadable ({exc})", overwrite=self.overwrite)
+        if data is None:
+            return Verdict(MISSING, overwrite=self.overwrite)
+        try:
+            entry = loads_entry(data, path=path, fingerprint=fingerprint, want=self.want)
+        except StaleEntry as exc:
+            return Verdict(_REASONS[exc.reason], message=str(exc), overwrite=self.overwrite)
+        except DataError as exc:
+            return Verdict(UNREADABLE, message=str(exc), overwrite=self.overwrite)
+        return Verdict(HIT, entry, overwrite=self.overwrite)
+
+    def read(self, track_id):
+        """A hit's entry, read again when its turn comes.
+
+        Raises
+        ------
+        DataError
+            The entry no longer serves (replaced or removed by another process since it was judged).
+        """
+        verdict = self.judge(track_id)
+        if verdict.status != HIT:
+            raise DataError(f"cache entry for {track_id} changed during the run ({verdict.status}); rerun")
+        return verdict.entry
+
+    def store(self, track_id, entry):
+        """Write an entry (the caller decided, by its verdict, that it may)."""
+        return self.storage.write(self.cache_dir, track_id, entry)
+
+    def load(self, track_ids):
+        """Entries of a dataset, all of one provenance (training and evaluation).
+
+        Every entry is read and validated; a dataset whose entries come from
+        two weights, PCA files, frontends, precisions or kinds is refused.
+
+        Returns
+        -------
+        list of dict
+            The entries, in ``track_ids`` order.
+
+        Raises
+        ------
+        DataError
+            A missing, unreadable, invalid or old-format entry (named), or mixed
+            provenance (counts and one example of each).
+        """
+        entries, groups = [], {}
+        for track_id in track_ids:
+            verdict = self.judge(track_id)
+            if verdict.status == MISSING:
+                raise DataError(f"{self.path(track_id)}: no cache entry")
+            if verdict.status != HIT:
+                raise DataError(verdict.message)
+            entry = verdict.entry
+            key = _dataset_key(entry["provenance"])
+            groups.setdefault(key, [track_id, 0, entry["provenance"]])[1] += 1
+            entries.append(entry)
+        if len(groups) > 1:
+            (a_id, a_n, a), (b_id, b_n, b) = sorted(groups.values(), key=lambda g: -g[1])[:2]
+            diff = provenance.differences(a, b, fields=DATASET_FIELDS, labels=(a_id, b_id))
+            raise DataError(
+                f"{self.cache_dir}: the dataset mixes embeddings of {len(groups)} provenances: {a_n} entries like"
+                f" {a_id}, {b_n} like {b_id} ({'; '.join(diff)}); a head trains on one: re-embed the others"
+                " into this cache with the same settings (tagger embed --overwrite), or into a separate cache"
+            )
+        return entries
+
+
+#: what every entry of one dataset shares (the short-clip policy is per entry: it applies to short clips only)
+DATASET_FIELDS = ("weights", "precision", "pca", "frontend", "kind")
+
+
+def _dataset_key(record):
+    import json
+
+    return json.dumps([record.get(f) for f in DATASET_FIELDS], sort_keys=True)
+
+
+def dataset_provenance(entries):
+    """The shared provenance of a dataset's entries (:meth:`CacheView.load`), short-clip policy left out."""
+    record = dict(entries[0]["provenance"])
+    record["short_policy"] = None
+    return record
 
 
 def embedding_as_float(entry):

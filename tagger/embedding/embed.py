@@ -13,11 +13,11 @@ import numpy as np
 from .. import locks
 from ..exceptions import DataError, ParameterError
 from ..records import ErrorsWriter, progress_bar
-from . import cache, files, params
+from . import cache, files, params, provenance
 from .frontend import waveform_to_patches
 from .pipeline import default_workers, iter_embeddings
 
-__all__ = ["Embedder", "embed", "embed_files", "embed_items", "EmbedSummary"]
+__all__ = ["Embedder", "embed", "embed_files", "embed_items", "plan", "EmbedSummary"]
 
 log = logging.getLogger(__name__)
 
@@ -255,42 +255,37 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=Non
     return embed_items(items, cache_dir, embedder=embedder, **options)
 
 
-def _plan(items, cache_dir, embedder, overwrite):
-    """Split items into those to embed and those whose entry already serves; refuse stale ones.
+def plan(items, view):
+    """Split items into those to embed and those whose entry already serves, by the cache policy's verdicts.
+
+    Entries the policy keeps (other settings, an older format) stop the run
+    before any work: they are someone else's, and this command's only product
+    is the entry.
 
     Returns
     -------
     todo : list of (path, track_id, fingerprint)
     n_done : int
     """
-    todo, n_done, stale = [], 0, []
+    todo, n_done, kept, replaced = [], 0, [], []
     for path, track_id in items:
         print_ = files.fingerprint(path)
-        entry_file = cache.entry_path(cache_dir, track_id)
-        if os.path.exists(entry_file) and not overwrite:
-            try:
-                entry = cache.read_entry(
-                    entry_file, frontend=embedder.frontend, weights=embedder.network_id, fingerprint=print_
-                )
-            except cache.StaleEntry as exc:
-                if exc.reason != "source":
-                    stale.append(str(exc))
-                else:
-                    log.warning("%s; re-embedding it", exc)
-                    todo.append((path, track_id, print_))
-                continue
-            except DataError as exc:
-                stale.append(str(exc))
-                continue
-            if cache.serves(entry, embedder.kind, embedder.pca_id):
-                n_done += 1
-                continue
-        todo.append((path, track_id, print_))
-    if stale:
-        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        verdict = view.judge(track_id, print_)
+        if verdict.action == "use":
+            n_done += 1
+        elif verdict.action == "keep":
+            kept.append(verdict.message)
+        else:
+            if verdict.action == "replace" and verdict.message:
+                replaced.append(verdict.message)
+            todo.append((path, track_id, print_))
+    if kept:
+        more = f" (and {len(kept) - 1} more)" if len(kept) > 1 else ""
         raise DataError(
-            f"{stale[0]}{more}; pass overwrite=True / --overwrite to replace them, or use another cache folder"
+            f"{kept[0]}{more}; pass overwrite=True / --overwrite to replace them, or use another cache folder"
         )
+    if replaced:
+        log.warning("%d cache entries are re-embedded (first: %s)", len(replaced), replaced[0])
     return todo, n_done
 
 
@@ -331,8 +326,9 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     """
     cache_dir = os.fspath(cache_dir)
     errors_file = errors_file or os.path.join(cache_dir, "errors.tsv")
-    if not cache.writable(cache_dir):
-        todo, n_done = _plan(items, cache_dir, embedder, overwrite)
+    view = cache.CacheView(cache_dir, provenance.of_extractor(embedder), overwrite=overwrite)
+    if not view.writable:
+        todo, n_done = plan(items, view)
         if todo:
             raise DataError(
                 f"cache {cache_dir} is read-only: {len(todo)} of {len(items)} tracks would have to be"
@@ -342,7 +338,7 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
             total=len(items), embedded=0, skipped=n_done, failed=0, failures=[], errors_file=errors_file
         )
     with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
-        todo, n_done = _plan(items, cache_dir, embedder, overwrite)
+        todo, n_done = plan(items, view)
         summary = EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[])
         bar = progress_bar(len(todo), desc="embed", progress=progress)
         try:
@@ -361,8 +357,9 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
                         source=result.path,
                         fingerprint=print_,
                         duration=result.duration,
+                        short_policy=embedder.short_policy,
                     )
-                    cache.write_entry(cache_dir, track_id, entry)
+                    view.store(track_id, entry)
                     summary["embedded"] += 1
                 else:
                     log.error("%s: %s", result.path, result.error)

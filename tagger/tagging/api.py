@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .. import locks
-from ..embedding import cache, files
+from ..embedding import cache, files, provenance
 from ..exceptions import DataError, ParameterError
 from ..training import bundle
 from ..training.dataset import SEPARATOR
@@ -136,11 +136,24 @@ class Tagger(Head):
         Reuse (and fill) an embedding cache: re-tagging with another head skips the network.
     embedder : tagger.embedding.embed.Embedder, optional
         Share an already loaded network (its postprocessing must fit the head).
+    allow_other_embedding : bool
+        Tag although the weights or PCA parameters differ from those the head
+        was trained on (recorded in its ``bundle.json``); refused by default.
     **options
         Other :class:`tagger.embedding.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``).
     """
 
-    def __init__(self, model="music", *, weights=None, pca_params=None, cache_dir=None, embedder=None, **options):
+    def __init__(
+        self,
+        model="music",
+        *,
+        weights=None,
+        pca_params=None,
+        cache_dir=None,
+        embedder=None,
+        allow_other_embedding=False,
+        **options,
+    ):
         from ..embedding.pipeline import refuse_in_bootstrapping_child
 
         refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
@@ -170,95 +183,72 @@ class Tagger(Head):
             )
         self.embedder = embedder
         self.cache_dir = cache_dir
-
-    def _lookup(self, track_id, fingerprint):
-        """The cache entry of a track if it serves this head, else None; ``(entry, why_not)``.
-
-        ``why_not``: None (a hit, or no entry), ``'source'`` (its audio changed:
-        re-embed and replace), ``'settings'`` or ``'format'`` (made with other
-        settings or an older tagger: not used, not replaced), ``'kind'``
-        (postprocessed entry, raw needed: re-embed and replace).
-        """
-        path = cache.entry_path(self.cache_dir, track_id)
-        if not os.path.exists(path):
-            return None, None
-        try:
-            entry = cache.read_entry(
-                path, frontend=self.embedder.frontend, weights=self.embedder.network_id, fingerprint=fingerprint
+        trained = self.meta.get("provenance")
+        diff = provenance.head_differences(trained, provenance.of_extractor(embedder)) if trained else []
+        if diff and not allow_other_embedding:
+            raise ParameterError(
+                f"model {model!r} was trained on embeddings of other settings ({'; '.join(diff)}): its tags would be"
+                " wrong; pass the weights and PCA parameters it was trained on, or --allow-other-embedding to tag anyway"
             )
-        except cache.StaleEntry as exc:
-            if exc.reason == "source":
-                log.warning("%s; re-embedding it", exc)
-            return None, exc
-        except DataError as exc:
-            return None, exc
-        if not cache.serves(entry, self.embedder.kind, self.embedder.pca_id):
-            return None, "kind"
-        return entry, None
+        if diff:
+            log.warning("model %r was trained on other embeddings (%s); tagging anyway", model, "; ".join(diff))
 
     def iter_tag(self, items, *, workers=None, taggram=True):
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
 
-        With a cache, entries that serve this head are used (checked against
-        their audio's fingerprint first, read again only when their turn
-        comes, so memory holds one clip's at a time; a raw entry is
-        postprocessed on read when the head needs it). New embeddings are
-        stored raw, so heads of either kind reuse them. Entries made with
-        other settings are neither used nor replaced; entries whose audio
-        changed are replaced, with a warning. A cache this process cannot
-        write is used read-only. The cache is locked while it is written.
+        With a cache, the cache policy (:class:`tagger.embedding.cache.CacheView`)
+        judges each entry against its audio's fingerprint and this tagger's
+        provenance: hits are used (read again when their turn comes, so memory
+        holds one clip's at a time; a raw entry is postprocessed on read when
+        the head needs it); missing, stale, invalid or unreadable entries are
+        embedded and stored (raw, so heads of either kind reuse them); entries
+        the policy keeps (other settings, an older format) are embedded for the
+        run and left as they are. A cache this process cannot write is used
+        read-only. The cache is locked while it is written.
         """
         items = list(items)
         if self.cache_dir is None:
-            yield from self._tag(items, [None] * len(items), {}, set(), workers=workers, taggram=taggram, store=False)
+            yield from self._tag(items, [None] * len(items), None, workers=workers, taggram=taggram)
             return
-        store = cache.writable(self.cache_dir)
-        prints = [files.fingerprint(path) for path, _ in items]
-        if not store:
-            hits, protected = self._plan(items, prints)
-            yield from self._tag(items, prints, hits, protected, workers=workers, taggram=taggram, store=False)
+        view = cache.CacheView(self.cache_dir, provenance.of_extractor(self.embedder))
+        if not view.writable:
+            yield from self._tag(items, self._plan(items, view), view, workers=workers, taggram=taggram)
             return
         with locks.exclusive(locks.folder_lock_path(self.cache_dir), what=f"cache {self.cache_dir}"):
-            hits, protected = self._plan(items, prints)
-            yield from self._tag(items, prints, hits, protected, workers=workers, taggram=taggram, store=True)
+            yield from self._tag(items, self._plan(items, view), view, workers=workers, taggram=taggram)
 
-    def _plan(self, items, prints):
-        """Positions served by the cache, and the track ids whose entries must not be replaced.
+    def _plan(self, items, view):
+        """The policy's verdict on each item's entry; one warning for the entries it will not use."""
+        verdicts = [view.judge(track_id, files.fingerprint(path)) for path, track_id in items]
+        for action, what in (
+            (
+                "keep",
+                "were made with other settings or an older tagger; they are neither used nor replaced:"
+                " rebuild them with `tagger embed ... --overwrite`, or use another cache",
+            ),
+            (
+                "replace",
+                "are stale, invalid or unreadable; they are re-embedded"
+                + ("" if view.writable else " for this run (the cache is read-only)"),
+            ),
+        ):
+            found = [v.message for v in verdicts if v.action == action and v.message]
+            if found:
+                log.warning("%d entries of the cache %s %s (first: %s)", len(found), self.cache_dir, what, found[0])
+        return verdicts
 
-        Warns once about entries made with other settings or an older tagger.
-        """
-        hits, protected, reasons = set(), set(), []
-        for i, ((_, track_id), print_) in enumerate(zip(items, prints)):
-            entry, why = self._lookup(track_id, print_)
-            if entry is not None:
-                hits.add(i)
-            elif isinstance(why, cache.StaleEntry) and why.reason in ("settings", "format"):
-                protected.add(track_id)  # someone else's entry: not ours to replace
-                reasons.append(str(why))
-            elif isinstance(why, DataError) and not isinstance(why, cache.StaleEntry):
-                log.warning("%s; re-embedding it", why)  # unreadable: replaced
-        if reasons:
-            log.warning(
-                "%d entries of the cache %s were made with other settings or an older tagger (first: %s);"
-                " they are neither used nor replaced: rebuild them with `tagger embed ... --overwrite`,"
-                " or use another cache",
-                len(reasons),
-                self.cache_dir,
-                reasons[0],
-            )
-        return hits, protected
-
-    def _tag(self, items, prints, hits, protected, *, workers, taggram, store):
-        todo = [i for i in range(len(items)) if i not in hits]
+    def _tag(self, items, verdicts, view, *, workers, taggram):
+        todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
         stream = self.embedder.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
+        kind = self.input_kind if self.input_kind in ("features", "melspec") else "raw"
         not_stored = 0
         for i, (path, track_id) in enumerate(items):
-            if i in hits:
-                entry, _ = self._lookup(track_id, None)
-                if entry is None:  # removed or replaced by another process since the check
-                    yield TagResult(
-                        i, path, track_id, error=f"cache entry for {track_id} changed during the run; rerun"
-                    )
+            verdict = verdicts[i]
+            if verdict is not None and verdict.hit:
+                try:
+                    entry = view.read(track_id)
+                except DataError as exc:  # removed or replaced by another process since the check
+                    yield TagResult(i, path, track_id, error=str(exc))
                     continue
                 emb = cache.embedding_for(entry, self.embedder.postprocessor)
                 times, duration, error = entry["timestamps"], entry["duration"], None
@@ -267,20 +257,20 @@ class Tagger(Head):
                 for text in r.warnings:
                     log.warning(text)
                 emb, times, duration, error = r.embedding, r.timestamps, r.duration, r.error
-                if r.ok and self.cache_dir is not None and track_id not in protected:
-                    if store:
-                        cache.write_entry(
-                            self.cache_dir,
+                if r.ok and view is not None and verdict.action != "keep":
+                    if view.writable:
+                        view.store(
                             track_id,
                             cache.make_entry(
                                 emb,
                                 times,
-                                kind=self.input_kind if self.input_kind in ("features", "melspec") else "raw",
+                                kind=kind,
                                 frontend=self.embedder.frontend,
                                 weights=self.embedder.network_id,
                                 source=path,
-                                fingerprint=prints[i],
+                                fingerprint=files.fingerprint(path),
                                 duration=duration,
+                                short_policy=self.embedder.short_policy,
                             ),
                         )
                     else:

@@ -68,17 +68,21 @@ def read_labels(folder):
 EMBEDDINGS = ("raw", "postprocessed", "features", "melspec")
 
 
-def write_meta(folder, *, embedding, task, window, note="", frontend=None):
+def write_meta(folder, *, embedding, task, window, note="", frontend=None, provenance=None):
     """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike).
 
     ``frontend``: the settings of its inputs (default: the VGGish frontend, or
     the feature settings for ``features``); a patch head records its patches'.
+    ``provenance``: the record of the embeddings it was trained on
+    (:mod:`tagger.embedding.provenance`), checked when it tags.
     """
     if embedding not in EMBEDDINGS:
         raise DataError(f"embedding={embedding!r} must be one of {EMBEDDINGS}")
     if frontend is None:
         frontend = params.feature_params() if embedding == "features" else params.frontend_params()
     meta = {"embedding": embedding, "frontend": frontend, "task": task, "window": window, "note": note}
+    if provenance is not None:
+        meta["provenance"] = provenance
     write_json_atomic(meta, os.path.join(folder, "bundle.json"))
     return meta
 
@@ -106,6 +110,14 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
             load_head(os.path.join(run_dir, name), compile=False).save(os.path.join(out_dir, name))
         else:
             shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
-    frontend = read_meta(run_dir).get("frontend") if os.path.exists(os.path.join(run_dir, "bundle.json")) else None
-    write_meta(out_dir, embedding=embedding, task=task, window=window, note=note, frontend=frontend)
+    meta = read_meta(run_dir) if os.path.exists(os.path.join(run_dir, "bundle.json")) else {}
+    write_meta(
+        out_dir,
+        embedding=embedding,
+        task=task,
+        window=window,
+        note=note,
+        frontend=meta.get("frontend"),
+        provenance=meta.get("provenance"),
+    )
     return out_dir

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from ..embedding import cache
+from ..embedding import cache, provenance
 from ..exceptions import DataError
 from ..records import write_json_atomic
 
@@ -20,7 +20,9 @@ __all__ = [
     "write_index",
     "read_index",
     "label_matrix",
+    "Embeddings",
     "load_embeddings",
+    "check_same_provenance",
     "write_vocabulary",
     "read_vocabulary",
     "load_split",
@@ -76,28 +78,40 @@ def label_matrix(labels, vocabulary):
     return y
 
 
-def load_embeddings(track_ids, cache_dir, *, frontend=None, weights=None):
+class Embeddings(list):
+    """Embeddings of a dataset's tracks (a list of (T_i, D) float32 arrays) with their shared ``provenance`` record."""
+
+    provenance = None
+
+
+def load_embeddings(track_ids, cache_dir):
     """Read the cached embeddings of tracks as float32 (dequantised when stored as uint8).
 
-    Every entry must hold the same kind of embedding (raw or postprocessed):
+    Every entry must come from one provenance (weights, PCA parameters,
+    frontend, precision and kind; :meth:`tagger.embedding.cache.CacheView.load`):
     a head trains on one.
 
     Returns
     -------
-    list of np.ndarray, each shape (T_i, 128), float32
+    Embeddings
+        A list of np.ndarray, each shape (T_i, 128), float32; ``.provenance``
+        the record they share (None when there are none).
     """
-    out, first = [], None
-    for track_id in track_ids:
-        entry = cache.read_entry(cache_dir, track_id, frontend=frontend, weights=weights)
-        if first is None:
-            first = (track_id, entry["kind"])
-        elif entry["kind"] != first[1]:
-            raise DataError(
-                f"{cache_dir}: the cache mixes embeddings: {first[0]} is {first[1]}, {track_id} is"
-                f" {entry['kind']}; a head trains on one kind (re-embed into a separate cache)"
-            )
-        out.append(cache.embedding_as_float(entry))
+    entries = cache.CacheView(cache_dir).load(list(track_ids))
+    out = Embeddings(cache.embedding_as_float(entry) for entry in entries)
+    out.provenance = cache.dataset_provenance(entries) if entries else None
     return out
+
+
+def check_same_provenance(parts, where):
+    """Refuse splits of one dataset whose embeddings differ in provenance (``parts``: name -> Embeddings)."""
+    named = [(name, emb.provenance) for name, emb in parts.items() if emb.provenance is not None]
+    for name, record in named[1:]:
+        diff = provenance.differences(named[0][1], record, fields=cache.DATASET_FIELDS, labels=(named[0][0], name))
+        if diff:
+            raise DataError(
+                f"{where}: the {named[0][0]} and {name} splits hold embeddings of other provenances: {'; '.join(diff)}"
+            )
 
 
 def write_vocabulary(names, path):

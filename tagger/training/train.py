@@ -23,7 +23,7 @@ from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
 from . import runs
 from .bundle import write_meta
-from .dataset import load_split, nested_folds, read_vocabulary, selection_data
+from .dataset import check_same_provenance, load_split, nested_folds, read_vocabulary, selection_data
 
 __all__ = ["build_run_head", "fit", "epoch_seed", "cross_validate", "refit_fold", "train"]
 
@@ -198,6 +198,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
     for name, part in (("train", train_data), ("valid", valid_data)):
         if not part[0]:
             raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
+    check_same_provenance({"train": train_data[1], "valid": valid_data[1]}, data_path(cfg, "cache"))
     if schedule is not None:
         schedule = [float(lr) for lr in schedule]
         if not schedule or min(schedule) <= 0:
@@ -240,18 +241,31 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
     return _finish(cfg, run_dir, labels, state, train_data, valid_data, refit=schedule is not None)
 
 
+def _provenance_of(cfg, track_id):
+    """The provenance of one training entry (data given as plain lists, without a recorded provenance)."""
+    from .config import data_path
+
+    return cache.dataset_provenance(cache.CacheView(data_path(cfg, "cache")).load([track_id]))
+
+
 def _start(cfg, run_dir, train_data):
     """The model and loop state: from the newest checkpoint, else a fresh head; and the global batch size."""
     import keras
     import tensorflow as tf
 
-    from .config import data_path
     from .heads import loss_for
 
-    # the run folder says which embeddings its head expects: what the cache entries say they hold
-    first = cache.read_entry(data_path(cfg, "cache"), train_data[0][0])
-    frontend = first["frontend"] if first["kind"] == "melspec" else None  # which patches a patch head takes
-    write_meta(run_dir, embedding=first["kind"], task=cfg["data"]["task"], window=cfg["window"], frontend=frontend)
+    # the run folder says which embeddings its head expects and what made them: what the cache entries record
+    trained_on = getattr(train_data[1], "provenance", None) or _provenance_of(cfg, train_data[0][0])
+    frontend = trained_on["frontend"] if trained_on["kind"] == "melspec" else None  # which patches a patch head takes
+    write_meta(
+        run_dir,
+        embedding=trained_on["kind"],
+        task=cfg["data"]["task"],
+        window=cfg["window"],
+        frontend=frontend,
+        provenance=trained_on,
+    )
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(int(cfg["seed"]))
     strategy = _strategy()
