@@ -19,7 +19,7 @@ import pandas as pd
 
 from tagger.embedding import files
 from tagger.exceptions import DataError, ParameterError
-from tagger.records import write_json_atomic
+from tagger.records import read_table, write_json_atomic
 from tagger.training import dataset
 
 from .common import embed_dataset, fold_by_group, write_vocabulary
@@ -39,13 +39,18 @@ def read_labels(path, audio_dir, *, group=None):
     DataError
         Missing file or columns (named), an empty labels cell, a path given twice.
     """
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such labels file")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_table(path, what="labels file", dtype=str, keep_default_na=False)
     needed = ["path", "labels"] + ([group] if group else [])
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise DataError(f"{path}: the labels file lacks the columns {missing} (it has {list(df.columns)})")
+    if group:
+        empty = [i for i, cell in enumerate(df[group]) if not str(cell).strip()]
+        if empty:
+            raise DataError(
+                f"{path}: {len(empty)} clips have an empty {group!r} cell (first: line {empty[0] + 2},"
+                f" {df['path'].iloc[empty[0]]}); give each clip its group, or leave out --group"
+            )
     base = os.path.dirname(os.path.abspath(path))
     out = {}
     for i, row in df.iterrows():
@@ -160,6 +165,13 @@ def prepare(
     df["split"] = _split(df["group"].tolist(), valid=valid, test=test, seed=seed)
     first_label = df["labels"].str.split(dataset.SEPARATOR, regex=False).str[0]
     folds = min(n_folds, int(first_label.value_counts().min()), df["group"].nunique())
+    fold_note = None
+    if folds < n_folds:
+        fold_note = (
+            f"{max(folds, 0) if folds >= 2 else 'no'} folds instead of the {n_folds} asked: the rarest label has"
+            f" {int(first_label.value_counts().min())} clips and there are {df['group'].nunique()} groups"
+        )
+        log.warning("%s", fold_note)
     if folds >= 2:
         df["fold"] = fold_by_group(df["group"].tolist(), first_label.tolist(), n_folds=folds, seed=seed)
     counts = pd.Series([t for s in df["labels"] for t in s.split(dataset.SEPARATOR)]).value_counts()
@@ -196,6 +208,8 @@ def prepare(
         "missing": missing,
         "failed": failed,
         "vocabulary": vocabulary,
+        "folds": folds if folds >= 2 else 0,
+        "fold_note": fold_note,
         **counts,
     }
 

@@ -60,6 +60,7 @@ def prepare(
     augment=0,
     augment_settings=None,
     root=None,
+    summary=False,
 ):
     """Write ``index.csv`` + ``vocab.json`` for the tracks present, and embed them when an embedder is given.
 
@@ -76,7 +77,9 @@ def prepare(
     Returns
     -------
     str
-        The index path.
+        The index path; with ``summary``, ``(path, counts)``: indexed,
+        embedded, reused (already in the cache), failed (path, reason) and
+        missing (split-list tracks without audio).
     """
     keep = _genres(genres)
     assignment = read_splits(splits_dir, split)
@@ -99,11 +102,14 @@ def prepare(
                 )
     if not rows:
         raise DataError(f"{gtzan_dir}: no GTZAN tracks of {keep} found in the {split} split")
+    found = {os.path.splitext(os.path.basename(r["path"]))[0] for r in rows}
+    missing = sorted(s for s in assignment if s.split(".")[0] in keep and s not in found)
     df = _with_folds(pd.DataFrame(rows))
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
+    counts = {"indexed": len(df), "embedded": 0, "reused": 0, "failed": [], "missing": missing}
     if embedder is not None:
-        df = embed_dataset(
+        df, done = embed_dataset(
             df,
             os.path.join(out_dir, "cache"),
             embedder=embedder,
@@ -111,10 +117,13 @@ def prepare(
             augment_settings=augment_settings,
             workers=workers,
             progress=progress,
+            summary=True,
         )
+        counts.update(embedded=done["embedded"], reused=done["skipped"], failed=done["failures"])
     elif augment:
         raise ParameterError("augment needs the tracks embedded (or extracted): drop --no-embed")
-    return dataset.write_index(df, os.path.join(out_dir, "index.csv"))
+    path = dataset.write_index(df, os.path.join(out_dir, "index.csv"))
+    return (path, counts) if summary else path
 
 
 def _genres(genres):

@@ -13,6 +13,7 @@ import pandas as pd
 
 from tagger.embedding import files
 from tagger.exceptions import DataError, ParameterError
+from tagger.records import read_table
 from tagger.training import dataset
 
 from .common import embed_dataset, write_vocabulary
@@ -24,9 +25,7 @@ VOCABULARIES = ("top50", "all")
 
 def read_annotations(path):
     """The annotations table: ``clip_id``, tag columns (0/1 ints), ``mp3_path``."""
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such annotations file")
-    df = pd.read_csv(path, sep="\t", quotechar='"', dtype={"clip_id": str, "mp3_path": str})
+    df = read_table(path, what="annotations file", sep="\t", quotechar='"', dtype={"clip_id": str, "mp3_path": str})
     for column in ("clip_id", "mp3_path"):
         if column not in df.columns:
             raise DataError(f"{path}: annotations lack the {column!r} column")
@@ -71,6 +70,7 @@ def prepare(
     augment=0,
     augment_settings=None,
     root=None,
+    summary=False,
 ):
     """Write ``index.csv`` + ``vocab.json``; embed the clips whose audio is present when an embedder is given.
 
@@ -81,7 +81,9 @@ def prepare(
     Returns
     -------
     str
-        The index path.
+        The index path; with ``summary``, ``(path, counts)``: indexed,
+        embedded, reused (already in the cache), failed (path, reason) and
+        missing (indexed clips without audio).
     """
     df = read_annotations(annotations)
     vocab = vocabulary(df, which)
@@ -105,8 +107,15 @@ def prepare(
         )
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(vocab, os.path.join(out_dir, "vocab.json"))
+    counts = {
+        "indexed": len(index),
+        "embedded": 0,
+        "reused": 0,
+        "failed": [],
+        "missing": index["path"][~present].tolist(),
+    }
     if embedder is not None and present.any():
-        embedded = embed_dataset(
+        embedded, done = embed_dataset(
             index[present],
             os.path.join(out_dir, "cache"),
             embedder=embedder,
@@ -114,6 +123,9 @@ def prepare(
             augment_settings=augment_settings,
             workers=workers,
             progress=progress,
+            summary=True,
         )
+        counts.update(embedded=done["embedded"], reused=done["skipped"], failed=done["failures"])
         index = pd.concat([embedded, index[~present]], ignore_index=True) if (~present).any() else embedded
-    return dataset.write_index(index, os.path.join(out_dir, "index.csv"))
+    path = dataset.write_index(index, os.path.join(out_dir, "index.csv"))
+    return (path, counts) if summary else path

@@ -134,6 +134,14 @@ def _add_root_option(p):
     )
 
 
+def _add_allow_option(p):
+    p.add_argument(
+        "--allow-other-embedding",
+        action="store_true",
+        help="use a model with weights or PCA parameters other than those it was trained on (refused by default)",
+    )
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -262,16 +270,13 @@ def cmd_prepare(args):
             f"track index: {done['index']} ({done['n_clips']} clips, {done['task']}, {len(done['vocabulary'])} labels;"
             f" embedded {done['embedded']}, reused {done['skipped']} from the cache)"
         )
-        for what, items in (
+        _left_out(
             ("without a label (left out)", done["unlabelled"]),
             ("labelled but not found", done["missing"]),
             ("that could not be decoded (left out; see the cache's errors.tsv)", [p for p, _ in done["failed"]]),
-        ):
-            if items:
-                print(
-                    f"{len(items)} clips {what}: {', '.join(map(str, items[:5]))}{' ...' if len(items) > 5 else ''}",
-                    file=sys.stderr,
-                )
+        )
+        if done["fold_note"]:
+            print(done["fold_note"], file=sys.stderr)
         return EXIT_SOME_FAILED if done["failed"] else EXIT_OK
     if args.dataset == "gtzan":
         from preprocess import gtzan
@@ -289,6 +294,7 @@ def cmd_prepare(args):
             workers=args.workers,
             root=args.root,
             progress=_progress(args),
+            summary=True,
             **augment,
         )
     else:
@@ -305,10 +311,29 @@ def cmd_prepare(args):
             workers=args.workers,
             root=args.root,
             progress=_progress(args),
+            summary=True,
             **augment,
         )
-    print(f"track index: {path}")
-    return EXIT_OK
+    path, counts = path
+    print(
+        f"track index: {path} ({counts['indexed']} clips indexed; embedded {counts['embedded']}, reused"
+        f" {counts['reused']} from the cache, failed {len(counts['failed'])}; {len(counts['missing'])} without audio)"
+    )
+    _left_out(
+        ("without audio (indexed, not embedded)", counts["missing"]),
+        ("that could not be decoded (see the cache's errors.tsv)", [p for p, _ in counts["failed"]]),
+    )
+    return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
+
+
+def _left_out(*groups):
+    """Print, on standard error, each group of clips a command left out: its count and the first few."""
+    for what, items in groups:
+        if items:
+            print(
+                f"{len(items)} clips {what}: {', '.join(map(str, items[:5]))}{' ...' if len(items) > 5 else ''}",
+                file=sys.stderr,
+            )
 
 
 def cmd_features(args):
@@ -412,6 +437,7 @@ def _evaluate_truth(args):
             hop_seconds=args.hop,
             short_policy=args.short,
             dtype=args.precision,
+            allow_other_embedding=args.allow_other_embedding,
         )
         items = files.collect(args.target, include=args.include, exclude=args.exclude)
         paths, rows = [], []
@@ -496,6 +522,7 @@ def cmd_tag(args):
             pca_params=args.pca,
             errors_file=args.errors,
             dry_run=args.dry_run,
+            allow_other_embedding=args.allow_other_embedding,
         )
         return _beam_done(
             args,
@@ -513,6 +540,7 @@ def cmd_tag(args):
         hop_seconds=args.hop,
         short_policy=args.short,
         dtype=args.precision,
+        allow_other_embedding=args.allow_other_embedding,
     )
     summary = tag_to_file(
         tagger,
@@ -688,6 +716,7 @@ def build_parser():
     p.add_argument(
         "--overwrite", action="store_true", help="start OUT afresh (a rerun with other settings is refused without it)"
     )
+    _add_allow_option(p)
     _add_embedding_options(p)
     _add_root_option(p)
     _add_runner_options(p)
@@ -725,6 +754,7 @@ def build_parser():
         help="with --predictions: the task (default: from the output's .meta.json, else multilabel)",
     )
     p.add_argument("--cache", default=None, metavar="CACHE", help="with --model: reuse/fill an embedding cache")
+    _add_allow_option(p)
     p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
     _add_embedding_options(p)
     p.set_defaults(func=cmd_evaluate)

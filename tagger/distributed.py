@@ -21,9 +21,7 @@ paths and globs (matched inside the pipeline with ``fileio.MatchAll``).
 apache-beam is imported by this module only: ``pip install "tagger[beam]"``.
 """
 
-import csv
 import functools
-import io
 import json
 import logging
 import os
@@ -33,6 +31,7 @@ import numpy as np
 
 from .embedding import cache, files, provenance
 from .exceptions import ParameterError
+from .records import delimited_line
 
 __all__ = ["BEAM_RUNNERS", "is_beam_runner", "run_embed", "run_tag", "track_id_for_url"]  # and VGGishModelHandler
 
@@ -354,9 +353,7 @@ def _dofns():
             if self.fmt == "parquet":
                 yield row
             elif self.fmt == "csv":
-                out = io.StringIO()
-                csv.DictWriter(out, fieldnames=self.fieldnames, lineterminator="").writerow(row)
-                yield out.getvalue()
+                yield delimited_line([row.get(k, "") for k in self.fieldnames])
             else:
                 yield json.dumps(self.head.record(result, row))
 
@@ -370,9 +367,25 @@ def __getattr__(name):
 
 
 def _tsv_line(path_error):
-    out = io.StringIO()
-    csv.writer(out, delimiter="\t", lineterminator="").writerow(path_error)
-    return out.getvalue()
+    return delimited_line(path_error, "\t")
+
+
+@functools.lru_cache(maxsize=None)
+def _text_coder():
+    """Lines written as UTF-8 with file names that are not UTF-8 kept byte for byte (as :data:`tagger.records.TEXT`)."""
+    beam = _beam()
+
+    class SurrogateEscapeCoder(beam.coders.Coder):
+        def encode(self, value):
+            return value.encode("utf-8", "surrogateescape")
+
+        def decode(self, value):
+            return value.decode("utf-8", "surrogateescape")
+
+        def is_deterministic(self):
+            return True
+
+    return SurrogateEscapeCoder()
 
 
 def _items(inputs, *, include, exclude, root):
@@ -457,7 +470,8 @@ def _build(p, beam, settings, local, patterns, *, include, exclude, root, errors
     (
         errors
         | "ErrorLines" >> beam.Map(count)
-        | "WriteErrors" >> beam.io.WriteToText(errors_path, shard_name_template="", header="path\terror")
+        | "WriteErrors"
+        >> beam.io.WriteToText(errors_path, shard_name_template="", header="path\terror", coder=_text_coder())
     )
     return assembled.entries, planned.hits
 
@@ -470,6 +484,17 @@ def _summary(result):
         found = result.metrics().query(MetricsFilter().with_namespace(_NAMESPACE).with_name(name))["counters"]
         out[name] = int(sum(c.committed or 0 for c in found))
     return out
+
+
+#: what a Dataflow job cannot start without (Beam's own validation asks Google Cloud for defaults first)
+_DATAFLOW_REQUIRED = ("project", "region", "temp_location")
+
+
+def _pipeline(beam, options, pipeline_args, dry_run):
+    """The pipeline to build: a dry run builds its graph under the DirectRunner, so nothing contacts Google Cloud."""
+    if dry_run:
+        return beam.Pipeline(options=_options(pipeline_args, "DirectRunner"))
+    return beam.Pipeline(options=options)
 
 
 def _describe(p, options):
@@ -488,6 +513,11 @@ def _describe(p, options):
     for tid in proto.root_transform_ids:
         for sub in transforms[tid].subtransforms or [tid]:
             walk(sub, 1)
+    given = options.get_all_options(drop_default=True, retain_unknown_options=True)
+    if given.get("runner") == "DataflowRunner":
+        missing = [name for name in _DATAFLOW_REQUIRED if not given.get(name)]
+        if missing:
+            lines.append(f"a real run needs: {', '.join('--' + m for m in missing)} (not checked against Google Cloud)")
     lines.append(
         "options: "
         + json.dumps(
@@ -556,7 +586,7 @@ def run_embed(
 
             plan(local, _view(settings))
     options = _options(pipeline_args, runner)
-    p = beam.Pipeline(options=options)
+    p = _pipeline(beam, options, pipeline_args, dry_run)
     _build(
         p,
         beam,
@@ -596,6 +626,7 @@ def run_tag(
     pca_params=None,
     errors_file=None,
     dry_run=False,
+    allow_other_embedding=False,
 ):
     """``tagger tag --runner beam``: the rows of :func:`tagger.tagging.writer.tag_to_file`, as sharded files.
 
@@ -605,12 +636,14 @@ def run_tag(
     embeddings are written to the cache when one is given.
     """
     beam = _beam()
-    from .tagging.api import Head
-    from .tagging.writer import output_settings, row_fields
+    from .tagging.api import Head, check_trained_on
+    from .tagging.writer import check_options, output_settings, row_fields
 
     if fmt not in ("csv", "jsonl", "parquet"):
         raise ParameterError(f"format={fmt!r} must be csv, jsonl or parquet")
     head = Head(model)
+    top_n = check_options(head, top_n=top_n, threshold=threshold)
+    check_trained_on(head, embedder, allow=allow_other_embedding)
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)
     _check_runner_inputs(runner, local)
     # the network's raw output is cached (it serves heads of either kind); the head postprocesses on the fly
@@ -619,7 +652,7 @@ def run_tag(
     stem, ext = os.path.splitext(os.fspath(out))
     errors_file = errors_file or os.fspath(out) + ".errors.tsv"
     options = _options(pipeline_args, runner)
-    p = beam.Pipeline(options=options)
+    p = _pipeline(beam, options, pipeline_args, dry_run)
     entries, hits = _build(
         p,
         beam,
@@ -633,7 +666,7 @@ def run_tag(
         keep_hits=True,
     )
     *_, TagRows = _dofns()
-    header = ",".join(row_fields(top_n)) if fmt == "csv" else None
+    header = delimited_line(row_fields(top_n)) if fmt == "csv" else None
     rows = (
         (entries, hits)
         | "Clips" >> beam.Flatten()
@@ -650,7 +683,9 @@ def run_tag(
         )
         rows | "WriteRows" >> beam.io.WriteToParquet(stem, schema, file_name_suffix=ext or ".parquet")
     else:
-        rows | "WriteRows" >> beam.io.WriteToText(stem, file_name_suffix=ext or "." + fmt, header=header)
+        rows | "WriteRows" >> beam.io.WriteToText(
+            stem, file_name_suffix=ext or "." + fmt, header=header, coder=_text_coder()
+        )
     if dry_run:
         return {"description": _describe(p, options)}
     meta = {

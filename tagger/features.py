@@ -13,17 +13,15 @@ another input of the one pipeline: cache entries of kind ``'features'``
 use as they use embeddings.
 """
 
-import csv
 import logging
 import os
 import warnings
 
 import numpy as np
 
-from . import locks
 from .embedding import files, params
 from .exceptions import AudioError, DataError
-from .records import ErrorsWriter, check_resume, progress_bar, resume_output
+from .records import ResumableOutput, check_resume, progress_bar
 
 __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
 
@@ -240,66 +238,56 @@ def features_to_file(
     fmt = "parquet" if out.endswith(".parquet") else "csv"
     items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
     rows_file = out + ".partial.csv" if fmt == "parquet" else out
-    errors_file = errors_file or out + ".errors.tsv"
-    meta_path = out + ".meta.json"
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     settings = {"features": params.feature_params(), "format": fmt}
-    with locks.exclusive(locks.output_lock_path(out), what=f"output {out}"):
-        if overwrite:
-            for path in (out, rows_file, errors_file, meta_path):
-                if os.path.exists(path):
-                    os.unlink(path)
-        if fmt == "parquet" and os.path.exists(out) and not os.path.exists(rows_file):
-            check_resume(out, errors_file, meta_path, settings)
-            done = set(_read_parquet_paths(out))
-            if all(p in done for p, _ in items):
-                return {
-                    "total": len(items),
-                    "extracted": 0,
-                    "skipped": len(items),
-                    "failed": 0,
-                    "errors_file": errors_file,
-                }
+    output = ResumableOutput(
+        out,
+        kind="csv",
+        settings=settings,
+        fieldnames=_fields(),
+        rows_file=rows_file,
+        errors_file=errors_file,
+        overwrite=overwrite,
+    )
+    if fmt == "parquet" and os.path.exists(out) and not os.path.exists(rows_file) and not overwrite:
+        check_resume(out, output.errors_file, output.meta_path, settings)  # a finished table: nothing to append
+        done = {output.key(p) for p in _read_parquet_paths(out)}
+        lacking = sum(output.key(p) not in done for p, _ in items)
+        if lacking:
             raise DataError(
-                f"{out} is finished and lacks {sum(p not in done for p, _ in items)} of these files; write"
-                " to another --out, or rerun with --overwrite"
+                f"{out} is finished and lacks {lacking} of these files; write to another --out, or rerun with --overwrite"
             )
-        header, done, failures = resume_output(
-            rows_file, errors_file, meta_path, settings, kind="csv", fieldnames=_fields()
-        )
-        todo = [p for p, _ in items if p not in done]
+        return {
+            "total": len(items),
+            "extracted": 0,
+            "skipped": len(items),
+            "failed": 0,
+            "errors_file": output.errors_file,
+        }
+    with output:
+        todo = [p for p, _ in output.pending(items)]
         summary = {
             "total": len(items),
             "extracted": 0,
             "skipped": len(items) - len(todo),
-            "failed": len(failures),
-            "errors_file": errors_file,
+            "errors_file": output.errors_file,
         }
         bar = progress_bar(len(todo), desc="features", progress=progress)
         try:
-            with open(rows_file, "a", newline="", encoding="utf-8") as fout, ErrorsWriter(errors_file) as ferr:
-                writer = csv.writer(fout)
-                if header is None:
-                    writer.writerow(_fields())
-                for r in iter_features(todo, workers=workers):
-                    for text in r.warnings:
-                        log.warning("%s: %s", r.path, text)
-                    if r.ok:
-                        writer.writerow(
-                            [r.path, os.path.basename(r.path), r.length, *(repr(float(v)) for v in r.embedding[0])]
-                        )
-                        summary["extracted"] += 1
-                    else:
-                        log.error("%s: %s", r.path, r.error)
-                        ferr.write(r.path, r.error)
-                        summary["failed"] += 1
-                    fout.flush()
-                    bar.update(1)
+            for r in iter_features(todo, workers=workers):
+                for text in r.warnings:
+                    log.warning("%s: %s", r.path, text)
+                if r.ok:
+                    output.row([r.path, os.path.basename(r.path), r.length, *(repr(float(v)) for v in r.embedding[0])])
+                    summary["extracted"] += 1
+                else:
+                    log.error("%s: %s", r.path, r.error)
+                    output.error(r.path, r.error)
+                bar.update(1)
         finally:
             bar.close()
-        if summary["failed"] == 0 and os.path.exists(errors_file):
-            os.unlink(errors_file)
+        summary["failed"] = output.failed
         if fmt == "parquet":
+            output.close_rows()
             read_table(rows_file).to_parquet(out, index=False)
             os.unlink(rows_file)
     return summary
@@ -325,7 +313,11 @@ def read_table(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: no such feature table")
     try:
-        df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path, keep_default_na=False)
+        df = (
+            pd.read_parquet(path)
+            if path.endswith(".parquet")
+            else pd.read_csv(path, keep_default_na=False, encoding_errors="surrogateescape")
+        )
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad table
         raise DataError(f"{path}: unreadable feature table ({exc})") from exc
     missing = [c for c in ("filename", *FEATURE_NAMES) if c not in df.columns]

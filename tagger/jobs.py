@@ -64,13 +64,57 @@ def bucket_path(bucket, job, path):
     return f"{bucket.rstrip('/')}/{path}" if top in SHARED else f"{bucket.rstrip('/')}/jobs/{job}/{path}"
 
 
+_ABSENT = ("matched no objects", "not found", "no urls matched", "does not exist")
+
+
 def _in_bucket(url):
+    """Whether ``url`` exists: True, False, or the reason it could not be checked (gcloud failed otherwise)."""
     if "://" not in url:  # a local folder standing in for the bucket
         return os.path.exists(url)
     try:
-        return subprocess.run(["gcloud", "storage", "ls", url], capture_output=True).returncode == 0
+        done = subprocess.run(["gcloud", "storage", "ls", url], capture_output=True, text=True)
     except FileNotFoundError:
         raise ParameterError(f"cannot check {url}: the gcloud CLI is not installed here") from None
+    if done.returncode == 0:
+        return True
+    said = done.stderr.strip()
+    if not said or any(text in said.lower() for text in _ABSENT):
+        return False
+    return said.splitlines()[-1]
+
+
+def _check_input(path, *, number, text, bucket, job, local_root, made, uploads, what="input"):
+    """One input of a step: a bucket URL, an earlier step's output, a job file to upload, or in the bucket."""
+    if path.startswith(("gs://", "https://")) or "://" in path:
+        return  # a bucket URL or a hub handle: used as it is
+    if os.path.isabs(path):
+        raise ParameterError(
+            f"step {number} ({text}): {what} {path} is absolute; paths are relative to the job's work"
+            " folder (data/..., audio/..., or the job's own files)"
+        )
+    norm = os.path.normpath(path)
+    if norm.startswith(".."):
+        raise ParameterError(f"step {number} ({text}): {what} {path} leaves the work folder")
+    if any(norm == m or norm.startswith(m + os.sep) for m in made):
+        return
+    top = norm.split(os.sep, 1)[0]
+    local = os.path.join(local_root, norm)
+    if top not in SHARED and os.path.isfile(local):
+        uploads[local] = bucket_path(bucket, job, norm)
+        return
+    url = bucket_path(bucket, job, norm)
+    found = _in_bucket(url)
+    if found is True:
+        return
+    if found is not False:
+        raise ParameterError(
+            f"step {number} ({text}): could not check {what} {path} at {url}: gcloud said {found!r};"
+            " fix the gcloud login or network and submit again"
+        )
+    raise ParameterError(
+        f"step {number} ({text}): {what} {path} is not in {url},"
+        f"{' not a file here,' if top not in SHARED else ''} and no earlier step makes it"
+    )
 
 
 def _parse(step, number):
@@ -137,37 +181,22 @@ def plan(steps, *, bucket, job, local_root="."):
         command = step[0]
         if command == "train" and not args.run_dir:
             raise ParameterError(f"step {number} ({text}): give the run folder (--run-dir run), so a restart finds it")
+        where = dict(
+            number=number, text=text, bucket=bucket, job=job, local_root=local_root, made=made, uploads=uploads
+        )
         for path in _values(args, _INPUTS[command] + _ALSO_INPUTS):
-            if path.startswith(("gs://", "https://")) or "://" in path:
-                continue  # a bucket URL or a hub handle: used as it is
-            if os.path.isabs(path):
-                raise ParameterError(
-                    f"step {number} ({text}): {path} is absolute; paths are relative to the job's work"
-                    " folder (data/..., audio/..., or the job's own files)"
-                )
-            norm = os.path.normpath(path)
-            if norm.startswith(".."):
-                raise ParameterError(f"step {number} ({text}): {path} leaves the work folder")
-            if any(norm == m or norm.startswith(m + os.sep) for m in made):
-                continue
-            top = norm.split(os.sep, 1)[0]
-            local = os.path.join(local_root, norm)
-            if top not in SHARED and os.path.isfile(local):
-                uploads[local] = bucket_path(bucket, job, norm)
-                continue
-            if _in_bucket(bucket_path(bucket, job, norm)):
-                continue
-            raise ParameterError(
-                f"step {number} ({text}): input {path} is not in {bucket_path(bucket, job, norm)},"
-                f"{' not a file here,' if top not in SHARED else ''} and no earlier step makes it"
-            )
+            _check_input(path, **where)
         if command == "train" and os.path.isfile(os.path.join(local_root, args.config)):
             from .training.config import load_config
 
-            try:  # the checks of `tagger train`, data paths excepted (earlier steps or the bucket hold them)
-                load_config(os.path.join(local_root, args.config), check_paths=False)
+            try:  # the checks of `tagger train`; its data paths are checked below, where the job will find them
+                cfg = load_config(os.path.join(local_root, args.config), check_paths=False)
             except Exception as exc:
                 raise ParameterError(f"step {number} ({text}): {exc}") from exc
+            for key in ("index", "cache", "vocabulary"):
+                value = cfg["data"].get(key)
+                if value:
+                    _check_input(str(value), what=f"config data.{key}", **where)
         out = [os.path.normpath(p) for p in _values(args, _OUTPUTS[command])]
         if command == "tag":
             out += [

@@ -8,6 +8,8 @@ rerun appends after the last complete record.
 """
 
 import csv
+import errno
+import io
 import json
 import os
 import tempfile
@@ -23,7 +25,11 @@ __all__ = [
     "umask",
     "ERRORS_HEADER",
     "check_resume",
-    "resume_output",
+    "read_table",
+    "ResumableOutput",
+    "delimited_line",
+    "no_space",
+    "TEXT",
     "progress_bar",
 ]
 
@@ -47,7 +53,7 @@ def _parse_delimited(data, delimiter, path):
     def feed():
         for line in _lines(data):
             consumed.append(len(line))
-            yield line.decode("utf-8")
+            yield line.decode("utf-8", "surrogateescape")
 
     reader = csv.reader(feed(), delimiter=delimiter, strict=True)
     header, rows, good = None, [], 0
@@ -85,7 +91,7 @@ def _parse_jsonl(data, path):
         if not line.endswith(b"\n"):
             break
         try:
-            rows.append(json.loads(line))
+            rows.append(json.loads(line.decode("utf-8", "surrogateescape")))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: line {len(rows) + 1} is not JSON ({exc}); the file is damaged") from exc
         good += len(line)
@@ -134,21 +140,51 @@ def read_errors(path):
     return [(r["path"], r["error"]) for r in rows]
 
 
+#: how every record file is opened: UTF-8, with file names that are not valid UTF-8 kept byte for byte
+#: (``surrogateescape``: read back with the same setting, ``os.fsencode(name)`` gives the original bytes)
+TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def delimited_line(values, delimiter=","):
+    """One CSV/TSV record without its line end, quoted as the csv module quotes (newlines, tabs, quotes survive).
+
+    The one quoting of every delimited output, local or Beam shard.
+    """
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerow(values)
+    return out.getvalue()[:-2]
+
+
+def no_space(path, exc, kept="finished work is kept"):
+    """The error of a write that found the disk full (or over quota): names the path, says nothing is lost."""
+    return DataError(
+        f"{path}: could not be written: {exc.strerror or 'no space left on the device'}; {kept}, and a rerun"
+        " after freeing space continues where this one stopped"
+    )
+
+
 class ErrorsWriter:
     """Append ``path<TAB>error`` records (csv-quoted, so any path or message survives) to an errors file."""
 
     def __init__(self, path):
         self.path = path
         fresh = not os.path.exists(path) or os.path.getsize(path) == 0
-        self.file = open(path, "a", newline="", encoding="utf-8")
-        self.writer = csv.writer(self.file, delimiter="\t")
+        self.file = open(path, "a", newline="", **TEXT)
         if fresh:
-            self.writer.writerow(ERRORS_HEADER)
+            self._append(delimited_line(ERRORS_HEADER, "\t"))
+
+    def _append(self, line):
+        try:
+            self.file.write(line + "\r\n")
             self.file.flush()
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise no_space(self.path, exc) from exc
+            raise
 
     def write(self, path, error):
-        self.writer.writerow((path, error))
-        self.file.flush()
+        self._append(delimited_line((path, error), "\t"))
 
     def close(self):
         self.file.close()
@@ -183,9 +219,11 @@ def write_atomic(path, write, *, binary=False, fsync=False):
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            raise no_space(path, exc) from exc
         raise
     return path
 
@@ -214,14 +252,43 @@ def _describe(value):
 
 
 def _differences(old, new):
-    keys = sorted(set(old) | set(new))
+    """Every setting that differs: provenance fields by :func:`tagger.embedding.provenance.differences`, the rest here."""
+    from .embedding import provenance
+
+    fields = [k for k in provenance.FIELDS if k in old or k in new]
+    out = provenance.differences(old, new, fields=fields, labels=("then", "now"))
+    keys = sorted((set(old) | set(new)) - set(fields))
 
     def same(k):  # a model is the same when its content hash is
         if k == "model":
             return (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash")
         return old.get(k) == new.get(k)
 
-    return [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
+    return out + [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
+
+
+def _upgrade_settings(old):
+    """Settings of an output begun by an older tagger, in today's fields (its embedding provenance rebuilt).
+
+    Tag outputs before the provenance record held ``weights`` as one string
+    (``vggish-sha1:…+pca+bfloat16``): the network and precision are read from
+    it; ``+pca`` without the PCA parameters' id cannot be rebuilt.
+    """
+    if "model" not in old or "precision" in old or "weights" not in old:
+        return old
+    from .embedding import params, provenance
+
+    weights = str(old["weights"])
+    if weights == params.FEATURE_SET:
+        kind = "features"
+    elif weights.startswith("melspec"):
+        kind = "melspec"
+    else:
+        kind = "postprocessed" if "+pca" in weights.split("+")[1:] else "raw"
+    record = provenance.of_legacy(
+        weights=weights, kind=kind, pca=None, frontend=old.get("frontend") or {}, short_policy=old.get("short_policy")
+    )
+    return {**old, **record}
 
 
 def check_resume(out, errors_file, meta_path, settings):
@@ -229,10 +296,15 @@ def check_resume(out, errors_file, meta_path, settings):
 
     ``meta_path`` holds ``{"settings": ...}`` as the run that began ``out`` wrote it
     (``tag_to_file``, ``features_to_file``); an output begun without one is refused too.
+
+    Returns
+    -------
+    dict
+        The meta file as it was (``{}`` for an output not begun).
     """
     started = any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (out, errors_file))
     if not started:
-        return
+        return {}
     if not os.path.exists(meta_path):
         raise ParameterError(
             f"{out} exists but has no {os.path.basename(meta_path)}: it was written by an older tagger (or another"
@@ -241,44 +313,193 @@ def check_resume(out, errors_file, meta_path, settings):
         )
     try:
         with open(meta_path, encoding="utf-8") as f:
-            old = json.load(f)["settings"]
+            meta = json.load(f)
+        old = meta["settings"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{meta_path}: unreadable ({exc}); rerun with --overwrite, or write to another --out") from exc
+    try:
+        old = _upgrade_settings(old)
+    except DataError as exc:
+        raise ParameterError(f"{out}: {exc}; rerun with --overwrite, or write to another --out") from exc
     diff = _differences(old, json.loads(json.dumps(settings)))
     if diff:
         raise ParameterError(
             f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
             " or write to another --out"
         )
+    return meta
 
 
-def resume_output(out, errors_file, meta_path, settings, *, kind, fieldnames=None):
-    """Begin or continue an appendable output: check and record its settings, and say what it holds.
+class ResumableOutput:
+    """The one resumable-output engine: lock, settings check, resume, rows, errors, summary.
 
-    Refuses (:func:`check_resume`) an output made with other settings, or
-    with columns other than ``fieldnames``; then writes ``meta_path``.
+    ``tagger tag``, ``tagger features`` and their errors files go through it
+    (and the Beam writers use its quoting, :func:`delimited_line`, and its
+    settings record). Records are appended and flushed one at a time; the
+    settings are recorded in ``META`` (a rerun with others is refused unless
+    ``overwrite``). A rerun skips the clips already written or listed in the
+    errors file, keyed by the clip's absolute path (its track id's absolute
+    form, so ``music``, ``./music/`` and ``$PWD/music`` name one clip). A full
+    disk stops the run with a :class:`~tagger.exceptions.DataError` that names
+    the file; what was written stays, and a rerun continues.
 
-    Returns
-    -------
-    header : list of str or None
-        The output's header (None when it is new, or JSONL).
-    done : set of str
-        Paths already written, or listed in the errors file: a rerun skips them.
-    failures : list of (str, str)
-        The errors file's rows so far.
+    Parameters
+    ----------
+    out : str
+        The output the user named (its lock and meta file sit beside it).
+    kind : {'csv', 'jsonl'}
+        Format of the records file.
+    settings : dict
+        What the records depend on.
+    fieldnames : sequence of str, optional
+        CSV columns.
+    rows_file : str, optional
+        Where records are appended (default ``out``; a Parquet output collects them in a partial CSV).
+    errors_file : str, optional
+        Default ``OUT.errors.tsv``.
+    overwrite : bool
+        Start afresh.
     """
-    from . import __version__
 
-    check_resume(out, errors_file, meta_path, settings)
-    write_json_atomic({"tagger": __version__, "settings": settings}, meta_path)
-    header, rows = read_records(out, kind)
-    if fieldnames is not None and header is not None and header != list(fieldnames):
+    def __init__(self, out, *, kind, settings, fieldnames=None, rows_file=None, errors_file=None, overwrite=False):
+        from . import locks
+
+        self.out = os.fspath(out)
+        self.kind, self.settings, self.overwrite = kind, settings, overwrite
+        self.fieldnames = list(fieldnames) if fieldnames is not None else None
+        self.rows_file = rows_file or self.out
+        self.errors_file = errors_file or self.out + ".errors.tsv"
+        self.meta_path = self.out + ".meta.json"
+        self._lock = locks.exclusive(locks.output_lock_path(self.out), what=f"output {self.out}")
+        self.done, self.failures, self.written, self.failed = set(), [], 0, 0
+        self._rows = self._errors = None
+
+    @staticmethod
+    def key(path, cwd=None):
+        """The resume key of a clip: its absolute, normalised path (relative paths taken from ``cwd``)."""
+        path = os.fspath(path)
+        return os.path.normpath(os.path.join(cwd or os.getcwd(), path))
+
+    def __enter__(self):
+        from . import __version__
+
+        self._lock.__enter__()
+        try:
+            self._begin(__version__)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def _begin(self, version):
+        os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)
+        if self.overwrite:
+            for path in {self.out, self.rows_file, self.errors_file, self.meta_path}:
+                if os.path.exists(path):
+                    os.unlink(path)
+        meta = check_resume(self.rows_file, self.errors_file, self.meta_path, self.settings)
+        header, rows = read_records(self.rows_file, self.kind)
+        if self.fieldnames is not None and header is not None and header != self.fieldnames:
+            raise DataError(
+                f"{self.out}: its columns {header} are not those of these settings {self.fieldnames}; rerun with"
+                " --overwrite, or write to another --out"
+            )
+        self.failures = read_errors(self.errors_file)
+        paths = [row["path"] for row in rows] + [path for path, _ in self.failures]
+        then = meta.get("cwd") or os.getcwd()
+        if then != os.getcwd() and any(not os.path.isabs(p) for p in paths):
+            raise ParameterError(
+                f"{self.out} was begun in the folder {then}, and its relative paths name files from there: continue it"
+                " from that folder, or rerun with --overwrite, or write to another --out"
+            )
+        self.done = {self.key(p, then) for p in paths}
+        self.failed = len(self.failures)
+        write_json_atomic({"tagger": version, "settings": self.settings, "cwd": then}, self.meta_path)
+        self._rows = open(self.rows_file, "a", newline="", **TEXT)
+        self._errors = ErrorsWriter(self.errors_file)
+        if self.kind == "csv" and header is None and self.fieldnames is not None:
+            self._append(delimited_line(self.fieldnames) + "\r\n")
+
+    def pending(self, items):
+        """The ``(path, track_id)`` items not written before."""
+        return [item for item in items if self.key(item[0]) not in self.done]
+
+    def _append(self, text):
+        try:
+            self._rows.write(text)
+            self._rows.flush()
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise no_space(
+                    self.rows_file, exc, f"the {self.written} records finished by this run are kept"
+                ) from exc
+            raise
+
+    def row(self, values):
+        """Append one record: a dict (CSV: by ``fieldnames``; JSONL: as JSON) or a sequence (CSV)."""
+        if self.kind == "jsonl":
+            text = json.dumps(values)
+        elif isinstance(values, dict):
+            text = delimited_line([values.get(k, "") for k in self.fieldnames])
+        else:
+            text = delimited_line(values)
+        self._append(text + ("\n" if self.kind == "jsonl" else "\r\n"))
+        self.written += 1
+
+    def close_rows(self):
+        """Close the records file (before it is read whole, as a Parquet output's partial CSV is)."""
+        self._rows.close()
+
+    def error(self, path, message):
+        """List one failed clip in the errors file."""
+        self._errors.write(path, message)
+        self.failed += 1
+
+    def __exit__(self, *exc):
+        try:
+            for f in (self._rows, self._errors):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            if exc[0] is None and self.failed == 0 and os.path.exists(self.errors_file):
+                os.unlink(self.errors_file)
+        finally:
+            self._lock.__exit__(*exc)
+
+
+def read_table(path, *, what="table", **options):
+    """A CSV/TSV table a person wrote (labels, truth, mapping, annotations) as a DataFrame, its text checked first.
+
+    The file must be UTF-8 (a byte-order mark is dropped); anything else is
+    refused naming the file, the byte offset and the encoding problem, rather
+    than a parser traceback. ``options`` go to :func:`pandas.read_csv`.
+
+    Raises
+    ------
+    DataError
+        Missing, not UTF-8, or not parseable.
+    """
+    import pandas as pd
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such {what}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DataError(
-            f"{out}: its columns {header} are not those of these settings {list(fieldnames)}; rerun with"
-            " --overwrite, or write to another --out"
-        )
-    failures = read_errors(errors_file)
-    return header, {row["path"] for row in rows} | {path for path, _ in failures}, failures
+            f"{path}: this {what} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 4]!r}, {exc.reason});"
+            " save it as UTF-8 (e.g. iconv -f latin1 -t utf-8) and rerun"
+        ) from exc
+    try:
+        return pd.read_csv(io.StringIO(text), **options)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: unreadable {what} ({exc})") from exc
 
 
 def progress_bar(work, *, desc, unit="clip", progress=None):

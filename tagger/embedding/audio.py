@@ -28,7 +28,7 @@ def _open(path):
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(path)
+        return sf.SoundFile(os.fsencode(path))  # bytes: a name that is not valid UTF-8 opens too
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
         raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
 

@@ -2,9 +2,12 @@
 
 import fnmatch
 import hashlib
+import logging
 import os
 
 from ..exceptions import DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -98,6 +101,37 @@ def fingerprint_stream(f, size, *, block=1 << 16):
     return f"{size}:{digest.hexdigest()[:32]}"
 
 
+def _walk(folder):
+    """Audio-candidate files below a folder, symbolic links to folders followed once each (a loop is cut, with a warning)."""
+    seen = {os.path.realpath(folder)}
+    for dirpath, dirs, names in os.walk(folder, followlinks=True):
+        dirs.sort()
+        kept = []
+        for name in dirs:
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if real in seen:
+                log.warning(
+                    "%s: a link to a folder already searched (%s); not searched again",
+                    os.path.join(dirpath, name),
+                    real,
+                )
+                continue
+            seen.add(real)
+            kept.append(name)
+        dirs[:] = kept
+        for name in sorted(names):
+            yield os.path.join(dirpath, name)
+
+
+def _read_list(path):
+    """The entries of a list file (``.txt``, ``.m3u`` …): one path a line, ``#`` comments, a byte-order mark dropped."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as f:
+            return [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError as exc:
+        raise DataError(f"{path}: list file unreadable ({exc.strerror})") from exc
+
+
 def collect(inputs, *, include=(), exclude=(), root=None, required=False):
     """Expand inputs into audio files with track ids.
 
@@ -105,9 +139,12 @@ def collect(inputs, *, include=(), exclude=(), root=None, required=False):
     ----------
     inputs : sequence of str
         Audio files (taken whatever their extension), folders (searched
-        recursively for :data:`AUDIO_EXTENSIONS`), or list files (``.txt``,
-        ``.lst``, ``.m3u``: one path per line, relative to the list's folder,
-        ``#`` comments).
+        recursively for :data:`AUDIO_EXTENSIONS`, symbolic links to folders
+        followed, each real folder once), or list files (``.txt``, ``.lst``,
+        ``.m3u``: one path per line, relative to the list's folder, ``#``
+        comments, a UTF-8 byte-order mark ignored). A listed file that does
+        not exist is kept as an input, so the command reports it in its
+        errors file like any bad file.
     include, exclude : sequence of str
         Glob patterns matched against the path relative to its folder input
         and against the file name.
@@ -121,12 +158,14 @@ def collect(inputs, *, include=(), exclude=(), root=None, required=False):
     -------
     list of (str, str)
         ``(path, track_id)`` in a stable order, each file once (files with the
-        same name in different folders are different tracks).
+        same name in different folders are different tracks; one file named
+        twice, as ``music/a.au`` and ``./music/a.au``, is one).
 
     Raises
     ------
     DataError
-        A missing input; with ``required``, inputs holding no audio file.
+        A missing input; with ``required``, inputs holding no audio file; two
+        different files that map to one track id (both named).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -134,35 +173,41 @@ def collect(inputs, *, include=(), exclude=(), root=None, required=False):
     for item in inputs:
         item = os.fspath(item)
         if os.path.isdir(item):
-            for dirpath, dirs, names in os.walk(item):
-                dirs.sort()
-                for name in sorted(names):
-                    path = os.path.join(dirpath, name)
-                    rel = os.path.relpath(path, item).replace(os.sep, "/")
-                    if not name.lower().endswith(AUDIO_EXTENSIONS) or name.startswith("."):
-                        continue
-                    if include and not matches(rel, include):
-                        continue
-                    if exclude and matches(rel, exclude):
-                        continue
-                    found.append(path)
+            for path in _walk(item):
+                name = os.path.basename(path)
+                rel = os.path.relpath(path, item).replace(os.sep, "/")
+                if not name.lower().endswith(AUDIO_EXTENSIONS) or name.startswith("."):
+                    continue
+                if include and not matches(rel, include):
+                    continue
+                if exclude and matches(rel, exclude):
+                    continue
+                found.append(path)
         elif os.path.isfile(item) and item.lower().endswith(LIST_EXTENSIONS):
             base = os.path.dirname(item)
-            with open(item, encoding="utf-8") as f:
-                lines = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
-            found.extend(
-                p for p, _ in collect([os.path.join(base, ln) for ln in lines], include=include, exclude=exclude)
-            )
+            for line in _read_list(item):
+                listed = os.path.join(base, line)
+                if os.path.lexists(listed):
+                    found.extend(p for p, _ in collect([listed], include=include, exclude=exclude))
+                else:
+                    found.append(listed)  # reported by the command that reads it, with the others that fail
         elif os.path.lexists(item):
             found.append(item)
         else:
             raise DataError(f"{item}: no such file or folder")
-    unique, done = [], set()
+    unique, owner = [], {}
     for path in found:
         track_id = track_id_for(path, root)
-        if track_id not in done:
-            done.add(track_id)
-            unique.append((path, track_id))
+        key = os.path.normpath(os.path.abspath(path))
+        if track_id in owner:
+            if owner[track_id][1] != key:
+                raise DataError(
+                    f"two inputs map to one track id {track_id!r}: {owner[track_id][0]} and {path}; rename one, or"
+                    " tag them with another --root"
+                )
+            continue
+        owner[track_id] = (path, key)
+        unique.append((path, track_id))
     if required and not unique:
         raise DataError(f"no audio files found in {[os.fspath(i) for i in inputs]}")
     return unique

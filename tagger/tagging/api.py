@@ -17,7 +17,7 @@ from ..exceptions import DataError, ParameterError
 from ..training import bundle
 from ..training.dataset import SEPARATOR
 
-__all__ = ["Head", "Tagger", "TagResult"]
+__all__ = ["Head", "Tagger", "TagResult", "check_trained_on"]
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +183,7 @@ class Tagger(Head):
             )
         self.embedder = embedder
         self.cache_dir = cache_dir
-        trained = self.meta.get("provenance")
-        diff = provenance.head_differences(trained, provenance.of_extractor(embedder)) if trained else []
-        if diff and not allow_other_embedding:
-            raise ParameterError(
-                f"model {model!r} was trained on embeddings of other settings ({'; '.join(diff)}): its tags would be"
-                " wrong; pass the weights and PCA parameters it was trained on, or --allow-other-embedding to tag anyway"
-            )
-        if diff:
-            log.warning("model %r was trained on other embeddings (%s); tagging anyway", model, "; ".join(diff))
+        check_trained_on(self, embedder, allow=allow_other_embedding)
 
     def iter_tag(self, items, *, workers=None, taggram=True):
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
@@ -220,21 +212,18 @@ class Tagger(Head):
     def _plan(self, items, view):
         """The policy's verdict on each item's entry; one warning for the entries it will not use."""
         verdicts = [view.judge(track_id, files.fingerprint(path)) for path, track_id in items]
-        for action, what in (
-            (
-                "keep",
-                "were made with other settings or an older tagger; they are neither used nor replaced:"
-                " rebuild them with `tagger embed ... --overwrite`, or use another cache",
-            ),
-            (
-                "replace",
-                "are stale, invalid or unreadable; they are re-embedded"
-                + ("" if view.writable else " for this run (the cache is read-only)"),
-            ),
-        ):
-            found = [v.message for v in verdicts if v.action == action and v.message]
-            if found:
-                log.warning("%d entries of the cache %s %s (first: %s)", len(found), self.cache_dir, what, found[0])
+        kept = [v.message for v in verdicts if v.action == "keep" and v.message]
+        if kept:
+            log.warning(
+                "%d entries of the cache %s were made with other settings or an older tagger (first: %s); they are"
+                " neither used nor replaced: rebuild them with `tagger embed ... --overwrite`, or use another cache",
+                len(kept),
+                self.cache_dir,
+                kept[0],
+            )
+        for v in verdicts:  # each stale, invalid or unreadable entry, by name
+            if v.action == "replace" and v.message:
+                log.warning("%s; re-embedded%s", v.message, "" if view.writable else " for this run (read-only cache)")
         return verdicts
 
     def _tag(self, items, verdicts, view, *, workers, taggram):
@@ -325,6 +314,22 @@ class Tagger(Head):
                 )
             )
         return pd.DataFrame(rows)
+
+
+def check_trained_on(head, embedder, *, allow=False):
+    """Refuse a head fed by embeddings other than those it was trained on (the provenance in its ``bundle.json``).
+
+    ``allow``: warn instead (``--allow-other-embedding``).
+    """
+    trained = head.meta.get("provenance")
+    diff = provenance.head_differences(trained, provenance.of_extractor(embedder)) if trained else []
+    if diff and not allow:
+        raise ParameterError(
+            f"model {head.name!r} was trained on embeddings of other settings ({'; '.join(diff)}): its tags would be"
+            " wrong; pass the weights and PCA parameters it was trained on, or --allow-other-embedding to tag anyway"
+        )
+    if diff:
+        log.warning("model %r was trained on other embeddings (%s); tagging anyway", head.name, "; ".join(diff))
 
 
 def _bundle_hash(folder):

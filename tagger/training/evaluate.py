@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..exceptions import DataError, ParameterError
+from ..records import read_table
 
 __all__ = [
     "MODES",
@@ -139,13 +140,10 @@ def read_truth(path):
     dict
         normalised path -> list of tag names, in file order.
     """
-    import pandas as pd
 
     from .dataset import SEPARATOR
 
-    if not os.path.exists(path):
-        raise DataError(f"{path}: no such truth file")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_table(path, what="truth file", dtype=str, keep_default_na=False)
     missing = [c for c in ("path", "labels") if c not in df.columns]
     if missing:
         raise DataError(
@@ -162,7 +160,6 @@ def read_truth(path):
 
 def read_mapping(path):
     """A tag mapping: CSV ``truth,model`` (or a JSON object): ground-truth tag -> model tag."""
-    import pandas as pd
 
     if not os.path.exists(path):
         raise DataError(f"{path}: no such mapping file")
@@ -172,9 +169,12 @@ def read_mapping(path):
         if not isinstance(mapping, dict):
             raise DataError(f"{path}: a JSON mapping is an object {{truth tag: model tag}}")
         return {str(k): str(v) for k, v in mapping.items()}
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if len(df.columns) != 2:
-        raise DataError(f"{path}: a mapping has two columns (truth tag, model tag), found {list(df.columns)}")
+    df = read_table(path, what="mapping file", dtype=str, keep_default_na=False)
+    if [str(c).strip() for c in df.columns] != ["truth", "model"]:
+        raise DataError(
+            f"{path}: a mapping CSV begins with the header line truth,model, then one truth tag,model tag pair a line;"
+            f" its first line is {','.join(map(str, df.columns))!r} (read as a header, that mapping would be lost)"
+        )
     return dict(zip(df.iloc[:, 0].str.strip(), df.iloc[:, 1].str.strip()))
 
 
