@@ -319,8 +319,9 @@ def cmd_prepare(args):
         f"track index: {path} ({counts['indexed']} clips indexed; embedded {counts['embedded']}, reused"
         f" {counts['reused']} from the cache, failed {len(counts['failed'])}; {len(counts['missing'])} without audio)"
     )
+    missing = "without audio (indexed, not embedded)" if args.dataset == "mtt" else "of the split lists without audio"
     _left_out(
-        ("without audio (indexed, not embedded)", counts["missing"]),
+        (missing, counts["missing"]),
         ("that could not be decoded (see the cache's errors.tsv)", [p for p, _ in counts["failed"]]),
     )
     return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK

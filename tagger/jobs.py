@@ -193,10 +193,7 @@ def plan(steps, *, bucket, job, local_root="."):
                 cfg = load_config(os.path.join(local_root, args.config), check_paths=False)
             except Exception as exc:
                 raise ParameterError(f"step {number} ({text}): {exc}") from exc
-            for key in ("index", "cache", "vocabulary"):
-                value = cfg["data"].get(key)
-                if value:
-                    _check_input(str(value), what=f"config data.{key}", **where)
+            check_config_data(cfg, **where)
         out = [os.path.normpath(p) for p in _values(args, _OUTPUTS[command])]
         if command == "tag":
             out += [
@@ -211,14 +208,40 @@ def plan(steps, *, bucket, job, local_root="."):
     return {"steps": steps, "uploads": uploads, "outputs": outputs}
 
 
+def check_config_data(cfg, *, number=1, text="train", bucket, job, local_root=".", made=(), uploads=None):
+    """A train config's data paths (index, cache, vocabulary): in the bucket, made by an earlier step, or uploaded.
+
+    Raises
+    ------
+    ParameterError
+        A path found nowhere, or one that could not be checked (gcloud failed otherwise), naming the config key.
+    """
+    for key in ("index", "cache", "vocabulary"):
+        value = cfg["data"].get(key)
+        if value:
+            where = dict(bucket=bucket, job=job, local_root=local_root, made=list(made), uploads=uploads or {})
+            _check_input(str(value), number=number, text=text, what=f"config data.{key}", **where)
+
+
 def main(argv=None):
-    """``python -m tagger.jobs plan --bucket B --job J --steps-out FILE -- STEP [-- STEP]`` | ``steps FILE``.
+    """``python -m tagger.jobs plan --bucket B --job J --steps-out FILE -- STEP [-- STEP]`` | ``steps FILE`` | ``data --bucket B --job J CONFIG``.
 
     ``plan`` checks the steps (exit 1 with the problem on a bad one), writes
     them to FILE as JSON and prints one ``LOCAL<TAB>URL`` line per job file to
     upload; ``steps`` prints a steps file's steps shell-quoted, one per line.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["data"] and len(argv) == 6 and argv[1] == "--bucket" and argv[3] == "--job":
+        from .training.config import load_config
+
+        try:  # `submit CONFIG JOB`: the one train step's data, where the job will look for it
+            check_config_data(
+                load_config(argv[5], check_paths=False), text=f"train {argv[5]}", bucket=argv[2], job=argv[4]
+            )
+        except ParameterError as exc:
+            print(f"invalid job: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if argv[:1] == ["steps"] and len(argv) == 2:
         with open(argv[1], encoding="utf-8") as f:
             for step in json.load(f):

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for gcloud / gsutil: records its arguments; serves gs://BUCKET/... from $FAKE_GCS/BUCKET/...
 
+With $FAKE_GCLOUD_ERROR set, `storage ls` fails with that message (auth or network trouble).
 Appends one JSON line per call to $FAKE_LOG: {"tool": ..., "args": [...]}. Implements
 `storage cp|rsync|ls|cat` on the local folder; every other command only records.
 """
@@ -35,6 +36,8 @@ def main():
                 sys.exit(f"fake gcloud: {rest[0]} not found")
             shutil.copytree(src, dst, dirs_exist_ok=True)
         elif verb == "ls":
+            if os.environ.get("FAKE_GCLOUD_ERROR"):  # offline, logged out: gcloud fails, whatever the URL
+                sys.exit(os.environ["FAKE_GCLOUD_ERROR"])
             sys.exit(0 if os.path.exists(local(rest[0])) else 1)
         elif verb == "cat":
             sys.stdout.write(open(local(rest[0])).read())

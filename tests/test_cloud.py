@@ -43,7 +43,7 @@ def fake(tmp_path):
     return env, calls
 
 
-# a config as `tagger-cloud submit` sees it: data paths are relative to the job's work folder, not checked here
+# a config as `tagger-cloud submit` sees it: data paths are relative to the job's work folder (checked in the bucket)
 CONFIG = {
     "data": {
         "index": "data/audioset/index_genre10.csv",
@@ -54,6 +54,18 @@ CONFIG = {
 }
 
 
+def _bucket_data(tmp_path):
+    """The config's data, as the bucket would hold it (tagger-cloud submit checks that it is there)."""
+    for key in ("index", "cache", "vocabulary"):
+        path = tmp_path / "gcs/bkt" / CONFIG["data"][key]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir() if key == "cache" else path.write_text("x")
+
+
+def _not_ls(calls):
+    return [c for c in calls if c["args"][:2] != ["storage", "ls"]]
+
+
 def sh(args, env, check=True):
     return subprocess.run(["bash", *args], env=env, capture_output=True, text=True, check=check, timeout=120)
 
@@ -62,6 +74,7 @@ def test_submit_sequence(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
     config.write_text(json.dumps(CONFIG))
+    _bucket_data(tmp_path)
     sh(
         [
             CLOUD,
@@ -81,7 +94,9 @@ def test_submit_sequence(fake, tmp_path):
         ],
         env,
     )
-    seq = calls()
+    checked = [c["args"][2] for c in calls() if c["args"][:2] == ["storage", "ls"]]
+    assert checked == [f"gs://bkt/{CONFIG['data'][k]}" for k in ("index", "cache", "vocabulary")]
+    seq = _not_ls(calls())
     assert [c["args"][:2] for c in seq] == [["storage", "cp"]] * 3 + [["compute", "instances"]]
     assert seq[0]["args"][3] == "gs://bkt/jobs/job1/steps.json"  # the shorthand: one step, train CONFIG --run-dir run
     assert json.loads((tmp_path / "gcs/bkt/jobs/job1/steps.json").read_text()) == [
@@ -108,9 +123,10 @@ def test_on_demand_and_dry_run(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
     config.write_text(json.dumps(CONFIG))
+    _bucket_data(tmp_path)
     result = sh([CLOUD, "submit", str(config), "job2", "--bucket", "gs://bkt", "--on-demand", "--dry-run"], env)
     out = result.stdout
-    assert calls() == []  # nothing ran
+    assert _not_ls(calls()) == []  # nothing ran (the data paths were looked up)
     assert "submitted job2" not in result.stderr and "nothing was submitted" in result.stderr
     lines = out.strip().splitlines()
     assert lines[0].startswith("gcloud storage cp ") and lines[0].endswith("/steps.json gs://bkt/jobs/job2/steps.json")
@@ -469,10 +485,25 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
             "step 1 (evaluate run --split valid --bogus): unrecognized arguments: --bogus",
         ),
         (["--", "embed", "/abs/audio", "--out", "data/c"], "is absolute"),
+        (
+            ["--", "train", "nodata.json", "--run-dir", "run"],
+            "config data.index data/audioset/index_genre10.csv is not in gs://bkt/data/audioset/index_genre10.csv",
+        ),
+        (
+            ["--", "tag", "audio/x.wav", "--out", "t.csv"],
+            "could not check input audio/x.wav at gs://bkt/audio/x.wav: gcloud said 'ERROR: (gcloud.storage.ls)"
+            " There was a problem refreshing your current auth tokens'",
+        ),
     ],
 )
 def test_bad_steps_fail_before_the_vm(fake, tmp_path, steps, message):
     env, calls = fake
+    (tmp_path / "nodata.json").write_text(json.dumps(CONFIG))
+    if "could not check" in message:  # gcloud fails for another reason than a missing object
+        env = {
+            **env,
+            "FAKE_GCLOUD_ERROR": "ERROR: (gcloud.storage.ls) There was a problem refreshing your current auth tokens",
+        }
     result = subprocess.run(
         ["bash", CLOUD, "submit", "j", "--bucket", "gs://bkt", *steps],
         env=env,

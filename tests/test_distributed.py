@@ -170,3 +170,26 @@ def test_the_local_path_never_imports_beam():
     code = "import sys, tagger.cli, tagger.distributed, tagger.embedding.embed, tagger.tagging.api; print('apache_beam' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_beam_csv_and_errors_keep_names_with_newlines_quotes_and_tabs(head, ckpt_path, tmp_path):
+    folder = tmp_path / "odd"
+    names = ["line\nbreak.wav", 'quote"d.wav', "tab\there.wav", "plain.wav"]
+    for i, name in enumerate(names):
+        write_audio(folder / name, 1.5, freq=300.0 * (i + 1), seed=i)
+    (folder / "bad\nempty.wav").write_bytes(b"")
+    out = tmp_path / "beam.csv"
+    args = ["tag", str(folder), "--model", str(head), "--weights", ckpt_path, "--runner", "beam", "--out", str(out)]
+    assert cli.main(args) == cli.EXIT_SOME_FAILED
+    shards = sorted(glob.glob(str(tmp_path / "beam-*-of-*.csv")))
+    rows = pd.concat([pd.read_csv(s) for s in shards])
+    assert sorted(os.path.basename(p) for p in rows["path"]) == sorted(names)  # one row per clip
+    errors = pd.read_csv(str(out) + ".errors.tsv", sep="\t")
+    assert [os.path.basename(p) for p in errors["path"]] == ["bad\nempty.wav"]
+
+
+def test_a_dataflow_dry_run_without_options_prints_the_plan_offline(ckpt_path, capsys):
+    args = ["embed", "gs://b/audio/*.mp3", "--out", "gs://b/cache", "--weights", ckpt_path]
+    assert cli.main([*args, "--runner", "DataflowRunner", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "- VGGish" in out and "a real run needs: --project, --region, --temp_location" in out

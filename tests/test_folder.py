@@ -1,6 +1,7 @@
 """Your own labelled audio: prepare folder -> train -> evaluate -> tag; an embed cache is reused; one model loader."""
 
 import json
+import pickle
 import shutil
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import sys
 import pandas as pd
 import pytest
 from conftest import ROOT, write_audio
+
+from tagger.testing import random_weights, write_checkpoint
 
 LOUD = {"disco", "hiphop", "metal", "pop", "rock"}
 
@@ -104,6 +107,16 @@ def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, c
     )
     assert tag.returncode == 3 and "tagged 11" in tag.stdout, tag.stderr[-2000:]
     assert set(pd.read_csv(tmp_path / "t.csv")["tag_1"]) <= {"loud", "soft"}
+
+    # the run records what it was trained on; other weights are refused, naming them
+    trained = json.loads((tmp_path / "run/bundle.json").read_text())["provenance"]
+    entry = pickle.loads(next((tmp_path / "data/mine/cache").rglob("*.pkl")).read_bytes())
+    assert trained == {**entry["provenance"], "short_policy": None} and trained["weights"].startswith("vggish-sha1:")
+    other = tmp_path / "other" / "vggish_model.ckpt"
+    write_checkpoint(random_weights(seed=7), str(other))
+    refused = _run(["tag", "audio", "--model", "run", "--weights", str(other), "--out", "u.csv"], tmp_path)
+    assert refused.returncode == 1 and f"weights: {trained['weights']} (trained on)" in refused.stderr, refused.stderr
+    assert "--allow-other-embedding" in refused.stderr and not (tmp_path / "u.csv").exists()
 
 
 def test_prepare_folder_genre_layout(gtzan_files, tmp_path):

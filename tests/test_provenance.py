@@ -363,3 +363,46 @@ def test_the_policy_names_a_verdict_and_an_action_for_every_case(tmp_path):
     assert cache.CacheView(tmp_path, want, overwrite=True).judge("other").action == "replace"
     with pytest.raises(DataError, match="changed during the run"):
         view.read("other")
+
+
+def test_prepare_says_what_it_did(tmp_path, monkeypatch, capsys, shared, mtt_clip):
+    monkeypatch.chdir(tmp_path)
+    genres = shared / "data/gtzan/genres"
+    assert cli.main(["prepare", "gtzan", str(genres), "--out", "g", "--no-embed", "--no-progress"]) == 0
+    out = capsys.readouterr()
+    assert "clips indexed; embedded 0, reused 0 from the cache, failed 0;" in out.out
+    assert "clips of the split lists without audio: " in out.err  # GTZAN indexes the tracks it has
+    n_listed = out.out.split("failed 0; ")[1].split(" without audio")[0]
+    assert int(n_listed) > 400  # the other tracks of the filtered split (only ten are here)
+    tags = ["guitar", "techno"]
+    rows = [
+        {"clip_id": "1", "guitar": 0, "techno": 1, "mp3_path": "e/" + mtt_clip.name},
+        {"clip_id": "2", "guitar": 1, "techno": 0, "mp3_path": "f/absent-1.mp3"},
+        {"clip_id": "3", "guitar": 1, "techno": 1, "mp3_path": "c/absent-2.mp3"},
+    ]
+    pd.DataFrame(rows)[["clip_id", *tags, "mp3_path"]].to_csv("ann.csv", sep="\t", index=False, quoting=1)
+    audio = shared / "data/mtt/audio"
+    status = cli.main(["prepare", "mtt", str(audio), "--annotations", "ann.csv", "--out", "m", "--no-embed"])
+    out = capsys.readouterr()
+    assert (
+        status == 0 and "(3 clips indexed; embedded 0, reused 0 from the cache, failed 0; 2 without audio)" in out.out
+    )
+    assert "2 clips without audio (indexed, not embedded)" in out.err and "absent-1.mp3" in out.err
+
+
+def _labelled_folder(tmp_path, n, groups):
+    rows = []
+    for i in range(n):
+        write_audio(tmp_path / "mine" / f"c{i}.wav", 1.0, freq=200.0 + 50 * i, seed=i)
+        rows.append({"path": f"c{i}.wav", "labels": "ab"[i % 2], "artist": groups[i]})
+    pd.DataFrame(rows).to_csv(tmp_path / "mine" / "labels.csv", index=False)
+
+
+def test_prepare_folder_refuses_empty_groups_and_says_when_folds_are_fewer(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _labelled_folder(tmp_path, 6, ["x", "", "y", "y", "", "z"])
+    args = ["prepare", "folder", "mine", "--labels", "mine/labels.csv", "--out", "d", "--no-embed"]
+    assert cli.main([*args, "--group", "artist"]) == cli.EXIT_ERROR
+    assert "2 clips have an empty 'artist' cell (first: line 3, c1.wav)" in capsys.readouterr().err
+    assert cli.main(args) == 0  # six clips, three per label: fewer than the five folds asked for
+    assert "3 folds instead of the 5 asked: the rarest label has 3 clips" in capsys.readouterr().err
