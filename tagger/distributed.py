@@ -31,7 +31,7 @@ import numpy as np
 
 from .embedding import cache, files, provenance
 from .exceptions import ParameterError
-from .records import delimited_line
+from .records import delimited_line, parquet_path_columns
 
 __all__ = ["BEAM_RUNNERS", "is_beam_runner", "run_embed", "run_tag", "track_id_for_url"]  # and VGGishModelHandler
 
@@ -351,7 +351,7 @@ def _dofns():
             row = self.head.rows(result, top_n=self.top_n, threshold=self.threshold)
             self.tagged.inc()
             if self.fmt == "parquet":
-                yield row
+                yield {**row, **parquet_path_columns(item["path"])}
             elif self.fmt == "csv":
                 yield delimited_line([row.get(k, "") for k in self.fieldnames])
             else:
@@ -680,6 +680,7 @@ def run_tag(
                 (name, pa.float64() if name == "duration" or name.startswith("p_") else pa.string())
                 for name in row_fields(top_n)
             ]
+            + [("path_bytes", pa.binary())]
         )
         rows | "WriteRows" >> beam.io.WriteToParquet(stem, schema, file_name_suffix=ext or ".parquet")
     else:

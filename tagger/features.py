@@ -21,7 +21,7 @@ import numpy as np
 
 from .embedding import files, params
 from .exceptions import AudioError, DataError
-from .records import ResumableOutput, check_resume, progress_bar
+from .records import ResumableOutput, check_resume, parquet_path_columns, progress_bar
 
 __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
 
@@ -287,8 +287,14 @@ def features_to_file(
             bar.close()
         summary["failed"] = output.failed
         if fmt == "parquet":
+            import pandas as pd
+
             output.close_rows()
-            read_table(rows_file).to_parquet(out, index=False)
+            table = read_table(rows_file)
+            names = pd.DataFrame([parquet_path_columns(p) for p in table["path"]], index=table.index)
+            shown = table["filename"].map(lambda n: os.fsencode(n).decode("utf-8", "replace"))
+            table = table.assign(path=names["path"], filename=shown, path_bytes=names["path_bytes"])
+            table.to_parquet(out, index=False)
             os.unlink(rows_file)
     return summary
 
@@ -296,7 +302,8 @@ def features_to_file(
 def _read_parquet_paths(path):
     import pandas as pd
 
-    return pd.read_parquet(path, columns=["path"])["path"].tolist()
+    df = pd.read_parquet(path)
+    return [os.fsdecode(b) for b in df["path_bytes"]] if "path_bytes" in df.columns else df["path"].tolist()
 
 
 def read_table(path):
@@ -316,7 +323,12 @@ def read_table(path):
         df = (
             pd.read_parquet(path)
             if path.endswith(".parquet")
-            else pd.read_csv(path, keep_default_na=False, encoding_errors="surrogateescape")
+            else pd.read_csv(
+                path,
+                keep_default_na=False,
+                encoding_errors="surrogateescape",
+                dtype={"path": object, "filename": object},
+            )
         )
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad table
         raise DataError(f"{path}: unreadable feature table ({exc})") from exc

@@ -26,6 +26,7 @@ __all__ = [
     "ERRORS_HEADER",
     "check_resume",
     "read_table",
+    "parquet_path_columns",
     "ResumableOutput",
     "delimited_line",
     "no_space",
@@ -467,6 +468,16 @@ class ResumableOutput:
                 os.unlink(self.errors_file)
         finally:
             self._lock.__exit__(*exc)
+
+
+def parquet_path_columns(path):
+    """``path`` and ``path_bytes`` of a Parquet row: Parquet strings are UTF-8, so the exact name travels as bytes.
+
+    ``path`` is the name for reading (bytes that are not UTF-8 shown as U+FFFD); ``path_bytes`` is
+    ``os.fsencode(path)``, the original bytes (``os.fsdecode`` gives the name back).
+    """
+    raw = os.fsencode(path)
+    return {"path": raw.decode("utf-8", "replace"), "path_bytes": raw}
 
 
 def read_table(path, *, what="table", **options):

@@ -406,3 +406,13 @@ def test_prepare_folder_refuses_empty_groups_and_says_when_folds_are_fewer(tmp_p
     assert "2 clips have an empty 'artist' cell (first: line 3, c1.wav)" in capsys.readouterr().err
     assert cli.main(args) == 0  # six clips, three per label: fewer than the five folds asked for
     assert "3 folds instead of the 5 asked: the rarest label has 3 clips" in capsys.readouterr().err
+
+
+def test_a_latin1_name_survives_a_parquet_feature_table(work):
+    good = os.path.join(os.fsencode(work / "music"), b"d\xe9j\xe0.wav")
+    write_audio(work / "tmp.wav", 1.2)
+    os.rename(work / "tmp.wav", good)
+    assert cli.main(["features", "music", "--out", "f.parquet", "--workers", "0", "--no-progress"]) == 0
+    df = pd.read_parquet(work / "f.parquet")
+    assert len(df) == 4 and os.path.relpath(good, os.fsencode(work)) in list(df["path_bytes"])
+    assert cli.main(["features", "music", "--out", "f.parquet", "--workers", "0", "--no-progress"]) == 0  # done
