@@ -16,7 +16,7 @@ import pytest
 from conftest import HEAD_LABELS, ROOT, write_audio, write_head_bundle
 
 from tagger import cli, records
-from tagger.embedding import cache, files, params, provenance
+from tagger.embedding import cache, params, provenance
 from tagger.exceptions import DataError
 
 
@@ -252,15 +252,17 @@ def test_an_old_format_entry_and_an_old_meta_are_upgraded_not_redone(work, heads
     assert "tagged 0, skipped 3" in capsys.readouterr().out
 
 
-def test_symlinked_folders_are_followed_once_and_a_loop_is_cut(tmp_path, caplog):
+def test_symlinked_folders_are_followed_once_and_a_loop_is_cut(tmp_path, monkeypatch, ckpt_path, caplog):
     write_audio(tmp_path / "elsewhere" / "x.wav", 1.0)
     (tmp_path / "music").mkdir()
     write_audio(tmp_path / "music" / "a.wav", 1.0)
     os.symlink(tmp_path / "elsewhere", tmp_path / "music" / "linked")
     os.symlink(tmp_path / "music", tmp_path / "music" / "loop")
-    found = files.collect([tmp_path / "music"], root=tmp_path)
-    assert [t for _, t in found] == ["music/a.wav", "music/linked/x.wav"]
-    assert "already searched" in caplog.text
+    monkeypatch.chdir(tmp_path)
+    assert run("embed", "music", "--out", "cache", ckpt_path=ckpt_path) == 0
+    made = sorted(p.relative_to(tmp_path / "cache").as_posix() for p in (tmp_path / "cache").rglob("*.pkl"))
+    assert made == ["music/a.wav.pkl", "music/linked/x.wav.pkl"]
+    assert "music/loop: a link to a folder already searched" in caplog.text
 
 
 def test_a_missing_list_entry_is_reported_and_a_bom_is_ignored(work, heads, ckpt_path):

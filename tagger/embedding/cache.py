@@ -2,7 +2,8 @@
 
 Entry (a dict, ``<cache>/<track_id>.pkl``, format :data:`FORMAT`):
 
-``format`` int; ``embedding`` np.ndarray (T, 128), float32 raw VGGish output
+``format`` int; ``provenance`` dict, the record of what made it
+(:mod:`tagger.embedding.provenance`); ``embedding`` np.ndarray (T, 128), float32 raw VGGish output
 or uint8 postprocessed, or (1, 57) float32 handcrafted features, or (T, 96, 64)
 float16 log-mel patches; ``kind`` ``'raw'``, ``'postprocessed'``, ``'features'`` or
 ``'melspec'`` (what ``embedding`` holds;
@@ -15,11 +16,15 @@ seconds; ``frontend`` dict, :func:`tagger.embedding.params.frontend_params`;
 id; ``fingerprint`` str or None, :func:`tagger.embedding.files.fingerprint` of
 the audio; ``duration`` float, seconds (or None).
 
-A raw entry serves heads that need postprocessed embeddings too: the
-postprocessor is applied on read (:func:`embedding_for`), so ``tagger embed``
-then ``tagger tag --cache`` runs the network once. Readers that know the
-source check its fingerprint: an entry whose audio changed is stale
-(:class:`StaleEntry`), never reused. Loading uses a restricted unpickler that
+Every command reads and judges entries through one policy,
+:class:`CacheView`: a verdict per entry (hit, missing, source changed, other
+settings, old format, wrong kind, unreadable, invalid) and one rule per
+verdict (:data:`RULES`). Entries are validated when read (shape for their
+kind, dtype, finite values). A raw entry serves heads that need postprocessed
+embeddings too: the postprocessor is applied on read (:func:`embedding_for`),
+so ``tagger embed`` then ``tagger tag --cache`` runs the network once. Readers
+that know the source check its fingerprint: an entry whose audio changed is
+stale, never reused. Format 2 entries are upgraded when read (:func:`upgrade`). Loading uses a restricted unpickler that
 accepts NumPy arrays and builtins only, so a planted pickle cannot run code.
 Files are created with the umask's permissions (a group-shared cache stays
 readable by the group).
@@ -37,7 +42,17 @@ from . import params, provenance
 
 __all__ = [
     "FORMAT",
+    "READABLE_FORMATS",
     "KINDS",
+    "RULES",
+    "DATASET_FIELDS",
+    "CacheView",
+    "Verdict",
+    "LocalStorage",
+    "dataset_provenance",
+    "validate_entry",
+    "upgrade",
+    "serving",
     "StaleEntry",
     "entry_path",
     "make_entry",
@@ -75,7 +90,9 @@ class StaleEntry(DataError):
     """A cache entry that exists but cannot serve this reader.
 
     ``reason`` says why: ``'format'`` (an older cache format), ``'settings'``
-    (other frontend settings or network) or ``'source'`` (its audio changed).
+    (made with other settings: named), ``'source'`` (its audio changed),
+    ``'kind'`` (postprocessed, raw wanted) or ``'invalid'`` (what it holds is
+    not a valid embedding of its kind).
     """
 
     def __init__(self, message, reason):
@@ -490,8 +507,14 @@ RULES = {
     OTHER_SETTINGS: "keep",
     OLD_FORMAT: "keep",
 }
-_REASONS = {"source": SOURCE_CHANGED, "settings": OTHER_SETTINGS, "format": OLD_FORMAT, "kind": WRONG_KIND}
-_REASONS["invalid"] = INVALID
+# StaleEntry.reason -> verdict
+_REASONS = {
+    "source": SOURCE_CHANGED,
+    "settings": OTHER_SETTINGS,
+    "format": OLD_FORMAT,
+    "kind": WRONG_KIND,
+    "invalid": INVALID,
+}
 
 
 class Verdict:
