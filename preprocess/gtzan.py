@@ -107,7 +107,12 @@ def prepare(
     df = _with_folds(pd.DataFrame(rows))
     os.makedirs(out_dir, exist_ok=True)
     write_vocabulary(keep, os.path.join(out_dir, "vocab.json"))
-    counts = {"indexed": len(df), "embedded": 0, "reused": 0, "failed": [], "missing": missing}
+    counts = {"indexed": len(df), "embedded": 0, "reused": 0, "failed": [], "missing": missing, "fold_note": None}
+    if "fold" not in df.columns:
+        counts["fold_note"] = (
+            f"no folds (data.cv_folds needs them): the rarest genre has {int(df['labels'].value_counts().min())}"
+            " tracks, fewer than the 5 folds"
+        )
     if embedder is not None:
         df, done = embed_dataset(
             df,

@@ -324,6 +324,8 @@ def cmd_prepare(args):
         (missing, counts["missing"]),
         ("that could not be decoded (see the cache's errors.tsv)", [p for p, _ in counts["failed"]]),
     )
+    if counts.get("fold_note"):
+        print(counts["fold_note"], file=sys.stderr)
     return EXIT_SOME_FAILED if counts["failed"] else EXIT_OK
 
 

@@ -374,6 +374,7 @@ def test_prepare_says_what_it_did(tmp_path, monkeypatch, capsys, shared, mtt_cli
     out = capsys.readouterr()
     assert "clips indexed; embedded 0, reused 0 from the cache, failed 0;" in out.out
     assert "clips of the split lists without audio: " in out.err  # GTZAN indexes the tracks it has
+    assert "no folds (data.cv_folds needs them): the rarest genre has 1 tracks" in out.err
     n_listed = out.out.split("failed 0; ")[1].split(" without audio")[0]
     assert int(n_listed) > 400  # the other tracks of the filtered split (only ten are here)
     tags = ["guitar", "techno"]
