@@ -162,12 +162,13 @@ def _dofns():
             self.settings, self.keep_hits = settings, keep_hits
             self.skipped = Metrics.counter(_NAMESPACE, "skipped")
 
+        def setup(self):
+            self.view = None if self.settings["cache_dir"] is None else _view(self.settings)
+
         def process(self, item):
             path, track_id = item
             print_ = _fingerprint(path)
-            verdict = None
-            if self.settings["cache_dir"] is not None:
-                verdict = _view(self.settings).judge(track_id, print_)
+            verdict = None if self.view is None else self.view.judge(track_id, print_)
             if verdict is not None and verdict.hit:
                 self.skipped.inc()
                 if self.keep_hits:
@@ -283,6 +284,7 @@ def _dofns():
             from .embedding.postprocess import Postprocessor
 
             self.post = Postprocessor(self.settings["pca_params"]) if self.settings["postprocess"] else None
+            self.view = None if self.settings["cache_dir"] is None else _view(self.settings)
 
         def process(self, element):
             track_id, groups = element
@@ -312,8 +314,8 @@ def _dofns():
                 duration=meta["duration"],
                 short_policy=s["short_policy"],
             )
-            if s["cache_dir"] is not None and meta["store"]:
-                _view(s).store(track_id, entry)
+            if self.view is not None and meta["store"]:
+                self.view.store(track_id, entry)
             self.embedded.inc()
             return [(track_id, {"path": meta["path"], "entry": entry})]
 

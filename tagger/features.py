@@ -301,9 +301,11 @@ def features_to_file(
 
 def _read_parquet_paths(path):
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    df = pd.read_parquet(path)
-    return [os.fsdecode(b) for b in df["path_bytes"]] if "path_bytes" in df.columns else df["path"].tolist()
+    if "path_bytes" in pq.read_schema(path).names:  # the exact names (tagger writes them); else the readable ones
+        return [os.fsdecode(b) for b in pd.read_parquet(path, columns=["path_bytes"])["path_bytes"]]
+    return pd.read_parquet(path, columns=["path"])["path"].tolist()
 
 
 def read_table(path):

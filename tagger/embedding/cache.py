@@ -406,11 +406,8 @@ def serves(entry, kind, pca=None):
     pca : str, optional
         The reader's PCA parameters id (postprocessed readers).
     """
-    if entry["kind"] in ("features", "melspec") or kind in ("features", "melspec"):
-        return entry["kind"] == kind
-    if entry["kind"] == "raw":
-        return True
-    return kind == "postprocessed" and entry["pca"] == pca
+    have = upgrade(entry)["provenance"]
+    return serving(have, {**have, "kind": kind, "pca": pca})[0] is None  # the one rule, on kind and PCA alone
 
 
 def embedding_for(entry, postprocessor=None):

@@ -200,18 +200,19 @@ class Tagger(Head):
         """
         items = list(items)
         if self.cache_dir is None:
-            yield from self._tag(items, [None] * len(items), None, workers=workers, taggram=taggram)
+            yield from self._tag(items, [None] * len(items), None, None, workers=workers, taggram=taggram)
             return
         view = cache.CacheView(self.cache_dir, provenance.of_extractor(self.embedder))
         if not view.writable:
-            yield from self._tag(items, self._plan(items, view), view, workers=workers, taggram=taggram)
+            yield from self._tag(items, *self._plan(items, view), view, workers=workers, taggram=taggram)
             return
         with locks.exclusive(locks.folder_lock_path(self.cache_dir), what=f"cache {self.cache_dir}"):
-            yield from self._tag(items, self._plan(items, view), view, workers=workers, taggram=taggram)
+            yield from self._tag(items, *self._plan(items, view), view, workers=workers, taggram=taggram)
 
     def _plan(self, items, view):
-        """The policy's verdict on each item's entry; one warning for the entries it will not use."""
-        verdicts = [view.judge(track_id, files.fingerprint(path)) for path, track_id in items]
+        """The policy's verdict on each item's entry, and the audio fingerprints it judged by; warnings for the rest."""
+        prints = [files.fingerprint(path) for path, _ in items]
+        verdicts = [view.judge(track_id, print_) for (_, track_id), print_ in zip(items, prints)]
         kept = [v.message for v in verdicts if v.action == "keep" and v.message]
         if kept:
             log.warning(
@@ -224,9 +225,9 @@ class Tagger(Head):
         for v in verdicts:  # each stale, invalid or unreadable entry, by name
             if v.action == "replace" and v.message:
                 log.warning("%s; re-embedded%s", v.message, "" if view.writable else " for this run (read-only cache)")
-        return verdicts
+        return verdicts, prints
 
-    def _tag(self, items, verdicts, view, *, workers, taggram):
+    def _tag(self, items, verdicts, prints, view, *, workers, taggram):
         todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
         stream = self.embedder.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
         kind = self.input_kind if self.input_kind in ("features", "melspec") else "raw"
@@ -257,7 +258,7 @@ class Tagger(Head):
                                 frontend=self.embedder.frontend,
                                 weights=self.embedder.network_id,
                                 source=path,
-                                fingerprint=files.fingerprint(path),
+                                fingerprint=prints[i],
                                 duration=duration,
                                 short_policy=self.embedder.short_policy,
                             ),
