@@ -4,21 +4,24 @@ import re
 
 from setuptools import find_packages, setup
 
-with open("tagger/__init__.py", encoding="utf-8") as f:
+# the version lives in tagger/version.py alone; read as text, so building never imports the package
+with open("tagger/version.py", encoding="utf-8") as f:
     VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
 with open("README.md", encoding="utf-8") as f:
     LONG_DESCRIPTION = f.read()
 
 setup(
-    name="tagger",
+    # "tagger" and "preprocess" are taken on PyPI by unrelated projects: the distribution is vggish-tagger,
+    # the one package it installs is `tagger` (the dataset adapters are tagger.datasets)
+    name="vggish-tagger",
     version=VERSION,
     description="Music tagging with transfer learning from Google's VGGish",
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["tagger", "tagger.*", "preprocess", "preprocess.*"]),
+    packages=find_packages(include=["tagger", "tagger.*"]),
     package_data={"tagger": ["models/*/*"]},
     # one set that `pip check` accepts (TensorFlow 2.21 + Keras 3; tensorflow-hub needs tf-keras)
     install_requires=[
@@ -41,7 +44,7 @@ setup(
         "audiomentations==0.43.1",  # tagger prepare --augment
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "ruff==0.17.6"],  # ruff: lint and format, checked by .ci/run (.ruff.toml)
+        "test": ["pytest==9.2.0", "ruff==0.17.6"],  # ruff: lint and format, checked by .ci/run (pyproject.toml)
         "cloud": [],
         # the Beam pipeline (tagger embed/tag --runner beam | DataflowRunner); imported only by that path
         "beam": ["apache-beam[gcp]==2.77.0"],

@@ -44,7 +44,7 @@ def main():
         for label, items in (("patches only", plain), ("augmented (all 7 transforms) + patches", copies)):
             started = time.perf_counter()
             summary = embed_items(
-                items, tmp / f"cache-{len(label)}", embedder=PatchExtractor(), workers=workers, progress=False
+                items, tmp / f"cache-{len(label)}", extractor=PatchExtractor(), workers=workers, progress=False
             )
             seconds = time.perf_counter() - started
             print(

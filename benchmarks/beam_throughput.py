@@ -45,7 +45,7 @@ def main():
         local, beam = [], []
         for r in range(args.repeats):
             t0 = time.perf_counter()
-            summary = embed_files(paths, tmp / f"local{r}", embedder=emb, workers=args.workers, progress=False)
+            summary = embed_files(paths, tmp / f"local{r}", extractor=emb, workers=args.workers, progress=False)
             local.append(time.perf_counter() - t0)
             assert summary["embedded"] == n, summary
             t0 = time.perf_counter()

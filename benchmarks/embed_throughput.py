@@ -57,7 +57,7 @@ def main():
 
         def end_to_end():
             summary = embed_files(
-                paths, tmp / "cache", embedder=emb, workers=args.workers, overwrite=True, progress=False
+                paths, tmp / "cache", extractor=emb, workers=args.workers, overwrite=True, progress=False
             )
             if summary["failed"]:
                 raise SystemExit(f"benchmark clips failed: {summary['failures'][:3]}")

@@ -2,7 +2,7 @@
 
     python benchmarks/features_throughput.py [--clips 24] [--workers N]
 
-Times ``tagger.features.features_to_file`` end to end (decode at 22,050 Hz,
+Times ``tagger.embedding.features.features_to_file`` end to end (decode at 22,050 Hz,
 the 57 features, the CSV row) on the real GTZAN tracks from ../shared
 (repeated under distinct names; synthetic 30 s clips when absent), with one
 decode worker, then with ``--workers`` (default: one per core beyond the
@@ -26,8 +26,8 @@ def main():
     ap = parser(__doc__)
     ap.set_defaults(clips=24)
     args = ap.parse_args()
+    from tagger.embedding.features import features_to_file
     from tagger.embedding.pipeline import default_workers
-    from tagger.features import features_to_file
 
     cores = os.cpu_count() or 1
     settings = sorted({1, args.workers or default_workers(), cores})

@@ -38,7 +38,7 @@ def main():
     try:
         weights, paths, kind, patches = inputs(args, tmp)
         tagger = Tagger(args.model, weights=weights, pca_params=args.pca, batch_size=args.batch_size)
-        emb = tagger.embedder
+        emb = tagger.extractor
         emb.run(patches[: args.batch_size])
         tagger.scores(emb.finalize(emb.run(patches[:31])), taggram=False)  # warm the head too
         runs = iter(range(args.repeats))

@@ -93,7 +93,7 @@ rm -f "$WORK/status"
 [[ -d "$WORK/steps" || -d "$WORK/run" ]] && echo "resuming from $JOB_URL"
 
 # tagger: the container, or the job's wheel in a virtual environment (GPU build of TensorFlow on a GPU)
-wheel=$(find "$WORK" -maxdepth 1 -name 'tagger-*.whl' | head -n 1)
+wheel=$(find "$WORK" -maxdepth 1 -name 'vggish_tagger-*.whl' | head -n 1)
 if [[ -n "$IMAGE" ]]; then
   tagger_cmd=(docker run --rm --gpus all -v "$WORK:/work" -w /work "$IMAGE" tagger)
 elif [[ -n "$wheel" ]]; then

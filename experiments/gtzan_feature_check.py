@@ -21,7 +21,7 @@ def main():
     import numpy as np
     import pandas as pd
 
-    from tagger.features import FEATURE_NAMES, features_to_file, read_table
+    from tagger.embedding.features import FEATURE_NAMES, features_to_file, read_table
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))

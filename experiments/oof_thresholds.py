@@ -50,7 +50,7 @@ def main():
     os.chdir(ROOT)
     from sklearn.model_selection import GroupKFold
 
-    from preprocess import audioset
+    from tagger.datasets import audioset
     from tagger.records import write_json_atomic
     from tagger.training import bundle, dataset
     from tagger.training.config import load_config

@@ -63,7 +63,7 @@ def main():
     )
     args = ap.parse_args()
     os.chdir(ROOT)
-    from preprocess import audioset
+    from tagger.datasets import audioset
     from tagger.training.config import load_config
     from tagger.training.train import train
 

@@ -4,8 +4,7 @@ Light to import: TensorFlow loads only when a network is built.
 """
 
 from .exceptions import AudioError, DataError, ParameterError, TaggerError, TaggerWarning
-
-__version__ = "0.2.0"
+from .version import __version__
 
 __all__ = [
     "__version__",

@@ -18,8 +18,10 @@ import shlex
 import subprocess
 import sys
 
+from .cli import build_parser
 from .exceptions import ParameterError
 from .records import write_json_atomic
+from .training.config import load_config
 
 __all__ = ["split_steps", "plan", "bucket_path", "main"]
 
@@ -118,8 +120,6 @@ def _check_input(path, *, number, text, bucket, job, local_root, made, uploads, 
 
 
 def _parse(step, number):
-    from .cli import build_parser
-
     text = " ".join(step)
     if not step or step[0] not in _INPUTS:
         raise ParameterError(
@@ -187,8 +187,6 @@ def plan(steps, *, bucket, job, local_root="."):
         for path in _values(args, _INPUTS[command] + _ALSO_INPUTS):
             _check_input(path, **where)
         if command == "train" and os.path.isfile(os.path.join(local_root, args.config)):
-            from .training.config import load_config
-
             try:  # the checks of `tagger train`; its data paths are checked below, where the job will find them
                 cfg = load_config(os.path.join(local_root, args.config), check_paths=False)
             except Exception as exc:
@@ -232,8 +230,6 @@ def main(argv=None):
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["data"] and len(argv) == 6 and argv[1] == "--bucket" and argv[3] == "--job":
-        from .training.config import load_config
-
         try:  # `submit CONFIG JOB`: the one train step's data, where the job will look for it
             check_config_data(
                 load_config(argv[5], check_paths=False), text=f"train {argv[5]}", bucket=argv[2], job=argv[4]

@@ -14,7 +14,10 @@ import json
 import os
 import tempfile
 
+from . import locks
+from .embedding import params, provenance
 from .exceptions import DataError, ParameterError
+from .version import __version__
 
 __all__ = [
     "read_records",
@@ -254,8 +257,6 @@ def _describe(value):
 
 def _differences(old, new):
     """Every setting that differs: provenance fields by :func:`tagger.embedding.provenance.differences`, the rest here."""
-    from .embedding import provenance
-
     fields = [k for k in provenance.FIELDS if k in old or k in new]
     out = provenance.differences(old, new, fields=fields, labels=("then", "now"))
     keys = sorted((set(old) | set(new)) - set(fields))
@@ -277,8 +278,6 @@ def _upgrade_settings(old):
     """
     if "model" not in old or "precision" in old or "weights" not in old:
         return old
-    from .embedding import params, provenance
-
     weights = str(old["weights"])
     if weights == params.FEATURE_SET:
         kind = "features"
@@ -363,8 +362,6 @@ class ResumableOutput:
     """
 
     def __init__(self, out, *, kind, settings, fieldnames=None, rows_file=None, errors_file=None, overwrite=False):
-        from . import locks
-
         self.out = os.fspath(out)
         self.kind, self.settings, self.overwrite = kind, settings, overwrite
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
@@ -382,8 +379,6 @@ class ResumableOutput:
         return os.path.normpath(os.path.join(cwd or os.getcwd(), path))
 
     def __enter__(self):
-        from . import __version__
-
         self._lock.__enter__()
         try:
             self._begin(__version__)

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from .embedding.vggish import official_names
+
 __all__ = ["random_weights", "write_checkpoint", "write_savedmodel", "numpy_forward"]
 
 
@@ -21,8 +23,6 @@ def random_weights(seed=0):
     dict of str -> np.ndarray, float32
         Official variable name -> value.
     """
-    from .embedding.vggish import official_names
-
     rng = np.random.default_rng(seed)
     weights = {}
     for name, shape in official_names().items():

@@ -1,17 +1,12 @@
-"""Shared fixtures: the real data in ../shared, fixture VGGish weights, synthetic audio."""
+"""Shared fixtures: the real data in ../shared, fixture VGGish weights, synthetic audio (helpers in helpers.py)."""
 
 import os
-import pathlib
 import warnings
 
-import numpy as np
 import pytest
-import soundfile as sf
+from helpers import SHARED, write_audio
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = pathlib.Path(os.environ.get("TAGGER_SHARED", ROOT.parent / "shared"))
 
 
 @pytest.fixture(scope="session")
@@ -71,42 +66,6 @@ def embedder(ckpt_path):
     return Embedder(ckpt_path, batch_size=16)
 
 
-HEAD_LABELS = ["rock", "jazz", "speech", "piano", "drums"]
-
-
-def write_head_bundle(folder, *, seed):
-    """An (untrained) dense multi-label head over raw embeddings in the shipped bundle layout, in ``folder``."""
-    import json
-
-    import keras
-
-    from tagger.training.heads import build_head
-
-    keras.utils.set_random_seed(seed)
-    folder = pathlib.Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    build_head("dense", len(HEAD_LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
-    (folder / "labels.json").write_text(json.dumps(HEAD_LABELS))
-    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in HEAD_LABELS}))
-    (folder / "metrics.json").write_text("{}")
-    (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
-    return folder
-
-
-def write_audio(path, seconds, sr=16000, channels=1, freq=440.0, amplitude=0.5, seed=0, **kwargs):
-    """Write a sine (plus a little noise) to ``path``; returns the path."""
-    n = int(round(seconds * sr))
-    t = np.arange(n) / sr
-    rng = np.random.default_rng(seed)
-    y = amplitude * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(n)
-    if channels > 1:
-        y = np.stack([y * (0.5 + 0.5 * c / channels) for c in range(channels)], axis=1)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), y.astype(np.float32), sr, **kwargs)
-    return path
-
-
 @pytest.fixture
 def make_audio(tmp_path):
     def make(name, seconds, **kwargs):
@@ -136,8 +95,8 @@ def _warnings_are_visible():
 
 @pytest.fixture(scope="session")
 def audioset_data(shared, tmp_path_factory):
-    """The released AudioSet features prepared by preprocess.audioset (cache + indexes)."""
-    from preprocess import audioset
+    """The released AudioSet features prepared by tagger.datasets.audioset (cache + indexes)."""
+    from tagger.datasets import audioset
 
     out = tmp_path_factory.mktemp("audioset")
     audioset.prepare(shared / "data/audioset", out, progress=False)

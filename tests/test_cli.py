@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import write_audio
+from helpers import write_audio
 
 # TensorFlow's native start-up lines: glog lines, the absl banner, the CUDA probe, oneDNN
 NATIVE = re.compile(r"^([IWE]\d{4} \S+ +\d+ \S+:\d+\]|WARNING: All log messages before absl)|cuInit|oneDNN", re.M)
@@ -184,12 +184,12 @@ def test_a_second_sigterm_does_not_interrupt_the_first():
     """The handler raises once, then ignores SIGTERM: the unwinding and its message are not cut short."""
     import signal
 
-    from tagger import cli
+    from tagger.cli import startup
 
-    previous = signal.signal(signal.SIGTERM, cli._terminated)
+    previous = signal.signal(signal.SIGTERM, startup._terminated)
     try:
         with pytest.raises(KeyboardInterrupt):
-            cli._terminated(signal.SIGTERM, None)
+            startup._terminated(signal.SIGTERM, None)
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -2,9 +2,11 @@
 
 import json
 import os
+import pathlib
 import pickle
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -12,6 +14,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+
+import tagger
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOUD = os.path.join(ROOT, "cloud", "tagger-cloud")
@@ -391,16 +395,34 @@ def submit_job(env, tmp_path, shared, weights_dir, job):
     return bucket / "jobs" / job
 
 
+def fresh_venv_with_the_dependencies(venv):
+    """A new virtual environment that sees this one's packages (a .pth file), without this checkout's tagger."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    inner = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outer = [p for p in site.getsitepackages() if os.path.isdir(p)]
+    # a path in a .pth file is searched after the environment's own site-packages, and its own .pth files (this
+    # checkout's editable install among them) are not read: the wheel's tagger is the one found
+    pathlib.Path(inner, "outer-dependencies.pth").write_text("\n".join(outer) + "\n")
+    return venv
+
+
 def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_path, shared, weights_dir):
     """prepare -> train -> evaluate through the real runner, tagger installed from the uploaded wheel into a fresh
     virtual environment; SIGTERM in the middle of `prepare`, a restart on a fresh work folder, the same results."""
     env, calls = fake
-    env = {**env, "TAGGER_VENV": str(tmp_path / "venv")}  # fresh, shared by the three VMs (one install)
+    venv = fresh_venv_with_the_dependencies(tmp_path / "venv")  # shared by the three VMs (one install)
+    # the runner installs the wheel alone: its pinned dependencies are already there (no download of TensorFlow)
+    env = {**env, "TAGGER_VENV": str(venv), "TAGGER_PIP_ARGS": "--no-deps"}
     whole = submit_job(env, tmp_path, shared, weights_dir, "whole")
     assert sorted(p.name for p in whole.iterdir()) == [
         "small.json",
         "steps.json",
-        next(whole.glob("tagger-*.whl")).name,
+        next(whole.glob("vggish_tagger-*.whl")).name,
     ]
     assert [c["args"][:3] for c in calls()][-1] == ["compute", "instances", "create"]
     done = subprocess.run(
@@ -411,7 +433,22 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
         timeout=1500,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "installing tagger-" in done.stdout and (tmp_path / "venv/bin/tagger").exists()
+    assert "installing vggish_tagger-" in done.stdout and (venv / "bin/tagger").exists()
+    # what ran is the wheel's copy of tagger, installed in the environment, not this checkout
+    where = subprocess.run(
+        [
+            str(venv / "bin/python"),
+            "-c",
+            "import tagger, importlib.metadata as m; print(tagger.__file__)"
+            "; print(m.version('vggish-tagger')); print(sorted(m.distribution('vggish-tagger').read_text('top_level.txt').split()))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    assert pathlib.Path(where[0]).is_relative_to(venv) and where[1] == tagger.__version__, where
+    assert where[2] == "['tagger']", where
     assert (whole / "status").read_text().startswith("succeeded")
     assert sorted(p.name for p in (whole / "steps").iterdir()) == ["1.done", "2.done", "3.done"]
     expected_cache = {p.name: p.read_bytes() for p in (tmp_path / "gcs/bkt/data/gtzan/cache").rglob("*.pkl")}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import HEAD_LABELS, write_audio, write_head_bundle
+from helpers import HEAD_LABELS, write_audio, write_head_bundle
 
 from tagger import cli
 from tagger.embedding import cache

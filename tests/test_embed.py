@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tagger import cli
-from tagger.embedding import audio, cache, files, frontend, params
+from tagger.embedding import audio, cache, files, frontend, params, provenance
 from tagger.embedding.embed import Embedder, embed, embed_files
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 from tagger.testing import numpy_forward
@@ -22,7 +22,7 @@ def test_embed_array_matches_numpy_forward(embedder, fixture_weights, gtzan_file
 def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tmp_path):
     root = shared / "data"
     summary = embed_files(
-        [shared / "data/gtzan/genres", mtt_clip], tmp_path, embedder=embedder, workers=1, progress=False, root=root
+        [shared / "data/gtzan/genres", mtt_clip], tmp_path, extractor=embedder, workers=1, progress=False, root=root
     )
     assert (summary["embedded"], summary["failed"]) == (11, 0)
     for path in gtzan_files + [mtt_clip]:
@@ -45,7 +45,7 @@ def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tm
         cache.read_entry(tmp_path, "mtt/audio/e/" + mtt_clip.name)["embedding"], alone, atol=1e-5
     )
     again = embed_files(
-        [shared / "data/gtzan/genres"], tmp_path, embedder=embedder, workers=1, progress=False, root=root
+        [shared / "data/gtzan/genres"], tmp_path, extractor=embedder, workers=1, progress=False, root=root
     )
     assert (again["skipped"], again["embedded"]) == (10, 0)
 
@@ -67,7 +67,7 @@ def test_bad_files_reported_and_run_goes_on(embedder, make_audio, bad_files, tmp
     folder = bad_files
     make_audio("bad/good_stereo48k.flac", 3.0, sr=48000, channels=2)
     make_audio("bad/sub/short.wav", 0.5, sr=8000)
-    summary = embed_files([folder], tmp_path / "cache", embedder=embedder, workers=1, progress=False, root=tmp_path)
+    summary = embed_files([folder], tmp_path / "cache", extractor=embedder, workers=1, progress=False, root=tmp_path)
     assert (summary["embedded"], summary["failed"]) == (2, 3)
     with open(summary["errors_file"]) as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -113,12 +113,12 @@ def test_cli_missing_weights_is_a_clean_error(tmp_path, make_audio, capsys):
 
 def test_stale_cache_refused_before_work(embedder, make_audio, tmp_path, ckpt_path):
     path = make_audio("a.wav", 2.0)
-    embed_files([path], tmp_path / "c", embedder=embedder, workers=0, progress=False, root=tmp_path)
+    embed_files([path], tmp_path / "c", extractor=embedder, workers=0, progress=False, root=tmp_path)
     other = Embedder(ckpt_path, batch_size=16, hop_seconds=0.48)
     with pytest.raises(DataError, match="other frontend settings.*--overwrite"):
-        embed_files([path], tmp_path / "c", embedder=other, workers=0, progress=False, root=tmp_path)
+        embed_files([path], tmp_path / "c", extractor=other, workers=0, progress=False, root=tmp_path)
     summary = embed_files(
-        [path], tmp_path / "c", embedder=other, workers=0, overwrite=True, progress=False, root=tmp_path
+        [path], tmp_path / "c", extractor=other, workers=0, overwrite=True, progress=False, root=tmp_path
     )
     assert summary["embedded"] == 1
     assert cache.read_entry(tmp_path / "c", "a.wav")["embedding"].shape == (3, 128)
@@ -127,18 +127,19 @@ def test_stale_cache_refused_before_work(embedder, make_audio, tmp_path, ckpt_pa
 def test_postprocessed_cache_is_uint8(ckpt_path, pca_params, make_audio, tmp_path):
     post = Embedder(ckpt_path, batch_size=8, postprocess=True, pca_params=pca_params)
     path = make_audio("a.wav", 2.0)
-    embed_files([path], tmp_path, embedder=post, workers=0, progress=False, root=tmp_path)
+    embed_files([path], tmp_path, extractor=post, workers=0, progress=False, root=tmp_path)
     entry = cache.read_entry(tmp_path, "a.wav", weights=post.network_id)
     assert entry["embedding"].dtype == np.uint8 and (entry["kind"], entry["pca"]) == ("postprocessed", post.pca_id)
-    assert post.weights_id.endswith("+pca") and not entry["weights"].endswith("+pca")
+    # the embedding (its provenance record) names the PCA parameters; the entry's weights name the network alone
+    assert provenance.of_extractor(post)["pca"] == post.pca_id and not entry["weights"].endswith("+pca")
 
 
 def test_no_inputs(embedder, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files"):
-        embed_files([tmp_path / "empty"], tmp_path / "c", embedder=embedder)
+        embed_files([tmp_path / "empty"], tmp_path / "c", extractor=embedder)
     with pytest.raises(DataError, match="no such file"):
-        embed_files([tmp_path / "missing"], tmp_path / "c", embedder=embedder)
+        embed_files([tmp_path / "missing"], tmp_path / "c", extractor=embedder)
 
 
 def test_embedder_options_conflict(embedder):
@@ -158,8 +159,28 @@ def test_low_precision_within_its_stated_tolerance(ckpt_path, embedder, gtzan_fi
     assert low.network_id == embedder.network_id + "+" + precision  # cache entries say which precision made them
 
 
-def test_auto_precision_is_float32_on_a_cpu(ckpt_path):
+@pytest.mark.parametrize(
+    "asked,gpus,resolved",
+    [
+        ("auto", [], "float32"),
+        ("auto", ["GPU:0"], "float16"),
+        ("bfloat16", [], "bfloat16"),
+        ("float32", ["GPU:0"], "float32"),
+    ],
+)
+def test_auto_precision_is_float16_on_a_gpu_and_float32_on_a_cpu(monkeypatch, asked, gpus, resolved):
+    """What TensorFlow reports decides ``auto`` (a stand-in device list here); an explicit precision is kept."""
     import tensorflow as tf
 
+    from tagger.embedding.embed import resolve_dtype
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: list(gpus) if kind == "GPU" else [])
+    assert resolve_dtype(asked) == resolved
+
+
+def test_auto_precision_is_recorded_as_what_it_resolved_to(ckpt_path, monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     auto = Embedder(ckpt_path, batch_size=16, dtype="auto")
-    assert auto.dtype == ("float16" if tf.config.list_physical_devices("GPU") else "float32")
+    assert auto.dtype == "float32" and "+" not in auto.network_id  # float32 carries no suffix in the id

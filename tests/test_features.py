@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from tagger.embedding import cache, params
+from tagger.embedding.features import FEATURE_NAMES, FeatureExtractor, features_to_file, handcrafted, read_table
 from tagger.exceptions import AudioError, DataError, ParameterError
-from tagger.features import FEATURE_NAMES, FeatureExtractor, features_to_file, handcrafted, read_table
 
 SR = params.FEATURE_SAMPLE_RATE
 
@@ -140,7 +140,7 @@ def test_cli_features(make_audio, tmp_path):
 
 
 def test_prepare_table_joins_the_splits_by_stem(shared, tmp_path):
-    from preprocess import gtzan
+    from tagger.datasets import gtzan
 
     index = pd.read_csv(
         gtzan.prepare_table(
@@ -158,7 +158,7 @@ def test_prepare_table_joins_the_splits_by_stem(shared, tmp_path):
 
 
 def test_a_table_without_a_feature_column_is_refused(shared, tmp_path):
-    from preprocess import gtzan
+    from tagger.datasets import gtzan
 
     bad = tmp_path / "t.csv"
     pd.DataFrame({"filename": ["blues.00000.wav"], "length": [1]}).to_csv(bad, index=False)
@@ -168,7 +168,7 @@ def test_a_table_without_a_feature_column_is_refused(shared, tmp_path):
 
 def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
     """One pipeline, another input: prepare from audio with --features, train an mlp head, evaluate, tag audio."""
-    from preprocess import gtzan
+    from tagger.datasets import gtzan
     from tagger.tagging.api import Tagger
     from tagger.training.evaluate import evaluate
     from tagger.training.train import train
@@ -178,7 +178,7 @@ def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
         shared / "data/gtzan/splits/dnn-mgr",
         tmp_path / "data",
         split="stratified",
-        embedder=FeatureExtractor(),
+        extractor=FeatureExtractor(),
         workers=1,
         progress=False,
     )

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, write_audio
+from helpers import ROOT, write_audio
 
 from tagger.testing import random_weights, write_checkpoint
 
@@ -120,7 +120,7 @@ def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, c
 
 
 def test_prepare_folder_genre_layout(gtzan_files, tmp_path):
-    from preprocess import folder
+    from tagger.datasets import folder
 
     for f in gtzan_files[:4]:
         (tmp_path / "a" / f.parent.name).mkdir(parents=True)
@@ -132,9 +132,9 @@ def test_prepare_folder_genre_layout(gtzan_files, tmp_path):
 
 SHIPPED = sorted(p.name for p in (ROOT / "tagger/models").iterdir() if (p / "model.keras").exists())
 ENTRY_POINTS = {
-    "load_head": "from tagger.training.heads import load_head; m = load_head(B)",
-    "tagging": "from tagger.tagging.api import Head; m = Head(B).head",
-    "export": "from tagger.training.bundle import export; import tempfile; from tagger.training.heads import load_head;"
+    "load_head": "from tagger.training.bundle import load_head; m = load_head(B)",
+    "tagging": "from tagger.tagging.api import Head; m = Head(B).model",
+    "export": "from tagger.training.bundle import export; import tempfile; from tagger.training.bundle import load_head;"
     " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
     "training resume": "import tagger.training.runs, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
     " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"

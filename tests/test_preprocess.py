@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preprocess import gtzan, mtt
+from tagger.datasets import gtzan, mtt
 from tagger.embedding import cache
 from tagger.embedding.embed import embed_files
 from tagger.exceptions import DataError
@@ -23,10 +23,10 @@ def test_gtzan_filtered_split_and_cache(shared, embedder, tmp_path):
     genres = shared / "data/gtzan/genres"
     # a track embedded earlier by `tagger embed` into the same cache, with the same root, is reused
     first = sorted(genres.glob("blues/*"))[0]
-    embed_files([first], tmp_path / "cache", embedder=embedder, workers=0, root=genres, progress=False)
+    embed_files([first], tmp_path / "cache", extractor=embedder, workers=0, root=genres, progress=False)
     entry = tmp_path / "cache" / f"blues/{first.name}.pkl"
     before = entry.stat()
-    index = gtzan.prepare(genres, splits, tmp_path, embedder=embedder, workers=1, progress=False, root=genres)
+    index = gtzan.prepare(genres, splits, tmp_path, extractor=embedder, workers=1, progress=False, root=genres)
     df = pd.read_csv(index)
     # track ids are the paths relative to root, as `tagger embed` makes them: <genre>/<file>
     stems = df["track_id"].map(lambda t: t.split("/")[1].rsplit(".", 1)[0])
@@ -104,7 +104,7 @@ def test_mtt_fixture_and_real_clip(shared, embedder, tmp_path):
     out = tmp_path / "out"
     audio = shared / "data/mtt/audio"
     df = pd.read_csv(
-        mtt.prepare(ann, audio, out, which="all", embedder=embedder, workers=0, root=audio),
+        mtt.prepare(ann, audio, out, which="all", extractor=embedder, workers=0, root=audio),
         dtype={"track_id": str, "clip_id": str},
     )
     assert list(df["clip_id"]) == ["1", "3"]  # clip 2 has no tag

@@ -13,7 +13,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import HEAD_LABELS, ROOT, write_audio, write_head_bundle
+from helpers import HEAD_LABELS, ROOT, write_audio, write_head_bundle
 
 from tagger import cli, records
 from tagger.embedding import cache, params, provenance

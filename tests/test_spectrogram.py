@@ -164,7 +164,7 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     import subprocess
     import sys
 
-    from preprocess import gtzan
+    from tagger.datasets import gtzan
     from tagger.training.dataset import load_split, read_index
 
     done = subprocess.run(
@@ -273,6 +273,6 @@ def test_course_patches_match_librosa_and_a_cnn_tags_through_them(tmp_path):
     assert json.loads((tmp_path / "run/bundle.json").read_text())["frontend"] == params.course_params()
     sf.write(tmp_path / "clip.wav", _clip("clicks", rng), SR)
     tagger = Tagger(str(tmp_path / "run"))
-    assert tagger.embedder.course  # the run's own frontend, from its bundle.json
+    assert tagger.extractor.course  # the run's own frontend, from its bundle.json
     df = tagger.tag([str(tmp_path / "clip.wav")], workers=0)
     assert len(df) == 1 and df["tag_1"][0] in CLASSES

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import HEAD_LABELS, write_head_bundle
+from helpers import HEAD_LABELS, write_head_bundle
 
 from tagger import cli
 from tagger.embedding import frontend
@@ -42,7 +42,7 @@ def long_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mixed_folder(tmp_path_factory, gtzan_files, mtt_clip, long_file):
-    from conftest import write_audio
+    from helpers import write_audio
 
     folder = tmp_path_factory.mktemp("mixed")
     for path in gtzan_files + [mtt_clip]:
@@ -113,15 +113,15 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from tagger import cli
-    from tagger.tagging import api
-    real = api.Tagger.rows
+    from tagger.tagging import writer
+    real = writer.csv_row
     count = {"n": 0}
-    def rows(self, *a, **k):
+    def rows(*a, **k):
         count["n"] += 1
         if count["n"] == int(os.environ["KILL_AT_ROW"]):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, *a, **k)
-    api.Tagger.rows = rows
+        return real(*a, **k)
+    writer.csv_row = rows
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
@@ -172,7 +172,7 @@ def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, 
     from tagger.tagging.api import Tagger
     from tagger.tagging.writer import tag_to_file
 
-    tagger = Tagger(str(head_dir), embedder=embedder, cache_dir=str(tmp_path / "cache"))
+    tagger = Tagger(str(head_dir), extractor=embedder, cache_dir=str(tmp_path / "cache"))
     y = np.sin(np.arange(32000) * 0.05).astype(np.float32)
     df = tagger.tag_arrays([(y, 16000)], names=["sine"])
     assert df.loc[0, "path"] == "sine" and df.loc[0, "tag_1"] in LABELS
@@ -188,7 +188,7 @@ def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, 
 
     embedder.run = counting
     try:
-        again = Tagger(str(head_dir), embedder=embedder, cache_dir=str(tmp_path / "cache")).tag(paths, top_n=2)
+        again = Tagger(str(head_dir), extractor=embedder, cache_dir=str(tmp_path / "cache")).tag(paths, top_n=2)
     finally:
         embedder.run = real_run
     assert calls["n"] == 0  # every embedding came from the cache
@@ -212,7 +212,7 @@ def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_c
 
     assert name in bundle.shipped()
     tagger = Tagger(name, weights=ckpt_path, pca_params=pca_params)
-    assert len(tagger.labels) == n_labels and tagger.embedder.postprocessor is not None
+    assert len(tagger.labels) == n_labels and tagger.extractor.postprocessor is not None
     with open(os.path.join(tagger.folder, "metrics.json")) as f:
         metrics = json.load(f)
     assert metrics["experiment"]["score"] > metrics["baseline"]["mean"]
@@ -233,4 +233,4 @@ def test_head_folder_without_bundle_json_is_refused(head_dir, embedder, tmp_path
     shutil.copytree(head_dir, bare)
     (bare / "bundle.json").unlink()
     with pytest.raises(DataError, match="no bundle.json"):
-        Tagger(str(bare), embedder=embedder)
+        Tagger(str(bare), extractor=embedder)

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_config
 
 from tagger.embedding import cache, params
-from tagger.exceptions import ParameterError
 
 GENRES = ["a", "b", "c"]
 
@@ -48,13 +48,7 @@ def feature_data(tmp_path):
 
 
 def _config(data, **extra):
-    cfg = {
-        "data": {
-            "index": str(data / "index.csv"),
-            "cache": str(data / "cache"),
-            "vocabulary": str(data / "vocab.json"),
-            "task": "singlelabel",
-        },
+    settings = {
         "head": {"name": "mlp", "hidden": 16, "n_layers": 1},
         "window": 1,
         "batch_size": 16,
@@ -67,28 +61,7 @@ def _config(data, **extra):
             "optimizer.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
         },
     }
-    cfg.update(extra)
-    return cfg
-
-
-@pytest.mark.parametrize(
-    "search, key",
-    [
-        ({"head.hiden": {"choices": [8]}}, "search.head.hiden"),
-        ({"windw": {"low": 1, "high": 2}}, "search.windw"),
-        ({"optimizer.learning_rate": {"low": 0.1, "high": 0.01}}, "search.optimizer.learning_rate"),
-        ({"head.hidden": {"choices": []}}, "search.head.hidden"),
-        ({"head.dropout": {"low": 0.0, "high": 1.5}}, "search.head.dropout"),
-        ({"optimizer.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "search.optimizer.learning_rate"),
-        ({"mixup": {"low": 0.0}}, "search.mixup"),
-    ],
-)
-def test_a_bad_search_range_fails_before_any_trial(feature_data, tmp_path, search, key):
-    from tagger.training.tune import tune
-
-    with pytest.raises(ParameterError, match=key.replace(".", r"\.")):
-        tune(_config(feature_data, search=search), str(tmp_path / "study"), trials=2)
-    assert not (tmp_path / "study").exists()
+    return make_config(data, data={"task": "singlelabel"}, **{**settings, **extra})
 
 
 def test_tune_writes_the_study_folder(feature_data, tmp_path):

@@ -13,7 +13,7 @@ import soxr
 from ..exceptions import AudioError, ParameterError
 from . import params
 
-__all__ = ["iter_blocks", "load", "to_mono_16k", "info"]
+__all__ = ["iter_blocks", "load", "to_mono", "info"]
 
 #: decode block length used when streaming a file, in seconds of source audio
 BLOCK_SECONDS = 30.0
@@ -100,8 +100,8 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_
                 break
 
 
-def to_mono_16k(y, sr, *, sample_rate=params.SAMPLE_RATE):
-    """Downmix and resample an array to mono float32 at 16 kHz (or ``sample_rate``).
+def to_mono(y, sr, *, sample_rate=params.SAMPLE_RATE):
+    """Downmix and resample an array to mono float32 at ``sample_rate`` (16 kHz, VGGish's rate, by default).
 
     Parameters
     ----------

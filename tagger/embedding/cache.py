@@ -39,6 +39,7 @@ import numpy as np
 from ..exceptions import DataError, ParameterError
 from ..records import write_atomic
 from . import params, provenance
+from .postprocess import dequantize
 
 __all__ = [
     "FORMAT",
@@ -676,7 +677,5 @@ def dataset_provenance(entries):
 
 def embedding_as_float(entry):
     """The entry's embedding as float32: raw as is, quantised ones dequantised to [-2, 2]."""
-    from .postprocess import dequantize
-
     emb = entry["embedding"]
     return dequantize(emb) if emb.dtype == np.uint8 else emb.astype(np.float32, copy=False)

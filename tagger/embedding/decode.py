@@ -11,9 +11,10 @@ import warnings
 
 import numpy as np
 
-from ..exceptions import TaggerError
+from ..exceptions import AudioError, TaggerError
 from . import params
-from .audio import iter_blocks
+from .audio import info, iter_blocks, load
+from .augment import Augmented, augment
 from .frontend import Patcher
 
 __all__ = ["decode_messages", "worker_loop"]
@@ -25,9 +26,6 @@ def _describe(exc):
 
 def _check_whole(path):
     """Refuse, from its header, a file too long to hold whole in memory (the paths that need all of it at once)."""
-    from ..exceptions import AudioError
-    from .audio import info
-
     _, _, seconds = info(path)
     if seconds > params.WHOLE_FILE_MAX_SECONDS:
         raise AudioError(
@@ -39,15 +37,10 @@ def _check_whole(path):
 
 def _blocks(source, sample_rate=params.SAMPLE_RATE):
     """A file's audio block by block; an :class:`tagger.embedding.augment.Augmented` task's copy as one block."""
-    from .augment import Augmented
-
     if not isinstance(source, Augmented):
         yield from iter_blocks(source, sample_rate=sample_rate)
         return
     import json
-
-    from .audio import load
-    from .augment import augment
 
     _check_whole(source.path)
     y = load(source.path, sample_rate=sample_rate)
@@ -62,8 +55,6 @@ def load_source(source, sample_rate=params.SAMPLE_RATE):
     AudioError
         Besides decoding errors: a file longer than :data:`tagger.embedding.params.WHOLE_FILE_MAX_SECONDS`.
     """
-    from .augment import Augmented
-
     if not isinstance(source, Augmented):  # an augmented copy's task checks its file itself (_blocks)
         _check_whole(source)
     blocks = list(_blocks(source, sample_rate))
@@ -125,7 +116,7 @@ def worker_loop(tasks, results, options, target=decode_messages):
     ``target`` is a module-level generator function (it travels to the spawned
     process by name): :func:`decode_messages`, or another job with the same
     message contract (``"done"`` or ``"error"`` last), such as the handcrafted
-    features of :func:`tagger.features.feature_messages`.
+    features of :func:`tagger.embedding.features.feature_messages`.
 
     Before each file it puts ``("start", index)`` so the parent knows which
     file a crashed worker held. A worker whose parent died (killed, even with

@@ -2,7 +2,7 @@
 
 >>> emb = Embedder(weights="/path/to/vggish_model.ckpt")
 >>> e, t = emb.embed(y, sr)                      # (T, 128) float32, (T,) seconds
->>> embed_files(["music/"], "cache/", embedder=emb)  # one pickle per track
+>>> embed_files(["music/"], "cache/", extractor=emb)  # one pickle per track
 """
 
 import logging
@@ -15,7 +15,9 @@ from ..exceptions import DataError, ParameterError
 from ..records import ErrorsWriter, progress_bar
 from . import cache, files, params, provenance
 from .frontend import waveform_to_patches
-from .pipeline import default_workers, iter_embeddings
+from .pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
+from .postprocess import Postprocessor
+from .vggish import build_vggish, load_vggish, resolve_source
 
 __all__ = ["Embedder", "embed", "embed_files", "embed_items", "plan", "EmbedSummary"]
 
@@ -78,13 +80,8 @@ class Embedder:
         model=None,
         weights_id=None,
     ):
-        from .pipeline import refuse_in_bootstrapping_child
-
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
         import tensorflow as tf
-
-        from .postprocess import Postprocessor
-        from .vggish import load_vggish, resolve_source
 
         self.on_gpu = bool(tf.config.list_physical_devices("GPU"))
         if batch_size is None:
@@ -104,14 +101,9 @@ class Embedder:
             model, weights_id = load_vggish(weights)
         self.model = model
         self.postprocessor = Postprocessor(pca_params) if postprocess else None
-        # the network (what cache entries record) and the whole embedding, postprocessing included
+        # the network (what cache entries record); the whole embedding is the provenance record
         self.network_id = (weights_id or "unknown") + ("" if dtype == "float32" else "+" + dtype)
-        self.weights_id = (
-            (weights_id or "unknown") + ("+pca" if postprocess else "") + ("" if dtype == "float32" else "+" + dtype)
-        )
         if dtype != "float32":
-            from .vggish import build_vggish
-
             low = build_vggish(name=f"vggish_{dtype}", dtype=dtype)
             low.set_weights(model.get_weights())
             net = low
@@ -230,7 +222,7 @@ class EmbedSummary(dict):
         return self["failed"] == 0
 
 
-def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=None, **options):
+def embed_files(inputs, cache_dir, *, extractor, include=(), exclude=(), root=None, **options):
     """Embed audio files into the cache, one entry per track (track id: path relative to ``root``).
 
     Parameters
@@ -238,7 +230,7 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=Non
     inputs : sequence of str
         Files, folders, list files (see :func:`tagger.embedding.files.collect`).
     cache_dir : str
-    embedder : Embedder
+    extractor : tagger.embedding.extractor.Extractor
     include, exclude : sequence of str
         Glob filters.
     root : str, optional
@@ -252,7 +244,7 @@ def embed_files(inputs, cache_dir, *, embedder, include=(), exclude=(), root=Non
     EmbedSummary
     """
     items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
-    return embed_items(items, cache_dir, embedder=embedder, **options)
+    return embed_items(items, cache_dir, extractor=extractor, **options)
 
 
 def plan(items, view):
@@ -289,7 +281,7 @@ def plan(items, view):
     return todo, n_done
 
 
-def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, errors_file=None, progress=None):
+def embed_items(items, cache_dir, *, extractor, overwrite=False, workers=None, errors_file=None, progress=None):
     """Embed ``(path, track_id)`` pairs into the cache.
 
     Entries that already serve (same frontend and network, same audio, and
@@ -306,7 +298,7 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     ----------
     items : sequence of (str, str)
     cache_dir : str
-    embedder : Embedder
+    extractor : tagger.embedding.extractor.Extractor
     overwrite : bool
     workers : int, optional
         Decode processes (see :func:`tagger.embedding.pipeline.iter_embeddings`).
@@ -326,7 +318,7 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
     """
     cache_dir = os.fspath(cache_dir)
     errors_file = errors_file or os.path.join(cache_dir, "errors.tsv")
-    view = cache.CacheView(cache_dir, provenance.of_extractor(embedder), overwrite=overwrite)
+    view = cache.CacheView(cache_dir, provenance.of_extractor(extractor), overwrite=overwrite)
     if not view.writable:
         todo, n_done = plan(items, view)
         if todo:
@@ -342,7 +334,7 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
         summary = EmbedSummary(total=len(items), embedded=0, skipped=n_done, failed=0, failures=[])
         bar = progress_bar(len(todo), desc="embed", progress=progress)
         try:
-            for result in embedder.iter_files([p for p, _, _ in todo], workers=workers):
+            for result in extractor.iter_files([p for p, _, _ in todo], workers=workers):
                 _, track_id, print_ = todo[result.index]
                 for text in result.warnings:
                     log.warning(text)
@@ -350,14 +342,14 @@ def embed_items(items, cache_dir, *, embedder, overwrite=False, workers=None, er
                     entry = cache.make_entry(
                         result.embedding,
                         result.timestamps,
-                        kind=embedder.kind,
-                        pca=embedder.pca_id,
-                        frontend=embedder.frontend,
-                        weights=embedder.network_id,
+                        kind=extractor.kind,
+                        pca=extractor.pca_id,
+                        frontend=extractor.frontend,
+                        weights=extractor.network_id,
                         source=result.path,
                         fingerprint=print_,
                         duration=result.duration,
-                        short_policy=embedder.short_policy,
+                        short_policy=extractor.short_policy,
                     )
                     view.store(track_id, entry)
                     summary["embedded"] += 1

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..exceptions import AudioError, ParameterError, TaggerWarning
 from . import params
+from .audio import to_mono
 
 __all__ = [
     "periodic_hann",
@@ -219,10 +220,8 @@ def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_
     timestamps : np.ndarray, shape (T,), float64
         Patch start times in seconds.
     """
-    from .audio import to_mono_16k
-
     patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy)
-    patches, times = patcher.feed(to_mono_16k(y, sr))
+    patches, times = patcher.feed(to_mono(y, sr))
     tail_p, tail_t = patcher.finish()
     if len(tail_p):
         return tail_p, tail_t

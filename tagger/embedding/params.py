@@ -4,6 +4,8 @@ Nothing here computes anything; the frontend, the network and the cache
 read these names so one edit changes them everywhere.
 """
 
+from ..exceptions import ParameterError
+
 # Audio
 SAMPLE_RATE = 16000  # Hz, the rate VGGish was trained at
 
@@ -39,7 +41,7 @@ QUANTIZE_MAX_VAL = +2.0
 PCA_MEANS_NAME = "pca_means"
 PCA_EIGEN_VECTORS_NAME = "pca_eigen_vectors"
 
-# Handcrafted features (the GTZAN feature table of the course projects, ``tagger.features``).
+# Handcrafted features (the GTZAN feature table of the course projects, ``tagger.embedding.features``).
 # These reproduce ``features_30_sec.csv`` (Kaggle's GTZAN copy) on the tracks it shares with the
 # original GTZAN to 1e-4 relative or better: librosa's defaults of its 0.7-0.9 releases, under which
 # the table was made. Since librosa 0.10 the STFT pads with zeros by default; the table's frames were
@@ -101,8 +103,6 @@ def frontend_params(*, hop_seconds=EXAMPLE_HOP_SECONDS):
 
 def hop_frames(hop_seconds):
     """Patch hop in STFT frames for a hop in seconds (must be a positive multiple of 10 ms)."""
-    from ..exceptions import ParameterError
-
     frames = int(round(hop_seconds / STFT_HOP_SECONDS))
     if frames < 1 or abs(frames * STFT_HOP_SECONDS - hop_seconds) > 1e-6:
         raise ParameterError(f"hop_seconds={hop_seconds!r} must be a positive multiple of {STFT_HOP_SECONDS} s")

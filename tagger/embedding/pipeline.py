@@ -17,6 +17,7 @@ import numpy as np
 
 from ..exceptions import ParameterError, TaggerError, TaggerWarning
 from . import params
+from .augment import Augmented
 from .decode import decode_messages, worker_loop
 
 __all__ = ["TrackResult", "iter_embeddings", "iter_messages", "default_workers", "refuse_in_bootstrapping_child"]
@@ -73,8 +74,6 @@ class TrackResult:
 
 def _task(path):
     """A worker task: a path as a string, or an augmented copy's task as it is."""
-    from .augment import Augmented
-
     return path if isinstance(path, Augmented) else os.fspath(path)
 
 
@@ -246,7 +245,7 @@ def iter_embeddings(
 def iter_messages(paths, target, options, *, workers=None, prefetch=8):
     """Run ``target(index, path, **options)`` for every path in worker processes; yield its messages.
 
-    The engine under :func:`iter_embeddings` and :func:`tagger.features.iter_features`:
+    The engine under :func:`iter_embeddings` and :func:`tagger.embedding.features.iter_features`:
     spawned, TensorFlow-free workers (:func:`tagger.embedding.decode.worker_loop`), a
     bounded result queue, and one guarantee: every index ends with exactly one
     ``("done", index, ...)`` or ``("error", index, reason)`` message, also when

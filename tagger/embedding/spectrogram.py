@@ -21,7 +21,10 @@ import numpy as np
 
 from ..exceptions import AudioError, ParameterError
 from . import params
+from .audio import to_mono
+from .decode import _describe, load_source
 from .frontend import waveform_to_patches
+from .pipeline import iter_embeddings
 
 __all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages"]
 
@@ -55,7 +58,6 @@ class PatchExtractor:
         self.short_policy = short_policy
         self.frontend = params.course_params() if self.course else params.frontend_params(hop_seconds=hop_seconds)
         self.network_id = "melspec-float16"
-        self.weights_id = self.network_id
         self.batch_size = 256
 
     @classmethod
@@ -84,8 +86,6 @@ class PatchExtractor:
 
     def iter_files(self, paths, *, workers=None, raw=False):
         """Patches of files, decoded in parallel (:func:`tagger.embedding.pipeline.iter_embeddings` without a network)."""
-        from .pipeline import iter_embeddings
-
         extra = {"target": course_messages} if self.course else {}
         return iter_embeddings(
             paths,
@@ -142,15 +142,11 @@ def course_patches(y, sr):
     timestamps : np.ndarray, shape (T,)
         Patch start times in seconds.
     """
-    from .audio import to_mono_16k
-
-    return _cut(_course_logmel(_checked(to_mono_16k(y, sr, sample_rate=params.COURSE_SAMPLE_RATE), "audio")))
+    return _cut(_course_logmel(_checked(to_mono(y, sr, sample_rate=params.COURSE_SAMPLE_RATE), "audio")))
 
 
 def course_messages(index, path):
     """Worker job (:func:`tagger.embedding.pipeline.iter_embeddings`' ``target``): one file's course log-mel patches."""
-    from .decode import _describe, load_source
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -5,7 +5,6 @@
 >>> df = tagger.tag_arrays([(y, sr)])                 # arrays work too
 """
 
-import hashlib
 import logging
 import os
 
@@ -13,63 +12,63 @@ import numpy as np
 
 from .. import locks
 from ..embedding import cache, files, provenance
+from ..embedding.extractor import for_head
+from ..embedding.pipeline import refuse_in_bootstrapping_child
 from ..exceptions import DataError, ParameterError
 from ..training import bundle
-from ..training.dataset import SEPARATOR
+from . import writer
+from .results import TagResult
 
 __all__ = ["Head", "Tagger", "TagResult", "check_trained_on"]
 
 log = logging.getLogger(__name__)
 
 
-class TagResult:
-    """Tags of one clip: path, duration, clip probabilities, per-patch taggram, or an error."""
-
-    __slots__ = ("index", "path", "track_id", "duration", "timestamps", "probabilities", "taggram", "error")
-
-    def __init__(
-        self, index, path, track_id=None, duration=None, timestamps=None, probabilities=None, taggram=None, error=None
-    ):
-        self.index, self.path, self.track_id, self.duration = index, path, track_id, duration
-        self.timestamps, self.probabilities, self.taggram, self.error = timestamps, probabilities, taggram, error
-
-    @property
-    def ok(self):
-        return self.error is None
-
-
 class Head:
-    """A trained head with its labels and thresholds: clip embeddings -> probabilities -> rows.
+    """A trained head with its labels and thresholds: clip embeddings -> probabilities.
 
     Parameters
     ----------
     model : str
         A shipped bundle name (``'music'``, ``'genre10'``), a bundle folder or a run folder.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The loaded head.
+    name : str
+        ``model`` as given.
+    meta : dict
+        Its ``bundle.json``: the kind of input it takes, the frontend, the task, the provenance it was trained on.
+    labels : list of str
+    thresholds : np.ndarray, shape (n_labels,)
+    task : {'multilabel', 'singlelabel'}
+    input_kind : str
+        What it takes (:data:`tagger.embedding.cache.KINDS`): raw or postprocessed embeddings, features, patches.
+    model_hash : str
+        :func:`tagger.training.bundle.content_hash` of the bundle.
     """
 
     def __init__(self, model="music"):
         import tensorflow as tf
 
-        from ..training.heads import load_head
-
         self.folder = bundle.resolve(model)
         self.name = os.fspath(model)
         self.meta = bundle.read_meta(self.folder)
-        self.model_hash = _bundle_hash(self.folder)
-        self.head = load_head(self.folder, compile=False)
+        self.model_hash = bundle.content_hash(self.folder)
+        self.model = bundle.load_head(self.folder, compile=False)
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
-        self.postprocess = self.meta.get("embedding") == "postprocessed"
-        # what the head takes: raw or postprocessed embeddings, handcrafted features, or log-mel patches
         self.input_kind = self.meta.get("embedding", "raw")
+        self.postprocess = self.input_kind == "postprocessed"
         self.features = self.input_kind == "features"
-        head = self.head
-        item = [int(d) for d in head.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (log-mel patches)
+        net = self.model
+        item = [int(d) for d in net.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (log-mel patches)
         spec = (tf.TensorSpec([None, None, *item], tf.float32), tf.TensorSpec([None, None], tf.float32))
 
         @tf.function(input_signature=spec)
         def run_head(x, m):  # one trace for every clip length: no per-clip eager overhead
-            return head((x, m), training=False)
+            return net((x, m), training=False)
 
         self._run_head = run_head
 
@@ -79,7 +78,7 @@ class Head:
         Parameters
         ----------
         embedding : np.ndarray, shape (T, 128)
-            As the embedder returns it (uint8 when postprocessed).
+            As the extractor returns it (uint8 when postprocessed).
         taggram : bool
             Also compute the taggram.
 
@@ -95,34 +94,9 @@ class Head:
             return clip, None
         return clip, self._run_head(emb[:, None], np.ones((len(emb), 1), np.float32)).numpy()
 
-    def rows(self, result, *, top_n=5, threshold=None):
-        """A result as a flat dict: path, duration, top-N tags with probabilities, tags over threshold."""
-        p = result.probabilities
-        order = np.argsort(-p, kind="stable")[:top_n]
-        row = {"path": result.path, "duration": round(float(result.duration), 3)}
-        for k, j in enumerate(order, 1):
-            row[f"tag_{k}"] = self.labels[j]
-            row[f"p_{k}"] = round(float(p[j]), 4)
-        if self.task == "singlelabel":
-            chosen = [int(np.argmax(p))]
-        else:
-            cut = self.thresholds if threshold is None else np.full(len(p), threshold)
-            chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
-        row["tags"] = SEPARATOR.join(self.labels[j] for j in chosen)
-        return row
 
-    def record(self, result, row):
-        """A result as one JSONL record: path, duration, every tag's probability, the chosen tags (from ``row``)."""
-        return {
-            "path": result.path,
-            "duration": round(float(result.duration), 3),
-            "probabilities": {t: round(float(p), 6) for t, p in zip(self.labels, result.probabilities)},
-            "tags": row["tags"].split(SEPARATOR) if row["tags"] else [],
-        }
-
-
-class Tagger(Head):
-    """A head plus VGGish, loaded once (or plus the handcrafted features, for a head trained on them).
+class Tagger:
+    """A :class:`Head` and the extractor that feeds it (VGGish, or the features or patches it was trained on).
 
     Parameters
     ----------
@@ -134,13 +108,19 @@ class Tagger(Head):
         ``vggish_pca_params.npz``; needed by heads trained on postprocessed embeddings.
     cache_dir : str, optional
         Reuse (and fill) an embedding cache: re-tagging with another head skips the network.
-    embedder : tagger.embedding.embed.Embedder, optional
-        Share an already loaded network (its postprocessing must fit the head).
+    extractor : tagger.embedding.extractor.Extractor, optional
+        Share an already loaded extractor (its kind must be the head's).
     allow_other_embedding : bool
         Tag although the weights or PCA parameters differ from those the head
         was trained on (recorded in its ``bundle.json``); refused by default.
     **options
-        Other :class:`tagger.embedding.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``).
+        Other :class:`tagger.embedding.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``,
+        ``dtype``).
+
+    Attributes
+    ----------
+    head : Head
+    extractor : tagger.embedding.extractor.Extractor
     """
 
     def __init__(
@@ -150,40 +130,29 @@ class Tagger(Head):
         weights=None,
         pca_params=None,
         cache_dir=None,
-        embedder=None,
+        extractor=None,
         allow_other_embedding=False,
         **options,
     ):
-        from ..embedding.pipeline import refuse_in_bootstrapping_child
-
         refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
-        from ..embedding.embed import Embedder
-
-        super().__init__(model)
-        if self.input_kind in ("features", "melspec"):  # no VGGish: weights and network options do not apply
-            if embedder is not None and embedder.kind != self.input_kind:
-                raise ParameterError(
-                    f"model {model!r} takes {self.input_kind} inputs; the given embedder makes {embedder.kind}"
-                )
-            if embedder is None and self.input_kind == "features":
-                from ..features import FeatureExtractor
-
-                embedder = FeatureExtractor()
-            elif embedder is None:
-                from ..embedding.spectrogram import PatchExtractor
-
-                kept = {k: v for k, v in options.items() if k == "short_policy"}
-                embedder = PatchExtractor.for_frontend(self.meta.get("frontend"), **kept)  # the patches it trained on
-        elif embedder is None:
-            embedder = Embedder(weights, postprocess=self.postprocess, pca_params=pca_params, **options)
-        elif (embedder.postprocessor is not None) != self.postprocess:
+        self.head = Head(model)
+        if extractor is None:
+            extractor = for_head(self.head.meta, weights=weights, pca_params=pca_params, **options)
+        elif extractor.kind != self.head.input_kind:
             raise ParameterError(
-                f"model {model!r} expects {'postprocessed' if self.postprocess else 'raw'} embeddings;"
-                " the given embedder differs"
+                f"model {model!r} takes {self.head.input_kind} inputs; the given extractor makes {extractor.kind}"
             )
-        self.embedder = embedder
+        self.extractor = extractor
         self.cache_dir = cache_dir
-        check_trained_on(self, embedder, allow=allow_other_embedding)
+        check_trained_on(self.head, extractor, allow=allow_other_embedding)
+
+    # what a tag output records and formats: the head's
+    name = property(lambda self: self.head.name, doc="The model as given.")
+    labels = property(lambda self: self.head.labels, doc="The head's vocabulary.")
+    thresholds = property(lambda self: self.head.thresholds, doc="Per-tag thresholds, shape (n_labels,).")
+    task = property(lambda self: self.head.task, doc="``'multilabel'`` or ``'singlelabel'``.")
+    model_hash = property(lambda self: self.head.model_hash, doc="Content hash of the head's bundle.")
+    folder = property(lambda self: self.head.folder, doc="The head's bundle or run folder.")
 
     def iter_tag(self, items, *, workers=None, taggram=True):
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
@@ -202,7 +171,7 @@ class Tagger(Head):
         if self.cache_dir is None:
             yield from self._tag(items, [None] * len(items), None, None, workers=workers, taggram=taggram)
             return
-        view = cache.CacheView(self.cache_dir, provenance.of_extractor(self.embedder))
+        view = cache.CacheView(self.cache_dir, provenance.of_extractor(self.extractor))
         if not view.writable:
             yield from self._tag(items, *self._plan(items, view), view, workers=workers, taggram=taggram)
             return
@@ -229,8 +198,8 @@ class Tagger(Head):
 
     def _tag(self, items, verdicts, prints, view, *, workers, taggram):
         todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
-        stream = self.embedder.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
-        kind = self.input_kind if self.input_kind in ("features", "melspec") else "raw"
+        stream = self.extractor.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
+        kind = self.head.input_kind if self.head.input_kind in ("features", "melspec") else "raw"
         not_stored = 0
         for i, (path, track_id) in enumerate(items):
             verdict = verdicts[i]
@@ -240,7 +209,7 @@ class Tagger(Head):
                 except DataError as exc:  # removed or replaced by another process since the check
                     yield TagResult(i, path, track_id, error=str(exc))
                     continue
-                emb = cache.embedding_for(entry, self.embedder.postprocessor)
+                emb = cache.embedding_for(entry, self.extractor.postprocessor)
                 times, duration, error = entry["timestamps"], entry["duration"], None
             else:
                 r = next(stream)
@@ -255,22 +224,22 @@ class Tagger(Head):
                                 emb,
                                 times,
                                 kind=kind,
-                                frontend=self.embedder.frontend,
-                                weights=self.embedder.network_id,
+                                frontend=self.extractor.frontend,
+                                weights=self.extractor.network_id,
                                 source=path,
                                 fingerprint=prints[i],
                                 duration=duration,
-                                short_policy=self.embedder.short_policy,
+                                short_policy=self.extractor.short_policy,
                             ),
                         )
                     else:
                         not_stored += 1
                 if r.ok:
-                    emb = self.embedder.finalize(emb)
+                    emb = self.extractor.finalize(emb)
             if error is not None:
                 yield TagResult(i, path, track_id, error=error)
                 continue
-            clip, grams = self.scores(emb, taggram=taggram)
+            clip, grams = self.head.scores(emb, taggram=taggram)
             yield TagResult(i, path, track_id, duration=duration, timestamps=times, probabilities=clip, taggram=grams)
         if not_stored:
             log.warning(
@@ -290,7 +259,7 @@ class Tagger(Head):
         items = files.collect(inputs, include=include, exclude=exclude, root=root)
         for r in self.iter_tag(items, workers=workers, taggram=False):
             if r.ok:
-                rows.append(self.rows(r, top_n=top_n, threshold=threshold))
+                rows.append(writer.csv_row(self.head, r, top_n=top_n, threshold=threshold))
             else:
                 errors.append((r.path, r.error))
         df = pd.DataFrame(rows)
@@ -303,27 +272,49 @@ class Tagger(Head):
 
         rows = []
         for i, (y, sr) in enumerate(arrays):
-            emb, times = self.embedder.embed(y, sr)
-            clip, taggram = self.scores(emb, taggram=False)
+            emb, times = self.extractor.embed(y, sr)
+            clip, taggram = self.head.scores(emb, taggram=False)
             name = names[i] if names else f"<array {i}>"
             duration = len(y) / float(sr) if np.ndim(y) == 1 else max(np.shape(y)) / float(sr)
-            rows.append(
-                self.rows(
-                    TagResult(i, name, duration=duration, timestamps=times, probabilities=clip, taggram=taggram),
-                    top_n=top_n,
-                    threshold=threshold,
-                )
-            )
+            result = TagResult(i, name, duration=duration, timestamps=times, probabilities=clip, taggram=taggram)
+            rows.append(writer.csv_row(self.head, result, top_n=top_n, threshold=threshold))
         return pd.DataFrame(rows)
 
+    def clip_scores(self, items, *, workers=None):
+        """Clip probabilities of ``(path, track_id)`` pairs, in input order (what ``tagger evaluate --model`` scores).
 
-def check_trained_on(head, embedder, *, allow=False):
+        Returns
+        -------
+        paths : list of str
+            The clips tagged.
+        scores : np.ndarray, shape (len(paths), n_labels), float32
+        failed : list of (str, str)
+            Path and reason of each clip that could not be tagged.
+
+        Raises
+        ------
+        DataError
+            No clip could be tagged (the first reasons are in the message).
+        """
+        paths, rows, failed = [], [], []
+        for r in self.iter_tag(items, workers=workers, taggram=False):
+            if r.ok:
+                paths.append(r.path)
+                rows.append(r.probabilities)
+            else:
+                failed.append((r.path, r.error))
+        if not rows:
+            raise DataError("no clip could be tagged: " + "; ".join(f"{p}: {e}" for p, e in failed[:3]))
+        return paths, np.stack(rows), failed
+
+
+def check_trained_on(head, extractor, *, allow=False):
     """Refuse a head fed by embeddings other than those it was trained on (the provenance in its ``bundle.json``).
 
     ``allow``: warn instead (``--allow-other-embedding``).
     """
     trained = head.meta.get("provenance")
-    diff = provenance.head_differences(trained, provenance.of_extractor(embedder)) if trained else []
+    diff = provenance.head_differences(trained, provenance.of_extractor(extractor)) if trained else []
     if diff and not allow:
         raise ParameterError(
             f"model {head.name!r} was trained on embeddings of other settings ({'; '.join(diff)}): its tags would be"
@@ -331,16 +322,3 @@ def check_trained_on(head, embedder, *, allow=False):
         )
     if diff:
         log.warning("model %r was trained on other embeddings (%s); tagging anyway", head.name, "; ".join(diff))
-
-
-def _bundle_hash(folder):
-    """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json."""
-    digest = hashlib.sha256()
-    for name in ("model.keras", "labels.json", "thresholds.json", "bundle.json"):
-        path = os.path.join(folder, name)
-        digest.update(name.encode())
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]

@@ -1,4 +1,7 @@
-"""``tagger tag`` into a file: rows appended as clips finish, resumable, refused on a settings change."""
+"""Tag outputs: how a clip's tags become a row (CSV, Parquet) or a record (JSONL), and ``tagger tag`` into a file.
+
+Rows are appended as clips finish, resumably; a rerun with other settings is refused.
+"""
 
 import logging
 import os
@@ -8,12 +11,33 @@ import numpy as np
 from ..embedding import files, provenance
 from ..exceptions import ParameterError
 from ..records import ResumableOutput, progress_bar
+from ..training.dataset import SEPARATOR
 
 log = logging.getLogger(__name__)
 
-__all__ = ["tag_to_file", "FORMATS", "output_settings", "check_options", "row_fields"]
+__all__ = [
+    "tag_to_file",
+    "FORMATS",
+    "BEAM_FORMATS",
+    "format_for",
+    "output_settings",
+    "check_options",
+    "row_fields",
+    "csv_row",
+    "json_record",
+]
 
+#: what ``tagger tag`` writes itself; the Beam pipeline writes Parquet too
 FORMATS = ("csv", "jsonl")
+BEAM_FORMATS = FORMATS + ("parquet",)
+
+
+def format_for(out, fmt=None):
+    """The output format: ``fmt`` when given, else from ``out``'s extension (``.jsonl``/``.json``, ``.parquet``, CSV)."""
+    if fmt is not None:
+        return fmt
+    out = str(out)
+    return "jsonl" if out.endswith((".jsonl", ".json")) else "parquet" if out.endswith(".parquet") else "csv"
 
 
 def row_fields(top_n):
@@ -21,15 +45,52 @@ def row_fields(top_n):
     return ["path", "duration"] + [f"{k}_{i}" for i in range(1, top_n + 1) for k in ("tag", "p")] + ["tags"]
 
 
-def output_settings(head, embedder, *, fmt, top_n, threshold, taggram):
+def csv_row(head, result, *, top_n=5, threshold=None):
+    """A clip's tags as a flat row (:func:`row_fields`): path, duration, top-N tags with probabilities, chosen tags.
+
+    Parameters
+    ----------
+    head : tagger.tagging.api.Head or tagger.tagging.api.Tagger
+        Its labels, thresholds and task.
+    result : tagger.tagging.results.TagResult
+    top_n : int
+    threshold : float, optional
+        One threshold for every tag instead of the head's own (multi-label).
+    """
+    p = result.probabilities
+    order = np.argsort(-p, kind="stable")[:top_n]
+    row = {"path": result.path, "duration": round(float(result.duration), 3)}
+    for k, j in enumerate(order, 1):
+        row[f"tag_{k}"] = head.labels[j]
+        row[f"p_{k}"] = round(float(p[j]), 4)
+    if head.task == "singlelabel":
+        chosen = [int(np.argmax(p))]
+    else:
+        cut = head.thresholds if threshold is None else np.full(len(p), threshold)
+        chosen = [j for j in np.argsort(-p, kind="stable") if p[j] >= cut[j]]
+    row["tags"] = SEPARATOR.join(head.labels[j] for j in chosen)
+    return row
+
+
+def json_record(head, result, row):
+    """A clip's tags as one JSONL record: path, duration, every tag's probability, the chosen tags (from ``row``)."""
+    return {
+        "path": result.path,
+        "duration": round(float(result.duration), 3),
+        "probabilities": {t: round(float(p), 6) for t, p in zip(head.labels, result.probabilities)},
+        "tags": row["tags"].split(SEPARATOR) if row["tags"] else [],
+    }
+
+
+def output_settings(head, extractor, *, fmt, top_n, threshold, taggram):
     """What a tag output's rows depend on (recorded in ``OUT.meta.json``; a rerun must match it).
 
     Parameters
     ----------
-    head : Head
-        The model (a :class:`Tagger` is one).
-    embedder : tagger.embedding.embed.Embedder
-        The network and frontend that make its embeddings.
+    head : tagger.tagging.api.Head or tagger.tagging.api.Tagger
+        The model.
+    extractor : tagger.embedding.extractor.Extractor
+        What makes its inputs (the network, or the features or patches, and the frontend).
 
     Returns
     -------
@@ -40,7 +101,7 @@ def output_settings(head, embedder, *, fmt, top_n, threshold, taggram):
         whether taggrams are written.
     """
     return {
-        **provenance.of_extractor(embedder),
+        **provenance.of_extractor(extractor),
         "model": {"name": head.name, "hash": head.model_hash, "task": head.task},
         "format": fmt,
         "top_n": None if fmt == "jsonl" else top_n,  # JSONL holds every probability
@@ -117,7 +178,7 @@ def tag_to_file(
         raise ParameterError(f"format={fmt!r} must be one of {FORMATS}")
     top_n = check_options(tagger, top_n=top_n, threshold=threshold)
     items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
-    settings = output_settings(tagger, tagger.embedder, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
+    settings = output_settings(tagger, tagger.extractor, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
     output = ResumableOutput(
         out,
         kind=fmt,
@@ -134,8 +195,8 @@ def tag_to_file(
         try:
             for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir)):
                 if r.ok:
-                    row = tagger.rows(r, top_n=top_n, threshold=threshold)
-                    output.row(row if fmt == "csv" else tagger.record(r, row))
+                    row = csv_row(tagger, r, top_n=top_n, threshold=threshold)
+                    output.row(row if fmt == "csv" else json_record(tagger, r, row))
                     if taggram_dir:
                         _write_taggram(taggram_dir, tagger, r)
                     summary["tagged"] += 1

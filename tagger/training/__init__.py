@@ -2,7 +2,7 @@
 
 ``config`` (validated experiment configs), ``dataset`` (track indexes,
 vocabularies, splits and folds), ``streams`` (pescador streams of patch
-windows), ``layers`` and ``heads`` (the head registry, :func:`heads.load_head`),
+windows), ``layers`` and ``heads`` (the head registry; saved heads load with :func:`bundle.load_head`),
 ``finetune`` (a trainable VGGish trunk), ``runs`` (run-folder I/O), ``train``
 (the training loop, nested cross-validation), ``metrics``, ``evaluate``,
 ``baseline`` (logistic regression), ``tune`` (Optuna), ``bundle`` (shipped

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .dataset import Dataset
 from .metrics import monitor_score
 
 __all__ = ["mean_pool", "logistic_scores", "logistic_baseline", "nested_cv_baseline"]
@@ -61,8 +62,10 @@ def logistic_baseline(train_data, valid_data, task, *, C=1.0, seed=0, return_sco
     np.ndarray, shape (n_valid, n_outputs)
         The validation probabilities, with ``return_scores=True``.
     """
-    scores = logistic_scores(mean_pool(train_data[1]), train_data[2], mean_pool(valid_data[1]), task, C=C, seed=seed)
-    score = monitor_score(task, valid_data[2], scores)
+    scores = logistic_scores(
+        mean_pool(train_data.embeddings), train_data.y, mean_pool(valid_data.embeddings), task, C=C, seed=seed
+    )
+    score = monitor_score(task, valid_data.y, scores)
     return (score, scores) if return_scores else score
 
 
@@ -85,16 +88,13 @@ def nested_cv_baseline(cfg, grid):
     dict
         ``mean``, ``std``, ``fold_scores`` (held-out folds) and ``fold_C`` (the C each fold chose).
     """
-    from .dataset import load_split, nested_folds
-
     scores, chosen = [], []
     task = cfg["data"]["task"]
-    for k, j in nested_folds(cfg):
-        inner_train, inner_valid = load_split(cfg, None, exclude_fold=(k, j)), load_split(cfg, None, fold=j)
+    dataset = Dataset(cfg)
+    for k, j in dataset.nested_folds():
+        inner_train, inner_valid = dataset.without_folds((k, j)), dataset.fold(j)
         inner = {C: logistic_baseline(inner_train, inner_valid, task, C=C) for C in grid}
         best = max(grid, key=lambda C: inner[C])  # the first of equal scores
         chosen.append(best)
-        scores.append(
-            logistic_baseline(load_split(cfg, None, exclude_fold=k), load_split(cfg, None, fold=k), task, C=best)
-        )
+        scores.append(logistic_baseline(dataset.without_folds(k), dataset.fold(k), task, C=best))
     return {"mean": float(np.mean(scores)), "std": float(np.std(scores)), "fold_scores": scores, "fold_C": chosen}

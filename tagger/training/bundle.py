@@ -8,15 +8,29 @@ heads trained on raw VGGish output). Shipped bundles live in
 ``tagger/models/<name>/``; a run folder from ``tagger train`` works too.
 """
 
+import hashlib
 import json
 import os
 import shutil
 
+import numpy as np
+
 from ..embedding import params
+from ..embedding.cache import KINDS
 from ..exceptions import DataError
 from ..records import write_json_atomic
 
-__all__ = ["SHIPPED_DIR", "shipped", "resolve", "export", "write_meta", "read_meta", "read_labels"]
+__all__ = [
+    "SHIPPED_DIR",
+    "shipped",
+    "resolve",
+    "export",
+    "write_meta",
+    "read_meta",
+    "read_labels",
+    "load_head",
+    "content_hash",
+]
 
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models")
 FILES = ("model.keras", "labels.json", "thresholds.json", "metrics.json")
@@ -50,8 +64,6 @@ def read_labels(folder):
     thresholds : np.ndarray, shape (n_labels,)
         From ``thresholds.json``; 0.5 where none was chosen (or no file).
     """
-    import numpy as np
-
     path = os.path.join(folder, "labels.json")
     if not os.path.exists(path):
         raise DataError(f"{folder}: no labels.json")
@@ -65,9 +77,6 @@ def read_labels(folder):
     return labels, np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
 
 
-EMBEDDINGS = ("raw", "postprocessed", "features", "melspec")
-
-
 def write_meta(folder, *, embedding, task, window, note="", frontend=None, provenance=None):
     """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike).
 
@@ -76,8 +85,8 @@ def write_meta(folder, *, embedding, task, window, note="", frontend=None, prove
     ``provenance``: the record of the embeddings it was trained on
     (:mod:`tagger.embedding.provenance`), checked when it tags.
     """
-    if embedding not in EMBEDDINGS:
-        raise DataError(f"embedding={embedding!r} must be one of {EMBEDDINGS}")
+    if embedding not in KINDS:
+        raise DataError(f"embedding={embedding!r} must be one of {KINDS}")
     if frontend is None:
         frontend = params.feature_params() if embedding == "features" else params.frontend_params()
     meta = {"embedding": embedding, "frontend": frontend, "task": task, "window": window, "note": note}
@@ -101,8 +110,6 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
     missing = [f for f in FILES if not os.path.exists(os.path.join(run_dir, f))]
     if missing:
         raise DataError(f"{run_dir}: cannot export, missing {missing}")
-    from .heads import load_head
-
     os.makedirs(out_dir, exist_ok=True)
     for name in FILES:
         if name == "model.keras":
@@ -121,3 +128,54 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
         provenance=meta.get("provenance"),
     )
     return out_dir
+
+
+def load_head(path, *, compile=True):
+    """Load a saved head: the one loader behind training resume, evaluation, export and tagging.
+
+    Registers tagger's custom layers (and the fine-tuning trunk's) first, so
+    a fresh process loads any run folder, bundle or checkpoint without
+    importing anything else.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.keras`` file, or a folder holding ``model.keras`` (run folder or bundle).
+    compile : bool
+        Restore the optimizer too (resuming); False for inference and export.
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    DataError
+        No such file, or not a loadable model (the reason is in the message).
+    """
+    import keras
+
+    from . import layers  # noqa: F401 - registers the custom layers (and, through it, the fine-tuning ones)
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no saved head")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise DataError(f"{path}: cannot load the head ({exc})") from exc
+
+
+def content_hash(folder):
+    """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json."""
+    digest = hashlib.sha256()
+    for name in ("model.keras", "labels.json", "thresholds.json", "bundle.json"):
+        path = os.path.join(folder, name)
+        digest.update(name.encode())
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return "sha256:" + digest.hexdigest()[:16]

@@ -15,9 +15,13 @@ import math
 import os
 import sys
 
-from ..exceptions import DataError, ParameterError
+from ..exceptions import DataError, ParameterError, TaggerError
+from .heads import BUILT_BY_TRAINING, HEADS, TASKS, check_members
 
-__all__ = ["DEFAULTS", "load_config", "validate", "data_path", "main", "check_search", "with_values"]
+__all__ = ["OPTIMIZERS", "DEFAULTS", "load_config", "validate", "data_path", "main", "check_search", "with_values"]
+
+#: config name of each optimizer -> its class in keras.optimizers (training and fine-tuning build from this one list)
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 DEFAULTS = {
     "name": None,
@@ -108,7 +112,7 @@ _RULES = {
     "trunk.learning_rate_scale": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 _CHOICES = {
-    "optimizer.name": ("adam", "adamw", "sgd", "rmsprop"),
+    "optimizer.name": tuple(OPTIMIZERS),
     "trunk.name": (None, "vggish"),
     "trunk.train": ("none", "fc", "conv4", "all"),
 }
@@ -169,7 +173,6 @@ def validate(config, *, base_dir=".", check_paths=True):
     DataError
         A data path that does not exist.
     """
-    from .heads import HEADS, TASKS, check_members
     from .streams import WEIGHTINGS
 
     cfg = _merge(DEFAULTS, config, "")
@@ -193,7 +196,7 @@ def validate(config, *, base_dir=".", check_paths=True):
             f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}"
         )
     signature = inspect.signature(HEADS[head["name"]]).parameters
-    accepted = set(signature) - {"n_outputs", "task", "output_bias", "input_stats"}
+    accepted = set(signature) - set(BUILT_BY_TRAINING)
     accepted.add("members")  # an ensemble of that head (tagger.training.heads.build_head)
     for key, value in head.items():
         if key == "name":
@@ -232,11 +235,9 @@ def _leaf_keys(tree, prefix=""):
 
 
 def _head_settings():
-    from .heads import HEADS
-
     keys = {"name", "members"}
     for builder in HEADS.values():
-        keys |= set(inspect.signature(builder).parameters) - {"n_outputs", "task", "output_bias", "input_stats"}
+        keys |= set(inspect.signature(builder).parameters) - set(BUILT_BY_TRAINING)
     return keys
 
 
@@ -366,8 +367,6 @@ def load_config(path, *, check_paths=True):
 def main(argv=None):
     """``python -m tagger.training.config CONFIG [--no-paths]``: validate a config; exit 0, or 1 with the problem."""
     import argparse
-
-    from ..exceptions import TaggerError
 
     parser = argparse.ArgumentParser(
         prog="python -m tagger.training.config", description="Validate an experiment config."

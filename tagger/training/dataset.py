@@ -7,6 +7,7 @@ A track index is a table (CSV or Parquet) with the columns ``track_id``,
 
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pandas as pd
 from ..embedding import cache, provenance
 from ..exceptions import DataError
 from ..records import write_json_atomic
+from .config import data_path
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -25,6 +27,8 @@ __all__ = [
     "check_same_provenance",
     "write_vocabulary",
     "read_vocabulary",
+    "Split",
+    "Dataset",
     "load_split",
     "nested_folds",
     "selection_data",
@@ -131,8 +135,97 @@ def read_vocabulary(path):
     return names
 
 
+class Split(NamedTuple):
+    """The tracks of one split (or fold) of a dataset: ``ids``, ``embeddings`` and the label matrix ``y``.
+
+    Attributes
+    ----------
+    ids : list of str
+        Track ids.
+    embeddings : Embeddings
+        Each (T_i, D) float32; ``.provenance`` the record they share.
+    y : np.ndarray, shape (n, n_labels), float32
+    """
+
+    ids: list
+    embeddings: Embeddings
+    y: np.ndarray
+
+
+class Dataset:
+    """The dataset of a config: its track index and vocabulary read once, its splits and folds loaded by name.
+
+    Parameters
+    ----------
+    cfg : dict
+        A validated config (:func:`tagger.training.config.validate`); its ``data`` section names the files.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.index_path = data_path(cfg, "index")
+        self.cache_dir = data_path(cfg, "cache")
+        self.index = read_index(self.index_path)
+        self.vocabulary = read_vocabulary(data_path(cfg, "vocabulary"))
+
+    def split(self, name, *, augmented=False):
+        """The tracks whose ``split`` column is ``name`` (:class:`Split`); ``augmented``: with augmented copies."""
+        return self._load(self.index[self.index["split"] == name], augmented)
+
+    def fold(self, k):
+        """The tracks of fold ``k`` (scored: never augmented copies)."""
+        return self._load(self._folds()[self.index["fold"] == k], False)
+
+    def without_folds(self, folds, *, augmented=False):
+        """Every track except those of ``folds`` (an int or a sequence of int)."""
+        return self._load(self._folds()[~self.index["fold"].isin(np.atleast_1d(folds).tolist())], augmented)
+
+    def _folds(self):
+        if "fold" not in self.index.columns:
+            raise DataError(f"{self.index_path}: cross-validation needs a 'fold' column")
+        return self.index
+
+    def _load(self, df, augmented):
+        if not augmented and "augmented_from" in df.columns:
+            df = df[df["augmented_from"].fillna("").astype(str) == ""]
+        y = label_matrix(df["labels"].tolist(), self.vocabulary)
+        keep = y.sum(1) > 0
+        ids = df["track_id"].astype(str).to_numpy()[keep].tolist()
+        return Split(ids, load_embeddings(ids, self.cache_dir), y[keep])
+
+    def nested_folds(self):
+        """(held-out fold, selection fold) pairs of a cross-validated config, checked before any training.
+
+        The first ``data.cv_folds`` folds of the index's ``fold`` column are held
+        out in turn; each one's selection fold is the next fold present in the
+        index (cyclically), so at least three folds must be there.
+
+        Returns
+        -------
+        list of (int, int)
+        """
+        n = int(self.cfg["data"]["cv_folds"])
+        if "fold" not in self.index.columns:
+            raise DataError(f"{self.index_path}: config key data.cv_folds={n} needs a 'fold' column in the index")
+        present = sorted(int(f) for f in self.index["fold"].unique())
+        if len(present) < 3:
+            raise DataError(
+                f"{self.index_path}: nested cross-validation needs at least 3 folds, the index has {present}"
+            )
+        if n > len(present):
+            raise DataError(f"config key data.cv_folds={n}: the index {self.index_path} has only {len(present)} folds")
+        return [(present[i], present[(i + 1) % len(present)]) for i in range(n)]
+
+    def selection(self, k, j):
+        """Training and validation data of held-out fold k's selection run: every fold but k and j, then fold j.
+
+        Augmented copies train (in their source's fold); fold j is scored without them.
+        """
+        return self.without_folds((k, j), augmented=True), self.fold(j)
+
+
 def load_split(cfg, split, *, fold=None, exclude_fold=None, augmented=False):
-    """Embeddings and label matrix of one split (or fold) of the config's dataset.
+    """One split (or fold) of the config's dataset: :class:`Split` (``ids, embeddings, y``).
 
     Parameters
     ----------
@@ -146,64 +239,20 @@ def load_split(cfg, split, *, fold=None, exclude_fold=None, augmented=False):
     augmented : bool
         Keep the augmented copies (index column ``augmented_from``): for
         training data only; a split or fold that is scored never holds them.
-
-    Returns
-    -------
-    ids : list of str
-    embeddings : list of np.ndarray, each (T_i, 128), float32
-    y : np.ndarray, shape (n, n_labels), float32
     """
-    from .config import data_path
-
-    index_path = data_path(cfg, "index")
-    df = read_index(index_path)
-    if fold is not None or exclude_fold is not None:
-        if "fold" not in df.columns:
-            raise DataError(f"{index_path}: cross-validation needs a 'fold' column")
-        if fold is not None:
-            df = df[df["fold"] == fold]
-        else:
-            df = df[~df["fold"].isin(np.atleast_1d(exclude_fold).tolist())]
-    else:
-        df = df[df["split"] == split]
-    if not augmented and "augmented_from" in df.columns:
-        df = df[df["augmented_from"].fillna("").astype(str) == ""]
-    vocabulary = read_vocabulary(data_path(cfg, "vocabulary"))
-    y = label_matrix(df["labels"].tolist(), vocabulary)
-    keep = y.sum(1) > 0
-    ids = df["track_id"].astype(str).to_numpy()[keep].tolist()
-    return ids, load_embeddings(ids, data_path(cfg, "cache")), y[keep]
+    dataset = Dataset(cfg)
+    if fold is not None:
+        return dataset.fold(fold)
+    if exclude_fold is not None:
+        return dataset.without_folds(exclude_fold, augmented=augmented)
+    return dataset.split(split, augmented=augmented)
 
 
 def nested_folds(cfg):
-    """(held-out fold, selection fold) pairs of a cross-validated config, checked before any training.
-
-    The first ``data.cv_folds`` folds of the index's ``fold`` column are held
-    out in turn; each one's selection fold is the next fold present in the
-    index (cyclically), so at least three folds must be there.
-
-    Returns
-    -------
-    list of (int, int)
-    """
-    from .config import data_path
-
-    index_path = data_path(cfg, "index")
-    df = read_index(index_path)
-    n = int(cfg["data"]["cv_folds"])
-    if "fold" not in df.columns:
-        raise DataError(f"{index_path}: config key data.cv_folds={n} needs a 'fold' column in the index")
-    present = sorted(int(f) for f in df["fold"].unique())
-    if len(present) < 3:
-        raise DataError(f"{index_path}: nested cross-validation needs at least 3 folds, the index has {present}")
-    if n > len(present):
-        raise DataError(f"config key data.cv_folds={n}: the index {index_path} has only {len(present)} folds")
-    return [(present[i], present[(i + 1) % len(present)]) for i in range(n)]
+    """:meth:`Dataset.nested_folds` of the config's dataset."""
+    return Dataset(cfg).nested_folds()
 
 
 def selection_data(cfg, k, j):
-    """Training and validation data of held-out fold k's selection run: every fold but k and j, then fold j.
-
-    Augmented copies train (in their source's fold); fold j is scored without them.
-    """
-    return load_split(cfg, None, exclude_fold=(k, j), augmented=True), load_split(cfg, None, fold=j)
+    """:meth:`Dataset.selection` of the config's dataset."""
+    return Dataset(cfg).selection(k, j)

@@ -13,7 +13,11 @@ import os
 import numpy as np
 
 from ..exceptions import DataError, ParameterError
-from ..records import read_table
+from ..locks import exclusive, folder_lock_path
+from ..records import read_records, read_table, write_json_atomic
+from .bundle import load_head, read_labels
+from .dataset import SEPARATOR, load_split
+from .heads import predict_tracks
 
 __all__ = [
     "MODES",
@@ -31,9 +35,6 @@ MODES = ("head", "soft", "hard")
 
 def load_run(run_dir):
     """Load a run folder's best model, config, labels and thresholds."""
-    from .bundle import read_labels
-    from .heads import load_head
-
     needed = ("model.keras", "config.json", "labels.json")
     missing = [n for n in needed if not os.path.exists(os.path.join(run_dir, n))]
     if missing:
@@ -64,8 +65,6 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
     -------
     np.ndarray, shape (n_clips, n_outputs)
     """
-    from .heads import predict_tracks
-
     if mode not in MODES:
         raise ParameterError(f"mode={mode!r} must be one of {MODES}")
     if mode == "head":
@@ -95,8 +94,6 @@ def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
     dict
         The metrics written to ``metrics.json``.
     """
-    from ..locks import exclusive, folder_lock_path
-
     model, cfg, labels, thresholds = load_run(run_dir)
     with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
         return _evaluate(run_dir, model, cfg, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots)
@@ -105,8 +102,6 @@ def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
 def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, plots):
     import pandas as pd
 
-    from ..records import write_json_atomic
-    from .dataset import load_split
     from .metrics import multilabel_report, singlelabel_report
 
     task = cfg["data"]["task"]
@@ -140,8 +135,6 @@ def read_truth(path):
     dict
         normalised path -> list of tag names, in file order.
     """
-
-    from .dataset import SEPARATOR
 
     df = read_table(path, what="truth file", dtype=str, keep_default_na=False)
     missing = [c for c in ("path", "labels") if c not in df.columns]
@@ -190,8 +183,6 @@ def predictions_from_jsonl(path):
     task : str or None
         From the output's ``.meta.json`` when it records it.
     """
-    from ..records import read_records
-
     if not os.path.exists(path):
         raise DataError(f"{path}: no such predictions file")
     _, rows = read_records(path, "jsonl", truncate=False)
@@ -260,7 +251,6 @@ def evaluate_truth(
     """
     import pandas as pd
 
-    from ..records import write_json_atomic
     from .metrics import multilabel_report, singlelabel_report
 
     truth = read_truth(truth_file)

@@ -20,7 +20,9 @@ import keras
 from keras import ops
 
 from ..embedding import params
+from ..embedding.vggish import build_vggish, read_weights, set_weights
 from ..exceptions import ParameterError
+from .config import OPTIMIZERS
 
 __all__ = ["TRAINABLE", "load_trunk", "trunk_model", "optimizer", "TRUNK_NAME"]
 
@@ -71,8 +73,6 @@ def load_trunk(*, weights=None, train="none", dtype="float32"):
     keras.Model
         (n, 96, 64) -> (n, 128) raw embeddings.
     """
-    from ..embedding.vggish import build_vggish, read_weights, set_weights
-
     if train not in TRAINABLE:
         raise ParameterError(f"config key trunk.train={train!r} must be one of {', '.join(TRAINABLE)}")
     trunk = set_weights(build_vggish(name=TRUNK_NAME, dtype=dtype), read_weights(weights))
@@ -112,29 +112,17 @@ class _TrunkScaled:
         return {**super().get_config(), "trunk_scale": self.trunk_scale, "trunk_layers": list(self.trunk_layers)}
 
 
-@keras.saving.register_keras_serializable(package="tagger")
-class TrunkAdam(_TrunkScaled, keras.optimizers.Adam):
-    pass
+def _trunk_optimizer(keras_name):
+    """``Trunk<Name>``: Keras's optimizer of that name, with the trunk's steps scaled (registered for saving)."""
+    base = getattr(keras.optimizers, keras_name)
+    cls = type(f"Trunk{keras_name}", (_TrunkScaled, base), {"__module__": __name__, "__doc__": _TrunkScaled.__doc__})
+    return keras.saving.register_keras_serializable(package="tagger")(cls)
 
 
-@keras.saving.register_keras_serializable(package="tagger")
-class TrunkAdamW(_TrunkScaled, keras.optimizers.AdamW):
-    pass
-
-
-@keras.saving.register_keras_serializable(package="tagger")
-class TrunkSGD(_TrunkScaled, keras.optimizers.SGD):
-    pass
-
-
-@keras.saving.register_keras_serializable(package="tagger")
-class TrunkRMSprop(_TrunkScaled, keras.optimizers.RMSprop):
-    pass
-
-
-OPTIMIZERS = {"adam": TrunkAdam, "adamw": TrunkAdamW, "sgd": TrunkSGD, "rmsprop": TrunkRMSprop}
+#: config name -> trunk-scaled optimizer (TrunkAdam, TrunkAdamW, TrunkSGD, TrunkRMSprop), from the one list of names
+TRUNK_OPTIMIZERS = {name: _trunk_optimizer(keras_name) for name, keras_name in OPTIMIZERS.items()}
 
 
 def optimizer(name, *, trunk_scale, **kwargs):
     """The named optimizer with the trunk's steps scaled by ``trunk_scale``."""
-    return OPTIMIZERS[name](trunk_scale=trunk_scale, **kwargs)
+    return TRUNK_OPTIMIZERS[name](trunk_scale=trunk_scale, **kwargs)

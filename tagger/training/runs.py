@@ -12,9 +12,10 @@ import json
 import logging
 import os
 
-from .. import __version__
 from ..exceptions import DataError
 from ..records import write_json_atomic
+from ..version import __version__
+from .bundle import load_head
 
 __all__ = [
     "init_run",
@@ -90,8 +91,6 @@ def save_checkpoint(ckpt_dir, model, state, keep=2):
 
 def latest_checkpoint(ckpt_dir):
     """(model, state) of the newest complete, loadable checkpoint pair, or None."""
-    from .heads import load_head
-
     for epoch in reversed(checkpoint_epochs(ckpt_dir)):
         stem = os.path.join(ckpt_dir, f"epoch-{epoch:04d}")
         try:

@@ -22,8 +22,10 @@ from ..embedding import cache, params
 from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
 from . import runs
-from .bundle import write_meta
-from .dataset import check_same_provenance, load_split, nested_folds, read_vocabulary, selection_data
+from .bundle import load_head, write_meta
+from .config import OPTIMIZERS, data_path, validate
+from .dataset import Dataset, check_same_provenance, read_vocabulary
+from .heads import HEADS, PATCH_HEADS, build_head, input_stats, loss_for, predict_tracks, prior_bias
 
 __all__ = ["build_run_head", "fit", "epoch_seed", "cross_validate", "refit_fold", "train"]
 
@@ -34,13 +36,7 @@ def _optimizer(cfg):
     import keras
 
     opt = cfg["optimizer"]
-    kinds = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    make = kinds[opt["name"]]
+    make = getattr(keras.optimizers, OPTIMIZERS[opt["name"]])
     if cfg["trunk"]["name"]:  # a fine-tuned VGGish steps at a fraction of the head's learning rate
         from .finetune import optimizer
 
@@ -69,8 +65,6 @@ def build_run_head(cfg, embeddings, y):
     -------
     keras.Model
     """
-    from .heads import HEADS, build_head, input_stats, prior_bias
-
     task, name = cfg["data"]["task"], cfg["head"]["name"]
     head = {k: v for k, v in cfg["head"].items() if k != "name"}
     accepts = inspect.signature(HEADS[name]).parameters
@@ -88,7 +82,7 @@ def build_run_head(cfg, embeddings, y):
     elif len(item) != 1:
         raise DataError(
             f"head {name!r} takes embedding rows; this cache holds log-mel patches {item}: use a CNN head"
-            " (cnn4, cnn_gru, parallel_cnn, cnn_lstm)"
+            f" ({', '.join(PATCH_HEADS)})"
         )
     else:
         head.setdefault("embedding_size", item[0])
@@ -189,16 +183,16 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
     dict
         The validation metrics written to ``metrics.json``.
     """
-    from .config import data_path
-
     data = cfg["data"]
     labels = read_vocabulary(data_path(cfg, "vocabulary"))
-    train_data = train_data or load_split(cfg, data["train_split"], augmented=True)
-    valid_data = valid_data or load_split(cfg, data["valid_split"])
+    if train_data is None or valid_data is None:
+        dataset = Dataset(cfg)
+        train_data = train_data or dataset.split(data["train_split"], augmented=True)
+        valid_data = valid_data or dataset.split(data["valid_split"])
     for name, part in (("train", train_data), ("valid", valid_data)):
-        if not part[0]:
+        if not part.ids:
             raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
-    check_same_provenance({"train": train_data[1], "valid": valid_data[1]}, data_path(cfg, "cache"))
+    check_same_provenance({"train": train_data.embeddings, "valid": valid_data.embeddings}, data_path(cfg, "cache"))
     if schedule is not None:
         schedule = [float(lr) for lr in schedule]
         if not schedule or min(schedule) <= 0:
@@ -243,8 +237,6 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
 
 def _provenance_of(cfg, track_id):
     """The provenance of one training entry (data given as plain lists, without a recorded provenance)."""
-    from .config import data_path
-
     return cache.dataset_provenance(cache.CacheView(data_path(cfg, "cache")).load([track_id]))
 
 
@@ -253,10 +245,8 @@ def _start(cfg, run_dir, train_data):
     import keras
     import tensorflow as tf
 
-    from .heads import loss_for
-
     # the run folder says which embeddings its head expects and what made them: what the cache entries record
-    trained_on = getattr(train_data[1], "provenance", None) or _provenance_of(cfg, train_data[0][0])
+    trained_on = getattr(train_data.embeddings, "provenance", None) or _provenance_of(cfg, train_data.ids[0])
     frontend = trained_on["frontend"] if trained_on["kind"] == "melspec" else None  # which patches a patch head takes
     write_meta(
         run_dir,
@@ -276,7 +266,7 @@ def _start(cfg, run_dir, train_data):
             log.info("resuming %s at epoch %d", run_dir, state["epoch"])
         else:
             state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
-            model = build_run_head(cfg, train_data[1], train_data[2])
+            model = build_run_head(cfg, train_data.embeddings, train_data.y)
             model.compile(optimizer=_optimizer(cfg), loss=loss_for(cfg["data"]["task"]))
     return model, state, cfg["batch_size"] * strategy.num_replicas_in_sync
 
@@ -285,7 +275,6 @@ def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule
     """One epoch on its own (seed, epoch) stream, then the validation score; the history row."""
     import keras
 
-    from .heads import predict_tracks
     from .metrics import monitor_score
     from .streams import keras_batches, mixup, training_stream
 
@@ -296,8 +285,8 @@ def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule
     _reseed(model, seed)
     mux = cfg["mux"]
     stream = training_stream(
-        train_data[1],
-        train_data[2],
+        train_data.embeddings,
+        train_data.y,
         window=cfg["window"],
         batch_size=batch_size,
         n_active=mux["n_active"],
@@ -315,7 +304,7 @@ def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule
         shuffle=False,
     )
     seconds = time.perf_counter() - started
-    score = monitor_score(cfg["data"]["task"], valid_data[2], predict_tracks(model, valid_data[1]))
+    score = monitor_score(cfg["data"]["task"], valid_data.y, predict_tracks(model, valid_data.embeddings))
     return {
         "epoch": epoch,
         "loss": float(done.history["loss"][-1]),
@@ -348,12 +337,11 @@ def _update_state(cfg, run_dir, model, state, row, *, refit):
 
 def _finish(cfg, run_dir, labels, state, train_data, valid_data, *, refit):
     """Thresholds (multi-label: chosen on validation) and ``metrics.json`` of the kept model."""
-    from .heads import load_head, predict_tracks
     from .metrics import choose_thresholds, monitor_score
 
     task = cfg["data"]["task"]
-    valid_y = valid_data[2]
-    valid_score = predict_tracks(load_head(run_dir, compile=False), valid_data[1])
+    valid_y = valid_data.y
+    valid_score = predict_tracks(load_head(run_dir, compile=False), valid_data.embeddings)
     thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
     write_json_atomic(
         dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])),
@@ -364,38 +352,39 @@ def _finish(cfg, run_dir, labels, state, train_data, valid_data, *, refit):
         "monitor": "macro_pr_auc" if task == "multilabel" else "accuracy",
         "best_epoch": int(state["best_epoch"]),
         "epochs_run": int(state["epoch"]),
-        "n_train": len(train_data[1]),
-        "n_valid": len(valid_data[1]),
+        "n_train": len(train_data.embeddings),
+        "n_valid": len(valid_data.embeddings),
         "selection": "refit: last epoch of a fixed schedule" if refit else "best validation epoch",
     }
     write_json_atomic(metrics, os.path.join(run_dir, "metrics.json"))
     return metrics
 
 
-def refit_fold(cfg, run_dir, k, schedule, *, verbose=1):
+def refit_fold(cfg, run_dir, k, schedule, *, verbose=1, dataset=None):
     """Refit on every fold but k with a fixed schedule and score on fold k, which chose nothing; its metrics."""
-    train_data = load_split(cfg, None, exclude_fold=k, augmented=True)
-    valid_data = load_split(cfg, None, fold=k)
+    dataset = dataset or Dataset(cfg)
+    train_data, valid_data = dataset.without_folds(k, augmented=True), dataset.fold(k)
     return fit(cfg, run_dir, train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=verbose)
 
 
 def cross_validate(cfg, run_dir, *, verbose=1):
     """Nested cross-validation over the index's ``fold`` column; summary in ``run_dir/metrics.json``.
 
-    For each held-out fold k (:func:`nested_folds`), a head trained on the
+    For each held-out fold k (:meth:`Dataset.nested_folds`), a head trained on the
     other folds but the selection fold j, with early stopping and learning-rate
     reduction watching j, fixes the schedule (``fold{k}-select/``); the head is
     then retrained on every fold but k with that schedule (``fold{k}/``) and
     scored on fold k, which chose nothing.
     """
-    pairs = nested_folds(cfg)
+    dataset = Dataset(cfg)  # the index and vocabulary, read once for every fold
+    pairs = dataset.nested_folds()
     scores, epochs = [], []
     for k, j in pairs:
         select = os.path.join(run_dir, f"fold{k}-select")
-        train_data, valid_data = selection_data(cfg, k, j)
+        train_data, valid_data = dataset.selection(k, j)
         fit(cfg, select, train_data=train_data, valid_data=valid_data, verbose=verbose)
         schedule = runs.read_schedule(select)
-        metrics = refit_fold(cfg, os.path.join(run_dir, f"fold{k}"), k, schedule, verbose=verbose)
+        metrics = refit_fold(cfg, os.path.join(run_dir, f"fold{k}"), k, schedule, verbose=verbose, dataset=dataset)
         scores.append(metrics["valid_score"])
         epochs.append(len(schedule))
     summary = {
@@ -416,11 +405,9 @@ def train(cfg, run_dir, *, verbose=1):
 
     The config is validated first, so a bad value fails before the run folder exists.
     """
-    from .config import validate
-
     cfg = validate(cfg)
     if int(cfg["data"]["cv_folds"]) > 1:
-        nested_folds(cfg)  # a bad fold setting fails before the run folder exists
+        Dataset(cfg).nested_folds()  # a bad fold setting fails before the run folder exists
         os.makedirs(run_dir, exist_ok=True)
         with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
             return cross_validate(cfg, run_dir, verbose=verbose)

@@ -29,6 +29,9 @@ from .. import locks
 from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
 from .config import check_search, validate, with_values
+from .dataset import Dataset
+from .runs import read_schedule
+from .train import fit, refit_fold
 
 __all__ = ["tune", "suggest"]
 
@@ -94,8 +97,6 @@ def _finished(study):
 def _search(cfg, spaces, folder, name, *, trials, timeout, data, verbose):
     """Run one study until it holds ``trials`` finished trials; return it."""
     import optuna
-
-    from .train import fit
 
     os.makedirs(folder, exist_ok=True)
     study = _study(folder, name, int(cfg["seed"]))
@@ -203,12 +204,11 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
         if int(cfg["data"]["cv_folds"]) > 1:
             summary = _nested(cfg, spaces, study_dir, trials=trials, timeout=timeout, verbose=verbose)
         else:
-            from .dataset import load_split
-
             # loaded once for every trial: the data keys are not searchable
+            dataset = Dataset(cfg)
             data = (
-                load_split(cfg, cfg["data"]["train_split"], augmented=True),
-                load_split(cfg, cfg["data"]["valid_split"]),
+                dataset.split(cfg["data"]["train_split"], augmented=True),
+                dataset.split(cfg["data"]["valid_split"]),
             )
             study = _search(
                 cfg, spaces, study_dir, "search", trials=trials, timeout=timeout, data=data, verbose=verbose
@@ -227,20 +227,17 @@ def tune(cfg, study_dir, *, trials, timeout=None, verbose=1):
 
 
 def _nested(cfg, spaces, study_dir, *, trials, timeout, verbose):
-    from .dataset import nested_folds, selection_data
-    from .runs import read_schedule
-    from .train import refit_fold
-
     scores, chosen = [], []
-    for k, j in nested_folds(cfg):
+    dataset = Dataset(cfg)
+    for k, j in dataset.nested_folds():
         folder = os.path.join(study_dir, f"fold{k}")
-        data = selection_data(cfg, k, j)
+        data = dataset.selection(k, j)
         study = _search(cfg, spaces, folder, f"fold{k}", trials=trials, timeout=timeout, data=data, verbose=verbose)
         best, best_cfg = _best(study, cfg, folder)
         schedule = read_schedule(best.user_attrs["run_dir"])
         # named by the trial it refits: a longer search that finds a better trial refits that one beside it
         refit_dir = os.path.join(folder, f"refit-trial{best.number:04d}")
-        metrics = refit_fold(validate(best_cfg), refit_dir, k, schedule, verbose=0)
+        metrics = refit_fold(validate(best_cfg), refit_dir, k, schedule, verbose=0, dataset=dataset)
         scores.append(metrics["valid_score"])
         chosen.append(
             {

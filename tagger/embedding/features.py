@@ -19,9 +19,12 @@ import warnings
 
 import numpy as np
 
-from .embedding import files, params
-from .exceptions import AudioError, DataError
-from .records import ResumableOutput, check_resume, parquet_path_columns, progress_bar
+from ..exceptions import AudioError, DataError
+from ..records import ResumableOutput, check_resume, parquet_path_columns, progress_bar
+from . import files, params
+from .audio import to_mono
+from .decode import _describe, load_source
+from .pipeline import TrackResult, _task, default_workers, iter_messages, refuse_in_bootstrapping_child
 
 __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
 
@@ -68,9 +71,7 @@ def handcrafted(y, sr=params.FEATURE_SAMPLE_RATE):
         Audio shorter than one FFT frame (2,048 samples at 22,050 Hz, 93 ms),
         or holding NaN or infinite samples.
     """
-    from .embedding.audio import to_mono_16k
-
-    y = to_mono_16k(y, sr, sample_rate=params.FEATURE_SAMPLE_RATE)
+    y = to_mono(y, sr, sample_rate=params.FEATURE_SAMPLE_RATE)
     return _features(y)
 
 
@@ -123,8 +124,6 @@ def feature_messages(index, path):
         ``("done", index, duration_s, [warning texts], values (57,) float64, length_samples)``
         or ``("error", index, reason)``.
     """
-    from .embedding.decode import _describe, load_source
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -144,8 +143,6 @@ def iter_features(paths, *, workers=None):
 
     A result's ``embedding`` is the (1, 57) feature row, ``timestamps`` is ``[0.0]``.
     """
-    from .embedding.pipeline import TrackResult, _task, default_workers, iter_messages
-
     paths = [_task(p) for p in paths]
     pending, next_out = {}, 0
     workers = default_workers() if workers is None else workers
@@ -181,7 +178,6 @@ class FeatureExtractor:
     def __init__(self):
         self.frontend = params.feature_params()
         self.network_id = params.FEATURE_SET
-        self.weights_id = params.FEATURE_SET
 
     def finalize(self, values):
         return values
@@ -231,8 +227,6 @@ def features_to_file(
     dict
         total, extracted, skipped, failed, errors_file.
     """
-    from .embedding.pipeline import refuse_in_bootstrapping_child
-
     refuse_in_bootstrapping_child()  # an unguarded script re-run by a worker stops here, fast
     out = os.fspath(out)
     fmt = "parquet" if out.endswith(".parquet") else "csv"

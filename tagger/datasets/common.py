@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from tagger.training.dataset import read_vocabulary, write_vocabulary  # noqa: F401 - re-exported for the adapters
+from ..embedding.augment import augmented_rows
+from ..embedding.embed import embed_items
+from ..training.dataset import read_vocabulary, write_vocabulary  # noqa: F401 - re-exported for the adapters
 
 __all__ = ["split_by_group", "fold_by_group", "write_vocabulary", "read_vocabulary", "embed_dataset"]
 
@@ -32,7 +34,7 @@ def fold_by_group(groups, labels, *, n_folds, seed):
 
 
 def embed_dataset(
-    index, cache_dir, *, embedder, augment=0, augment_settings=None, workers=None, progress=None, summary=False
+    index, cache_dir, *, extractor, augment=0, augment_settings=None, workers=None, progress=None, summary=False
 ):
     """Embed (or extract) an index's tracks into the cache, plus ``augment`` augmented copies of each training track.
 
@@ -40,7 +42,7 @@ def embed_dataset(
     ----------
     index : pandas.DataFrame
         The track index; rows with audio only (``path`` exists).
-    embedder : tagger.embedding.embed.Embedder, tagger.features.FeatureExtractor or tagger.embedding.spectrogram.PatchExtractor
+    extractor : tagger.embedding.extractor.Extractor
     augment : int
         Copies per training track (:func:`tagger.embedding.augment.augmented_rows`); never of validation or test tracks.
 
@@ -52,13 +54,10 @@ def embed_dataset(
     """
     import pandas as pd
 
-    from tagger.embedding.augment import augmented_rows
-    from tagger.embedding.embed import embed_items
-
     items = list(zip(index["path"], index["track_id"]))
     if augment:
         copies, copy_items = augmented_rows(index, augment, settings=augment_settings)
         items += copy_items
         index = pd.concat([index.assign(augmented_from=""), copies], ignore_index=True)
-    done = embed_items(items, cache_dir, embedder=embedder, workers=workers, progress=progress)
+    done = embed_items(items, cache_dir, extractor=extractor, workers=workers, progress=progress)
     return (index, done) if summary else index

@@ -1,0 +1,170 @@
+"""What the commands share: their common options, and how a command reports what it did."""
+
+import argparse
+import sys
+
+from ..embedding import extractor, params
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "EXIT_SOME_FAILED",
+    "add_embedding_options",
+    "add_runner_options",
+    "add_root_option",
+    "add_allow_option",
+    "add_pca_option",
+    "positive_int",
+    "progress",
+    "extractor_from",
+    "files_done",
+    "beam_done",
+    "left_out",
+    "print_scores",
+]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+#: the summary figures of an evaluation, in the order they are printed
+SCORES = ("macro_roc_auc", "macro_pr_auc", "micro_f1", "accuracy", "macro_f1")
+
+
+def add_embedding_options(p):
+    """The settings of the extractor: weights, hop, short clips, batch size, precision, workers, file filters."""
+    p.add_argument(
+        "--weights",
+        default=None,
+        help=f"VGGish SavedModel folder, vggish_model.ckpt or TF Hub handle (default ${params.WEIGHTS_ENV}, else {params.VGGISH_HUB_HANDLE})",
+    )
+    p.add_argument(
+        "--hop",
+        type=float,
+        default=params.EXAMPLE_HOP_SECONDS,
+        help="patch hop in seconds (0.96: no overlap; 0.48: 50%%)",
+    )
+    p.add_argument(
+        "--short",
+        choices=("pad", "skip"),
+        default="pad",
+        help="clips shorter than 0.96 s: zero-pad (warn) or skip (report)",
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="patches per network call (default 64 on a CPU, 512 on a GPU)"
+    )
+    p.add_argument(
+        "--precision",
+        "--dtype",
+        dest="precision",
+        choices=("float32", "bfloat16", "float16", "auto"),
+        default="auto",
+        help="network compute precision (auto: float16 on a GPU, float32 on a CPU;"
+        " bfloat16: this kind of CPU's fast path); recorded in cache entries",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decode processes (default: cores - 1, every core when a GPU runs the network; 0: in the main process)",
+    )
+    add_file_filters(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def add_file_filters(p):
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip files matching (repeatable)")
+
+
+def add_runner_options(p):
+    p.add_argument(
+        "--runner",
+        default="local",
+        metavar="RUNNER",
+        help="local (default), beam (Apache Beam's DirectRunner here) or a Beam runner such as DataflowRunner;"
+        " further Beam pipeline options (--project, --region, --temp_location ...) follow",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="with a Beam runner: print the pipeline graph and its options"
+    )
+
+
+def add_root_option(p):
+    p.add_argument(
+        "--root",
+        default=None,
+        metavar="DIR",
+        help="cache track ids are file paths relative to DIR (default: the working folder)",
+    )
+
+
+def add_allow_option(p):
+    p.add_argument(
+        "--allow-other-embedding",
+        action="store_true",
+        help="use a model with weights or PCA parameters other than those it was trained on (refused by default)",
+    )
+
+
+def add_pca_option(p):
+    p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
+
+
+def positive_int(text):
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def progress(args):
+    """The progress setting of a command: hidden with --no-progress, else tqdm's own choice (shown on a terminal)."""
+    return False if args.no_progress else None
+
+
+def network_options(args):
+    """The VGGish settings of the embedding options, as :class:`tagger.embedding.embed.Embedder` keywords."""
+    return dict(batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
+
+
+def extractor_from(args, kind="raw", **settings):
+    """The extractor (:func:`tagger.embedding.extractor.make`) of a kind, with the command's embedding options."""
+    return extractor.make(kind, weights=args.weights, **network_options(args), **settings)
+
+
+def files_done(summary, line):
+    """Print a file command's summary line (and where its failures are listed); the exit status."""
+    print(line)
+    if summary["failed"]:
+        print(f"failures listed in {summary['errors_file']}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def beam_done(args, summary, line):
+    """Print a Beam run's dry-run description, or its summary line; the exit status."""
+    if args.dry_run:
+        print(summary["description"])
+        return EXIT_OK
+    print(f"{line(summary)} ({args.runner})")
+    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+
+
+def left_out(*groups):
+    """Print, on standard error, each group of clips a command left out: its count and the first few."""
+    for what, items in groups:
+        if items:
+            print(
+                f"{len(items)} clips {what}: {', '.join(map(str, items[:5]))}{' ...' if len(items) > 5 else ''}",
+                file=sys.stderr,
+            )
+
+
+def print_scores(summary, where):
+    """Print an evaluation's summary figures and what they were measured on (``where``)."""
+    keys = [k for k in SCORES if k in summary]
+    print(", ".join(f"{k} {summary[k]:.4f}" for k in keys) + f" on {summary['n_clips']} clips {where}")

@@ -1,0 +1,62 @@
+"""Helpers the tests share (fixtures live in conftest.py): paths, synthetic audio, a head bundle, configs."""
+
+import json
+import os
+import pathlib
+
+import numpy as np
+import soundfile as sf
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("TAGGER_SHARED", ROOT.parent / "shared"))
+
+HEAD_LABELS = ["rock", "jazz", "speech", "piano", "drums"]
+
+
+def write_head_bundle(folder, *, seed):
+    """An (untrained) dense multi-label head over raw embeddings in the shipped bundle layout, in ``folder``."""
+    import keras
+
+    from tagger.training.heads import build_head
+
+    keras.utils.set_random_seed(seed)
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    build_head("dense", len(HEAD_LABELS), "multilabel", hidden=16, n_layers=1).save(str(folder / "model.keras"))
+    (folder / "labels.json").write_text(json.dumps(HEAD_LABELS))
+    (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in HEAD_LABELS}))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
+    return folder
+
+
+def write_audio(path, seconds, sr=16000, channels=1, freq=440.0, amplitude=0.5, seed=0, **kwargs):
+    """Write a sine (plus a little noise) to ``path``; returns the path."""
+    n = int(round(seconds * sr))
+    t = np.arange(n) / sr
+    rng = np.random.default_rng(seed)
+    y = amplitude * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(n)
+    if channels > 1:
+        y = np.stack([y * (0.5 + 0.5 * c / channels) for c in range(channels)], axis=1)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y.astype(np.float32), sr, **kwargs)
+    return path
+
+
+def make_config(folder, *, index="index.csv", cache="cache", vocabulary="vocab.json", data=None, **settings):
+    """An experiment config over the prepared dataset in ``folder`` (as ``tagger prepare`` writes it).
+
+    ``index``, ``cache`` and ``vocabulary`` name its files; ``data`` adds to the data section (``task``,
+    ``cv_folds`` ...); every other setting is a top-level section or value of the config, given whole.
+    """
+    folder = pathlib.Path(folder)
+    paths = {"index": str(folder / index), "cache": str(folder / cache), "vocabulary": str(folder / vocabulary)}
+    return {"data": {**paths, **(data or {})}, **settings}
+
+
+def write_config(path, config):
+    """Write ``config`` as JSON to ``path``; returns the path."""
+    path = pathlib.Path(path)
+    path.write_text(json.dumps(config))
+    return path

@@ -1,0 +1,105 @@
+"""Bad experiment configs: one table, each row refused by the validator and by the command, before any work."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+from helpers import make_config, write_config
+
+from tagger import cli
+from tagger.exceptions import ParameterError
+from tagger.training.config import load_config
+
+# (change to a valid config, what the error names); a "search" change goes through `tagger tune`
+BAD = [
+    # unknown keys and heads
+    ({"optimiser": {}}, "unknown config key 'optimiser'"),
+    ({"mux": {"n_active": 4, "rates": 2}}, "unknown config key mux.'rates'"),
+    ({"head": {"name": "transformer"}}, "unknown head"),
+    ({"head": {"name": "dense", "depth": 3}}, "head.'depth'"),
+    # values of the wrong type or out of range
+    ({"optimizer": {"learning_rate": "0.01"}}, 'optimizer.learning_rate="0.01"'),
+    ({"optimizer": {"learning_rate": -1}}, "optimizer.learning_rate=-1"),
+    ({"optimizer": {"ema": 1}}, "optimizer.ema=1"),
+    ({"optimizer": {"ema": 1.0}}, "optimizer.ema=1.0"),
+    ({"head": {"name": "dense", "dropout": 1.5}}, "head.dropout=1.5"),
+    ({"head": {"name": "dense", "hidden": "64"}}, 'head.hidden="64"'),
+    ({"head": {"name": "dense", "standardize": "yes"}}, 'head.standardize="yes"'),
+    ({"head": {"name": "dense", "members": 0}}, "head.members=0"),
+    ({"head": {"name": "dense", "members": 3}, "batch_size": 8}, "batch_size=8 must be a multiple of head.members=3"),
+    ({"mux": {"n_active": "512"}}, 'mux.n_active="512"'),
+    ({"mux": {"rate": 0}}, "mux.rate=0"),
+    ({"seed": "abc"}, 'seed="abc"'),
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": True}, "epochs=true"),
+    ({"window": 2.5}, "window=2.5"),
+    ({"early_stopping": {"patience": -1}}, "early_stopping.patience=-1"),
+    ({"reduce_lr": {"factor": 5}}, "reduce_lr.factor=5"),
+    ({"reduce_lr": {"min_lr": "small"}}, 'reduce_lr.min_lr="small"'),
+    ({"mixup": -0.2}, "mixup=-0.2"),
+    ({"mixup": -0.5}, "mixup=-0.5"),
+    ({"data": {"cv_folds": 1}}, "data.cv_folds=1"),
+    ({"data": {"train_split": 3}}, "data.train_split=3"),
+    # search ranges (tagger tune)
+    ({"search": {"head.hiden": {"choices": [8]}}}, "search.head.hiden"),
+    ({"search": {"windw": {"low": 1, "high": 2}}}, "search.windw"),
+    ({"search": {"optimizer.learning_rate": {"low": 0.1, "high": 0.01}}}, "search.optimizer.learning_rate"),
+    ({"search": {"head.hidden": {"choices": []}}}, "search.head.hidden"),
+    ({"search": {"head.dropout": {"low": 0.0, "high": 1.5}}}, "search.head.dropout"),
+    ({"search": {"optimizer.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}}, "search.optimizer.learning_rate"),
+    ({"search": {"mixup": {"low": 0.0}}}, "search.mixup"),
+]
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A dataset folder whose files exist (their contents are read only when training starts)."""
+    folder = tmp_path / "data"
+    (folder / "cache").mkdir(parents=True)
+    for name in ("index.csv", "vocab.json"):
+        (folder / name).write_text("")
+    return folder
+
+
+def config_with(data, change):
+    base = {
+        "name": "small",
+        "head": {"name": "dense", "hidden": 128, "n_layers": 1, "dropout": 0.1},
+        "batch_size": 64,
+        "epochs": 4,
+        "steps_per_epoch": 40,
+        "mux": {"n_active": 128, "rate": 4.0},
+        "early_stopping": {"patience": 2},
+        "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
+        "seed": 3,
+    }
+    change = dict(change)
+    return make_config(data, data=change.pop("data", None), **{**base, **change})
+
+
+def test_the_base_config_is_valid(data, tmp_path):
+    """So that each row below fails for its own change."""
+    assert load_config(str(write_config(tmp_path / "ok.json", config_with(data, {}))))["name"] == "small"
+
+
+@pytest.mark.parametrize("change,named", BAD, ids=[n for _, n in BAD])
+def test_a_bad_config_is_refused_before_any_work(data, tmp_path, capsys, change, named):
+    path = write_config(tmp_path / "bad.json", config_with(data, change))
+    with pytest.raises(ParameterError, match=re.escape(named)):
+        load_config(str(path))
+    command, folder = ("tune", "--study-dir") if "search" in change else ("train", "--run-dir")
+    out = tmp_path / "out"
+    assert cli.main([command, str(path), folder, str(out)]) == cli.EXIT_ERROR
+    assert named in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_command_exits_1_with_the_reason_and_writes_nothing(data, tmp_path):
+    """The same refusal from the installed command, in its own process (no runs/ folder appears)."""
+    write_config(tmp_path / "cfg.json", config_with(data, {"mux": {"rate": 0}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "tagger", "train", "cfg.json"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1 and "mux.rate=0" in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
