@@ -56,10 +56,12 @@ def write_checkpoint(weights, path, *, version=1):
     fmt = {1: tf.compat.v1.train.SaverDef.V1, 2: tf.compat.v1.train.SaverDef.V2}[version]
     graph = tf.Graph()
     with graph.as_default():
-        variables = [tf.compat.v1.Variable(value, name=name) for name, value in weights.items()]
+        # initial values fed through placeholders: as constants, 290 MB of weights would be copied into the graph
+        feeds = {name: tf.compat.v1.placeholder(tf.float32, np.shape(value)) for name, value in weights.items()}
+        variables = [tf.compat.v1.Variable(feeds[name], name=name) for name in weights]
         saver = tf.compat.v1.train.Saver(variables, write_version=fmt)
         with tf.compat.v1.Session(graph=graph) as sess:
-            sess.run(tf.compat.v1.global_variables_initializer())
+            sess.run(tf.compat.v1.global_variables_initializer(), {feeds[k]: v for k, v in weights.items()})
             return saver.save(sess, os.fspath(path), write_meta_graph=False, write_state=False)
 
 

@@ -192,6 +192,7 @@ def _entries(folder):
     }
 
 
+@pytest.mark.slow
 def test_killed_then_resumed_equals_uninterrupted(tmp_path, make_audio, ckpt_path):
     for i in range(6):
         make_audio(f"music/{i}.wav", 2.0 + i, freq=200.0 * (i + 1), seed=i)

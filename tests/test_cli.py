@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 import pytest
-from helpers import write_audio
+from helpers import make_config, write_audio
 
 # TensorFlow's native start-up lines: glog lines, the absl banner, the CUDA probe, oneDNN
 NATIVE = re.compile(r"^([IWE]\d{4} \S+ +\d+ \S+:\d+\]|WARNING: All log messages before absl)|cuInit|oneDNN", re.M)
@@ -44,6 +44,7 @@ def test_tag_prints_only_its_own_output(tmp_path, ckpt_path, pca_params):
     assert verbose.returncode == 0 and NATIVE.search(verbose.stderr)  # -v shows them: the check above can fail
 
 
+@pytest.mark.slow
 def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_files):
     """Decode workers re-run an unguarded script; tagger notices at once and decodes in the calling process."""
     script = tmp_path / "unguarded.py"
@@ -92,12 +93,7 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
     )
     index = pd.read_csv(tmp_path / "data/index.csv")
     config = {
-        "data": {
-            "index": str(tmp_path / "data/index.csv"),
-            "cache": str(tmp_path / "data/cache"),
-            "vocabulary": str(tmp_path / "data/vocab.json"),
-            "task": "singlelabel",
-        },
+        **make_config(tmp_path / "data", data={"task": "singlelabel"}),
         "head": {"name": "dense", "hidden": 16, "n_layers": 1},
         "batch_size": 8,
         "epochs": 2,
@@ -195,6 +191,7 @@ def test_a_second_sigterm_does_not_interrupt_the_first():
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.slow
 def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
     """A spot VM's shutdown sends SIGTERM to every process: the run stops cleanly and a rerun completes it."""
     import os

@@ -245,6 +245,7 @@ def runner_env(env, tmp_path, job, work):
     }
 
 
+@pytest.mark.slow
 def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
     env, calls = fake
     job_bucket(tmp_path, audioset_data)
@@ -411,6 +412,7 @@ def fresh_venv_with_the_dependencies(venv):
     return venv
 
 
+@pytest.mark.slow
 def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_path, shared, weights_dir):
     """prepare -> train -> evaluate through the real runner, tagger installed from the uploaded wheel into a fresh
     virtual environment; SIGTERM in the middle of `prepare`, a restart on a fresh work folder, the same results."""

@@ -40,6 +40,7 @@ def entries(folder):
     return {p.relative_to(folder).as_posix(): cache.read_entry(str(p)) for p in sorted(folder.rglob("*.pkl"))}
 
 
+@pytest.mark.slow
 def test_beam_embed_equals_tagger_embed(corpus, ckpt_path, tmp_path, capsys):
     common = [str(corpus), "--weights", ckpt_path, "--root", str(corpus), "--no-progress"]
     assert cli.main(["embed", *common, "--out", str(tmp_path / "local"), "--workers", "1"]) == cli.EXIT_SOME_FAILED
@@ -72,6 +73,7 @@ def head(tmp_path_factory):
     return write_head_bundle(tmp_path_factory.mktemp("beamhead"), seed=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_beam_tag_equals_tagger_tag(corpus, head, ckpt_path, tmp_path, fmt):
     common = [str(corpus), "--model", str(head), "--weights", ckpt_path, "--root", str(corpus), "--no-progress"]
@@ -172,6 +174,7 @@ def test_the_local_path_never_imports_beam():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_beam_csv_and_errors_keep_names_with_newlines_quotes_and_tabs(head, ckpt_path, tmp_path):
     folder = tmp_path / "odd"
     names = ["line\nbreak.wav", 'quote"d.wav', "tab\there.wav", "plain.wav"]

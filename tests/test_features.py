@@ -8,6 +8,7 @@ import librosa
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_config
 
 from tagger.embedding import cache, params
 from tagger.embedding.features import FEATURE_NAMES, FeatureExtractor, features_to_file, handcrafted, read_table
@@ -80,6 +81,7 @@ def test_features_resample_and_downmix_arrays():
         handcrafted(np.zeros(1000, np.float32), SR)
 
 
+@pytest.mark.slow
 def test_the_ten_gtzan_tracks_match_the_table(shared, gtzan_files, tmp_path):
     """The acceptance check: every mean within 2 %, every variance within 5 %, tempo equal (or a factor 2)."""
     table = read_table(shared / "data/gtzan/features/features_30_sec.csv")
@@ -166,6 +168,7 @@ def test_a_table_without_a_feature_column_is_refused(shared, tmp_path):
         gtzan.prepare_table(bad, shared / "data/gtzan/splits/dnn-mgr", tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
     """One pipeline, another input: prepare from audio with --features, train an mlp head, evaluate, tag audio."""
     from tagger.datasets import gtzan
@@ -188,12 +191,7 @@ def test_mlp_trains_on_features_and_tags_audio(shared, gtzan_files, tmp_path):
         tmp_path / "data/index.csv", index=False
     )
     cfg = {
-        "data": {
-            "index": str(tmp_path / "data/index.csv"),
-            "cache": str(tmp_path / "data/cache"),
-            "vocabulary": str(tmp_path / "data/vocab.json"),
-            "task": "singlelabel",
-        },
+        **make_config(tmp_path / "data", data={"task": "singlelabel"}),
         "head": {"name": "mlp", "hidden": 32, "n_layers": 1},
         "window": 1,
         "batch_size": 8,

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_config
 
 from tagger.embedding import cache
 from tagger.embedding.spectrogram import PatchExtractor
@@ -68,6 +69,7 @@ def test_trunk_steps_scale_the_learning_rate():
     np.testing.assert_allclose(np.asarray(variables[1]) - starts[1], -1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fine_tuning_run_resumes_and_tags_like_any_other(ckpt_path, gtzan_files, patches, tmp_path):
     """Config trunk section -> run folder whose model runs its own trunk on patches; stop after epoch 1, resume, tag."""
     from tagger.tagging.api import Tagger
@@ -103,12 +105,7 @@ def test_a_fine_tuning_run_resumes_and_tags_like_any_other(ckpt_path, gtzan_file
     (tmp_path / "vocab.json").write_text(json.dumps(sorted({r["labels"] for r in rows})))
     cfg = validate(
         {
-            "data": {
-                "index": str(tmp_path / "index.csv"),
-                "cache": str(tmp_path / "cache"),
-                "vocabulary": str(tmp_path / "vocab.json"),
-                "task": "singlelabel",
-            },
+            **make_config(tmp_path, data={"task": "singlelabel"}),
             "head": {"name": "dense", "hidden": 16, "n_layers": 1},
             "window": 2,
             "batch_size": 4,

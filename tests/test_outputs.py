@@ -88,6 +88,7 @@ def common(ckpt_path):
     return ["--weights", ckpt_path, "--workers", "0", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused(clips, heads, ckpt_path):
     one, two = heads
     out = clips / "t.csv"
@@ -126,6 +127,7 @@ def test_rerun_with_other_settings_is_refused(clips, heads, ckpt_path):
     assert legacy.returncode == 1 and "no t.csv.meta.json" in legacy.stderr and "--overwrite" in legacy.stderr
 
 
+@pytest.mark.slow
 def test_same_name_in_two_folders_with_a_shared_cache(tmp_path, heads, ckpt_path):
     one, _ = heads
     write_audio(tmp_path / "a/sub1/same.au", 3.0, sr=22050, freq=220.0, seed=1)
@@ -161,6 +163,7 @@ def test_same_name_in_two_folders_with_a_shared_cache(tmp_path, heads, ckpt_path
     np.testing.assert_allclose(pd.read_csv(tmp_path / "t3.csv").filter(like="p_").to_numpy(), p_fresh, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_awkward_names_are_tagged_once(tmp_path, heads, ckpt_path, fmt):
     names = ["new\nline.wav", "tab\there.wav", "para\u2028sep.wav", 'quote"comma,.wav']
@@ -186,6 +189,7 @@ def test_awkward_names_are_tagged_once(tmp_path, heads, ckpt_path, fmt):
     assert errors["path"].tolist() == [os.path.join("clips", "bad\nname\t.wav")] and errors["error"].str.len().min() > 0
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_a_stale_lock(clips, heads, ckpt_path):
     args = ["tag", "clips", "--model", heads[0], *common(ckpt_path)]
     marker = clips / "first-row-written"
@@ -213,6 +217,7 @@ def test_concurrent_writers_and_a_stale_lock(clips, heads, ckpt_path):
     assert len(pd.read_csv(clips / "k.csv")) == 3
 
 
+@pytest.mark.slow
 def test_cache_and_run_folder_have_one_writer(clips, ckpt_path, audioset_data):
     (clips / "cache").mkdir()
     with locks.exclusive(locks.folder_lock_path(clips / "cache"), what="cache"):
@@ -243,6 +248,7 @@ def test_cache_and_run_folder_have_one_writer(clips, ckpt_path, audioset_data):
     assert not (clips / "run" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_embed_then_tag_runs_the_network_once(clips, heads, ckpt_path, pca_params):
     env = {"CALLS_FILE": str(clips / "calls")}
     embedded = tagger("embed", "clips", "--out", "cache", *common(ckpt_path), cwd=clips, env=env)
@@ -285,6 +291,7 @@ def test_embed_then_tag_runs_the_network_once(clips, heads, ckpt_path, pca_param
         np.testing.assert_allclose(a.filter(like="p_").to_numpy(), b.filter(like="p_").to_numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_read_only_cache(clips, heads, ckpt_path):
     env = {"CALLS_FILE": str(clips / "calls")}
     made = tagger("embed", "clips/c0.wav", "clips/c1.wav", "--out", "cache", *common(ckpt_path), cwd=clips)

@@ -120,3 +120,28 @@ def test_mtt_bad_annotations(tmp_path):
     bad.write_text('"id"\t"x"\n"1"\t"0"\n')
     with pytest.raises(DataError, match="clip_id"):
         mtt.prepare(bad, tmp_path, tmp_path / "o")
+
+
+def test_audioset_adapter_on_a_few_of_the_released_records(shared, tmp_path):
+    """The AudioSet adapter on 60 of the 4,070 released record files (the whole set trains in the slow lane)."""
+    import shutil
+
+    from tagger.datasets import audioset
+
+    source = tmp_path / "audioset"
+    (source / "bal_train").mkdir(parents=True)
+    for name in ("class_labels_indices.csv", "ontology.json"):
+        shutil.copy(shared / "data/audioset" / name, source / name)
+    for record in sorted((shared / "data/audioset/bal_train").glob("*.tfrecord"))[:60]:
+        shutil.copy(record, source / "bal_train" / record.name)
+    segments = audioset.read_records(source / "bal_train")
+    written = audioset.prepare(source, tmp_path / "out", vocabularies=["527", "music"], progress=False)
+    index = pd.read_csv(written["527"])
+    assert len(index) == len(segments) > 100 and set(index["split"]) == {"train", "valid"}
+    assert index.groupby("video_id")["split"].nunique().max() == 1  # split by video
+    entry = cache.read_entry(tmp_path / "out/cache", index["track_id"].iloc[0])
+    assert entry["kind"] == "postprocessed" and entry["embedding"].dtype == np.uint8
+    assert entry["embedding"].shape[1] == 128 and len(list((tmp_path / "out/cache").rglob("*.pkl"))) == len(index)
+    music = pd.read_csv(written["music"])
+    vocabulary = json.loads((tmp_path / "out/vocab_music.json").read_text())
+    assert 0 < len(music) < len(index) and len(vocabulary) == 150 and "Music" in vocabulary

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_config
 
 from tagger.embedding import cache, params
 from tagger.embedding.frontend import waveform_to_patches
@@ -78,6 +79,7 @@ def test_patch_entries_are_float16_patches_of_the_vggish_frontend():
     assert entry["embedding"].dtype == np.float16  # the restricted unpickler accepts float16
 
 
+@pytest.mark.slow  # whole training runs; in the development loop a CNN trains and tags on course patches (below)
 @pytest.mark.parametrize(
     "head, settings, threshold",
     [
@@ -95,12 +97,7 @@ def test_cnn_heads_learn_save_and_resume(patch_data, tmp_path, head, settings, t
     from tagger.training.train import train
 
     cfg = {
-        "data": {
-            "index": str(patch_data / "index.csv"),
-            "cache": str(patch_data / "cache"),
-            "vocabulary": str(patch_data / "vocab.json"),
-            "task": "singlelabel",
-        },
+        **make_config(patch_data, data={"task": "singlelabel"}),
         "head": {"name": head, **settings},
         "window": 2,
         "batch_size": 16,
@@ -144,12 +141,7 @@ def test_a_patch_head_refuses_an_embedding_cache_and_the_reverse(patch_data, tmp
     from tagger.training.train import train
 
     cfg = {
-        "data": {
-            "index": str(patch_data / "index.csv"),
-            "cache": str(patch_data / "cache"),
-            "vocabulary": str(patch_data / "vocab.json"),
-            "task": "singlelabel",
-        },
+        **make_config(patch_data, data={"task": "singlelabel"}),
         "head": {"name": "dense"},
         "window": 2,
         "epochs": 1,
@@ -159,6 +151,7 @@ def test_a_patch_head_refuses_an_embedding_cache_and_the_reverse(patch_data, tmp
         train(cfg, str(tmp_path / "run"), verbose=0)
 
 
+@pytest.mark.slow
 def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_files, tmp_path):
     """The acceptance command: ten real tracks, two copies of each training track, patches of 381 KB per 30 s clip."""
     import subprocess
@@ -210,13 +203,7 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
     source_entry = cache.read_entry(tmp_path / "mel/cache", copies["augmented_from"].iloc[0])
     assert not np.array_equal(copy_entry["embedding"][:5], source_entry["embedding"][:5])
     # loading: copies in training data only
-    cfg = {
-        "data": {
-            "index": str(tmp_path / "mel/index.csv"),
-            "cache": str(tmp_path / "mel/cache"),
-            "vocabulary": str(tmp_path / "mel/vocab.json"),
-        }
-    }
+    cfg = {**make_config(tmp_path / "mel")}
     assert len(load_split(cfg, "train", augmented=True)[0]) == 3 * n_train
     assert len(load_split(cfg, "train")[0]) == n_train
 
@@ -256,12 +243,7 @@ def test_course_patches_match_librosa_and_a_cnn_tags_through_them(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "index.csv", index=False)
     (tmp_path / "vocab.json").write_text(json.dumps(CLASSES))
     cfg = {
-        "data": {
-            "index": str(tmp_path / "index.csv"),
-            "cache": str(tmp_path / "cache"),
-            "vocabulary": str(tmp_path / "vocab.json"),
-            "task": "singlelabel",
-        },
+        **make_config(tmp_path, data={"task": "singlelabel"}),
         "head": {"name": "cnn4", "filters": [8, 8, 16, 16], "hidden": 16},
         "window": 1,
         "batch_size": 8,

@@ -127,6 +127,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(mixed_folder, head_dir, ckpt_path, tmp_path):
     args = [
         "tag",

@@ -17,6 +17,7 @@ from tagger.exceptions import DataError, ParameterError
 from tagger.training.config import validate
 
 
+@pytest.mark.slow
 def test_prepared_vocabularies(audioset_data):
     from tagger.datasets.common import read_vocabulary
 
@@ -53,6 +54,7 @@ def small_config(prepared, **over):
     return config
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_end_to_end(audioset_data, tmp_path, capsys):
     path = tmp_path / "small.json"
     path.write_text(json.dumps(small_config(audioset_data)))
@@ -99,6 +101,7 @@ def genre_config(prepared, **over):
     )
 
 
+@pytest.mark.slow
 def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
     from tagger.training.evaluate import evaluate
     from tagger.training.runs import read_schedule
@@ -126,6 +129,7 @@ def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
     assert np.array(report["confusion"]).shape == (10, 10)
 
 
+@pytest.mark.slow
 def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_path):
     from tagger.training.dataset import load_split
     from tagger.training.train import fit
@@ -149,6 +153,7 @@ def test_refit_follows_its_schedule_and_keeps_the_last_epoch(audioset_data, tmp_
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_nested_baseline_chooses_C_on_the_selection_fold(audioset_data):
     from tagger.training.baseline import logistic_baseline, nested_cv_baseline
     from tagger.training.dataset import load_split
@@ -172,6 +177,7 @@ def test_nested_baseline_chooses_C_on_the_selection_fold(audioset_data):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "folds,match", [(7, "data.cv_folds=7: the index .* has only 5 folds"), (2, "at least 3 folds")]
 )
@@ -211,6 +217,7 @@ KILLER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
     # with every stateful or random part of the recipe: input scaler, mixup, dropout, weight averaging,
     # an ensemble's per-sample choice of member
@@ -253,6 +260,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
     np.testing.assert_allclose(ha[["loss", "val_score", "lr"]], hb[["loss", "val_score", "lr"]], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(audioset_data, tmp_path):
     from tagger.training.train import train
 
@@ -262,6 +270,7 @@ def test_same_seed_same_metrics(audioset_data, tmp_path):
     assert a == b
 
 
+@pytest.mark.slow
 def test_missing_path_and_empty_vocabulary(audioset_data, tmp_path):
     from tagger.training.train import fit
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from helpers import make_config
 
+from tagger import cli
 from tagger.embedding import cache, params
 
 GENRES = ["a", "b", "c"]
@@ -64,6 +65,18 @@ def _config(data, **extra):
     return make_config(data, data={"task": "singlelabel"}, **{**settings, **extra})
 
 
+def test_the_train_command_writes_a_run_folder(feature_data, tmp_path):
+    """`tagger train CONFIG` end to end on a tiny dataset: the run folder, its metrics and what tagging needs."""
+    config = _config(feature_data, epochs=2)
+    del config["search"]
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps(config))
+    assert cli.main(["train", str(path), "--run-dir", str(tmp_path / "run"), "--quiet"]) == cli.EXIT_OK
+    for name in ("config.json", "model.keras", "labels.json", "thresholds.json", "metrics.json", "bundle.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["epochs_run"] == 2
+
+
 def test_tune_writes_the_study_folder(feature_data, tmp_path):
     from tagger.training.tune import tune
 
@@ -83,6 +96,7 @@ def test_tune_writes_the_study_folder(feature_data, tmp_path):
     assert metrics["valid_score"] == pytest.approx(summary["best_value"]) and metrics["n_valid"] == 30
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_where_it_stopped(feature_data, tmp_path):
     import optuna
 
@@ -119,6 +133,7 @@ def test_a_killed_study_resumes_where_it_stopped(feature_data, tmp_path):
         assert (study.trials[number].params, study.trials[number].value) == (params_, value)
 
 
+@pytest.mark.slow
 def test_nested_search_never_scores_on_the_held_out_fold(feature_data, tmp_path):
     from tagger.training.tune import tune
 
