@@ -40,7 +40,7 @@ def main():
         tagger = Tagger(args.model, weights=weights, pca_params=args.pca, batch_size=args.batch_size)
         emb = tagger.extractor
         emb.run(patches[: args.batch_size])
-        tagger.scores(emb.finalize(emb.run(patches[:31])), taggram=False)  # warm the head too
+        tagger.head.scores(emb.finalize(emb.run(patches[:31])), taggram=False)  # warm the head too
         runs = iter(range(args.repeats))
 
         def end_to_end():
