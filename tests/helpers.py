@@ -1,5 +1,6 @@
 """Helpers the tests share (fixtures live in conftest.py): paths, synthetic audio, a head bundle, configs."""
 
+import copy
 import json
 import os
 import pathlib
@@ -44,6 +45,20 @@ def write_audio(path, seconds, sr=16000, channels=1, freq=440.0, amplitude=0.5, 
     return path
 
 
+#: the settings of a small, quick training run (the bad-config table and the AudioSet training tests start from it)
+SMALL_RUN = {
+    "name": "small",
+    "head": {"name": "dense", "hidden": 128, "n_layers": 1, "dropout": 0.1},
+    "batch_size": 64,
+    "epochs": 4,
+    "steps_per_epoch": 40,
+    "mux": {"n_active": 128, "rate": 4.0},
+    "early_stopping": {"patience": 2},
+    "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
+    "seed": 3,
+}
+
+
 def make_config(folder, *, index="index.csv", cache="cache", vocabulary="vocab.json", data=None, **settings):
     """An experiment config over the prepared dataset in ``folder`` (as ``tagger prepare`` writes it).
 
@@ -52,7 +67,8 @@ def make_config(folder, *, index="index.csv", cache="cache", vocabulary="vocab.j
     """
     folder = pathlib.Path(folder)
     paths = {"index": str(folder / index), "cache": str(folder / cache), "vocabulary": str(folder / vocabulary)}
-    return {"data": {**paths, **(data or {})}, **settings}
+    # a deep copy: a test that changes a section of its config never changes SMALL_RUN for the next one
+    return copy.deepcopy({"data": {**paths, **(data or {})}, **settings})
 
 
 def write_config(path, config):

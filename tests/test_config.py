@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import make_config, write_config
+from helpers import SMALL_RUN, make_config, write_config
 
 from tagger import cli
 from tagger.exceptions import ParameterError
@@ -63,19 +63,8 @@ def data(tmp_path):
 
 
 def config_with(data, change):
-    base = {
-        "name": "small",
-        "head": {"name": "dense", "hidden": 128, "n_layers": 1, "dropout": 0.1},
-        "batch_size": 64,
-        "epochs": 4,
-        "steps_per_epoch": 40,
-        "mux": {"n_active": 128, "rate": 4.0},
-        "early_stopping": {"patience": 2},
-        "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
-        "seed": 3,
-    }
     change = dict(change)
-    return make_config(data, data=change.pop("data", None), **{**base, **change})
+    return make_config(data, data=change.pop("data", None), **{**SMALL_RUN, **change})
 
 
 def test_the_base_config_is_valid(data, tmp_path):

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import make_config
+from helpers import SMALL_RUN, make_config
 
 from tagger import cli
 from tagger.exceptions import DataError, ParameterError
@@ -36,19 +36,8 @@ def test_prepared_vocabularies(audioset_data):
 
 
 def small_config(prepared, **over):
-    settings = {
-        "name": "small",
-        "head": {"name": "dense", "hidden": 128, "n_layers": 1, "dropout": 0.1},
-        "batch_size": 64,
-        "epochs": 4,
-        "steps_per_epoch": 40,
-        "mux": {"n_active": 128, "rate": 4.0},
-        "early_stopping": {"patience": 2},
-        "reduce_lr": {"factor": 0.5, "patience": 1, "min_lr": 1e-4},
-        "seed": 3,
-    }
     data = over.pop("data", None)
-    config = make_config(prepared, index="index_music.csv", vocabulary="vocab_music.json", **{**settings, **over})
+    config = make_config(prepared, index="index_music.csv", vocabulary="vocab_music.json", **{**SMALL_RUN, **over})
     if data is not None:
         config["data"] = data
     return config
