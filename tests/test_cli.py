@@ -191,6 +191,38 @@ def test_a_second_sigterm_does_not_interrupt_the_first():
         signal.signal(signal.SIGTERM, previous)
 
 
+SIGTERM_DURING_THE_MESSAGE = """
+import os, signal, sys, time
+from tagger.cli import embed, main
+
+def run(args):  # a command that gets SIGTERM in the middle of its work
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    return 0
+
+class Forwarded:  # the forwarded second SIGTERM arrives just as the message is written
+    def write(self, text):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return sys.__stderr__.write(text)
+    def flush(self):
+        sys.__stderr__.flush()
+
+embed.run = run
+sys.stderr = Forwarded()
+sys.exit(main(["embed", "clips", "--out", "cache"]))
+"""
+
+
+def test_a_second_sigterm_during_the_message_neither_kills_nor_silences_it(tmp_path):
+    """A parent forwarding SIGTERM (cloud/run_job.sh) can land while the first one's message is written: it is
+    ignored then too, so the message is in the log and the status is 143, never a silent death by the signal."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_THE_MESSAGE], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 143, (done.returncode, done.stderr[-2000:])
+    assert "tagger embed: terminated (SIGTERM); finished work is kept, rerun to continue" in done.stderr
+
+
 @pytest.mark.slow
 def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
     """A spot VM's shutdown sends SIGTERM to every process: the run stops cleanly and a rerun completes it."""

@@ -58,13 +58,15 @@ def main(argv=None):
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        with startup.sigterm_as_interrupt(threading.current_thread() is threading.main_thread()):
+    # the message is written inside the handler's scope: after a first SIGTERM a second one (a parent forwarding it)
+    # is ignored until the message is out, never the default action that would end the process silently
+    with startup.sigterm_as_interrupt(threading.current_thread() is threading.main_thread()):
+        try:
             return args.func(args)
-    except TaggerError as exc:
-        print(f"tagger {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt as exc:
-        how = "terminated (SIGTERM)" if isinstance(exc, startup.Terminated) else "interrupted"
-        print(f"tagger {args.command}: {how}; finished work is kept, rerun to continue", file=sys.stderr)
-        return 143 if isinstance(exc, startup.Terminated) else 130
+        except TaggerError as exc:
+            print(f"tagger {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt as exc:
+            how = "terminated (SIGTERM)" if isinstance(exc, startup.Terminated) else "interrupted"
+            print(f"tagger {args.command}: {how}; finished work is kept, rerun to continue", file=sys.stderr)
+            return 143 if isinstance(exc, startup.Terminated) else 130
