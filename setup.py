@@ -42,12 +42,16 @@ setup(
         "matplotlib==3.11.2",
         "optuna==5.0.0",  # tagger tune
         "audiomentations==0.43.1",  # tagger prepare --augment
+        "safetensors==0.8.0",  # the plain weights file (`tagger weights export`), beside .npz
     ],
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6"],  # ruff: lint and format, checked by .ci/run (pyproject.toml)
         "cloud": [],
         # the Beam pipeline (tagger embed/tag --runner beam | DataflowRunner); imported only by that path
         "beam": ["apache-beam[gcp]==2.77.0"],
+        # Keras 3's JAX backend (KERAS_BACKEND=jax): the CPU build here; on a GPU, install jax[cuda13] instead.
+        # PyTorch is not pinned: its PyPI wheel is a multi-GB CUDA build; use the one your machine has
+        "jax": ["jax==0.10.2"],
     },
     entry_points={"console_scripts": ["tagger = tagger.cli:main"]},
 )

@@ -4,14 +4,36 @@ import copy
 import json
 import os
 import pathlib
+import textwrap
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("TAGGER_SHARED", ROOT.parent / "shared"))
 
 HEAD_LABELS = ["rock", "jazz", "speech", "piano", "drums"]
+GENRES = ["a", "b", "c"]
+
+#: ``python -c KILLER ARGS...`` runs ``tagger ARGS...`` and SIGKILLs itself once the KILL_AFTER_EPOCH-th checkpoint
+#: of a run is in place (a kill at the worst moment: the epoch's files just replaced)
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tagger import cli
+    real = os.replace
+    seen = {"n": 0}
+    def replace(src, dst):
+        real(src, dst)
+        if "checkpoints" in str(dst) and str(dst).endswith(".json"):
+            seen["n"] += 1
+            if seen["n"] == int(os.environ["KILL_AFTER_EPOCH"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = replace
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
 
 
 def write_head_bundle(folder, *, seed):
@@ -28,6 +50,29 @@ def write_head_bundle(folder, *, seed):
     (folder / "thresholds.json").write_text(json.dumps({t: 0.5 for t in HEAD_LABELS}))
     (folder / "metrics.json").write_text("{}")
     (folder / "bundle.json").write_text(json.dumps({"embedding": "raw", "task": "multilabel", "window": 10}))
+    return folder
+
+
+def write_feature_dataset(folder, labels=GENRES):
+    """A tiny separable feature dataset in ``folder`` (57-d rows, one class each of ``labels``), splits, five folds."""
+    from tagger.embedding import cache, params
+
+    folder = pathlib.Path(folder)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(90):
+        x = rng.standard_normal((1, 57)) + 2.0 * np.eye(57)[i % len(labels)] * 3
+        entry = cache.make_entry(
+            x, [0.0], kind="features", frontend=params.feature_params(), weights=params.FEATURE_SET, source=f"t{i}"
+        )
+        cache.write_entry(folder / "cache", f"t{i:03d}", entry)
+        split = ["train", "train", "valid"][(i // 3) % 3]
+        rows.append(
+            {"track_id": f"t{i:03d}", "path": "", "split": split, "labels": labels[i % len(labels)], "duration": 30.0}
+            | {"fold": (i // 3) % 5}
+        )
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    (folder / "vocab.json").write_text(json.dumps(list(labels)))
     return folder
 
 

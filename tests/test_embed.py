@@ -3,13 +3,14 @@ import csv
 import numpy as np
 import pytest
 
-from tagger import cli
+from tagger import backend, cli
 from tagger.embedding import audio, cache, files, frontend, params, provenance
 from tagger.embedding.embed import Embedder, embed, embed_files
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 from tagger.testing import numpy_forward
 
 
+@pytest.mark.backends
 def test_embed_array_matches_numpy_forward(embedder, fixture_weights, gtzan_files):
     y = audio.load(gtzan_files[0])
     emb, times = embed(y[: 5 * 16000], 16000, embedder=embedder)
@@ -50,6 +51,7 @@ def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tm
     assert (again["skipped"], again["embedded"]) == (10, 0)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("workers", [0, 2])
 def test_workers_and_batching_agree(embedder, make_audio, tmp_path, workers):
     paths = [make_audio(f"c{i}.wav", 0.5 + 1.7 * i, freq=300.0 + 100 * i, seed=i) for i in range(5)]
@@ -147,6 +149,7 @@ def test_embedder_options_conflict(embedder):
         embed(np.zeros(16000), 16000, embedder=embedder, batch_size=3)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
 def test_low_precision_within_its_stated_tolerance(ckpt_path, embedder, gtzan_files, precision):
     from tagger.embedding.embed import FLOAT16_TOLERANCE
@@ -159,28 +162,8 @@ def test_low_precision_within_its_stated_tolerance(ckpt_path, embedder, gtzan_fi
     assert low.network_id == embedder.network_id + "+" + precision  # cache entries say which precision made them
 
 
-@pytest.mark.parametrize(
-    "asked,gpus,resolved",
-    [
-        ("auto", [], "float32"),
-        ("auto", ["GPU:0"], "float16"),
-        ("bfloat16", [], "bfloat16"),
-        ("float32", ["GPU:0"], "float32"),
-    ],
-)
-def test_auto_precision_is_float16_on_a_gpu_and_float32_on_a_cpu(monkeypatch, asked, gpus, resolved):
-    """What TensorFlow reports decides ``auto`` (a stand-in device list here); an explicit precision is kept."""
-    import tensorflow as tf
-
-    from tagger.embedding.embed import resolve_dtype
-
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: list(gpus) if kind == "GPU" else [])
-    assert resolve_dtype(asked) == resolved
-
-
+@pytest.mark.backends
 def test_auto_precision_is_recorded_as_what_it_resolved_to(ckpt_path, monkeypatch):
-    import tensorflow as tf
-
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(backend, "gpus", lambda: [])  # a CPU (tests/test_backends.py has the GPU cases)
     auto = Embedder(ckpt_path, batch_size=16, dtype="auto")
     assert auto.dtype == "float32" and "+" not in auto.network_id  # float32 carries no suffix in the id

@@ -69,6 +69,7 @@ def test_trunk_steps_scale_the_learning_rate():
     np.testing.assert_allclose(np.asarray(variables[1]) - starts[1], -1.0, rtol=1e-5)
 
 
+@pytest.mark.backends
 @pytest.mark.slow
 def test_a_fine_tuning_run_resumes_and_tags_like_any_other(ckpt_path, gtzan_files, patches, tmp_path):
     """Config trunk section -> run folder whose model runs its own trunk on patches; stop after epoch 1, resume, tag."""

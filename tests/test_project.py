@@ -33,7 +33,7 @@ def test_frontend_modules_do_not_import_tensorflow():
 STEPS = ("embedding", "training", "datasets", "tagging", "distributed", "cli", "jobs")
 # the shared ground floor, importable from every step; it imports no step but the two pure records of what made a
 # result (the constants and the provenance record), which the resumable outputs compare on a rerun
-GROUND = ("exceptions", "version", "records", "locks")
+GROUND = ("exceptions", "version", "records", "locks", "backend")
 GROUND_MAY_IMPORT = {"tagger.embedding", "tagger.embedding.params", "tagger.embedding.provenance"}
 # modules that import a heavy library (Keras, pescador, scikit-learn, Apache Beam) at their top: the only tagger
 # modules imported inside functions, so that loading a light module never loads them

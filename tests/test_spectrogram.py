@@ -79,6 +79,7 @@ def test_patch_entries_are_float16_patches_of_the_vggish_frontend():
     assert entry["embedding"].dtype == np.float16  # the restricted unpickler accepts float16
 
 
+@pytest.mark.backends
 @pytest.mark.slow  # whole training runs; in the development loop a CNN trains and tags on course patches (below)
 @pytest.mark.parametrize(
     "head, settings, threshold",

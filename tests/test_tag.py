@@ -169,6 +169,7 @@ def test_kill_and_resume_equals_uninterrupted(mixed_folder, head_dir, ckpt_path,
     assert (tmp_path / "whole.csv.errors.tsv").read_text() == (tmp_path / "resumed.csv.errors.tsv").read_text()
 
 
+@pytest.mark.backends
 def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, make_audio, tmp_path):
     from tagger.tagging.api import Tagger
     from tagger.tagging.writer import tag_to_file
@@ -206,6 +207,7 @@ def test_unknown_model(ckpt_path, tmp_path):
         Tagger(str(tmp_path / "nope"), weights=ckpt_path)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("name,n_labels", [("music", 150), ("genre10", 10)])
 def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_clip):
     from tagger.tagging.api import Tagger

@@ -5,12 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SMALL_RUN, make_config
+from helpers import KILLER, SMALL_RUN, make_config
 
 from tagger import cli
 from tagger.exceptions import DataError, ParameterError
@@ -186,24 +185,6 @@ def test_bad_fold_settings_fail_before_training(audioset_data, tmp_path, folds, 
         train(validate(cfg), str(tmp_path / "run"), verbose=0)
     assert cli.main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == cli.EXIT_ERROR
     assert not (tmp_path / "run").exists()
-
-
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    from tagger import cli
-    real = os.replace
-    seen = {"n": 0}
-    def replace(src, dst):
-        real(src, dst)
-        if "checkpoints" in str(dst) and str(dst).endswith(".json"):
-            seen["n"] += 1
-            if seen["n"] == int(os.environ["KILL_AFTER_EPOCH"]):
-                os.kill(os.getpid(), signal.SIGKILL)
-    os.replace = replace
-    sys.exit(cli.main(sys.argv[1:]))
-    """
-)
 
 
 @pytest.mark.slow

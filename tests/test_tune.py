@@ -7,45 +7,16 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
-from helpers import make_config
+from helpers import GENRES, make_config, write_feature_dataset
 
 from tagger import cli
-from tagger.embedding import cache, params
-
-GENRES = ["a", "b", "c"]
 
 
 @pytest.fixture
 def feature_data(tmp_path):
-    """A tiny separable feature dataset (57-d rows, three classes) with splits and five folds."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(90):
-        label = GENRES[i % 3]
-        x = rng.standard_normal((1, 57)) + 2.0 * np.eye(57)[i % 3] * 3
-        cache.write_entry(
-            tmp_path / "data/cache",
-            f"t{i:03d}",
-            cache.make_entry(
-                x, [0.0], kind="features", frontend=params.feature_params(), weights=params.FEATURE_SET, source=f"t{i}"
-            ),
-        )
-        rows.append(
-            {
-                "track_id": f"t{i:03d}",
-                "path": "",
-                "split": ["train", "train", "valid"][(i // 3) % 3],
-                "labels": label,
-                "duration": 30.0,
-                "fold": (i // 3) % 5,
-            }
-        )
-    pd.DataFrame(rows).to_csv(tmp_path / "data/index.csv", index=False)
-    (tmp_path / "data/vocab.json").write_text(json.dumps(GENRES))
-    return tmp_path / "data"
+    return write_feature_dataset(tmp_path / "data", GENRES)
 
 
 def _config(data, **extra):

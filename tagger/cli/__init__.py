@@ -9,8 +9,9 @@ module         commands
 ``train``      ``tagger tune``, ``tagger train``
 ``tag``        ``tagger tag`` (locally, or through Beam)
 ``evaluate``   ``tagger evaluate`` (a run, or any model on your truth)
+``weights``    ``tagger weights export`` (a plain weights file, no TensorFlow)
 ``options``    the options the commands share, and their summary lines
-``startup``    TensorFlow's start-up lines hidden, SIGTERM as Ctrl-C
+``startup``    the backend's start-up lines hidden, SIGTERM as Ctrl-C
 =============  ==========================================================
 
 Exit status: 0 success; 1 an error stopped the command (bad input, missing
@@ -26,7 +27,7 @@ import threading
 
 from ..exceptions import TaggerError
 from ..version import __version__
-from . import embed, evaluate, features, prepare, startup, tag, train
+from . import embed, evaluate, features, prepare, startup, tag, train, weights
 from .options import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_SOME_FAILED"]
@@ -44,6 +45,7 @@ def build_parser():
     train.add_parsers(sub)
     tag.add_parser(sub)
     evaluate.add_parser(sub)
+    weights.add_parser(sub)
     return parser
 
 

@@ -29,7 +29,7 @@ def _line(summary, out):
 
 
 def run(args):
-    startup.tensorflow(args)
+    startup.backend(args)
     beam = distributed.check_runner(args.runner, dry_run=args.dry_run)
     kind = "postprocessed" if args.postprocess else "raw"
     embedder = options.extractor_from(args, kind, pca_params=args.pca)

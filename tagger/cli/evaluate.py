@@ -60,7 +60,7 @@ def run(args):
         raise ParameterError(
             "tagger evaluate RUN takes one run folder (or --truth TRUTH.csv with --model/--predictions)"
         )
-    startup.tensorflow(args)
+    startup.backend(args)
     summary = evaluate(args.target[0], split=args.split, mode=args.mode, out_dir=args.out)
     options.print_scores(summary, f"({args.split}, {args.mode})")
     return options.EXIT_OK
@@ -76,7 +76,7 @@ def _scores(args):
         paths, labels, scores, chosen, task = predictions_from_jsonl(args.predictions)
         scored = dict(task=args.task or task or "multilabel", thresholds=None, chosen=chosen)
         return paths, scores, labels, dict(scored, source=os.path.abspath(args.predictions)), []
-    startup.tensorflow(args)
+    startup.backend(args)
     if not args.target:
         raise ParameterError("--model needs the clips to tag: tagger evaluate --model MODEL --truth TRUTH.csv INPUT...")
     tagger = tagger_from(args)

@@ -35,7 +35,9 @@ def add_embedding_options(p):
     p.add_argument(
         "--weights",
         default=None,
-        help=f"VGGish SavedModel folder, vggish_model.ckpt or TF Hub handle (default ${params.WEIGHTS_ENV}, else {params.VGGISH_HUB_HANDLE})",
+        help="VGGish weights: a SavedModel folder, vggish_model.ckpt, a TF Hub handle, or a plain .npz/.safetensors"
+        f" file (`tagger weights export`; no TensorFlow needed) (default ${params.WEIGHTS_ENV}, else"
+        f" {params.VGGISH_HUB_HANDLE})",
     )
     p.add_argument(
         "--hop",
@@ -58,8 +60,8 @@ def add_embedding_options(p):
         dest="precision",
         choices=("float32", "bfloat16", "float16", "auto"),
         default="auto",
-        help="network compute precision (auto: float16 on a GPU, float32 on a CPU;"
-        " bfloat16: this kind of CPU's fast path); recorded in cache entries",
+        help="network compute precision (auto: bfloat16 on a GPU that has it, else float16 on a GPU, float32 on a"
+        " CPU; bfloat16: the fast path of CPUs with AMX or AVX512_BF16); recorded in cache entries",
     )
     p.add_argument(
         "--workers",

@@ -82,7 +82,7 @@ def add_parser(sub):
 
 
 def run(args):
-    startup.tensorflow(args)
+    startup.backend(args)
     if args.dataset == "audioset":
         return _audioset(args)
     if args.dataset == "gtzan" and os.path.isfile(args.source):  # a feature table, e.g. features_30_sec.csv

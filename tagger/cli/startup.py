@@ -1,4 +1,4 @@
-"""What the command does around a command: TensorFlow's start-up lines hidden, Beam's quietened, SIGTERM as Ctrl-C."""
+"""What the command does around a command: the Keras backend loaded (TensorFlow's start-up lines hidden), Beam's quietened, SIGTERM as Ctrl-C."""
 
 import contextlib
 import logging
@@ -8,7 +8,10 @@ import signal
 import sys
 import tempfile
 
-__all__ = ["tensorflow", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
+from .. import backend as keras_backend
+from ..embedding import vggish
+
+__all__ = ["backend", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
 
 # TensorFlow's native start-up lines (glog INFO/WARNING, the absl banner, CUDA probing on machines
 # without a GPU): written to file descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says
@@ -40,9 +43,24 @@ def _without_startup_noise():
             sys.stderr.flush()
 
 
-def tensorflow(args):
-    """Called by each command where it first needs TensorFlow: its start-up lines stay hidden unless -v."""
-    if not args.verbose and "tensorflow" not in sys.modules:
+def backend(args):
+    """Called by each command where it first needs Keras: the backend loaded, its start-up lines hidden unless -v.
+
+    TensorFlow is loaded when it is the backend (``KERAS_BACKEND`` unset or
+    ``tensorflow``) or when the command reads VGGish weights in one of
+    TensorFlow's forms (a checkpoint, a SavedModel, a TF Hub handle); on
+    ``jax`` or ``torch`` with a plain ``.npz`` / ``.safetensors`` file it is
+    never imported.
+    """
+    chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if chosen != "tensorflow":
+        keras_backend.name()  # a bad KERAS_BACKEND is a clear error, before any work
+    if hasattr(args, "weights"):  # embed, tag, prepare, evaluate: --weights, else the environment, else TF Hub
+        weights = vggish.resolve_source(args.weights)
+    else:  # `tagger weights export SOURCE OUT`
+        weights = getattr(args, "source", None) if args.command == "weights" else None
+    tensorflow_weights = weights is not None and not weights.endswith(vggish.PLAIN_FORMATS)
+    if (chosen == "tensorflow" or tensorflow_weights) and not args.verbose and "tensorflow" not in sys.modules:
         _load_tensorflow_quietly()
 
 

@@ -63,7 +63,7 @@ def tagger_from(args):
 
 
 def run(args):
-    startup.tensorflow(args)
+    startup.backend(args)
     fmt = writer.format_for(args.out, args.format)
     filters = dict(include=args.include, exclude=args.exclude, root=args.root, errors_file=args.errors)
     if distributed.check_runner(args.runner, dry_run=args.dry_run):

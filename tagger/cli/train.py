@@ -36,7 +36,7 @@ def add_parsers(sub):
 
 def run_tune(args):
     cfg = load_config(args.config)  # a bad config or search range fails before TensorFlow loads
-    startup.tensorflow(args)
+    startup.backend(args)
     study_dir = args.study_dir or os.path.join(
         "studies", cfg["name"] or os.path.splitext(os.path.basename(args.config))[0]
     )
@@ -48,7 +48,7 @@ def run_tune(args):
 
 def run_train(args):
     cfg = load_config(args.config)  # a bad config fails before TensorFlow loads
-    startup.tensorflow(args)
+    startup.backend(args)
     run_dir = args.run_dir or os.path.join("runs", cfg["name"])
     metrics = train(cfg, run_dir, verbose=0 if args.quiet else 1)
     print(f"run folder: {run_dir}")

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .. import locks
+from .. import backend, locks
 from ..exceptions import DataError, ParameterError
 from ..records import ErrorsWriter, progress_bar
 from . import cache, files, params, provenance
@@ -31,12 +31,8 @@ FLOAT16_TOLERANCE = 0.01
 
 
 def resolve_dtype(dtype):
-    """``'auto'``: float16 where TensorFlow sees a GPU, else float32; other values as given."""
-    if dtype != "auto":
-        return dtype
-    import tensorflow as tf
-
-    return "float16" if tf.config.list_physical_devices("GPU") else "float32"
+    """``'auto'``: :func:`tagger.backend.auto_dtype` (bfloat16 or float16 on a GPU, float32 on a CPU); others as given."""
+    return backend.auto_dtype() if dtype == "auto" else dtype
 
 
 class Embedder:
@@ -45,7 +41,8 @@ class Embedder:
     Parameters
     ----------
     weights : str, optional
-        SavedModel folder, TF-slim checkpoint or TF Hub handle
+        SavedModel folder, TF-slim checkpoint, TF Hub handle, or a plain
+        ``.npz`` / ``.safetensors`` file (the only form that needs no TensorFlow)
         (default ``$TAGGER_VGGISH_WEIGHTS``, else the TF Hub model).
     batch_size : int, optional
         Patches per network call (default 64 on a CPU, 512 on a GPU); partial
@@ -59,8 +56,9 @@ class Embedder:
     pca_params : str, optional
         ``vggish_pca_params.npz`` (default ``$TAGGER_VGGISH_PCA``).
     dtype : {'float32', 'bfloat16', 'float16', 'auto'}
-        Compute precision of the network (``auto``: float16 on a GPU, float32 on
-        a CPU); embeddings are returned as float32, and the precision is part
+        Compute precision of the network (``auto``: bfloat16 on a GPU with
+        bfloat16 tensor cores, float16 on an older GPU, float32 on a CPU; on every
+        Keras backend, :func:`tagger.backend.auto_dtype`); embeddings are returned as float32, and the precision is part
         of the network's id in cache entries.
     model : keras.Model, optional
         An already built VGGish (``weights`` is then ignored); give ``weights_id`` too.
@@ -81,9 +79,7 @@ class Embedder:
         weights_id=None,
     ):
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
-        import tensorflow as tf
-
-        self.on_gpu = bool(tf.config.list_physical_devices("GPU"))
+        self.on_gpu = bool(backend.gpus())
         if batch_size is None:
             batch_size = 512 if self.on_gpu else 64  # a GPU needs big batches to be busy; a CPU gains nothing
         if batch_size < 1:
@@ -109,13 +105,8 @@ class Embedder:
             net = low
         else:
             net = model
-        spec = tf.TensorSpec([self.batch_size, params.NUM_FRAMES, params.NUM_BANDS], tf.float32)
-
-        @tf.function(input_signature=[spec])
-        def forward(x):
-            return tf.cast(net(x, training=False), tf.float32)
-
-        self._forward = forward
+        # one fixed batch shape: traced (TensorFlow) or compiled (JAX) once
+        self._forward = backend.inference(net, [(self.batch_size, params.NUM_FRAMES, params.NUM_BANDS)])
 
     def run(self, patches):
         """Raw embeddings of patches.
@@ -135,7 +126,7 @@ class Embedder:
             n = len(chunk)
             if n < self.batch_size:
                 chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:], np.float32)])
-            outs.append(self._forward(chunk).numpy()[:n])
+            outs.append(self._forward(chunk)[:n])
         return np.concatenate(outs) if outs else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
 
     def finalize(self, emb):

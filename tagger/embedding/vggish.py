@@ -5,9 +5,12 @@ Network (as Google's ``vggish_slim.py``): conv 3x3 stride 1 SAME + ReLU
 pool -> flatten (NHWC) -> fc 4096 ReLU -> fc 4096 ReLU -> fc 128 without
 activation (the official ``fc2`` is pre-activation).
 
-Weights come from a TF Hub handle, a local SavedModel folder, or the
-TF-slim checkpoint ``vggish_model.ckpt``; all use the official variable names.
-TensorFlow is imported only when a function here needs it.
+Weights come from a TF Hub handle, a local SavedModel folder, the TF-slim
+checkpoint ``vggish_model.ckpt``, or a plain weights file (``.npz`` or
+``.safetensors``, written by :func:`export_weights`); all use the official
+variable names. TensorFlow is imported only to read the three TensorFlow
+forms: the plain file loads on every Keras backend without it, with the same
+:func:`weights_id` as the form it was exported from.
 """
 
 import hashlib
@@ -16,6 +19,7 @@ import os
 import numpy as np
 
 from ..exceptions import DataError
+from ..records import write_atomic
 from . import params
 
 __all__ = [
@@ -25,7 +29,12 @@ __all__ = [
     "set_weights",
     "weights_id",
     "load_vggish",
+    "export_weights",
+    "PLAIN_FORMATS",
 ]
+
+#: the plain weights files: official variable name -> float32 array, no TensorFlow needed to read them
+PLAIN_FORMATS = (".npz", ".safetensors")
 
 #: Keras layer name -> (official variable scope, kernel shape)
 OFFICIAL_LAYERS = {
@@ -140,6 +149,19 @@ def _read_checkpoint(path):
     return {_strip(k): reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
 
 
+def _read_plain(path):
+    """An ``.npz`` or ``.safetensors`` file of official names -> arrays."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            return load_file(path)
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except Exception as exc:  # noqa: BLE001 - zip, header and safetensors errors come in many types
+        raise DataError(f"{path}: cannot read a plain weights file ({type(exc).__name__}: {exc})") from exc
+
+
 def _read_hub(handle):
     try:
         import tensorflow_hub as hub
@@ -164,7 +186,8 @@ def read_weights(source=None):
     ----------
     source : str or os.PathLike, optional
         A local SavedModel folder, a TF-slim checkpoint (``vggish_model.ckpt``,
-        V1 or V2 format), or a TF Hub handle (downloaded once and cached in
+        V1 or V2 format), a plain ``.npz`` / ``.safetensors`` file (no
+        TensorFlow needed), or a TF Hub handle (downloaded once and cached in
         ``$TFHUB_CACHE_DIR``). Default: ``$TAGGER_VGGISH_WEIGHTS``, else
         :data:`tagger.embedding.params.VGGISH_HUB_HANDLE`.
 
@@ -179,7 +202,11 @@ def read_weights(source=None):
         Missing source, unreadable file, missing or misshapen variables.
     """
     source = resolve_source(source)
-    if "://" in source:
+    if source.endswith(PLAIN_FORMATS):
+        if not os.path.isfile(source):
+            raise DataError(f"{source}: no such weights file. {_WEIGHTS_HELP}")
+        raw = _read_plain(source)
+    elif "://" in source:
         raw = _read_hub(source)
     elif os.path.isdir(source):
         if not os.path.exists(os.path.join(source, "saved_model.pb")):
@@ -230,3 +257,32 @@ def load_vggish(source=None):
     """
     weights = read_weights(source)
     return set_weights(build_vggish(), weights), weights_id(weights)
+
+
+def export_weights(source, out):
+    """Write VGGish weights from any form :func:`read_weights` reads as a plain file that needs no TensorFlow.
+
+    Parameters
+    ----------
+    source : str or os.PathLike or None
+        As :func:`read_weights` takes it.
+    out : str or os.PathLike
+        ``*.npz`` (NumPy) or ``*.safetensors``; the 18 official variable names
+        inside, float32. Written atomically.
+
+    Returns
+    -------
+    str
+        :func:`weights_id` of the weights: the same for the source and the file.
+    """
+    out = os.fspath(out)
+    if not out.endswith(PLAIN_FORMATS):
+        raise DataError(f"{out}: a plain weights file ends in {' or '.join(PLAIN_FORMATS)}")
+    weights = read_weights(source)
+    if out.endswith(".safetensors"):
+        from safetensors.numpy import save
+
+        write_atomic(out, lambda f: f.write(save(weights, metadata={"weights_id": weights_id(weights)})), binary=True)
+    else:
+        write_atomic(out, lambda f: np.savez(f, **weights), binary=True)
+    return weights_id(weights)

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from .. import locks
+from .. import backend, locks
 from ..embedding import cache, files, provenance
 from ..embedding.extractor import for_head
 from ..embedding.pipeline import refuse_in_bootstrapping_child
@@ -50,8 +50,6 @@ class Head:
     """
 
     def __init__(self, model="music"):
-        import tensorflow as tf
-
         self.folder = bundle.resolve(model)
         self.name = os.fspath(model)
         self.meta = bundle.read_meta(self.folder)
@@ -62,15 +60,9 @@ class Head:
         self.input_kind = self.meta.get("embedding", "raw")
         self.postprocess = self.input_kind == "postprocessed"
         self.features = self.input_kind == "features"
-        net = self.model
-        item = [int(d) for d in net.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (log-mel patches)
-        spec = (tf.TensorSpec([None, None, *item], tf.float32), tf.TensorSpec([None, None], tf.float32))
-
-        @tf.function(input_signature=spec)
-        def run_head(x, m):  # one trace for every clip length: no per-clip eager overhead
-            return net((x, m), training=False)
-
-        self._run_head = run_head
+        item = [int(d) for d in self.model.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (patches)
+        # TensorFlow traces once for every clip length; JAX compiles once per length met
+        self._run_head = backend.inference(self.model, [(None, None, *item), (None, None)])
 
     def scores(self, embedding, *, taggram=True):
         """Clip probabilities and the per-patch taggram of one clip.
@@ -89,10 +81,10 @@ class Head:
             The head applied to each patch alone.
         """
         emb = cache.embedding_as_float({"embedding": np.asarray(embedding)})
-        clip = self._run_head(emb[None], np.ones((1, len(emb)), np.float32)).numpy()[0]
+        clip = self._run_head(emb[None], np.ones((1, len(emb)), np.float32))[0]
         if not taggram:
             return clip, None
-        return clip, self._run_head(emb[:, None], np.ones((len(emb), 1), np.float32)).numpy()
+        return clip, self._run_head(emb[:, None], np.ones((len(emb), 1), np.float32))
 
 
 class Tagger:

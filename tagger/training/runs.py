@@ -11,6 +11,9 @@ import csv
 import json
 import logging
 import os
+import sys
+import time
+import types
 
 from ..exceptions import DataError
 from ..records import write_json_atomic
@@ -25,6 +28,7 @@ __all__ = [
     "append_history",
     "save_model",
     "read_schedule",
+    "Scalars",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,3 +143,31 @@ def read_schedule(run_dir):
     if any(e not in lrs for e in range(best + 1)):
         raise DataError(f"{run_dir}: history.csv lacks epochs up to the best one ({best})")
     return [lrs[e] for e in range(best + 1)]
+
+
+class Scalars:
+    """TensorBoard scalars of a run (``run_dir/tensorboard``), written on every Keras backend.
+
+    TensorBoard's own event writer is used: on TensorFlow it writes through
+    ``tf.io.gfile``; on JAX and PyTorch through TensorBoard's TensorFlow stub
+    (the ``tensorboard.compat.notf`` switch that TensorBoard's no-TensorFlow
+    build sets), so TensorFlow is never imported for it.
+    """
+
+    def __init__(self, run_dir, *, backend="tensorflow"):
+        if backend != "tensorflow" and "tensorflow" not in sys.modules:
+            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event, self._summary = event_pb2.Event, summary_pb2.Summary
+        self._writer = EventFileWriter(os.path.join(run_dir, "tensorboard"))
+
+    def add(self, step, **values):
+        """Scalars of one step (an epoch), e.g. ``add(3, loss=0.4, val_score=0.7)``; flushed at once."""
+        summary = self._summary(value=[self._summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()])
+        self._writer.add_event(self._event(wall_time=time.time(), step=int(step), summary=summary))
+        self._writer.flush()
+
+    def close(self):
+        self._writer.close()

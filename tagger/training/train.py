@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .. import locks
+from .. import backend, locks
 from ..embedding import cache, params
 from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
@@ -104,8 +104,6 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
     Returns the trunk, the embeddings of (up to ``stats_patches``) training
     patches through it (for a head's input scaler) and the head's item shape.
     """
-    import tensorflow as tf
-
     from .finetune import load_trunk
 
     if item != (params.NUM_FRAMES, params.NUM_BANDS):
@@ -118,7 +116,7 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
             f"head {name!r} takes patches itself: a trunk goes under an embedding head"
             " (dense, autopool, attention, mlp)"
         )
-    dtype = "float16" if tf.config.list_physical_devices("GPU") else "float32"  # mixed precision on a GPU
+    dtype = "float16" if backend.gpus() else "float32"  # mixed precision on a GPU (float32 weights: they train)
     trunk = load_trunk(weights=cfg["trunk"]["weights"], train=cfg["trunk"]["train"], dtype=dtype)
     rows, n = [], 0
     standardize = cfg["head"].get("standardize", accepts["standardize"].default if "standardize" in accepts else False)
@@ -128,14 +126,6 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
         rows.append(np.asarray(trunk.predict(np.asarray(p[: stats_patches - n], np.float32), verbose=0), np.float32))
         n += len(rows[-1])
     return trunk, rows, (params.EMBEDDING_SIZE,)
-
-
-def _strategy():
-    """MirroredStrategy across GPUs when more than one is visible; else the default strategy."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 def _reseed(model, seed):
@@ -208,30 +198,29 @@ def epoch_seed(seed, epoch):
 
 
 def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch=None):
-    import tensorflow as tf
-
     runs.init_run(run_dir, cfg, labels, schedule)
     model, state, batch_size = _start(cfg, run_dir, train_data)
-    board = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
-    n_epochs = cfg["epochs"] if schedule is None else len(schedule)
-    while state["epoch"] < n_epochs and not state["stopped"]:
-        epoch = state["epoch"]
-        row = _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule)
-        with board.as_default():
-            for key in ("loss", "val_score", "lr"):
-                tf.summary.scalar(key, row[key], step=epoch)
-        improved = _update_state(cfg, run_dir, model, state, row, refit=schedule is not None)
-        runs.append_history(os.path.join(run_dir, "history.csv"), row, epoch)
-        runs.save_checkpoint(os.path.join(run_dir, "checkpoints"), model, state)
-        if on_epoch is not None:
-            on_epoch(epoch, row["val_score"])
-        if verbose:
-            monitor = "pr_auc" if cfg["data"]["task"] == "multilabel" else "accuracy"
-            print(
-                f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {monitor} {row['val_score']:.4f},"
-                f" lr {row['lr']:.2g}, {row['seconds']:.1f}s{' *' if improved else ''}",
-                flush=True,
-            )
+    board = runs.Scalars(run_dir, backend=backend.name())
+    try:
+        n_epochs = cfg["epochs"] if schedule is None else len(schedule)
+        while state["epoch"] < n_epochs and not state["stopped"]:
+            epoch = state["epoch"]
+            row = _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule)
+            board.add(epoch, **{key: row[key] for key in ("loss", "val_score", "lr")})
+            improved = _update_state(cfg, run_dir, model, state, row, refit=schedule is not None)
+            runs.append_history(os.path.join(run_dir, "history.csv"), row, epoch)
+            runs.save_checkpoint(os.path.join(run_dir, "checkpoints"), model, state)
+            if on_epoch is not None:
+                on_epoch(epoch, row["val_score"])
+            if verbose:
+                monitor = "pr_auc" if cfg["data"]["task"] == "multilabel" else "accuracy"
+                print(
+                    f"epoch {epoch + 1}/{n_epochs}: loss {row['loss']:.4f}, val {monitor} {row['val_score']:.4f},"
+                    f" lr {row['lr']:.2g}, {row['seconds']:.1f}s{' *' if improved else ''}",
+                    flush=True,
+                )
+    finally:
+        board.close()
     return _finish(cfg, run_dir, labels, state, train_data, valid_data, refit=schedule is not None)
 
 
@@ -243,7 +232,6 @@ def _provenance_of(cfg, track_id):
 def _start(cfg, run_dir, train_data):
     """The model and loop state: from the newest checkpoint, else a fresh head; and the global batch size."""
     import keras
-    import tensorflow as tf
 
     # the run folder says which embeddings its head expects and what made them: what the cache entries record
     trained_on = getattr(train_data.embeddings, "provenance", None) or _provenance_of(cfg, train_data.ids[0])
@@ -256,10 +244,10 @@ def _start(cfg, run_dir, train_data):
         frontend=frontend,
         provenance=trained_on,
     )
-    tf.config.experimental.enable_op_determinism()
+    backend.deterministic()
     keras.utils.set_random_seed(int(cfg["seed"]))
-    strategy = _strategy()
-    with strategy.scope():
+    scope, replicas = backend.data_parallel()  # every visible GPU: MirroredStrategy (TF), DataParallel (JAX)
+    with scope:
         resumed = runs.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
         if resumed is not None:
             model, state = resumed
@@ -268,7 +256,7 @@ def _start(cfg, run_dir, train_data):
             state = {"epoch": 0, "best": -np.inf, "best_epoch": -1, "wait": 0, "lr_wait": 0, "stopped": False}
             model = build_run_head(cfg, train_data.embeddings, train_data.y)
             model.compile(optimizer=_optimizer(cfg), loss=loss_for(cfg["data"]["task"]))
-    return model, state, cfg["batch_size"] * strategy.num_replicas_in_sync
+    return model, state, cfg["batch_size"] * replicas
 
 
 def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule):

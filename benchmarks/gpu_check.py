@@ -1,0 +1,419 @@
+"""The GPU check: tagger on Keras 3's JAX and PyTorch backends, on whatever device the machine has, without TensorFlow.
+
+    bash benchmarks/gpu_check.sh [--quick] [--out DIR] [--backends jax,torch]
+
+Made for a bare GPU machine that has PyTorch and JAX but no TensorFlow and no network: tagger runs from this
+checkout, its few missing packages come from the wheels ``benchmarks/gpu_wheels.sh`` downloads beforehand, the
+VGGish weights are random ones written as the plain ``.npz`` file (speed does not depend on their values) and the
+clips are synthetic. Each backend runs in a process of its own (Keras fixes the backend at import), with
+TensorFlow blocked from importing. It measures, per backend:
+
+- VGGish network-only patches/s in float32, bfloat16 and float16 at batch 256 to 2048;
+- ``tagger embed`` end to end (decode, frontend, network, cache write) with one decode worker per CPU core, and
+  where its limit is: decode + frontend alone, the host-to-device transfer, or the network;
+- a head's training steps/s (dense head, batch 512 x window 10);
+- then the parity of JAX and PyTorch (embeddings, a head's outputs, a few training steps from the same weights),
+  and the projected wall time of embedding all 25,863 MagnaTagATune clips at the measured end-to-end rate.
+
+It prints one table and writes ``gpu_check.json`` (updated after every measurement, so a run cut short still
+reports) to ``--out`` (default ``$OUT`` when set, else ``gpu_check/``). ``--quick`` is the rehearsal size
+(``KERAS_BACKEND``-free; run here on a CPU with the JAX backend).
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MTT_CLIPS, MTT_SECONDS = 25_863, 29.1  # MagnaTagATune: clips, seconds each
+SIZES = {  # quick: a CPU rehearsal in about 5 minutes; full: about 5 minutes on an H200
+    "quick": {
+        "clips": 8,
+        "seconds": 10.0,
+        "batches": (256,),
+        "dtypes": ("float32", "bfloat16", "float16"),
+        "min_s": 1.0,
+    },
+    "full": {
+        "clips": 256,
+        "seconds": 30.0,
+        "batches": (256, 512, 1024, 2048),
+        "dtypes": ("float32", "bfloat16", "float16"),
+        "min_s": 2.0,
+    },
+}
+
+#: imported first by each backend's process: TensorFlow cannot be imported there (the machine has none)
+BLOCK_TENSORFLOW = """
+import importlib.abc, sys
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith(("tensorflow.", "tf_keras", "tensorflow_hub")):
+            raise ImportError(name + " is blocked: the GPU check runs without TensorFlow")
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
+
+
+class Report:
+    """A JSON file rewritten atomically after every ``add``: what was measured so far survives a cut-short run."""
+
+    def __init__(self, path, initial=None):
+        self.path = pathlib.Path(path)
+        self.data = dict(initial or {})
+        self.write()
+
+    def add(self, key, value):
+        self.data[key] = value
+        self.write()
+
+    def append(self, key, value):
+        self.data.setdefault(key, []).append(value)
+        self.write()
+
+    def write(self):
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str))
+        os.replace(tmp, self.path)
+
+
+def timed(fn, min_seconds):
+    """Calls of ``fn`` (after one warm-up) until ``min_seconds`` have passed: (calls, seconds)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return calls, elapsed
+
+
+# ---------------------------------------------------------------- one backend, in its own process
+
+
+def device_info(backend):
+    import keras
+
+    from tagger import backend as tb
+
+    info = {"backend": backend, "keras": keras.__version__, "gpus": tb.gpus(), "capability": tb.gpu_capability()}
+    if backend == "jax":
+        import jax
+
+        info |= {"jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
+    elif backend == "torch":
+        import torch
+
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        info |= {"torch": torch.__version__, "devices": [name]}
+    info["auto_precision"] = tb.auto_dtype()
+    return info
+
+
+def to_device_and_back(backend, batch):
+    """One host -> device -> host round trip of a batch of patches (what the pipeline's transfer costs)."""
+    if backend == "jax":
+        import jax
+
+        return lambda: np.asarray(jax.device_put(batch))
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return lambda: torch.from_numpy(batch).to(device).cpu().numpy()
+
+
+def measure_network(part, weights, patches, size):
+    from tagger.embedding.embed import Embedder
+
+    for dtype in size["dtypes"]:
+        for batch in size["batches"]:
+            emb = Embedder(str(weights), batch_size=batch, dtype=dtype)
+            chunk = patches[:batch]
+            started = time.perf_counter()
+            emb.run(chunk)  # compile
+            compile_s = time.perf_counter() - started
+            calls, seconds = timed(lambda e=emb, c=chunk: e.run(c), size["min_s"])
+            part.append(
+                "network",
+                {"dtype": dtype, "batch": batch, "patches_per_s": round(calls * batch / seconds, 1)}
+                | {"first_call_s": round(compile_s, 2)},
+            )
+
+
+def measure_end_to_end(part, backend, weights, clips, work, size):
+    from tagger.embedding.embed import Embedder, embed_files
+    from tagger.embedding.pipeline import iter_embeddings
+
+    workers = os.cpu_count()
+    best = max(part.data["network"], key=lambda r: r["patches_per_s"])
+    emb = Embedder(str(weights), batch_size=best["batch"], dtype=best["dtype"])
+    emb.run(np.zeros((best["batch"], 96, 64), np.float32))
+    started = time.perf_counter()
+    summary = embed_files(clips, work / f"cache-{backend}", extractor=emb, workers=workers, overwrite=True)
+    e2e_s = time.perf_counter() - started
+    if summary["failed"]:
+        raise RuntimeError(f"tagger embed failed on {summary['failed']} synthetic clips")
+    started = time.perf_counter()  # decode + frontend alone: the same pipeline with a network that costs nothing
+    n_patches = sum(
+        len(r.embedding)
+        for r in iter_embeddings(
+            clips, lambda p: np.zeros((len(p), 128), np.float32), batch_size=best["batch"], workers=workers
+        )
+    )
+    decode_s = time.perf_counter() - started
+    per_clip = n_patches / len(clips)
+    batch = np.random.default_rng(0).standard_normal((best["batch"], 96, 64)).astype(np.float32)
+    calls, seconds = timed(to_device_and_back(backend, batch), size["min_s"])
+    slowest = len(clips) / e2e_s
+    rates = {  # clips per second each stage alone could sustain
+        "decode + frontend": len(clips) / decode_s,
+        "transfer": calls * best["batch"] / seconds / per_clip,
+        "network": best["patches_per_s"] / per_clip,
+    }
+    part.add(
+        "end_to_end",
+        {
+            "clips": len(clips),
+            "clip_seconds": size["seconds"],
+            "workers": workers,
+            "dtype": best["dtype"],
+            "batch": best["batch"],
+            "clips_per_s": round(slowest, 2),
+            "stage_clips_per_s": {k: round(v, 2) for k, v in rates.items()},
+            "limit": min(rates, key=rates.get),
+            # what the slowest stage does not explain: starting the decode workers, compiling, the cache writes
+            "overhead_s": round(e2e_s - len(clips) / min(rates.values()), 2),
+        },
+    )
+
+
+def measure_training(part, size):
+    import keras
+
+    from tagger.training.heads import build_head
+
+    keras.utils.set_random_seed(0)
+    model = build_head("dense", 50, "multilabel", hidden=512, n_layers=2)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 10, 128)).astype(np.float32)
+    m, y = np.ones((512, 10), np.float32), (rng.random((512, 50)) < 0.1).astype(np.float32)
+    calls, seconds = timed(lambda: model.train_on_batch((x, m), y), size["min_s"])
+    part.add(
+        "training",
+        {"head": "dense 2 x 512, 50 tags", "batch": 512, "window": 10, "steps_per_s": round(calls / seconds, 1)},
+    )
+
+
+def parity_dump(part, weights, patches, work, out):
+    """What the other backend must reproduce: embeddings, a head's outputs, losses of a few SGD steps."""
+    import keras
+
+    from tagger.embedding.embed import Embedder
+    from tagger.training.heads import build_head
+
+    fixed = patches[:64]
+    embeddings = Embedder(str(weights), batch_size=64, dtype="float32").run(fixed)
+    head_file = work / "parity_head.keras"  # built once by the first backend, loaded by the others
+    if not head_file.exists():
+        keras.utils.set_random_seed(0)
+        build_head("dense", 10, "multilabel", hidden=32, n_layers=1).save(str(head_file))
+    head = keras.models.load_model(str(head_file), compile=False)
+    x = np.stack([embeddings[i : i + 8] for i in range(0, 64, 8)])  # 8 clips of 8 patches
+    m = np.ones(x.shape[:2], np.float32)
+    outputs = np.asarray(keras.ops.convert_to_numpy(head((x, m), training=False)), np.float32)
+    y = (np.random.default_rng(1).random((8, 10)) < 0.3).astype(np.float32)
+    head.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    losses = [float(head.train_on_batch((x, m), y)) for _ in range(5)]
+    np.savez(out, embeddings=embeddings, outputs=outputs, losses=np.array(losses))
+    part.add("parity_dump", str(out))
+
+
+def worker(args):
+    backend = os.environ["KERAS_BACKEND"]
+    size = SIZES["quick" if args.quick else "full"]
+    work = pathlib.Path(args.work)
+    part = Report(args.json, {"device": device_info(backend)})
+    rng = np.random.default_rng(0)
+    patches = (rng.standard_normal((max(size["batches"]) + 64, 96, 64)) * 2).astype(np.float32)
+    clips = sorted(str(p) for p in (work / "clips").glob("*.wav"))
+    parity_dump(part, work / "vggish.npz", patches, work, pathlib.Path(args.json).with_suffix(".npz"))
+    measure_network(part, work / "vggish.npz", patches, size)
+    measure_end_to_end(part, backend, work / "vggish.npz", clips, work, size)
+    measure_training(part, size)
+
+
+# ---------------------------------------------------------------- the whole check
+
+
+def prepare(work, size):
+    import soundfile as sf
+
+    from tagger.testing import random_weights
+
+    np.savez(work / "vggish.npz", **random_weights(0))  # the plain weights file: no TensorFlow to write or read it
+    (work / "clips").mkdir(exist_ok=True)
+    for i in range(size["clips"]):
+        rng = np.random.default_rng(i)
+        n = int(size["seconds"] * 22050)
+        tone = np.sin(2 * np.pi * (110 + 7 * i) * np.arange(n) / 22050)
+        sf.write(
+            str(work / "clips" / f"clip{i:04d}.wav"),
+            (0.3 * tone + 0.05 * rng.standard_normal(n)).astype(np.float32),
+            22050,
+        )
+
+
+def parity(report, dumps):
+    if len(dumps) < 2:
+        report.add("parity", f"needs two backends; measured: {sorted(dumps) or 'none'}")
+        return
+    (a, pa), (b, pb) = sorted(dumps.items())[:2]
+    da, db = np.load(pa), np.load(pb)
+    rel = lambda k: float(np.abs(da[k] - db[k]).max() / max(np.abs(da[k]).max(), 1e-12))  # noqa: E731
+    report.add(
+        "parity",
+        {
+            "between": [a, b],
+            "embeddings_rel": rel("embeddings"),
+            "head_outputs_rel": rel("outputs"),
+            "training_losses_rel": rel("losses"),
+        },
+    )
+
+
+def projection(report):
+    """All of MagnaTagATune at each backend's measured end-to-end rate (on this machine: a measurement-based projection)."""
+    rows = {}
+    for backend, part in report.data.get("backends", {}).items():
+        e2e = part.get("end_to_end")
+        if e2e:
+            clip_rate = e2e["clips_per_s"] * e2e["clip_seconds"] / MTT_SECONDS  # rates scale with audio length
+            rows[backend] = {
+                "mtt_clips_per_s": round(clip_rate, 2),
+                "hours": round(MTT_CLIPS / clip_rate / 3600, 2),
+                "basis": f"measured here, {e2e['clips']} clips of {e2e['clip_seconds']} s, limit: {e2e['limit']}",
+            }
+    report.add("mtt_projection", rows)
+
+
+def table(report):
+    lines = [f"GPU check ({report.data['size']}) on {report.data['machine']}"]
+    for backend, part in report.data.get("backends", {}).items():
+        if "device" not in part:
+            lines.append(f"  {backend}: {part.get('error')}")
+            continue
+        dev = part["device"]
+        lines.append(
+            f"  {backend}: devices {dev.get('devices')}, auto precision {dev.get('auto_precision')},"
+            f" {part.get('wall_s')} s" + (f"; stopped: {part['error']}" if "error" in part else "")
+        )
+        for row in part.get("network", []):
+            lines.append(
+                f"    network {row['dtype']:>8} batch {row['batch']:>4}: {row['patches_per_s']:>10.1f} patches/s"
+                f" (first call {row['first_call_s']} s)"
+            )
+        if "end_to_end" in part:
+            e = part["end_to_end"]
+            lines.append(
+                f"    tagger embed end to end: {e['clips_per_s']} clips/s ({e['clips']} x {e['clip_seconds']} s,"
+                f" {e['workers']} workers, {e['dtype']} batch {e['batch']}); limit: {e['limit']} {e['stage_clips_per_s']},"
+                f" overhead {e['overhead_s']} s (worker start-up, compiling, writes)"
+            )
+        if "training" in part:
+            t = part["training"]
+            lines.append(
+                f"    head training: {t['steps_per_s']} steps/s ({t['head']}, batch {t['batch']} x window {t['window']})"
+            )
+    lines.append(f"  parity: {report.data.get('parity')}")
+    for backend, row in report.data.get("mtt_projection", {}).items():
+        lines.append(
+            f"  MagnaTagATune ({MTT_CLIPS} clips) on {backend}: {row['hours']} h at {row['mtt_clips_per_s']} clips/s"
+            f" ({row['basis']})"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the rehearsal size (a CPU in about 5 minutes)")
+    ap.add_argument("--out", default=os.environ.get("OUT", "gpu_check"), help="folder of gpu_check.json")
+    ap.add_argument("--backends", default="jax,torch", help="comma-separated Keras backends (default jax,torch)")
+    ap.add_argument("--timeout", type=float, default=240, help="seconds each backend may take")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    ap.add_argument("--json", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    size_name = "quick" if args.quick else "full"
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+        platform.processor(),
+    )
+    report = Report(
+        out / "gpu_check.json",
+        {
+            "size": size_name,
+            "machine": f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "backends": {},
+        },
+    )
+    with tempfile.TemporaryDirectory(prefix="tagger-gpu-check-") as tmp:
+        work = pathlib.Path(tmp)
+        prepare(work, SIZES[size_name])
+        dumps = {}
+        for backend in args.backends.split(","):
+            if importlib.util.find_spec(backend) is None:
+                report.data["backends"][backend] = {"error": f"not installed here ({backend} cannot be imported)"}
+                report.write()
+                continue
+            part_json = out / f"part-{backend}.json"
+            command = [
+                sys.executable,
+                "-c",
+                BLOCK_TENSORFLOW + "import runpy, sys; sys.argv = sys.argv[1:];"
+                " runpy.run_path(sys.argv[0], run_name='__main__')",
+                __file__,
+                "--worker",
+                "--work",
+                str(work),
+                "--json",
+                str(part_json),
+            ] + (["--quick"] if args.quick else [])
+            env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+                problem = None if done.returncode == 0 else f"exit {done.returncode}: {done.stderr.strip()[-600:]}"
+            except subprocess.TimeoutExpired:
+                problem = f"cut short after {args.timeout:.0f} s (what it measured is kept)"
+            part = json.loads(part_json.read_text()) if part_json.exists() else {}
+            if problem:
+                part["error"] = problem
+            part["wall_s"] = round(time.perf_counter() - started, 1)
+            report.data["backends"][backend] = part
+            report.write()
+            if part_json.with_suffix(".npz").exists():
+                dumps[backend] = part_json.with_suffix(".npz")
+        parity(report, dumps)
+        projection(report)
+    print(table(report))
+    print(f"(written to {out / 'gpu_check.json'})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""What differs between Keras 3's backends (TensorFlow, JAX, PyTorch), in one place.
+
+Keras 3 runs one model definition on every backend; the backend is chosen
+once per process, when Keras is first imported, by ``KERAS_BACKEND``
+(``tensorflow``, the default, ``jax`` or ``torch``). What tagger needs beyond
+the model itself lives here:
+
+=======================  =================================  ============================  =========================
+need                     tensorflow                         jax                           torch
+=======================  =================================  ============================  =========================
+GPUs                     ``tf.config``                      ``jax.devices('gpu')``        ``torch.cuda``
+compiled inference       ``tf.function`` (one trace)        ``jax.jit`` (per shape)       eager, no autograd
+data-parallel training   ``MirroredStrategy``               ``keras.distribution``        not offered (one device)
+deterministic ops        ``enable_op_determinism``          deterministic on CPU          deterministic algorithms
+=======================  =================================  ============================  =========================
+
+Nothing is imported at import time: this module is read by every step, and
+it must not load TensorFlow in a process that runs on JAX or PyTorch.
+"""
+
+import contextlib
+import os
+
+import numpy as np
+
+from .exceptions import ParameterError
+
+__all__ = [
+    "BACKENDS",
+    "name",
+    "gpus",
+    "gpu_capability",
+    "auto_dtype",
+    "inference",
+    "deterministic",
+    "data_parallel",
+]
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def name():
+    """The Keras backend of this process (imports Keras, which fixes the backend for the process).
+
+    Returns
+    -------
+    str
+        One of :data:`BACKENDS`.
+
+    Raises
+    ------
+    ParameterError
+        ``KERAS_BACKEND`` names a backend tagger does not run on.
+    """
+    wanted = os.environ.get("KERAS_BACKEND")
+    if wanted is not None and wanted not in BACKENDS:
+        raise ParameterError(f"KERAS_BACKEND={wanted!r}: tagger runs on one of {', '.join(BACKENDS)}")
+    import keras
+
+    return keras.backend.backend()
+
+
+def gpus():
+    """The GPUs the backend sees (a list of device names; empty on a CPU-only machine)."""
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        try:
+            return [str(d) for d in jax.devices("gpu")]
+        except RuntimeError:  # no GPU platform in this jaxlib
+            return []
+    import torch
+
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def gpu_capability():
+    """The CUDA compute capability ``(major, minor)`` of the first GPU, or None (no GPU, or not an NVIDIA one)."""
+    if not gpus():
+        return None
+    backend = name()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            return tuple(details.get("compute_capability") or ()) or None
+        if backend == "jax":
+            import jax
+
+            capability = getattr(jax.devices("gpu")[0], "compute_capability", None)
+            return tuple(int(p) for p in str(capability).split(".")) if capability else None
+        import torch
+
+        return tuple(torch.cuda.get_device_capability(0))
+    except (RuntimeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def auto_dtype():
+    """The precision ``'auto'`` means here: on a GPU, bfloat16 where it has bfloat16 tensor cores (compute
+    capability 8.0 and up: A100, H100/H200, L4, RTX 30xx and later), else float16; float32 on a CPU."""
+    if not gpus():
+        return "float32"
+    capability = gpu_capability()
+    return "bfloat16" if capability is not None and capability >= (8, 0) else "float16"
+
+
+def _to_float32(out):
+    import keras
+
+    if isinstance(out, (list, tuple)):
+        return type(out)(_to_float32(o) for o in out)
+    return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")))
+
+
+def inference(model, input_shapes):
+    """A compiled ``model(inputs, training=False)``: NumPy in, float32 NumPy out.
+
+    Parameters
+    ----------
+    model : keras.Model
+    input_shapes : list of tuple
+        One shape per model input, ``None`` for a size that varies between calls
+        (TensorFlow traces once for them all; JAX compiles once per shape met,
+        so callers keep the number of distinct shapes small).
+
+    Returns
+    -------
+    callable
+        ``f(*arrays) -> np.ndarray`` (float32).
+    """
+    backend = name()
+    one = len(input_shapes) == 1
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        spec = [tf.TensorSpec(list(shape), tf.float32) for shape in input_shapes]
+
+        @tf.function(input_signature=spec)
+        def forward(*xs):
+            return tf.cast(model(xs[0] if one else tuple(xs), training=False), tf.float32)
+
+        return lambda *xs: forward(*xs).numpy()
+    if backend == "jax":
+        import jax
+
+        @jax.jit
+        def forward(trainable, non_trainable, xs):
+            out, _ = model.stateless_call(trainable, non_trainable, xs[0] if one else tuple(xs), training=False)
+            return out.astype("float32")
+
+        def run(*xs):
+            state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
+            return np.asarray(forward(*state, tuple(np.asarray(x, np.float32) for x in xs)))
+
+        return run
+    import torch
+
+    def run(*xs):
+        with torch.inference_mode():
+            return _to_float32(model(xs[0] if one else tuple(xs), training=False))
+
+    return run
+
+
+def deterministic():
+    """Ask the backend for deterministic kernels (a seeded run then repeats exactly; slower on a GPU)."""
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    # JAX: XLA's CPU kernels are deterministic; on a GPU, XLA_FLAGS=--xla_gpu_deterministic_ops=true
+
+
+def data_parallel():
+    """Training across every visible GPU: a context to build and compile the model in, and its replica count.
+
+    TensorFlow: ``MirroredStrategy`` over two or more GPUs. JAX: Keras's
+    ``DataParallel`` distribution over two or more devices. PyTorch, or one
+    device: the model as it is.
+
+    Returns
+    -------
+    scope : context manager
+    replicas : int
+        How many copies of the model share each global batch.
+    """
+    backend = name()
+    devices = gpus()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy() if len(devices) > 1 else tf.distribute.get_strategy()
+        return strategy.scope(), strategy.num_replicas_in_sync
+    if backend == "jax" and len(devices) > 1:
+        import keras
+
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+        return contextlib.nullcontext(), len(devices)
+    return contextlib.nullcontext(), 1

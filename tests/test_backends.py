@@ -1,0 +1,255 @@
+"""tagger on every Keras 3 backend: the plain weights file, JAX against TensorFlow, and no TensorFlow at all.
+
+Tests marked ``backends`` hold on whichever backend the process runs (CI runs them a second time under
+``KERAS_BACKEND=jax``); the others compare backends through ``tagger`` processes of their own.
+"""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import (
+    HEAD_LABELS,
+    KILLER,
+    make_config,
+    write_audio,
+    write_config,
+    write_feature_dataset,
+    write_head_bundle,
+)
+
+from tagger import backend
+from tagger.embedding import audio, frontend, vggish
+from tagger.embedding.embed import Embedder, resolve_dtype
+from tagger.exceptions import DataError, ParameterError
+from tagger.testing import numpy_forward
+
+jax = pytest.importorskip("jax", reason="the JAX backend is the `jax` extra (CI installs it)")
+
+#: run a `tagger` command in a process where TensorFlow cannot be imported at all
+WITHOUT_TENSORFLOW = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoTensorFlow(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith(("tensorflow.", "tf_keras", "tensorflow_hub")):
+                raise ImportError(f"{name} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, NoTensorFlow())
+    from tagger import cli
+    status = cli.main(sys.argv[1:])
+    print("tensorflow imported:", "tensorflow" in sys.modules)
+    sys.exit(status)
+    """
+)
+
+
+def tagger_process(args, *, backend_name, cwd, code=None, env=None, timeout=600):
+    """``tagger ARGS`` in a fresh process on ``backend_name`` (through ``code`` when given)."""
+    command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "tagger", *args]
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, "KERAS_BACKEND": backend_name, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def plain_weights(weights_dir, tmp_path_factory):
+    """The fixture checkpoint exported as the plain ``.npz`` file."""
+    out = tmp_path_factory.mktemp("plain") / "vggish.npz"
+    vggish.export_weights(str(weights_dir / "v1" / "vggish_model.ckpt"), out)
+    return out
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_a_plain_weights_file_holds_the_same_weights_and_id(ckpt_path, fixture_weights, tmp_path, suffix):
+    out = tmp_path / f"vggish{suffix}"
+    identifier = vggish.export_weights(ckpt_path, out)
+    back = vggish.read_weights(str(out))
+    assert identifier == vggish.weights_id(back) == vggish.weights_id(vggish.read_weights(ckpt_path))
+    assert sorted(back) == sorted(fixture_weights)
+    for name, value in fixture_weights.items():
+        np.testing.assert_array_equal(back[name], value)
+        assert back[name].dtype == np.float32
+
+
+def test_the_weights_export_command(ckpt_path, tmp_path, capsys):
+    from tagger import cli
+
+    assert cli.main(["weights", "export", ckpt_path, str(tmp_path / "v.npz")]) == 0
+    identifier = vggish.weights_id(vggish.read_weights(ckpt_path))
+    assert f"wrote {tmp_path / 'v.npz'} ({identifier}; the same id as {ckpt_path}" in capsys.readouterr().out
+    assert cli.main(["weights", "export", ckpt_path, str(tmp_path / "v.pt")]) == 1
+    assert "v.pt: a plain weights file ends in .npz or .safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "v.pt").exists()
+
+
+@pytest.mark.backends
+def test_bad_plain_weights_files_are_clear_errors(ckpt_path, fixture_weights, tmp_path):
+    with pytest.raises(DataError, match=r"w\.h5: a plain weights file ends in \.npz or \.safetensors"):
+        vggish.export_weights(ckpt_path, tmp_path / "w.h5")
+    (tmp_path / "broken.npz").write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match=r"broken\.npz: cannot read a plain weights file"):
+        vggish.read_weights(str(tmp_path / "broken.npz"))
+    with pytest.raises(DataError, match=r"missing\.npz: no such weights file"):
+        vggish.read_weights(str(tmp_path / "missing.npz"))
+    short = dict(fixture_weights)
+    del short["vggish/fc2/biases"]
+    np.savez(tmp_path / "short.npz", **short)
+    with pytest.raises(DataError, match=r"short\.npz: not VGGish weights: vggish/fc2/biases missing"):
+        vggish.read_weights(str(tmp_path / "short.npz"))
+
+
+@pytest.mark.backends
+def test_the_backend_runs_vggish_like_the_numpy_reference(plain_weights, fixture_weights, gtzan_files):
+    """The network on this process's backend, from the plain file, against the NumPy forward pass."""
+    patches, _ = frontend.waveform_to_patches(audio.load(gtzan_files[0]))
+    embedder = Embedder(str(plain_weights), batch_size=16)
+    got = embedder.run(patches[:20])
+    expected = numpy_forward(fixture_weights, patches[:20])
+    assert np.abs(got - expected).max() / np.abs(expected).max() < 1e-5
+    assert embedder.network_id == vggish.weights_id(fixture_weights)  # float32: the id of the weights alone
+
+
+@pytest.mark.parametrize(
+    "gpus,capability,resolved",
+    [
+        ([], None, "float32"),
+        (["gpu:0"], (7, 5), "float16"),
+        (["gpu:0"], (9, 0), "bfloat16"),
+        (["gpu:0"], None, "float16"),
+    ],
+)
+def test_auto_precision_follows_the_device(monkeypatch, gpus, capability, resolved):
+    """bfloat16 on GPUs with bfloat16 tensor cores (8.0 and up), float16 on older ones, float32 on a CPU."""
+    monkeypatch.setattr(backend, "gpus", lambda: list(gpus))
+    monkeypatch.setattr(backend, "gpu_capability", lambda: capability)
+    assert resolve_dtype("auto") == resolved
+    assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+
+
+def test_an_unknown_backend_is_a_clear_error(tmp_path):
+    done = tagger_process(["embed", "x.wav", "--out", "c"], backend_name="cntk", cwd=tmp_path, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "KERAS_BACKEND='cntk': tagger runs on one of tensorflow, jax, torch" in done.stderr
+
+
+def test_without_tensorflow_jax_embeds_and_tags(plain_weights, tmp_path):
+    """TensorFlow made unimportable: `tagger embed --weights vggish.npz` and `tagger tag` work on JAX."""
+    for i in range(3):
+        write_audio(tmp_path / "clips" / f"c{i}.wav", 3.0 + i, freq=300.0 + 100 * i, seed=i)
+    head = write_head_bundle(tmp_path / "head", seed=0)
+    common = ["--weights", str(plain_weights), "--workers", "0", "--no-progress"]
+    embedded = tagger_process(
+        ["embed", "clips", "--out", "cache", *common], backend_name="jax", cwd=tmp_path, code=WITHOUT_TENSORFLOW
+    )
+    assert embedded.returncode == 0, embedded.stderr[-3000:]
+    assert "embedded 3, skipped 0" in embedded.stdout and "tensorflow imported: False" in embedded.stdout
+    tagged = tagger_process(
+        ["tag", "clips", "--model", str(head), "--out", "tags.jsonl", "--cache", "cache", *common],
+        backend_name="jax",
+        cwd=tmp_path,
+        code=WITHOUT_TENSORFLOW,
+    )
+    assert tagged.returncode == 0, tagged.stderr[-3000:]
+    assert "tensorflow imported: False" in tagged.stdout
+    rows = [json.loads(line) for line in (tmp_path / "tags.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(sorted(r["probabilities"]) == sorted(HEAD_LABELS) for r in rows)
+
+
+@pytest.mark.slow
+def test_jax_embeds_and_tags_the_gtzan_tracks_as_tensorflow_does(plain_weights, pca_params, shared, tmp_path):
+    """The ten shared GTZAN tracks on both backends: embeddings and a raw-embedding head's probabilities within
+    1e-5. A head on postprocessed embeddings (the shipped genre10) sees 8-bit values: a value within 1e-5 of a
+    rounding boundary can land one step (1/255 of the range) apart, so there the bound is that one step's."""
+    from tagger.embedding.postprocess import Postprocessor
+
+    genres = str(shared / "data/gtzan/genres")
+    head = write_head_bundle(tmp_path / "head", seed=0)
+    embeddings, probabilities = {}, {}
+    for name in ("tensorflow", "jax"):
+        common = ["--weights", str(plain_weights), "--precision", "float32", "--no-progress"]
+        done = tagger_process(["embed", genres, "--out", f"cache-{name}", *common], backend_name=name, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        entries = sorted((tmp_path / f"cache-{name}").rglob("*.pkl"))
+        assert len(entries) == 10
+        embeddings[name] = {p.name: pickle.loads(p.read_bytes())["embedding"] for p in entries}
+        for model, extra in ((str(head), []), ("genre10", ["--pca", str(pca_params), "--allow-other-embedding"])):
+            out = tmp_path / f"tags-{name}-{os.path.basename(model)}.jsonl"
+            done = tagger_process(
+                ["tag", genres, "--model", model, "--out", str(out), *extra, *common], backend_name=name, cwd=tmp_path
+            )
+            assert done.returncode == 0, done.stderr[-3000:]
+            rows = [json.loads(line) for line in out.read_text().splitlines()]
+            probabilities[name, os.path.basename(model)] = {r["path"]: r["probabilities"] for r in rows}
+    assert embeddings["tensorflow"].keys() == embeddings["jax"].keys()
+    quantise = Postprocessor(str(pca_params))
+    for track, reference in embeddings["tensorflow"].items():
+        rel = np.abs(embeddings["jax"][track] - reference).max() / np.abs(reference).max()
+        assert rel < 1e-5, (track, rel)
+        steps = np.abs(quantise(embeddings["jax"][track]).astype(int) - quantise(reference).astype(int))
+        assert steps.max() <= 1 and steps.mean() < 1e-3, (track, steps.max(), steps.mean())
+    for model, bound in (("head", 1e-5), ("genre10", 1e-3)):
+        a, b = probabilities["tensorflow", model], probabilities["jax", model]
+        assert a.keys() == b.keys() and len(a) == 10
+        worst = max(abs(b[path][tag] - p) for path, row in a.items() for tag, p in row.items())
+        assert worst < bound, (model, worst)
+
+
+@pytest.mark.backends
+@pytest.mark.slow
+def test_a_head_trains_is_killed_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path):
+    """On this process's backend: dropout, mixup and a learning-rate schedule, killed after epoch 2 of 4."""
+    data = write_feature_dataset(tmp_path / "data")
+    settings = {
+        "head": {"name": "mlp", "hidden": 16, "n_layers": 1, "dropout": 0.2},
+        "window": 1,
+        "batch_size": 16,
+        "epochs": 4,
+        "steps_per_epoch": 4,
+        "mux": {"n_active": 32, "rate": 2.0},
+        "mixup": 0.4,
+        "early_stopping": {"patience": 10},
+        "seed": 5,
+    }
+    config = write_config(tmp_path / "c.json", make_config(data, data={"task": "singlelabel"}, **settings))
+    name = backend.name()
+
+    def run(folder, kill_after):
+        args = ["train", str(config), "--run-dir", str(folder), "--quiet"]
+        return tagger_process(args, backend_name=name, cwd=tmp_path, code=KILLER, env={"KILL_AFTER_EPOCH": kill_after})
+
+    whole = run(tmp_path / "whole", "99")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = run(tmp_path / "resumed", "2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (tmp_path / "resumed/metrics.json").exists()
+    resumed = run(tmp_path / "resumed", "99")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((tmp_path / "whole/metrics.json").read_text()) == json.loads(
+        (tmp_path / "resumed/metrics.json").read_text()
+    )
+    a, b = (pd.read_csv(tmp_path / folder / "history.csv") for folder in ("whole", "resumed"))
+    assert len(a) == len(b) == 4
+    np.testing.assert_allclose(a[["loss", "val_score", "lr"]], b[["loss", "val_score", "lr"]], rtol=1e-6)
+    assert list((tmp_path / "whole/tensorboard").glob("events.out.tfevents.*"))  # scalars on every backend
+
+
+def test_the_backend_name_is_checked_before_keras_loads(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "theano")
+    with pytest.raises(ParameterError, match="KERAS_BACKEND='theano'"):
+        backend.name()
