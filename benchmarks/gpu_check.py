@@ -57,11 +57,17 @@ SIZES = {  # quick: a CPU rehearsal in about 5 minutes; full: about 5 minutes on
 
 #: imported first by each backend's process: TensorFlow cannot be imported there (the machine has none)
 BLOCK_TENSORFLOW = """
-import importlib.abc, sys
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
+import importlib.abc, importlib.machinery, sys
+class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    # a spec without an origin (PyTorch's tracing rules probe find_spec and skip such modules), whose import fails
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith(("tensorflow.", "tf_keras", "tensorflow_hub")):
-            raise ImportError(name + " is blocked: the GPU check runs without TensorFlow")
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+    def create_module(self, spec):
+        raise ImportError(spec.name + " is blocked: the GPU check runs without TensorFlow")
+    def exec_module(self, module):
+        raise ImportError(module.__name__ + " is blocked")
 sys.meta_path.insert(0, _NoTensorFlow())
 """
 
@@ -222,6 +228,7 @@ def parity_dump(part, weights, patches, work, out):
     import keras
 
     from tagger.embedding.embed import Embedder
+    from tagger.training import layers  # noqa: F401 - registers tagger's layers, for loading the other's head
     from tagger.training.heads import build_head
 
     fixed = patches[:64]
@@ -229,7 +236,7 @@ def parity_dump(part, weights, patches, work, out):
     head_file = work / "parity_head.keras"  # built once by the first backend, loaded by the others
     if not head_file.exists():
         keras.utils.set_random_seed(0)
-        build_head("dense", 10, "multilabel", hidden=32, n_layers=1).save(str(head_file))
+        build_head("dense", 10, "multilabel", hidden=32, n_layers=1, dropout=0.0).save(str(head_file))  # no randomness
     head = keras.models.load_model(str(head_file), compile=False)
     x = np.stack([embeddings[i : i + 8] for i in range(0, 64, 8)])  # 8 clips of 8 patches
     m = np.ones(x.shape[:2], np.float32)
@@ -383,7 +390,7 @@ def main():
         prepare(work, SIZES[size_name])
         dumps = {}
         for backend in args.backends.split(","):
-            if importlib.util.find_spec(backend) is None:
+            if importlib.util.find_spec(backend) is None:  # (PYTHONPATH counts: this process sees it too)
                 report.data["backends"][backend] = {"error": f"not installed here ({backend} cannot be imported)"}
                 report.write()
                 continue
@@ -400,7 +407,8 @@ def main():
                 "--json",
                 str(part_json),
             ] + (["--quick"] if args.quick else [])
-            env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
+            path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+            env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": path}
             started = time.perf_counter()
             try:
                 done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)

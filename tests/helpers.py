@@ -53,6 +53,11 @@ def write_head_bundle(folder, *, seed):
     return folder
 
 
+#: 3000 bytes that no decoder reads as audio: no file header, and no 0xFF byte, so no MPEG frame sync can occur
+#: (random bytes sometimes hold a run of decodable MP3 frames: a flaky "corrupt" file)
+NOT_AUDIO = (bytes(range(1, 255)) * 12)[:3000]
+
+
 def write_feature_dataset(folder, labels=GENRES):
     """A tiny separable feature dataset in ``folder`` (57-d rows, one class each of ``labels``), splits, five folds."""
     from tagger.embedding import cache, params

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import HEAD_LABELS, write_audio, write_head_bundle
+from helpers import HEAD_LABELS, NOT_AUDIO, write_audio, write_head_bundle
 
 from tagger import cli
 from tagger.embedding import cache
@@ -31,7 +31,7 @@ def corpus(tmp_path_factory, gtzan_files, mtt_clip):
     write_audio(folder / "with space" / "ünïcode é" / "same.wav", 2.5, freq=330.0, seed=3)
     write_audio(folder / "other" / "same.wav", 2.5, freq=2000.0, seed=4)
     (folder / "bad").mkdir()
-    (folder / "bad" / "corrupt.mp3").write_bytes(os.urandom(3000))
+    (folder / "bad" / "corrupt.mp3").write_bytes(NOT_AUDIO)
     (folder / "bad" / "empty.wav").write_bytes(b"")
     return folder
 

@@ -129,33 +129,32 @@ def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, 
 
     from tagger.training.heads import build_head
 
+    def arr(tensor):  # a backend's tensor as NumPy (a PyTorch one may require grad)
+        return np.asarray(keras.ops.convert_to_numpy(tensor))
+
     model = build_head(name, 4, "singlelabel", members=3, hidden=8, n_layers=1, dropout=0.0)
     heads = model.get_layer("ensemble").members
     assert [h.name for h in heads] == [f"{name}_0", f"{name}_1", f"{name}_2"]
     x = np.random.default_rng(6).standard_normal((7, 5, 128)).astype(np.float32)
     m = np.ones((7, 5), np.float32)
     m[3, 2:] = 0
-    outs = [np.asarray(h((x, m), training=False)) for h in heads]
+    outs = [arr(h((x, m), training=False)) for h in heads]
     assert not np.allclose(outs[0], outs[1])  # independently initialised
-    np.testing.assert_allclose(np.asarray(model((x, m), training=False)), np.mean(outs, 0), rtol=1e-5)
+    np.testing.assert_allclose(arr(model((x, m), training=False)), np.mean(outs, 0), rtol=1e-5)
     # training: rows 0-1 from member 0, 2-3 from member 1, 4-6 (the remainder) from member 2
-    train_out = np.asarray(model((x, m), training=True))
+    train_out = arr(model((x, m), training=True))
     for h, (lo, hi) in zip(heads, [(0, 2), (2, 4), (4, 7)]):
-        np.testing.assert_allclose(
-            train_out[lo:hi], np.asarray(h((x[lo:hi], m[lo:hi]), training=True)), rtol=1e-5, atol=1e-6
-        )
+        np.testing.assert_allclose(train_out[lo:hi], arr(h((x[lo:hi], m[lo:hi]), training=True)), rtol=1e-5, atol=1e-6)
     # the loss of member 1's rows reaches member 1 only: one SGD step on those rows alone (any backend)
-    before = [np.array(h.trainable_variables[0]) for h in heads]
+    before = [arr(h.trainable_variables[0]) for h in heads]
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="categorical_crossentropy")
     rows = np.array([0, 0, 1, 1, 0, 0, 0], np.float32)
     model.train_on_batch((x, m), np.eye(4, dtype=np.float32)[[0] * 7], sample_weight=rows)
-    changed = [not np.array_equal(np.array(h.trainable_variables[0]), b) for h, b in zip(heads, before)]
+    changed = [not np.array_equal(arr(h.trainable_variables[0]), b) for h, b in zip(heads, before)]
     assert changed == [False, True, False]
     model.save(tmp_path / "e.keras")
     again = keras.saving.load_model(tmp_path / "e.keras")
-    np.testing.assert_allclose(
-        np.asarray(again((x, m), training=False)), np.asarray(model((x, m), training=False)), rtol=1e-6
-    )
+    np.testing.assert_allclose(arr(again((x, m), training=False)), arr(model((x, m), training=False)), rtol=1e-6)
     with pytest.raises(ParameterError, match="members=0"):
         build_head(name, 4, "singlelabel", members=0)
 

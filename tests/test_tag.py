@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from helpers import HEAD_LABELS, write_head_bundle
+from helpers import HEAD_LABELS, NOT_AUDIO, write_head_bundle
 
 from tagger import cli
 from tagger.embedding import frontend
@@ -52,7 +52,7 @@ def mixed_folder(tmp_path_factory, gtzan_files, mtt_clip, long_file):
     (folder / "long").mkdir()
     (folder / "long" / long_file.name).symlink_to(long_file)
     (folder / "empty.wav").write_bytes(b"")
-    (folder / "corrupt.mp3").write_bytes(os.urandom(3000))
+    (folder / "corrupt.mp3").write_bytes(NOT_AUDIO)
     return folder
 
 

@@ -112,7 +112,11 @@ def predict_tracks(model, embeddings, *, batch_size=256):
     -------
     np.ndarray, shape (n_tracks, n_outputs), float32
     """
+    import keras
+
     from ..streams import iter_padded_batches
 
-    outs = [np.asarray(model((x, m), training=False)) for x, m in iter_padded_batches(embeddings, batch_size)]
+    # convert_to_numpy: a backend's tensor (PyTorch's carries autograd state) as a NumPy array
+    batches = iter_padded_batches(embeddings, batch_size)
+    outs = [np.asarray(keras.ops.convert_to_numpy(model((x, m), training=False)), np.float32) for x, m in batches]
     return np.concatenate(outs)

@@ -5,7 +5,7 @@ Each takes ``x`` (batch, time, frames, bands) float32 (96 x 64 VGGish patches, o
 """
 
 from ...exceptions import ParameterError
-from .common import final_activation, output_bias_initializer
+from .common import dropout_layer, final_activation, output_bias_initializer
 
 __all__ = ["HEADS", "cnn4_head", "cnn_gru_head", "parallel_cnn_head", "cnn_lstm_head"]
 
@@ -49,7 +49,7 @@ def _cnn_output(h, n_outputs, task, *, hidden, dropout, output_bias):
 
     h = layers.Dense(hidden, activation="relu", name="dense")(h)
     if dropout:
-        h = layers.Dropout(dropout, name="dropout")(h)
+        h = dropout_layer(dropout, name="dropout")(h)
     return layers.Dense(
         n_outputs,
         activation=final_activation(task),

@@ -4,9 +4,30 @@ import numpy as np
 
 from ...exceptions import ParameterError
 
-__all__ = ["TASKS", "inputs", "input_stats", "dense_stack", "prior_bias", "final_activation", "output_bias_initializer"]
+__all__ = [
+    "TASKS",
+    "inputs",
+    "input_stats",
+    "dense_stack",
+    "dropout_layer",
+    "prior_bias",
+    "final_activation",
+    "output_bias_initializer",
+]
 
 TASKS = ("multilabel", "singlelabel")
+
+
+def dropout_layer(rate, name):
+    """A Dropout layer whose masks come from its own seed generator on every backend.
+
+    Training sets that generator's state at each epoch start (from the run's seed and the epoch), so a resumed
+    run draws the masks the uninterrupted one drew. The seed given here only makes Keras take that path on
+    PyTorch too, whose unseeded dropout would draw from torch's global generator instead.
+    """
+    from keras import layers
+
+    return layers.Dropout(rate, seed=1, name=name)
 
 
 def inputs(embedding_size, standardize=False, input_stats=None):
@@ -57,7 +78,7 @@ def dense_stack(h, *, hidden, n_layers, dropout, prefix):
         h = layers.BatchNormalization(name=f"{prefix}_bn{i}")(h)
         h = layers.Activation("relu", name=f"{prefix}_relu{i}")(h)
         if dropout:
-            h = layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(h)
+            h = dropout_layer(dropout, name=f"{prefix}_dropout{i}")(h)
     return h
 
 
