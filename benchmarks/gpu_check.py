@@ -55,22 +55,6 @@ SIZES = {  # quick: a CPU rehearsal in about 5 minutes; full: about 5 minutes on
     },
 }
 
-#: imported first by each backend's process: TensorFlow cannot be imported there (the machine has none)
-BLOCK_TENSORFLOW = """
-import importlib.abc, importlib.machinery, sys
-class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    # a spec without an origin (PyTorch's tracing rules probe find_spec and skip such modules), whose import fails
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith(("tensorflow.", "tf_keras", "tensorflow_hub")):
-            return importlib.machinery.ModuleSpec(name, self)
-        return None
-    def create_module(self, spec):
-        raise ImportError(spec.name + " is blocked: the GPU check runs without TensorFlow")
-    def exec_module(self, module):
-        raise ImportError(module.__name__ + " is blocked")
-sys.meta_path.insert(0, _NoTensorFlow())
-"""
-
 
 class Report:
     """A JSON file rewritten atomically after every ``add``: what was measured so far survives a cut-short run."""
@@ -370,6 +354,8 @@ def main():
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    from tagger.testing import WITHOUT_TENSORFLOW  # each backend's process runs without TensorFlow
+
     size_name = "quick" if args.quick else "full"
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -398,7 +384,7 @@ def main():
             command = [
                 sys.executable,
                 "-c",
-                BLOCK_TENSORFLOW + "import runpy, sys; sys.argv = sys.argv[1:];"
+                WITHOUT_TENSORFLOW + "import runpy, sys; sys.argv = sys.argv[1:];"
                 " runpy.run_path(sys.argv[0], run_name='__main__')",
                 __file__,
                 "--worker",

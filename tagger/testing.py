@@ -12,7 +12,24 @@ import numpy as np
 
 from .embedding.vggish import official_names
 
-__all__ = ["random_weights", "write_checkpoint", "write_savedmodel", "numpy_forward"]
+__all__ = ["random_weights", "write_checkpoint", "write_savedmodel", "numpy_forward", "WITHOUT_TENSORFLOW"]
+
+#: Python code to run first in a fresh interpreter (``python -c WITHOUT_TENSORFLOW + rest``): TensorFlow cannot be
+#: imported there, as on a machine that has none. The finder answers with a spec without an origin (PyTorch's
+#: tracing rules probe ``find_spec`` and skip such modules) whose import then fails.
+WITHOUT_TENSORFLOW = """
+import importlib.abc, importlib.machinery, sys
+class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith(("tensorflow.", "tf_keras", "tensorflow_hub")):
+            return importlib.machinery.ModuleSpec(name, self)
+        return None
+    def create_module(self, spec):
+        raise ImportError(spec.name + " is blocked: this process runs without TensorFlow")
+    def exec_module(self, module):
+        raise ImportError(module.__name__ + " is blocked")
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
 
 
 def random_weights(seed=0):

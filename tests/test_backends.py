@@ -29,22 +29,13 @@ from tagger import backend
 from tagger.embedding import audio, frontend, vggish
 from tagger.embedding.embed import Embedder, resolve_dtype
 from tagger.exceptions import DataError, ParameterError
-from tagger.testing import numpy_forward
+from tagger.testing import WITHOUT_TENSORFLOW, numpy_forward
 
 jax = pytest.importorskip("jax", reason="the JAX backend is the `jax` extra (CI installs it)")
 
 #: run a `tagger` command in a process where TensorFlow cannot be imported at all
-WITHOUT_TENSORFLOW = textwrap.dedent(
+NO_TENSORFLOW_CLI = WITHOUT_TENSORFLOW + textwrap.dedent(
     """
-    import importlib.abc, sys
-
-    class NoTensorFlow(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "tensorflow" or name.startswith(("tensorflow.", "tf_keras", "tensorflow_hub")):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTensorFlow())
     from tagger import cli
     status = cli.main(sys.argv[1:])
     print("tensorflow imported:", "tensorflow" in sys.modules)
@@ -155,7 +146,7 @@ def test_without_tensorflow_jax_embeds_and_tags(plain_weights, tmp_path):
     head = write_head_bundle(tmp_path / "head", seed=0)
     common = ["--weights", str(plain_weights), "--workers", "0", "--no-progress"]
     embedded = tagger_process(
-        ["embed", "clips", "--out", "cache", *common], backend_name="jax", cwd=tmp_path, code=WITHOUT_TENSORFLOW
+        ["embed", "clips", "--out", "cache", *common], backend_name="jax", cwd=tmp_path, code=NO_TENSORFLOW_CLI
     )
     assert embedded.returncode == 0, embedded.stderr[-3000:]
     assert "embedded 3, skipped 0" in embedded.stdout and "tensorflow imported: False" in embedded.stdout
@@ -163,7 +154,7 @@ def test_without_tensorflow_jax_embeds_and_tags(plain_weights, tmp_path):
         ["tag", "clips", "--model", str(head), "--out", "tags.jsonl", "--cache", "cache", *common],
         backend_name="jax",
         cwd=tmp_path,
-        code=WITHOUT_TENSORFLOW,
+        code=NO_TENSORFLOW_CLI,
     )
     assert tagged.returncode == 0, tagged.stderr[-3000:]
     assert "tensorflow imported: False" in tagged.stdout
