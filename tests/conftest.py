@@ -7,6 +7,9 @@ import pytest
 from helpers import SHARED, write_audio
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# the suite's numerics are float32 references, whatever this CPU's `auto` is (bfloat16 with AMX or AVX512_BF16):
+# tests of the default itself clear it (tests/test_precision.py)
+os.environ["TAGGER_PRECISION"] = "float32"
 
 
 @pytest.fixture(scope="session")

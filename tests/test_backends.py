@@ -126,9 +126,11 @@ def test_the_backend_runs_vggish_like_the_numpy_reference(plain_weights, fixture
     ],
 )
 def test_auto_precision_follows_the_device(monkeypatch, gpus, capability, resolved):
-    """bfloat16 on GPUs with bfloat16 tensor cores (8.0 and up), float16 on older ones, float32 on a CPU."""
+    """bfloat16 on GPUs with bfloat16 tensor cores (8.0 and up), float16 on older ones, float32 on a plain CPU."""
     monkeypatch.setattr(backend, "gpus", lambda: list(gpus))
     monkeypatch.setattr(backend, "gpu_capability", lambda: capability)
+    monkeypatch.setattr(backend, "cpu_flags", lambda cpuinfo=None: frozenset())  # a CPU without bfloat16 (the
+    # recorded CPUs with it: tests/test_precision.py)
     assert resolve_dtype("auto") == resolved
     assert resolve_dtype("float32") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
 

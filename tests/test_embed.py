@@ -165,5 +165,6 @@ def test_low_precision_within_its_stated_tolerance(ckpt_path, embedder, gtzan_fi
 @pytest.mark.backends
 def test_auto_precision_is_recorded_as_what_it_resolved_to(ckpt_path, monkeypatch):
     monkeypatch.setattr(backend, "gpus", lambda: [])  # a CPU (tests/test_backends.py has the GPU cases)
+    monkeypatch.setattr(backend, "cpu_flags", lambda cpuinfo=None: frozenset())  # without bfloat16: float32
     auto = Embedder(ckpt_path, batch_size=16, dtype="auto")
     assert auto.dtype == "float32" and "+" not in auto.network_id  # float32 carries no suffix in the id

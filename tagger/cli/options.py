@@ -58,10 +58,12 @@ def add_embedding_options(p):
         "--precision",
         "--dtype",
         dest="precision",
-        choices=("float32", "bfloat16", "float16", "auto"),
-        default="auto",
-        help="network compute precision (auto: bfloat16 on a GPU that has it, else float16 on a GPU, float32 on a"
-        " CPU; bfloat16: the fast path of CPUs with AMX or AVX512_BF16); recorded in cache entries",
+        choices=params.PRECISIONS,
+        default=None,
+        help=f"network compute precision (default ${params.PRECISION_ENV}, else auto: bfloat16 on a GPU that has it,"
+        " else float16 on a GPU; on a CPU bfloat16 with AMX or AVX512_BF16, else float32). bfloat16 and float16"
+        " runs check their first patches against float32 and fall back to it, with a warning, where they differ"
+        f" by more than {params.GUARD_TOLERANCE:g}; the precision used is recorded in cache entries and outputs",
     )
     p.add_argument(
         "--workers",

@@ -41,6 +41,7 @@ def settings_of(embedder, *, cache_dir, postprocess, pca_params):
         "hop_seconds": embedder.hop_seconds,
         "short_policy": embedder.short_policy,
         "dtype": embedder.dtype,
+        "guard_tolerance": embedder.guard_tolerance,
         "frontend": embedder.frontend,
         "network_id": embedder.network_id,
         "kind": embedder.kind,
@@ -232,6 +233,8 @@ def run_embed(
     """
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)
     _check_runner_inputs(runner, local)
+    if not dry_run:
+        embedder.settle([path for path, _ in local])  # the precision guard, on this machine, before the settings
     settings = settings_of(embedder, cache_dir=cache_dir, postprocess=postprocess, pca_params=pca_params)
     errors_file = errors_file or (
         cache_dir.rstrip("/") + "/errors.tsv" if remote.is_remote(cache_dir) else os.path.join(cache_dir, "errors.tsv")
@@ -299,6 +302,8 @@ def run_tag(
     check_trained_on(head, embedder, allow=allow_other_embedding)
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)
     _check_runner_inputs(runner, local)
+    if not dry_run:
+        embedder.settle([path for path, _ in local])  # the precision guard, on this machine, before the settings
     # the network's raw output is cached (it serves heads of either kind); the head postprocesses on the fly
     settings = settings_of(embedder, cache_dir=cache_dir, postprocess=False, pca_params=pca_params)
     settings.update(kind="raw", pca_id=None)

@@ -140,13 +140,18 @@ class VGGishModelHandler(ModelHandler):
 
     def load_model(self):
         s = self.settings
-        return Embedder(
+        embedder = Embedder(
             s["weights"],
             batch_size=s["batch_size"],
             hop_seconds=s["hop_seconds"],
             short_policy=s["short_policy"],
             dtype=s["dtype"],
+            guard_tolerance=s.get("guard_tolerance"),
         )
+        # the settings' provenance is the job's: this worker's precision guard measures its first batch, and
+        # a trip stops the job (DataError) rather than write float32 entries the settings call bfloat16
+        embedder.settle(())
+        return embedder
 
     def run_inference(self, batch, model, inference_args=None):
         sizes = np.cumsum([len(chunk) for chunk in batch])[:-1]

@@ -360,8 +360,12 @@ def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerpri
     if want is not None:
         reason, diff = serving(entry["provenance"], want)
         if reason is not None:
-            named = ", ".join(d.split(":", 1)[0] for d in diff)
-            raise StaleEntry(f"{path}: made with other {named} settings: {'; '.join(diff)}", reason)
+            named = [d.split(":", 1)[0] for d in diff]
+            hint = ""
+            # only the precision differs (machines whose `auto` differs, AMX or not): the entries' own reuses them
+            if named == ["precision"]:
+                hint = f" (--precision {entry['provenance']['precision']} reuses them)"
+            raise StaleEntry(f"{path}: made with other {', '.join(named)} settings: {'; '.join(diff)}{hint}", reason)
     return entry
 
 

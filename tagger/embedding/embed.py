@@ -7,32 +7,57 @@
 
 import logging
 import os
+import warnings
 
 import numpy as np
 
 from .. import backend, locks
-from ..exceptions import DataError, ParameterError
+from ..exceptions import DataError, ParameterError, TaggerWarning
 from ..records import ErrorsWriter, progress_bar
 from . import cache, files, params, provenance
+from .audio import load
+from .augment import Augmented
 from .frontend import waveform_to_patches
 from .pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
 from .postprocess import Postprocessor
-from .vggish import build_vggish, load_vggish, resolve_source
+from .vggish import build_vggish, read_weights, resolve_source, set_weights
+from .vggish import weights_id as vggish_weights_id
 
 __all__ = ["Embedder", "embed", "embed_files", "embed_items", "plan", "EmbedSummary"]
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "float16", "auto")
+DTYPES = params.PRECISIONS
 # float16 (mixed precision) against float32 on the same patches: the largest |difference| / max |float32|
 # was 0.1 % with the fixture weights on GTZAN clips (tests/test_embed.py checks this bound); about the
 # 8-bit step of postprocessed embeddings (4 / 255 of a [-2, 2] range, 0.4 % of it)
 FLOAT16_TOLERANCE = 0.01
 
 
+def default_dtype():
+    """The precision an unset ``dtype`` / ``--precision`` means: ``$TAGGER_PRECISION``, else ``'auto'``."""
+    value = os.environ.get(params.PRECISION_ENV) or "auto"
+    if value not in DTYPES:
+        raise ParameterError(f"{params.PRECISION_ENV}={value!r} must be one of {', '.join(DTYPES)}")
+    return value
+
+
 def resolve_dtype(dtype):
-    """``'auto'``: :func:`tagger.backend.auto_dtype` (bfloat16 or float16 on a GPU, float32 on a CPU); others as given."""
+    """The precision to compute in: ``None`` -> :func:`default_dtype`; ``'auto'`` -> :func:`tagger.backend.auto_dtype`
+    (bfloat16 or float16 on a GPU; bfloat16 on a CPU with AMX or AVX512_BF16 under TensorFlow; else float32)."""
+    if dtype is None:
+        dtype = default_dtype()
+    if dtype not in DTYPES:
+        raise ParameterError(f"dtype={dtype!r} must be one of {DTYPES}")
     return backend.auto_dtype() if dtype == "auto" else dtype
+
+
+def guard_difference(low, reference):
+    """The precision guard's metric: ``max |low - reference| / max |reference|`` (inf where ``low`` is not finite)."""
+    low, reference = np.asarray(low, np.float64), np.asarray(reference, np.float64)
+    if not np.all(np.isfinite(low)):
+        return float("inf")
+    return float(np.abs(low - reference).max() / max(np.abs(reference).max(), 1e-12))
 
 
 class Embedder:
@@ -55,13 +80,24 @@ class Embedder:
         PCA-whiten and quantise to uint8 with the official parameters.
     pca_params : str, optional
         ``vggish_pca_params.npz`` (default ``$TAGGER_VGGISH_PCA``).
-    dtype : {'float32', 'bfloat16', 'float16', 'auto'}
-        Compute precision of the network (``auto``: bfloat16 on a GPU with
-        bfloat16 tensor cores, float16 on an older GPU, float32 on a CPU; on every
-        Keras backend, :func:`tagger.backend.auto_dtype`); embeddings are returned as float32, and the precision is part
-        of the network's id in cache entries.
+    dtype : {'auto', 'float32', 'bfloat16', 'float16'}, optional
+        Compute precision of the network (default ``$TAGGER_PRECISION``, else
+        ``auto``, as for the CLI's ``--precision``). ``auto``
+        (:func:`tagger.backend.auto_dtype`): bfloat16 on a GPU with bfloat16
+        tensor cores, float16 on an older GPU; on a CPU bfloat16 where it has
+        AMX or AVX512_BF16 and the backend is TensorFlow, else float32.
+        Embeddings are returned as float32; the precision used is recorded
+        (``dtype``, and in the network's id of cache entries and outputs).
+    guard_tolerance : float or None
+        The precision guard (bfloat16 and float16 only): the first real
+        patches of the run (:data:`~tagger.embedding.params.GUARD_PATCHES`,
+        fewer only where the run has fewer; never padding) are also computed
+        in float32, and where :func:`guard_difference` exceeds this tolerance
+        the embedder falls back to float32 with a :class:`TaggerWarning` that
+        gives the measured difference (the float32 copy is freed either way).
+        ``None`` turns the guard off. The outcome is :attr:`guard`.
     model : keras.Model, optional
-        An already built VGGish (``weights`` is then ignored); give ``weights_id`` too.
+        An already built float32 VGGish (``weights`` is then ignored); give ``weights_id`` too.
     weights_id : str, optional
     """
 
@@ -74,7 +110,8 @@ class Embedder:
         short_policy="pad",
         postprocess=False,
         pca_params=None,
-        dtype="float32",
+        dtype=None,
+        guard_tolerance=params.GUARD_TOLERANCE,
         model=None,
         weights_id=None,
     ):
@@ -84,32 +121,150 @@ class Embedder:
             batch_size = 512 if self.on_gpu else 64  # a GPU needs big batches to be busy; a CPU gains nothing
         if batch_size < 1:
             raise ParameterError(f"batch_size={batch_size} must be >= 1")
-        if dtype not in DTYPES:
-            raise ParameterError(f"dtype={dtype!r} must be one of {DTYPES}")
+        if guard_tolerance is not None and not guard_tolerance >= 0:
+            raise ParameterError(f"guard_tolerance={guard_tolerance!r} must be >= 0 (or None: no guard)")
         dtype = resolve_dtype(dtype)
         self.frontend = params.frontend_params(hop_seconds=hop_seconds)
         self.hop_seconds = hop_seconds
-        self.dtype = dtype
         self.weights_source = None if model is not None else resolve_source(weights)  # what a Beam worker loads
         self.short_policy = short_policy
         self.batch_size = int(batch_size)
-        if model is None:
-            model, weights_id = load_vggish(weights)
-        self.model = model
         self.postprocessor = Postprocessor(pca_params) if postprocess else None
-        # the network (what cache entries record); the whole embedding is the provenance record
-        self.network_id = (weights_id or "unknown") + ("" if dtype == "float32" else "+" + dtype)
-        if dtype != "float32":
-            low = build_vggish(name=f"vggish_{dtype}", dtype=dtype)
-            low.set_weights(model.get_weights())
-            net = low
+        self.guard_tolerance = guard_tolerance
+        #: the precision guard's outcome: None (float32, or no guard), else a dict with the metric's ``difference``,
+        #: the ``tolerance``, the ``patches`` it was measured on and ``fell_back`` (``{'pending': True}`` until then)
+        self.guard = None
+        self._sealed = False  # a run's provenance is recorded: a tripped guard must stop it, not relabel it
+        if model is not None:
+            reference, self.weights_id = model, weights_id or "unknown"
         else:
-            net = model
-        # one fixed batch shape: traced (TensorFlow) or compiled (JAX) once
+            # the weights are read once and copied straight into the network that runs (no float32 model
+            # beside a bfloat16 one): only the guard keeps the float32 values, and only until it has measured
+            reference = read_weights(weights)
+            self.weights_id = vggish_weights_id(reference)
+        if dtype == "float32":
+            net = model if model is not None else set_weights(build_vggish(initializer="zeros"), reference)
+            reference = None
+        else:
+            net = build_vggish(name=f"vggish_{dtype}", dtype=dtype, initializer="zeros")
+            if model is not None:
+                net.set_weights(model.get_weights())
+            else:
+                set_weights(net, reference)
+            if guard_tolerance is not None:
+                self.guard = {"pending": True, "tolerance": float(guard_tolerance)}
+            else:
+                reference = None
+        self._reference = reference  # float32 weights (or model) for the guard; None once it has measured
+        self._use(net, dtype)
+
+    def _use(self, net, dtype):
+        """Run ``net`` (compute precision ``dtype``) from now on: one fixed batch shape, traced or compiled once."""
+        self.dtype = dtype
+        # the network (what cache entries record); the whole embedding is the provenance record
+        self.network_id = self.weights_id + ("" if dtype == "float32" else "+" + dtype)
+        self._net = net
         self._forward = backend.inference(net, [(self.batch_size, params.NUM_FRAMES, params.NUM_BANDS)])
 
+    @property
+    def model(self):
+        """The Keras network that runs (in :attr:`dtype`)."""
+        return self._net
+
+    @property
+    def guard_pending(self):
+        """Whether the precision guard has yet to measure this embedder's first real patches."""
+        return bool(self.guard and self.guard.get("pending"))
+
+    def check_precision(self, patches):
+        """The precision guard, on real patches (no padding); a no-op once it has measured, or without a guard.
+
+        Parameters
+        ----------
+        patches : np.ndarray, shape (n, 96, 64), float32
+            The first :data:`~tagger.embedding.params.GUARD_PATCHES` are used.
+
+        Returns
+        -------
+        dict or None
+            :attr:`guard`.
+
+        Raises
+        ------
+        DataError
+            The guard trips after the run's provenance was recorded (:meth:`settle` found no audio to
+            measure): the run stops rather than mislabel its output.
+        """
+        if not self.guard_pending or len(patches) == 0:
+            return self.guard
+        import keras
+
+        real = np.asarray(patches[: params.GUARD_PATCHES], dtype=np.float32)
+        reference = self._reference
+        if not hasattr(reference, "predict_on_batch"):  # official weights: a float32 network for this one check
+            reference = set_weights(build_vggish(name="vggish_guard", initializer="zeros"), reference)
+        want = np.asarray(keras.ops.convert_to_numpy(reference(real, training=False)), np.float32)
+        got = self._run(real)
+        difference = guard_difference(got, want)
+        tolerance = self.guard["tolerance"]
+        fell_back = not difference <= tolerance
+        self.guard = {
+            "difference": difference,
+            "tolerance": tolerance,
+            "patches": len(real),
+            "precision": self.dtype,
+            "fell_back": fell_back,
+        }
+        message = (
+            f"{self.dtype} differs from float32 on this run's first {len(real)} patches by {difference:.3g}"
+            f" (max |{self.dtype} - float32| / max |float32|; tolerance {tolerance:g})"
+        )
+        if fell_back:
+            if self._sealed:
+                raise DataError(
+                    f"{message}, and this run's output already records {self.dtype}: rerun with"
+                    " --precision float32 (dtype='float32')"
+                )
+            warnings.warn(f"{message}: falling back to float32 for this run", TaggerWarning, stacklevel=2)
+            self._use(reference, "float32")
+        else:
+            log.info("precision guard: %s", message)
+            del reference
+        self._reference = None
+        return self.guard
+
+    def settle(self, paths, *, max_files=16):
+        """Fix the precision before a run records its provenance: the guard measures the run's first files.
+
+        Decodes ``paths`` in order, here, until :data:`~tagger.embedding.params.GUARD_PATCHES` patches (or
+        ``max_files`` files, skipping those that fail: the run reports them), and runs :meth:`check_precision`
+        on them. Every run that records what made its output (cache entries, tag outputs, Beam settings)
+        calls this first, so :attr:`dtype` and :attr:`network_id` no longer change once they are written.
+
+        Parameters
+        ----------
+        paths : sequence of str
+        max_files : int
+        """
+        if self.guard_pending:
+            found, n = [], 0
+            for path in list(paths)[:max_files]:
+                if isinstance(path, Augmented):
+                    continue
+                try:
+                    patches, _ = waveform_to_patches(load(path), hop_seconds=self.hop_seconds, short_policy="skip")
+                except Exception:  # noqa: BLE001 - a file that fails here fails again in the run, which reports it
+                    continue
+                found.append(patches)
+                n += len(patches)
+                if n >= params.GUARD_PATCHES:
+                    break
+            if n:
+                self.check_precision(np.concatenate(found))
+        self._sealed = True
+
     def run(self, patches):
-        """Raw embeddings of patches.
+        """Raw embeddings of patches (the precision guard measures the first call's, unless :meth:`settle` did).
 
         Parameters
         ----------
@@ -120,6 +275,11 @@ class Embedder:
         np.ndarray, shape (n, 128), float32
         """
         patches = np.asarray(patches, dtype=np.float32)
+        if self.guard_pending:
+            self.check_precision(patches)
+        return self._run(patches)
+
+    def _run(self, patches):
         outs = []
         for start in range(0, len(patches), self.batch_size):
             chunk = patches[start : start + self.batch_size]
@@ -309,6 +469,7 @@ def embed_items(items, cache_dir, *, extractor, overwrite=False, workers=None, e
     """
     cache_dir = os.fspath(cache_dir)
     errors_file = errors_file or os.path.join(cache_dir, "errors.tsv")
+    extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
     view = cache.CacheView(cache_dir, provenance.of_extractor(extractor), overwrite=overwrite)
     if not view.writable:
         todo, n_done = plan(items, view)

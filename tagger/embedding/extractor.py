@@ -66,6 +66,13 @@ class Extractor(Protocol):
     def iter_files(self, paths, *, workers=None, raw=False):
         """Files decoded in parallel -> :class:`tagger.embedding.pipeline.TrackResult` in input order."""
 
+    def settle(self, paths):
+        """Fix what depends on the run's own audio before its provenance is recorded (a run's first step).
+
+        VGGish: the precision guard measures the first files (:meth:`tagger.embedding.embed.Embedder.settle`);
+        the other extractors have nothing to fix.
+        """
+
 
 def make(kind="raw", *, weights=None, pca_params=None, frontend=None, **options):
     """The extractor of a kind.

@@ -186,6 +186,9 @@ class FeatureExtractor:
         """Features of a waveform as an embedding: ``(values (1, 57), timestamps [0.0])``."""
         return handcrafted(y, sr)[None, :], np.zeros(1)
 
+    def settle(self, paths):
+        """Nothing depends on the run's audio (:meth:`tagger.embedding.extractor.Extractor.settle`)."""
+
     def iter_files(self, paths, *, workers=None, raw=False):
         """Features of files in parallel (see :func:`iter_features`); ``raw`` is accepted and ignored."""
         return iter_features(paths, workers=workers)

@@ -71,6 +71,17 @@ PCA_PARAMS_ENV = "TAGGER_VGGISH_PCA"  # local vggish_pca_params.npz
 PCA_PARAMS_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz"
 CHECKPOINT_URL = "https://storage.googleapis.com/audioset/vggish_model.ckpt"
 
+# Compute precision of the network
+PRECISIONS = ("float32", "bfloat16", "float16", "auto")
+PRECISION_ENV = "TAGGER_PRECISION"  # the default precision (else auto) of the API and the CLI alike
+# The precision guard: a run in bfloat16 or float16 also computes its first real patches (no padding) in
+# float32 and falls back to float32 when max |low - float32| / max |float32| exceeds the tolerance.
+# bfloat16 keeps 8 significant bits (a 0.4 % step); with the fixture weights on GTZAN the metric was
+# 0.8 % (bfloat16) and 0.1 % (float16): the tolerance leaves 2.5x that, and catches what is wrong rather
+# than what is rounded (overflow, NaN, weights that amplify rounding through the nine layers).
+GUARD_PATCHES = 64
+GUARD_TOLERANCE = 0.02
+
 
 def frontend_params(*, hop_seconds=EXAMPLE_HOP_SECONDS):
     """Return the frontend settings that determine a patch, as a plain dict.

@@ -84,6 +84,9 @@ class PatchExtractor:
         patches, times = waveform_to_patches(y, sr, hop_seconds=self.hop_seconds, short_policy=self.short_policy)
         return self.run(patches), times
 
+    def settle(self, paths):
+        """Nothing depends on the run's audio (:meth:`tagger.embedding.extractor.Extractor.settle`)."""
+
     def iter_files(self, paths, *, workers=None, raw=False):
         """Patches of files, decoded in parallel (:func:`tagger.embedding.pipeline.iter_embeddings` without a network)."""
         extra = {"target": course_messages} if self.course else {}

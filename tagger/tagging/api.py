@@ -160,6 +160,7 @@ class Tagger:
         read-only. The cache is locked while it is written.
         """
         items = list(items)
+        self.extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
         if self.cache_dir is None:
             yield from self._tag(items, [None] * len(items), None, None, workers=workers, taggram=taggram)
             return

@@ -178,6 +178,7 @@ def tag_to_file(
         raise ParameterError(f"format={fmt!r} must be one of {FORMATS}")
     top_n = check_options(tagger, top_n=top_n, threshold=threshold)
     items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
+    tagger.extractor.settle([p for p, _ in items])  # the precision guard, before the settings record it
     settings = output_settings(tagger, tagger.extractor, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
     output = ResumableOutput(
         out,
