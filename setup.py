@@ -53,5 +53,5 @@ setup(
         # PyTorch is not pinned: its PyPI wheel is a multi-GB CUDA build; use the one your machine has
         "jax": ["jax==0.10.2"],
     },
-    entry_points={"console_scripts": ["tagger = tagger.cli:main"]},
+    entry_points={"console_scripts": ["tagger = tagger.cli:console"]},
 )

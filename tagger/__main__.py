@@ -1,5 +1,5 @@
 """``python -m tagger`` is the ``tagger`` command."""
 
-from .cli import main
+from .cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())
