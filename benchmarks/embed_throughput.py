@@ -1,5 +1,7 @@
 """Embedding throughput on 30 s clips: end to end vs the network alone.
 
+In float32, whatever this CPU's default (benchmarks/cpu_side_by_side.py compares the default with it).
+
 End to end = decode + resample + frontend + network + cache write, through
 ``tagger.embedding.embed.embed_files`` with its worker processes. Network only = the
 same batches of patches through the same compiled network, nothing else.
@@ -50,7 +52,7 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:
         weights, paths, kind, patches = inputs(args, tmp)
-        emb = Embedder(weights, batch_size=args.batch_size)
+        emb = Embedder(weights, batch_size=args.batch_size, dtype="float32")  # the default: cpu_side_by_side.py
         emb.run(patches[: args.batch_size])  # trace + warm up
 
         holder = {}
@@ -82,7 +84,7 @@ def main():
             f"device       : {'GPU ' + str(tf.config.list_physical_devices('GPU')) if tf.config.list_physical_devices('GPU') else 'CPU'}"
         )
         for precision in dict.fromkeys(args.precision):
-            low = Embedder(weights, batch_size=args.batch_size, dtype=precision)
+            low = Embedder(weights, batch_size=args.batch_size, dtype=precision, guard_tolerance=None)
             low.run(patches[: args.batch_size])
             t0 = time.perf_counter()
             low_out = low.run(patches)

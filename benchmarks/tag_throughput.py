@@ -1,5 +1,7 @@
 """Tagging throughput on 30 s clips: `tagger tag` end to end vs the network alone.
 
+In float32, whatever this CPU's default (benchmarks/cpu_side_by_side.py compares the default with it).
+
 End to end = decode + frontend + VGGish + head + CSV row, through
 ``tagger.tagging.writer.tag_to_file`` with its worker processes. Network only = the
 same patches through the same compiled VGGish. Medians of alternating runs.
@@ -37,7 +39,7 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:
         weights, paths, kind, patches = inputs(args, tmp)
-        tagger = Tagger(args.model, weights=weights, pca_params=args.pca, batch_size=args.batch_size)
+        tagger = Tagger(args.model, weights=weights, pca_params=args.pca, batch_size=args.batch_size, dtype="float32")
         emb = tagger.extractor
         emb.run(patches[: args.batch_size])
         tagger.head.scores(emb.finalize(emb.run(patches[:31])), taggram=False)  # warm the head too
