@@ -203,3 +203,26 @@ def test_a_cache_filled_on_an_amx_machine_is_refused_by_default_elsewhere(on_cpu
     reuse = Embedder(ckpt_path, batch_size=16, dtype="bfloat16")
     summary = embed_files([clips], cache_dir, extractor=reuse, workers=0, progress=False)
     assert summary["skipped"] == 3 and summary["embedded"] == 0
+
+
+def test_the_guard_decodes_only_the_start_of_a_long_file(ckpt_path, tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from tagger.embedding import embed as embed_module
+
+    long = tmp_path / "long.wav"
+    rng = np.random.default_rng(0)
+    sf.write(long, (0.1 * rng.standard_normal(600 * 16000)).astype(np.float32), 16000)  # ten minutes
+    decoded = []
+    real_blocks = embed_module.iter_blocks
+
+    def counting(path, **kwargs):
+        for block in real_blocks(path, **kwargs):
+            decoded.append(len(block))
+            yield block
+
+    monkeypatch.setattr(embed_module, "iter_blocks", counting)
+    emb = Embedder(ckpt_path, batch_size=16, dtype="bfloat16")
+    emb.settle([long])
+    assert emb.guard["patches"] == params.GUARD_PATCHES
+    assert 64 * 0.96 * 16000 <= sum(decoded) < 120 * 16000  # about a minute of the ten

@@ -15,7 +15,7 @@ from .. import backend, locks
 from ..exceptions import DataError, ParameterError, TaggerWarning
 from ..records import ErrorsWriter, progress_bar
 from . import cache, files, params, provenance
-from .audio import load
+from .audio import iter_blocks
 from .augment import Augmented
 from .frontend import waveform_to_patches
 from .pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
@@ -252,7 +252,7 @@ class Embedder:
                 if isinstance(path, Augmented):
                     continue
                 try:
-                    patches, _ = waveform_to_patches(load(path), hop_seconds=self.hop_seconds, short_policy="skip")
+                    patches = self._first_patches(path, params.GUARD_PATCHES - n)
                 except Exception:  # noqa: BLE001 - a file that fails here fails again in the run, which reports it
                     continue
                 found.append(patches)
@@ -262,6 +262,21 @@ class Embedder:
             if n:
                 self.check_precision(np.concatenate(found))
         self._sealed = True
+
+    def _first_patches(self, path, count):
+        """About the first ``count`` patches of a file, decoding no more of it than they need (a long file's
+        start, not the whole of it)."""
+        need = int((count * self.hop_seconds + 2 * params.EXAMPLE_WINDOW_SECONDS) * params.SAMPLE_RATE)
+        blocks, got = [], 0
+        for block in iter_blocks(path):
+            blocks.append(block)
+            got += len(block)
+            if got >= need:
+                break
+        if not blocks:
+            return np.zeros((0, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
+        patches, _ = waveform_to_patches(np.concatenate(blocks), hop_seconds=self.hop_seconds, short_policy="skip")
+        return patches[:count]
 
     def run(self, patches):
         """Raw embeddings of patches (the precision guard measures the first call's, unless :meth:`settle` did).
