@@ -20,7 +20,7 @@ from .augment import Augmented
 from .frontend import waveform_to_patches
 from .pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
 from .postprocess import Postprocessor
-from .vggish import build_vggish, read_weights, resolve_source, set_weights
+from .vggish import build_vggish, network, read_weights, resolve_source
 from .vggish import weights_id as vggish_weights_id
 
 __all__ = ["Embedder", "embed", "embed_files", "embed_items", "plan", "EmbedSummary"]
@@ -143,14 +143,14 @@ class Embedder:
             reference = read_weights(weights)
             self.weights_id = vggish_weights_id(reference)
         if dtype == "float32":
-            net = model if model is not None else set_weights(build_vggish(initializer="zeros"), reference)
+            net = model if model is not None else network(reference)
             reference = None
         else:
-            net = build_vggish(name=f"vggish_{dtype}", dtype=dtype, initializer="zeros")
             if model is not None:
+                net = build_vggish(name=f"vggish_{dtype}", dtype=dtype, initializer="zeros")
                 net.set_weights(model.get_weights())
             else:
-                set_weights(net, reference)
+                net = network(reference, name=f"vggish_{dtype}", dtype=dtype)
             if guard_tolerance is not None:
                 self.guard = {"pending": True, "tolerance": float(guard_tolerance)}
             else:
@@ -201,8 +201,8 @@ class Embedder:
 
         real = np.asarray(patches[: params.GUARD_PATCHES], dtype=np.float32)
         reference = self._reference
-        if not hasattr(reference, "predict_on_batch"):  # official weights: a float32 network for this one check
-            reference = set_weights(build_vggish(name="vggish_guard", initializer="zeros"), reference)
+        if isinstance(reference, dict):  # official weights: a float32 network for this one check
+            reference = network(reference, name="vggish_guard")
         want = np.asarray(keras.ops.convert_to_numpy(reference(real, training=False)), np.float32)
         got = self._run(real)
         difference = guard_difference(got, want)

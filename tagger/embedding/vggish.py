@@ -29,6 +29,7 @@ __all__ = [
     "set_weights",
     "weights_id",
     "load_vggish",
+    "network",
     "export_weights",
     "PLAIN_FORMATS",
 ]
@@ -250,6 +251,16 @@ def set_weights(model, weights):
     return model
 
 
+def network(weights, *, name="vggish", dtype="float32"):
+    """VGGish in ``dtype`` holding official weights (:func:`read_weights` output), built without random values.
+
+    Returns
+    -------
+    keras.Model
+    """
+    return set_weights(build_vggish(name=name, dtype=dtype, initializer="zeros"), weights)
+
+
 def load_vggish(source=None):
     """Build VGGish and load official weights.
 
@@ -260,7 +271,7 @@ def load_vggish(source=None):
         :func:`weights_id` of the loaded weights.
     """
     weights = read_weights(source)
-    return set_weights(build_vggish(initializer="zeros"), weights), weights_id(weights)
+    return network(weights), weights_id(weights)
 
 
 def export_weights(source, out):
