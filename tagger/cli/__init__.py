@@ -79,7 +79,8 @@ def console(argv=None):
 
     Once the command has returned, everything it wrote is closed; what is left is the interpreter's
     teardown, which takes TensorFlow 1.3-1.5 s (2 cores). Where TensorFlow was loaded, standard output,
-    standard error and the logs are flushed and the process ends at once with the command's status.
+    standard error and the logs are flushed, multiprocessing's own exit step runs (workers joined,
+    semaphores released) and the process ends at once with the command's status.
     """
     code = main(argv)
     if "tensorflow" not in sys.modules:
@@ -90,4 +91,10 @@ def console(argv=None):
         logging.shutdown()
     except (OSError, ValueError):  # a closed pipe: nothing more can be said; the status still can
         pass
+    if "multiprocessing" in sys.modules:
+        # what multiprocessing does at a normal exit: join the decode workers and release the queues'
+        # named semaphores, which the resource tracker would otherwise report as leaked
+        import multiprocessing.util
+
+        multiprocessing.util._exit_function()
     os._exit(code if isinstance(code, int) else EXIT_ERROR)
