@@ -69,25 +69,19 @@ def test_prepare_folder_train_evaluate_tag_reusing_an_embed_cache(gtzan_files, c
         assert part["split"].nunique() == 1 and part["fold"].nunique() == 1
     assert set(index["split"]) == {"train", "valid", "test"}
 
-    cfg = {
-        "data": {
-            "index": "data/mine/index.csv",
-            "cache": "data/mine/cache",
-            "vocabulary": "data/mine/vocab.json",
-            "task": "singlelabel",
-            "valid_split": "valid",
-        },
-        "head": {"name": "dense", "hidden": 16, "n_layers": 1},
-        "window": 5,
-        "batch_size": 8,
-        "epochs": 2,
-        "steps_per_epoch": 3,
-        "mux": {"n_active": 8, "rate": 2.0},
-    }
-    (tmp_path / "mine.json").write_text(json.dumps(cfg))
-    assert _run(["train", "mine.json", "--run-dir", "run", "--quiet"], tmp_path).returncode == 0
-    ev = _run(["evaluate", "run", "--split", "test"], tmp_path)
-    assert ev.returncode == 0 and "accuracy" in ev.stdout, ev.stderr[-2000:]
+    # no hand-written config: prepare wrote the starter config beside the index, and `tagger train FOLDER` trains it
+    starter = json.loads((tmp_path / "data/mine/train.json").read_text())
+    assert starter["head"]["name"] == "dense" and starter["data"]["index"] == "index.csv"  # 6 training clips
+    assert "tagger train data/mine" in prep.stdout
+    trained_run = _run(["train", "data/mine", "--run-dir", "run", "--quiet"], tmp_path)
+    assert trained_run.returncode == 0, trained_run.stderr[-2000:]
+    assert "config: data/mine/train.json" in trained_run.stdout
+    frozen = json.loads((tmp_path / "run/config.json").read_text())
+    assert (
+        frozen["data"]["index"] == "data/mine/index.csv" and frozen["name"] == "mine"
+    )  # relative to the working folder
+    ev = _run(["evaluate", "run"], tmp_path)  # the default split: test, which this index has
+    assert ev.returncode == 0 and "accuracy" in ev.stdout and "(test, head)" in ev.stdout, ev.stderr[-2000:]
     tag = _run(
         [
             "tag",

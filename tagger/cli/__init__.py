@@ -12,6 +12,7 @@ module         commands
 ``weights``    ``tagger weights export`` (a plain weights file, no TensorFlow)
 ``options``    the options the commands share, and their summary lines
 ``startup``    the backend's start-up lines hidden, SIGTERM as Ctrl-C
+``checks``     usage checks before the backend loads (paths, model, weights)
 =============  ==========================================================
 
 Exit status: 0 success; 1 an error stopped the command (bad input, missing
@@ -27,7 +28,7 @@ import threading
 
 from ..exceptions import TaggerError
 from ..version import __version__
-from . import embed, evaluate, features, prepare, startup, tag, train, weights
+from . import checks, embed, evaluate, features, prepare, startup, tag, train, weights
 from .options import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 __all__ = ["main", "console", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_SOME_FAILED"]
@@ -64,6 +65,7 @@ def main(argv=None):
     # is ignored until the message is out, never the default action that would end the process silently
     with startup.sigterm_as_interrupt(threading.current_thread() is threading.main_thread()):
         try:
+            checks.before_backend(args)  # a bad path or model fails here, before TensorFlow loads
             return args.func(args)
         except TaggerError as exc:
             print(f"tagger {args.command}: error: {exc}", file=sys.stderr)

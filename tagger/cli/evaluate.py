@@ -22,7 +22,12 @@ def add_parser(sub):
         metavar="RUN | INPUT",
         help="a run folder; with --truth and --model, the clips to tag (files, folders, list files)",
     )
-    p.add_argument("--split", default="test")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="the index's split to score a run on (default: test where the index has one, else valid); a"
+        " cross-validated run is scored on its held-out folds (folds)",
+    )
     p.add_argument(
         "--mode",
         choices=("head", "soft", "hard"),
@@ -62,7 +67,7 @@ def run(args):
         )
     startup.backend(args)
     summary = evaluate(args.target[0], split=args.split, mode=args.mode, out_dir=args.out)
-    options.print_scores(summary, f"({args.split}, {args.mode})")
+    options.print_scores(summary, f"({summary['split']}, {args.mode})")
     return options.EXIT_OK
 
 

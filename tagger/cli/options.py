@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from ..embedding import extractor, params
+from ..exceptions import ParameterError
 
 __all__ = [
     "EXIT_OK",
@@ -16,6 +17,8 @@ __all__ = [
     "add_allow_option",
     "add_pca_option",
     "positive_int",
+    "probability",
+    "hop_seconds",
     "progress",
     "extractor_from",
     "files_done",
@@ -41,9 +44,9 @@ def add_embedding_options(p):
     )
     p.add_argument(
         "--hop",
-        type=float,
+        type=hop_seconds,
         default=params.EXAMPLE_HOP_SECONDS,
-        help="patch hop in seconds (0.96: no overlap; 0.48: 50%%)",
+        help="patch hop in seconds, a multiple of 0.01 (0.96: no overlap; 0.48: 50%%)",
     )
     p.add_argument(
         "--short",
@@ -122,6 +125,32 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def probability(text):
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a probability (0 to 1)")
+    return value
+
+
+def hop_seconds(text):
+    """An argparse type: a patch hop in seconds (:func:`tagger.embedding.params.hop_frames` checks it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    try:
+        params.hop_frames(value)
+    except ParameterError:
+        raise argparse.ArgumentTypeError(
+            f"{value:g} is not a patch hop: a positive multiple of {params.STFT_HOP_SECONDS} s"
+        ) from None
     return value
 
 

@@ -1,10 +1,12 @@
 """``tagger prepare DATASET``: a dataset -> track index, vocabulary and embedding (or feature, or patch) cache."""
 
+import argparse
 import os
 import sys
 
 from ..datasets import audioset, folder, gtzan, mtt
 from ..exceptions import ParameterError
+from ..training import starter
 from . import options, startup
 
 __all__ = ["add_parser", "run"]
@@ -13,8 +15,30 @@ __all__ = ["add_parser", "run"]
 PATCH_FRONTENDS = {"melspec": "vggish", "melspec-course": "course"}
 
 
+#: which options each adapter takes (the epilog of ``tagger prepare --help``)
+ADAPTER_OPTIONS = """options by dataset (the embedding options --weights, --hop, --precision, --workers ... go with all):
+  audioset  SOURCE = folder with bal_train/ and the class files; --vocabulary 527|music|genre10 (repeatable),
+            --seed; writes index_<vocabulary>.csv, vocab_<vocabulary>.json and train_<vocabulary>.json
+  gtzan     SOURCE = the genres/ folder, or a feature table (features_30_sec.csv); --splits, --split,
+            --genres, --features, --frontend, --augment, --no-embed, --root
+  mtt       SOURCE = the audio folder; --annotations (required), --vocabulary top50|all, --features,
+            --frontend, --augment, --no-embed, --root
+  folder    SOURCE = your audio folder; --labels (with --layout table), --layout, --group, --task,
+            --valid, --test, --seed, --features, --frontend, --augment, --no-embed, --root
+every dataset: OUT/index.csv (or index_<vocabulary>.csv), its vocabulary and train.json, the starter config
+(head and settings by the rule of tagger.training.starter, from what the cache holds and the number of
+training clips); `tagger train OUT` trains it."""
+
+
 def add_parser(sub):
-    p = sub.add_parser("prepare", help="dataset -> track index + embedding cache")
+    p = sub.add_parser(
+        "prepare",
+        help="dataset -> track index + embedding cache + a starter config (then: tagger train OUT)",
+        description="A dataset -> its track index, vocabulary, embedding (or feature, or patch) cache and a starter"
+        " config beside the index, which `tagger train OUT` trains.",
+        epilog=ADAPTER_OPTIONS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("dataset", choices=("audioset", "gtzan", "mtt", "folder"))
     p.add_argument(
         "source",
@@ -106,6 +130,15 @@ def _extractor(args):
     return options.extractor_from(args)
 
 
+def _starter(args, index, task, *, inputs=None):
+    """Write the starter config beside the index (what the cache holds decides the head)."""
+    if inputs is None:
+        inputs = "features" if args.features else "patches" if args.frontend in PATCH_FRONTENDS else "embeddings"
+    return starter.write_starter(
+        args.out, index=index, vocabulary=os.path.join(args.out, "vocab.json"), task=task, inputs=inputs
+    )
+
+
 def _audioset(args):
     written = audioset.prepare(
         args.source,
@@ -115,7 +148,14 @@ def _audioset(args):
         progress=options.progress(args),
     )
     for vocab, path in written.items():
-        print(f"{vocab}: {path}")
+        config = starter.write_starter(
+            args.out,
+            index=path,
+            vocabulary=os.path.join(args.out, f"vocab_{vocab}.json"),
+            task="singlelabel" if vocab == "genre10" else "multilabel",
+            file_name=f"train_{vocab}.json",
+        )
+        print(f"{vocab}: {path}; starter config {config}")
     return options.EXIT_OK
 
 
@@ -127,7 +167,8 @@ def _default_splits(genres_dir):
 def _gtzan_table(args):
     splits = args.splits or _default_splits(os.path.dirname(os.path.abspath(args.source)))
     path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
-    print(f"track index: {path}")
+    config = _starter(args, path, "singlelabel", inputs="features")
+    print(f"track index: {path}; starter config {config} (then: tagger train {args.out})")
     return options.EXIT_OK
 
 
@@ -148,9 +189,11 @@ def _folder(args, extractor):
         progress=options.progress(args),
         augment=args.augment,
     )
+    config = _starter(args, done["index"], done["task"])
     print(
         f"track index: {done['index']} ({done['n_clips']} clips, {done['task']}, {len(done['vocabulary'])} labels;"
         f" embedded {done['embedded']}, reused {done['skipped']} from the cache)"
+        + f"; starter config {config} (then: tagger train {args.out})"
     )
     options.left_out(
         ("without a label (left out)", done["unlabelled"]),
@@ -185,9 +228,12 @@ def _indexed(args, extractor):
         which = (args.vocabulary or ["top50"])[0]
         path, counts = mtt.prepare(args.annotations, args.source, args.out, which=which, augment=args.augment, **shared)
         missing = "without audio (indexed, not embedded)"
+    task = "singlelabel" if args.dataset == "gtzan" else "multilabel"
+    config = _starter(args, path, task)
     print(
         f"track index: {path} ({counts['indexed']} clips indexed; embedded {counts['embedded']}, reused"
         f" {counts['reused']} from the cache, failed {len(counts['failed'])}; {len(counts['missing'])} without audio)"
+        + f"; starter config {config} (then: tagger train {args.out})"
     )
     options.left_out(
         (missing, counts["missing"]),

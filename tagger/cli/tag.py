@@ -30,7 +30,7 @@ def add_parser(sub):
     p.add_argument("--top-n", type=options.positive_int, default=5, help="top tags per clip in the CSV")
     p.add_argument(
         "--threshold",
-        type=float,
+        type=options.probability,
         default=None,
         help="one threshold for every tag (default: the model's per-tag thresholds)",
     )

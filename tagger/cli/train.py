@@ -3,6 +3,7 @@
 import json
 import os
 
+from ..training import starter
 from ..training.config import load_config
 from ..training.train import train
 from ..training.tune import main_summary, tune
@@ -28,7 +29,11 @@ def add_parsers(sub):
     p.set_defaults(func=run_tune)
 
     p = sub.add_parser("train", help="train a head from an experiment config into a run folder")
-    p.add_argument("config", help="experiment config (JSON), e.g. experiments/audioset_music_dense.json")
+    p.add_argument(
+        "config",
+        help="experiment config (JSON), e.g. experiments/audioset_music_dense.json, or a folder `tagger prepare`"
+        " made (its starter config, train.json)",
+    )
     p.add_argument("--run-dir", default=None, help="run folder (default runs/<config name>); an existing one resumes")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_train)
@@ -47,7 +52,12 @@ def run_tune(args):
 
 
 def run_train(args):
-    cfg = load_config(args.config)  # a bad config fails before TensorFlow loads
+    if os.path.isdir(args.config):  # a prepared folder: its starter config
+        path = starter.find_starter(args.config)
+        print(f"config: {path}")
+        cfg = starter.load_starter(path)
+    else:
+        cfg = load_config(args.config)  # a bad config fails before TensorFlow loads
     startup.backend(args)
     run_dir = args.run_dir or os.path.join("runs", cfg["name"])
     metrics = train(cfg, run_dir, verbose=0 if args.quiet else 1)

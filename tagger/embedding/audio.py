@@ -4,7 +4,11 @@ Files are decoded in blocks and resampled with a streaming soxr resampler,
 so a two-hour recording never sits in memory whole. No TensorFlow here.
 """
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 
 import numpy as np
 import soundfile as sf
@@ -19,6 +23,36 @@ __all__ = ["iter_blocks", "load", "to_mono", "info"]
 BLOCK_SECONDS = 30.0
 
 
+#: what libmpg123 prints on file descriptor 2 while it reads a damaged or non-MP3 file ("Note: Illegal
+#: Audio-MPEG-Header ...", "Note: Trying to resync..."): chatter, since the error (if any) is raised
+_DECODER_CHATTER = re.compile(rb"^(Note|Warning): ")
+
+
+@contextlib.contextmanager
+def _quiet_decoder():
+    """File descriptor 2 into a temporary file while libsndfile works; then replay what was not decoder chatter."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(line)]
+            if kept:
+                try:
+                    os.write(2, b"".join(kept))
+                except OSError:
+                    pass
+
+
 def _open(path):
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -28,9 +62,15 @@ def _open(path):
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        return sf.SoundFile(os.fsencode(path))  # bytes: a name that is not valid UTF-8 opens too
-    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
-        raise AudioError(f"{path}: cannot decode audio ({exc})") from exc
+        with _quiet_decoder():
+            return sf.SoundFile(os.fsencode(path))  # bytes: a name that is not valid UTF-8 opens too
+    except sf.LibsndfileError as exc:
+        # libsndfile's text for a file no decoder recognises is "Format not recognised", or, when its MP3
+        # decoder gave up on it, "File does not exist or is not a regular file (possibly a pipe?)"
+        reason = "format not recognised" if exc.code in (1, 7) else exc.error_string
+        raise AudioError(f"{path}: not a readable audio file ({reason})") from exc
+    except (RuntimeError, TypeError, OSError) as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc})") from exc
 
 
 def info(path):
@@ -85,7 +125,8 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_
         n = max(1, int(block_seconds * sr))
         while True:
             try:
-                block = f.read(n, dtype="float32", always_2d=True)
+                with _quiet_decoder():
+                    block = f.read(n, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(f"{os.fspath(path)}: decoding failed ({exc})") from exc
             last = len(block) < n

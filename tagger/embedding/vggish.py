@@ -23,6 +23,7 @@ from ..records import write_atomic
 from . import params
 
 __all__ = [
+    "check_source",
     "OFFICIAL_LAYERS",
     "build_vggish",
     "read_weights",
@@ -184,6 +185,35 @@ def resolve_source(source=None):
     return os.fspath(source) if source else os.environ.get(params.WEIGHTS_ENV) or params.VGGISH_HUB_HANDLE
 
 
+def check_source(source=None):
+    """The weights source in force and its form, checked on disk without reading it (no TensorFlow).
+
+    Returns
+    -------
+    source : str
+    form : {'plain', 'hub', 'savedmodel', 'checkpoint'}
+
+    Raises
+    ------
+    DataError
+        A local source that is not there, or a folder without ``saved_model.pb``.
+    """
+    source = resolve_source(source)
+    if source.endswith(PLAIN_FORMATS):
+        if not os.path.isfile(source):
+            raise DataError(f"{source}: no such weights file. {_WEIGHTS_HELP}")
+        return source, "plain"
+    if "://" in source:
+        return source, "hub"
+    if os.path.isdir(source):
+        if not os.path.exists(os.path.join(source, "saved_model.pb")):
+            raise DataError(f"{source}: folder holds no saved_model.pb. {_WEIGHTS_HELP}")
+        return source, "savedmodel"
+    if os.path.exists(source) or os.path.exists(source + ".index"):
+        return source, "checkpoint"
+    raise DataError(f"{source}: no such SavedModel folder or checkpoint. {_WEIGHTS_HELP}")
+
+
 def read_weights(source=None):
     """Read official VGGish weights from any form a user may hold.
 
@@ -206,21 +236,9 @@ def read_weights(source=None):
     DataError
         Missing source, unreadable file, missing or misshapen variables.
     """
-    source = resolve_source(source)
-    if source.endswith(PLAIN_FORMATS):
-        if not os.path.isfile(source):
-            raise DataError(f"{source}: no such weights file. {_WEIGHTS_HELP}")
-        raw = _read_plain(source)
-    elif "://" in source:
-        raw = _read_hub(source)
-    elif os.path.isdir(source):
-        if not os.path.exists(os.path.join(source, "saved_model.pb")):
-            raise DataError(f"{source}: folder holds no saved_model.pb. {_WEIGHTS_HELP}")
-        raw = _read_savedmodel(source)
-    elif os.path.exists(source) or os.path.exists(source + ".index"):
-        raw = _read_checkpoint(source)
-    else:
-        raise DataError(f"{source}: no such SavedModel folder or checkpoint. {_WEIGHTS_HELP}")
+    source, form = check_source(source)
+    reader = {"plain": _read_plain, "hub": _read_hub, "savedmodel": _read_savedmodel, "checkpoint": _read_checkpoint}
+    raw = reader[form](source)
     weights = {}
     problems = []
     for name, shape in official_names().items():

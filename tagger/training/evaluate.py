@@ -21,6 +21,8 @@ from .heads import predict_tracks
 
 __all__ = [
     "MODES",
+    "default_split",
+    "is_cv_run",
     "load_run",
     "clip_scores",
     "evaluate",
@@ -86,34 +88,84 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
     return out / np.bincount(owner, minlength=len(embeddings))[:, None]
 
 
-def evaluate(run_dir, *, split="test", mode="head", out_dir=None, plots=True):
-    """Evaluate a run on one split of its dataset.
+def default_split(cfg):
+    """The split ``tagger evaluate RUN`` scores when none is named: ``test`` where the index has one, else ``valid``."""
+    from .dataset import Dataset
+
+    splits = set(Dataset(cfg).index.get("split", []))
+    for name in ("test", "valid"):
+        if name in splits:
+            return name
+    raise DataError(
+        f"{cfg['data']['index']}: no 'test' or 'valid' split to evaluate on (splits: {sorted(map(str, splits))});"
+        " name one with --split"
+    )
+
+
+def is_cv_run(run_dir):
+    """Whether ``run_dir`` is a cross-validated run: a ``metrics.json`` with ``cv_folds`` and a head per fold, none on top."""
+    path = os.path.join(run_dir, "metrics.json")
+    if os.path.exists(os.path.join(run_dir, "model.keras")) or not os.path.exists(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            return "cv_folds" in json.load(f)
+    except (OSError, ValueError):
+        return False
+
+
+def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
+    """Evaluate a run on one split of its dataset, or a cross-validated run on its held-out folds.
+
+    Parameters
+    ----------
+    run_dir : str
+        A run folder of ``tagger train``.
+    split : str, optional
+        Value of the index's ``split`` column; default :func:`default_split`. A
+        cross-validated run scores each fold's head on the fold it was not
+        trained on (``split`` must then be None or ``'folds'``).
+    mode : {'head', 'soft', 'hard'}
+    out_dir : str, optional
+        Default ``run_dir/eval/<split>-<mode>`` (``folds-<mode>`` for a cross-validated run).
 
     Returns
     -------
     dict
         The metrics written to ``metrics.json``.
     """
+    if is_cv_run(run_dir):
+        if split not in (None, "folds"):
+            raise ParameterError(
+                f"{run_dir} is cross-validated: it is scored on its held-out folds (--split folds), not {split!r}"
+            )
+        with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+            return _evaluate_folds(run_dir, mode=mode, out_dir=out_dir, plots=plots)
     model, cfg, labels, thresholds = load_run(run_dir)
+    split = default_split(cfg) if split is None else split
     with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
         return _evaluate(run_dir, model, cfg, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots)
 
 
 def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, plots):
-    import pandas as pd
-
-    from .metrics import multilabel_report, singlelabel_report
-
     task = cfg["data"]["task"]
     ids, embeddings, y = load_split(cfg, split)
     if not ids:
         raise DataError(f"{cfg['data']['index']}: split {split!r} has no tracks with labels in the vocabulary")
     scores = clip_scores(model, embeddings, mode=mode, window=cfg["window"], thresholds=thresholds, task=task)
+    return _report(run_dir, task, y, scores, thresholds, labels, split=split, mode=mode, out_dir=out_dir, plots=plots)
+
+
+def _report(run_dir, task, y, scores, thresholds, labels, *, split, mode, out_dir, plots, y_pred=None, extra=None):
+    import pandas as pd
+
+    from .metrics import multilabel_report, singlelabel_report
+
     if task == "multilabel":
-        summary, rows = multilabel_report(y, scores, thresholds, labels)
+        summary, rows = multilabel_report(y, scores, thresholds, labels, y_pred=y_pred)
     else:
         summary, rows = singlelabel_report(y, scores, labels)
-    summary.update(split=split, mode=mode, run=os.path.abspath(run_dir))
+    summary.update(split=split, mode=mode, run=os.path.abspath(run_dir), **(extra or {}))
     out_dir = out_dir or os.path.join(run_dir, "eval", f"{split}-{mode}")
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(summary, os.path.join(out_dir, "metrics.json"))
@@ -121,6 +173,51 @@ def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, 
     if plots:
         _plot(out_dir, task, rows, summary, labels)
     return summary
+
+
+def _evaluate_folds(run_dir, *, mode, out_dir, plots):
+    """Each ``fold{k}/`` head on fold k, which it was not trained on and which chose nothing; pooled."""
+    from .dataset import Dataset
+
+    found = sorted(n for n in os.listdir(run_dir) if n.startswith("fold") and n[4:].isdigit())
+    if not found or not os.path.exists(os.path.join(run_dir, found[0], "config.json")):
+        raise DataError(f"{run_dir}: not a finished cross-validated run (no fold<k>/config.json)")
+    with open(os.path.join(run_dir, found[0], "config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)  # every fold's head was trained from the same config
+    task = cfg["data"]["task"]
+    dataset = Dataset(cfg)
+    folds = [k for k, _ in dataset.nested_folds()]  # the held-out folds, as training chose them
+    missing = [f"fold{k}" for k in folds if not os.path.exists(os.path.join(run_dir, f"fold{k}", "model.keras"))]
+    if missing:
+        raise DataError(f"{run_dir}: not a finished cross-validated run (missing {', '.join(missing)})")
+    ys, all_scores, preds, used = [], [], [], []
+    labels = None
+    for k in folds:
+        model, _, labels, thresholds = load_run(os.path.join(run_dir, f"fold{k}"))
+        ids, embeddings, y = dataset.fold(k)
+        if not ids:
+            continue
+        scores = clip_scores(model, embeddings, mode=mode, window=cfg["window"], thresholds=thresholds, task=task)
+        ys.append(y)
+        all_scores.append(scores)
+        preds.append((scores >= thresholds[None, :]).astype(int))
+        used.append(thresholds)
+    if not ys:
+        raise DataError(f"{cfg['data']['index']}: the folds hold no tracks with labels in the vocabulary")
+    return _report(
+        run_dir,
+        task,
+        np.concatenate(ys),
+        np.concatenate(all_scores),
+        np.mean(used, axis=0),  # shown per tag; each fold's clips are decided by that fold's own thresholds
+        labels,
+        split="folds",
+        mode=mode,
+        out_dir=out_dir,
+        plots=plots,
+        y_pred=np.concatenate(preds) if task == "multilabel" else None,
+        extra={"folds": folds, "protocol": "each fold scored by the head trained without it (out-of-fold)"},
+    )
 
 
 def _key(path):

@@ -1,0 +1,57 @@
+"""Usage checks that run before the backend loads: a mistyped path or model costs no TensorFlow start-up.
+
+Argument values (``--threshold``, ``--top-n``, ``--hop``) are checked by their
+argparse types (:mod:`.options`); what needs the file system is checked here,
+by :func:`before_backend`, which :func:`tagger.cli.main` calls before the command.
+Each check is the library's own rule (:func:`tagger.embedding.vggish.check_source`,
+:func:`tagger.training.bundle.resolve`), called early, not a second copy of it.
+"""
+
+import os
+
+from ..embedding import vggish
+from ..exceptions import DataError
+from ..training import bundle
+
+__all__ = ["before_backend"]
+
+
+def _exists(paths, what):
+    for path in paths:
+        if not os.path.lexists(path):
+            raise DataError(f"{path}: no such {what}")
+
+
+def _run_folder(path):
+    from ..training.evaluate import is_cv_run
+
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: no such run folder")
+    if is_cv_run(path):
+        return
+    missing = [n for n in ("model.keras", "config.json", "labels.json") if not os.path.exists(os.path.join(path, n))]
+    if missing:
+        raise DataError(f"{path}: not a finished run folder (missing {', '.join(missing)})")
+
+
+def before_backend(args):
+    """Check a command's paths, model and weights source; raise :class:`~tagger.exceptions.DataError` on the first bad one."""
+    command = args.command
+    if command in ("embed", "tag", "features"):
+        _exists(args.inputs, "file or folder")
+    if command == "evaluate":
+        if args.truth:
+            _exists([args.truth], "truth file")
+            _exists([args.predictions] if args.predictions else [], "predictions file")
+            _exists(args.target, "file or folder")
+        elif len(args.target) == 1:
+            _run_folder(args.target[0])
+    model = getattr(args, "model", None)
+    if command in ("tag", "evaluate") and model:
+        bundle.resolve(model)
+    if getattr(args, "pca", None):
+        _exists([args.pca], "PCA parameter file")
+    if command in ("embed", "tag", "evaluate") and hasattr(args, "weights"):
+        if command != "evaluate" or args.model:
+            if args.weights or os.environ.get(vggish.params.WEIGHTS_ENV):
+                vggish.check_source(args.weights)
