@@ -26,6 +26,7 @@ import numpy as np
 from .exceptions import ParameterError
 
 __all__ = [
+    "check_choice",
     "BACKENDS",
     "name",
     "gpus",
@@ -42,6 +43,13 @@ __all__ = [
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
+def check_choice():
+    """Refuse a ``KERAS_BACKEND`` tagger does not run on, without importing Keras (:class:`ParameterError`)."""
+    wanted = os.environ.get("KERAS_BACKEND")
+    if wanted is not None and wanted not in BACKENDS:
+        raise ParameterError(f"KERAS_BACKEND={wanted!r}: tagger runs on one of {', '.join(BACKENDS)}")
+
+
 def name():
     """The Keras backend of this process (imports Keras, which fixes the backend for the process).
 
@@ -55,9 +63,7 @@ def name():
     ParameterError
         ``KERAS_BACKEND`` names a backend tagger does not run on.
     """
-    wanted = os.environ.get("KERAS_BACKEND")
-    if wanted is not None and wanted not in BACKENDS:
-        raise ParameterError(f"KERAS_BACKEND={wanted!r}: tagger runs on one of {', '.join(BACKENDS)}")
+    check_choice()
     import keras
 
     return keras.backend.backend()

@@ -114,7 +114,7 @@ print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules, "KERAS", "keras" 
         (["embed", "{clip}", "--hop", "0"], "0 is not a patch hop"),
         (["tag", "nothere.wav"], "nothere.wav: no such file or folder"),
         (["embed", "nothere/", "--out", "c"], "nothere/: no such file or folder"),
-        (["tag", "{clip}", "--model", "nosuch"], "nosuch: no such model; shipped models: genre10, music"),
+        (["tag", "{clip}", "--model", "nosuch"], "nosuch: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO. Shipped models: genre10, music"),
         (["tag", "{clip}", "--weights", "missing.ckpt"], "missing.ckpt: no such SavedModel folder or checkpoint"),
         (["tag", "{clip}", "--weights", "w.npz"], "w.npz: no such weights file"),
         (["tag", "{clip}", "--pca", "nopca.npz"], "nopca.npz: no such PCA parameter file"),

@@ -9,6 +9,7 @@ Each check is the library's own rule (:func:`tagger.embedding.vggish.check_sourc
 
 import os
 
+from .. import backend as keras_backend
 from ..embedding import vggish
 from ..exceptions import DataError
 from ..training import bundle
@@ -37,6 +38,7 @@ def _run_folder(path):
 def before_backend(args):
     """Check a command's paths, model and weights source; raise :class:`~tagger.exceptions.DataError` on the first bad one."""
     command = args.command
+    keras_backend.check_choice()
     if command in ("embed", "tag", "features"):
         _exists(args.inputs, "file or folder")
     if command == "evaluate":

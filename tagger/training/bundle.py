@@ -23,6 +23,7 @@ from ..records import write_json_atomic
 __all__ = [
     "SHIPPED_DIR",
     "shipped",
+    "shipped_summaries",
     "resolve",
     "export",
     "write_meta",
@@ -43,6 +44,17 @@ def shipped():
     return sorted(n for n in os.listdir(SHIPPED_DIR) if os.path.exists(os.path.join(SHIPPED_DIR, n, "model.keras")))
 
 
+def shipped_summaries():
+    """Shipped bundle name -> the one-line summary of its model card (``tagger models``)."""
+    out = {}
+    for name in shipped():
+        try:
+            out[name] = read_meta(os.path.join(SHIPPED_DIR, name)).get("card", {}).get("summary", "(no card)")
+        except DataError:
+            out[name] = "(no bundle.json)"
+    return out
+
+
 def resolve(name_or_path):
     """Folder of a shipped bundle name, a bundle folder or a run folder."""
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "model.keras")):
@@ -50,8 +62,10 @@ def resolve(name_or_path):
     candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
     if os.path.exists(os.path.join(candidate, "model.keras")):
         return candidate
+    listed = "".join(f"\n  {name}: {summary}" for name, summary in shipped_summaries().items())
     raise DataError(
-        f"{name_or_path}: no such model; shipped models: {', '.join(shipped()) or 'none'}, or give a run folder"
+        f"{name_or_path}: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO."
+        f" Shipped models: {', '.join(shipped()) or 'none'}{listed}"
     )
 
 
@@ -168,14 +182,37 @@ def load_head(path, *, compile=True):
         raise DataError(f"{path}: cannot load the head ({exc})") from exc
 
 
+def _meta_bytes(path):
+    """``bundle.json`` as hashed: without its model card, which never changes an output.
+
+    A card is written after the rest (:func:`tagger.training.card.write_card`), so the
+    file less its card serialises to the bytes it had before the card was added: a
+    bundle keeps its hash when it gains a card.
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(meta, dict) or "card" not in meta:
+        return raw
+    meta.pop("card")
+    return json.dumps(meta, indent=1).encode()
+
+
 def content_hash(folder):
-    """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json."""
+    """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json (less its card)."""
     digest = hashlib.sha256()
     for name in ("model.keras", "labels.json", "thresholds.json", "bundle.json"):
         path = os.path.join(folder, name)
         digest.update(name.encode())
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
+        if not os.path.exists(path):
+            continue
+        if name == "bundle.json":
+            digest.update(_meta_bytes(path))
+            continue
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return "sha256:" + digest.hexdigest()[:16]
