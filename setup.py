@@ -43,6 +43,13 @@ setup(
         "optuna==5.0.0",  # tagger tune
         "audiomentations==0.43.1",  # tagger prepare --augment
         "safetensors==0.8.0",  # the plain weights file (`tagger weights export`), beside .npz
+        "huggingface_hub==2.4.0",  # --model hf://OWNER/REPO (snapshot_download into its standard cache)
+        # pinned to what apache-beam[gcp] needs, so that adding an extra changes no installed version
+        # (unpinned, the base takes protobuf 7, pillow 13 and python-dateutil 4, which [beam] downgrades;
+        # tests/test_project.py checks every extra)
+        "protobuf==6.33.6",
+        "pillow==12.3.0",
+        "python-dateutil==2.9.0.post0",
     ],
     extras_require={
         "test": ["pytest==9.2.0", "ruff==0.17.6"],  # ruff: lint and format, checked by .ci/run (pyproject.toml)

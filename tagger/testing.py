@@ -10,9 +10,20 @@ import os
 
 import numpy as np
 
+from .embedding import params
 from .embedding.vggish import official_names
 
-__all__ = ["random_weights", "write_checkpoint", "write_savedmodel", "numpy_forward", "WITHOUT_TENSORFLOW"]
+__all__ = [
+    "random_weights",
+    "write_checkpoint",
+    "write_savedmodel",
+    "numpy_forward",
+    "populate_hub_cache",
+    "write_pca_params",
+    "write_fixtures",
+    "main",
+    "WITHOUT_TENSORFLOW",
+]
 
 #: Python code to run first in a fresh interpreter (``python -c WITHOUT_TENSORFLOW + rest``): TensorFlow cannot be
 #: imported there, as on a machine that has none. The finder answers with a spec without an origin (PyTorch's
@@ -140,3 +151,82 @@ def numpy_forward(weights, patches):
     for scope in ("vggish/fc1/fc1_1", "vggish/fc1/fc1_2"):
         x = np.maximum(x @ weights[scope + "/weights"] + weights[scope + "/biases"], 0.0)
     return x @ weights["vggish/fc2/weights"] + weights["vggish/fc2/biases"]
+
+
+def populate_hub_cache(cache_dir, repo_id, folder, *, revision="main", commit="0" * 40):
+    """Put ``folder``'s files into a Hugging Face cache as ``snapshot_download`` leaves them; the snapshot folder.
+
+    The official layout of ``huggingface_hub``'s cache (``$HF_HUB_CACHE``):
+    ``models--OWNER--REPO/blobs/<hash>`` holds each file once,
+    ``snapshots/<commit>/<file>`` links to its blob, ``refs/<revision>`` names
+    the commit. What a machine that fetched the repository once holds, for
+    tests that cannot reach the Hub.
+    """
+    import hashlib
+    import os
+    import shutil
+
+    repo = os.path.join(os.fspath(cache_dir), "models--" + repo_id.replace("/", "--"))
+    snapshot = os.path.join(repo, "snapshots", commit)
+    os.makedirs(os.path.join(repo, "blobs"), exist_ok=True)
+    os.makedirs(snapshot, exist_ok=True)
+    os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+    for name in sorted(os.listdir(folder)):
+        source = os.path.join(folder, name)
+        if not os.path.isfile(source):
+            continue
+        with open(source, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        shutil.copy(source, os.path.join(repo, "blobs", digest))
+        os.symlink(os.path.join("..", "..", "blobs", digest), os.path.join(snapshot, name))
+    with open(os.path.join(repo, "refs", revision), "w") as f:
+        f.write(commit)
+    return snapshot
+
+
+def write_pca_params(path, *, seed=0):
+    """A ``vggish_pca_params.npz`` in the official layout with random values (a random rotation, means 0.5)."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((params.EMBEDDING_SIZE, params.EMBEDDING_SIZE)))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez(
+        path,
+        **{params.PCA_MEANS_NAME: np.full((params.EMBEDDING_SIZE, 1), 0.5), params.PCA_EIGEN_VECTORS_NAME: q},
+    )
+    return path
+
+
+def write_fixtures(folder, *, seed=0):
+    """Fixture weights (``vggish_model.ckpt``) and PCA parameters (``vggish_pca_params.npz``) in ``folder``.
+
+    Every command runs on them; the tags they give mean nothing (random weights).
+
+    Returns
+    -------
+    tuple of str
+        The checkpoint's and the PCA file's paths.
+    """
+    ckpt = os.path.join(folder, "vggish_model.ckpt")
+    write_checkpoint(random_weights(seed), ckpt)
+    return ckpt, write_pca_params(os.path.join(folder, "vggish_pca_params.npz"), seed=seed)
+
+
+def main(argv=None):
+    """``python -m tagger.testing DIR``: write the fixtures into DIR and say how to use them."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tagger.testing",
+        description="Write random VGGish weights and PCA parameters in the official layout, to try every command"
+        " without the real ones (the tags mean nothing).",
+    )
+    parser.add_argument("folder", nargs="?", default="fixture")
+    args = parser.parse_args(argv)
+    ckpt, pca = write_fixtures(args.folder)
+    print(f"export {params.WEIGHTS_ENV}={os.path.abspath(ckpt)} {params.PCA_PARAMS_ENV}={os.path.abspath(pca)}")
+    print("random weights: every command runs, the tags mean nothing; the shipped heads need --allow-other-embedding")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

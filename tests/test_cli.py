@@ -208,6 +208,7 @@ class Forwarded:  # the forwarded second SIGTERM arrives just as the message is 
         sys.__stderr__.flush()
 
 embed.run = run
+os.makedirs("clips", exist_ok=True)  # the command's input, checked before it runs
 sys.stderr = Forwarded()
 sys.exit(main(["embed", "clips", "--out", "cache"]))
 """

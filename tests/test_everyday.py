@@ -114,7 +114,10 @@ print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules, "KERAS", "keras" 
         (["embed", "{clip}", "--hop", "0"], "0 is not a patch hop"),
         (["tag", "nothere.wav"], "nothere.wav: no such file or folder"),
         (["embed", "nothere/", "--out", "c"], "nothere/: no such file or folder"),
-        (["tag", "{clip}", "--model", "nosuch"], "nosuch: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO. Shipped models: genre10, music"),
+        (
+            ["tag", "{clip}", "--model", "nosuch"],
+            "nosuch: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO. Shipped models: genre10, music",
+        ),
         (["tag", "{clip}", "--weights", "missing.ckpt"], "missing.ckpt: no such SavedModel folder or checkpoint"),
         (["tag", "{clip}", "--weights", "w.npz"], "w.npz: no such weights file"),
         (["tag", "{clip}", "--pca", "nopca.npz"], "nopca.npz: no such PCA parameter file"),
@@ -253,3 +256,153 @@ def test_real_errors_of_the_decoder_are_still_shown(capfd):
         os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 2996.\nsomething real\n")
     err = capfd.readouterr().err
     assert "something real" in err and "Illegal" not in err
+
+
+@pytest.mark.parametrize("name", ["music", "genre10"])
+def test_every_shipped_head_has_a_card_whose_figures_are_its_metrics(name, capsys):
+    from tagger.cli import main
+    from tagger.training import bundle, card
+
+    folder = os.path.join(bundle.SHIPPED_DIR, name)
+    meta = json.loads(open(os.path.join(folder, "bundle.json")).read())
+    metrics = json.loads(open(os.path.join(folder, "metrics.json")).read())
+    labels = json.loads(open(os.path.join(folder, "labels.json")).read())
+    stored = meta["card"]
+    assert stored == card.shipped_card(folder, name=name, seed=0)  # derived from the files, not typed
+    assert stored["quality"]["value"] == metrics["experiment"]["score"] and stored["classes"] == len(labels)
+    assert stored["quality"]["std"] == metrics["experiment"]["std"] and stored["epochs"] == metrics["epochs"]
+    assert stored["license"] == "CC-BY-4.0" and stored["embedding"]["provenance"] == meta["provenance"]
+    if "thresholds" in metrics:
+        assert stored["thresholds"]["chosen_on"] == metrics["thresholds"]["chosen_on"]
+    text = open(os.path.join(folder, "MODEL.md")).read()
+    assert text.startswith("---\nlicense: cc-by-4.0\n") and f"{metrics['experiment']['score']:.4f}" in text
+    assert stored["summary"] in text and all(f in stored for f in card.FIELDS)
+    assert main(["models"]) == 0
+    assert f"{name:10s} {stored['summary']}" in capsys.readouterr().out
+
+
+def test_a_card_never_changes_the_content_hash(tmp_path):
+    import shutil
+
+    from tagger.training import bundle
+
+    folder = tmp_path / "b"
+    shutil.copytree(os.path.join(bundle.SHIPPED_DIR, "genre10"), folder)
+    with_card = bundle.content_hash(folder)
+    meta = json.loads((folder / "bundle.json").read_text())
+    card = meta.pop("card")
+    (folder / "bundle.json").write_text(json.dumps(meta, indent=1))
+    assert bundle.content_hash(folder) == with_card
+    meta["card"] = {**card, "summary": "another text"}
+    (folder / "bundle.json").write_text(json.dumps(meta, indent=1))
+    assert bundle.content_hash(folder) == with_card
+    meta["window"] = 5  # what decides an output does change it
+    (folder / "bundle.json").write_text(json.dumps(meta, indent=1))
+    assert bundle.content_hash(folder) != with_card
+
+
+@pytest.mark.slow
+def test_export_a_run_then_tag_with_it_from_a_prepopulated_hub_cache_offline(tmp_path):
+    from helpers import write_audio
+
+    from tagger.testing import populate_hub_cache
+    from tagger.training import bundle, hub
+    from tagger.training.config import validate
+    from tagger.training.train import train
+
+    folder = write_feature_dataset(tmp_path / "f")
+    cfg = {
+        "name": "feat",
+        "data": {
+            "index": str(folder / "index.csv"),
+            "cache": str(folder / "cache"),
+            "vocabulary": str(folder / "vocab.json"),
+            "task": "singlelabel",
+        },
+        "head": {"name": "mlp", "hidden": 16, "n_layers": 1},
+        "window": 1,
+        "batch_size": 16,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "mux": {"n_active": 32, "rate": 2.0},
+    }
+    train(validate(cfg), str(tmp_path / "run"), verbose=0)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "tagger", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    done = cli("export", "run", "--out", "exported", "--license", "MIT")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = tmp_path / "exported"
+    meta = json.loads((out / "bundle.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert meta["card"]["quality"]["value"] == metrics["valid_score"] and meta["card"]["license"] == "MIT"
+    assert meta["card"]["head"] == "mlp" and meta["card"]["seed"] == 0
+    assert meta["card"]["classes"] == len(json.loads((out / "labels.json").read_text()))
+    assert (out / "README.md").read_text() == (out / "MODEL.md").read_text()
+    assert set(os.listdir(out)) <= set(hub.BUNDLE_FILES)
+
+    write_audio(tmp_path / "clips" / "a.wav", 3.0)
+    missing = cli("tag", "clips", "--model", "hf://someone/feat-head", "--out", "t.csv")
+    assert missing.returncode == 1 and "not in the local Hugging Face cache" in missing.stderr
+    assert "HF_HUB_OFFLINE is set" in missing.stderr, missing.stderr
+    snapshot = populate_hub_cache(tmp_path / "hub", "someone/feat-head", out)
+    for spec in ("hf://someone/feat-head", "hf://someone/feat-head@main"):
+        tagged = cli("tag", "clips", "--model", spec, "--out", f"t{len(spec)}.csv", "--workers", "0", "--no-progress")
+        assert tagged.returncode == 0, tagged.stderr[-2000:]
+        row = pd.read_csv(tmp_path / f"t{len(spec)}.csv").iloc[0]
+        assert row["tag_1"] in json.loads((out / "labels.json").read_text())
+    assert bundle.content_hash(snapshot) == bundle.content_hash(out)
+    unknown = cli("tag", "clips", "--model", "hf://someone/feat-head@v2", "--out", "u.csv")
+    assert unknown.returncode == 1 and "not in the local Hugging Face cache" in unknown.stderr
+
+
+def test_plot_run_draws_the_history_it_reads(tmp_path):
+    import csv
+
+    from tagger.cli import main
+    from tagger.tagging import plots
+
+    run = tmp_path / "myrun"
+    run.mkdir()
+    rows = [
+        {"epoch": e, "loss": 1.0 / (e + 1), "val_score": s, "lr": lr}
+        for e, s, lr in zip(range(6), (0.2, 0.35, 0.5, 0.45, 0.48, 0.44), (1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4))
+    ]
+    with open(run / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (run / "metrics.json").write_text(json.dumps({"monitor": "macro_pr_auc", "best_epoch": 2, "valid_score": 0.5}))
+    assert main(["plot", "run", str(run)]) == 0 and (run / "history.png").stat().st_size > 5000
+    fig = plots.plot_run(str(run), str(tmp_path / "h.png"))
+    top, bottom, right = fig.axes[0], fig.axes[1], fig.axes[2]
+    loss, score = top.get_lines()[0], right.get_lines()[0]
+    assert list(loss.get_xdata()) == list(range(6)) and list(loss.get_ydata()) == [r["loss"] for r in rows]
+    assert (
+        list(score.get_ydata()) == [r["val_score"] for r in rows] and score.get_label() == "macro_pr_auc (validation)"
+    )
+    (lr,) = [line for line in bottom.get_lines() if line.get_label() == "learning rate"]
+    assert list(lr.get_ydata()) == [r["lr"] for r in rows] and bottom.get_yscale() == "log"
+    marks = [line for ax in (top, right, bottom) for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(marks) == 3 and all(list(m.get_xdata()) == [2, 2] for m in marks)
+    assert top.get_title() == "myrun: best epoch 2, macro_pr_auc 0.5000"
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert labels == ["training loss", "macro_pr_auc (validation)", "best epoch 2"]
+    assert bottom.get_xlabel() == "epoch" and bottom.get_ylabel() == "learning rate"
+
+
+def test_plot_refuses_what_is_not_a_taggram_or_a_run(tmp_path):
+    from tagger.tagging import plots
+
+    (tmp_path / "x.npz").write_bytes(b"not numpy")
+    with pytest.raises(DataError, match="x.npz: not a taggram file"):
+        plots.plot_taggram(str(tmp_path / "x.npz"))
+    np.savez(tmp_path / "y.npz", a=np.zeros(2))
+    with pytest.raises(DataError, match="missing taggram, labels, timestamps"):
+        plots.plot_taggram(str(tmp_path / "y.npz"))
+    with pytest.raises(DataError, match="no history.csv"):
+        plots.plot_run(str(tmp_path))

@@ -116,7 +116,7 @@ def test_features_to_file_resumes_lists_failures_and_refuses_other_settings(make
     df = pd.read_csv(out)
     assert sorted(df["filename"]) == ["c0.wav", "c1.wav", "c2.wav"] and list(df.columns[3:]) == list(FEATURE_NAMES)
     errors = pd.read_csv(again["errors_file"], sep="\t")
-    assert errors["path"].str.endswith("bad.wav").all() and "cannot decode" in errors["error"][0]
+    assert errors["path"].str.endswith("bad.wav").all() and "not a readable audio file" in errors["error"][0]
     meta = json.loads((tmp_path / "features.csv.meta.json").read_text())
     meta["settings"]["features"]["hop_length"] = 256
     (tmp_path / "features.csv.meta.json").write_text(json.dumps(meta))

@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -188,3 +190,46 @@ def test_the_readme_names_every_slow_test_and_why():
     assert len(slow) > 20, out.stdout[-2000:] + out.stderr[-2000:]
     development = (ROOT / "README.md").read_text().split("## Development", 1)[1]
     assert not [name for name in sorted(slow) if f"`{name}`" not in development and f"::{name}`" not in development]
+
+
+@pytest.mark.slow
+def test_adding_an_extra_changes_no_installed_version(tmp_path):
+    """pip install the base set into a fresh environment, then ask pip what each extra would install: nothing
+    already there may change version (the base pins what the extras need)."""
+    import json
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    base = subprocess.run([*pip, "install", "-q", str(ROOT)], capture_output=True, text=True, timeout=1800)
+    assert base.returncode == 0, base.stderr[-3000:]
+    frozen = subprocess.run([*pip, "freeze"], capture_output=True, text=True, check=True).stdout.splitlines()
+    installed = dict(line.lower().split("==", 1) for line in frozen if "==" in line)
+    extras = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(*m.metadata('vggish-tagger').get_all('Provides-Extra'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"beam", "jax", "test"} <= set(extras), extras
+    changed = {}
+    for extra in extras:
+        report = tmp_path / f"{extra}.json"
+        done = subprocess.run(
+            [*pip, "install", "--dry-run", "-q", "--report", str(report), f"{ROOT}[{extra}]"],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        for item in json.loads(report.read_text())["install"]:
+            name = item["metadata"]["name"].lower().replace("_", "-")
+            version = item["metadata"]["version"]
+            before = installed.get(name) or installed.get(name.replace("-", "_"))
+            if before is not None and before != version and name != "vggish-tagger":
+                changed[f"[{extra}] {name}"] = f"{before} -> {version}"
+    assert not changed, changed

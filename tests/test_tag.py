@@ -92,6 +92,24 @@ def test_folder_with_good_and_bad_files(mixed_folder, head_dir, ckpt_path, tmp_p
     n = frontend.n_patches(1200 * 16000)
     assert n == 1249
     assert taggram["taggram"].shape == (n, len(LABELS)) and taggram["timestamps"][-1] == pytest.approx((n - 1) * 0.96)
+    assert str(taggram["path"]).endswith("twenty_minutes.flac") and str(taggram["model"]).startswith(str(head_dir))
+
+    # `tagger plot taggram`: the clip's top tags over time, its path and the model in the title
+    from tagger.tagging import plots
+
+    clip = next((tmp_path / "taggrams").rglob("blues*.npz"))
+    data = np.load(clip)
+    assert cli.main(["plot", "taggram", str(clip), "--top", "3"]) == cli.EXIT_OK
+    assert clip.with_suffix(".png").stat().st_size > 5000
+    fig = plots.plot_taggram(str(clip), str(tmp_path / "t.png"), top=3)
+    ax = fig.axes[0]
+    order = np.argsort(-data["taggram"].mean(axis=0), kind="stable")[:3]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(data["labels"][i]) for i in order]
+    np.testing.assert_array_equal(ax.images[0].get_array(), data["taggram"][:, order].T)
+    assert ax.get_title() == f"{data['path']}\n{data['model']}" and "blues" in ax.get_title()
+    assert ax.get_xlabel() == "time (s)" and ax.images[0].get_extent()[1] == pytest.approx(
+        len(data["timestamps"]) * 0.96
+    )
 
 
 def test_long_file_memory_is_bounded(long_file):

@@ -10,6 +10,8 @@ module         commands
 ``tag``        ``tagger tag`` (locally, or through Beam)
 ``evaluate``   ``tagger evaluate`` (a run, or any model on your truth)
 ``weights``    ``tagger weights export`` (a plain weights file, no TensorFlow)
+``plot``       ``tagger plot taggram | run`` (PNG pictures)
+``models``     ``tagger models`` (the shipped heads), ``tagger export`` (a run -> a Hub-ready bundle)
 ``options``    the options the commands share, and their summary lines
 ``startup``    the backend's start-up lines hidden, SIGTERM as Ctrl-C
 ``checks``     usage checks before the backend loads (paths, model, weights)
@@ -28,7 +30,7 @@ import threading
 
 from ..exceptions import TaggerError
 from ..version import __version__
-from . import checks, embed, evaluate, features, prepare, startup, tag, train, weights
+from . import checks, embed, evaluate, features, models, plot, prepare, startup, tag, train, weights
 from .options import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 __all__ = ["main", "console", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_SOME_FAILED"]
@@ -47,6 +49,8 @@ def build_parser():
     tag.add_parser(sub)
     evaluate.add_parser(sub)
     weights.add_parser(sub)
+    models.add_parsers(sub)
+    plot.add_parser(sub)
     return parser
 
 

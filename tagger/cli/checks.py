@@ -13,6 +13,7 @@ from .. import backend as keras_backend
 from ..embedding import vggish
 from ..exceptions import DataError
 from ..training import bundle
+from ..training.evaluate import is_cv_run
 
 __all__ = ["before_backend"]
 
@@ -24,8 +25,6 @@ def _exists(paths, what):
 
 
 def _run_folder(path):
-    from ..training.evaluate import is_cv_run
-
     if not os.path.isdir(path):
         raise DataError(f"{path}: no such run folder")
     if is_cv_run(path):
@@ -39,7 +38,8 @@ def before_backend(args):
     """Check a command's paths, model and weights source; raise :class:`~tagger.exceptions.DataError` on the first bad one."""
     command = args.command
     keras_backend.check_choice()
-    if command in ("embed", "tag", "features"):
+    if command in ("embed", "tag", "features") and getattr(args, "runner", "local") == "local":
+        # Beam runners read their inputs where they run (gs://..., globs): only local runs are checked here
         _exists(args.inputs, "file or folder")
     if command == "evaluate":
         if args.truth:

@@ -139,6 +139,13 @@ def _starter(args, index, task, *, inputs=None):
     )
 
 
+def _starter_note(config, target):
+    """The end of a prepare line: the starter config and the command that trains it (``target``: folder or config)."""
+    if config is None:
+        return "; no starter config (no clip in the training split)"
+    return f"; starter config {config} (then: tagger train {target})"
+
+
 def _audioset(args):
     written = audioset.prepare(
         args.source,
@@ -155,7 +162,7 @@ def _audioset(args):
             task="singlelabel" if vocab == "genre10" else "multilabel",
             file_name=f"train_{vocab}.json",
         )
-        print(f"{vocab}: {path}; starter config {config}")
+        print(f"{vocab}: {path}{_starter_note(config, config)}")
     return options.EXIT_OK
 
 
@@ -168,7 +175,7 @@ def _gtzan_table(args):
     splits = args.splits or _default_splits(os.path.dirname(os.path.abspath(args.source)))
     path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
     config = _starter(args, path, "singlelabel", inputs="features")
-    print(f"track index: {path}; starter config {config} (then: tagger train {args.out})")
+    print(f"track index: {path}{_starter_note(config, args.out)}")
     return options.EXIT_OK
 
 
@@ -192,8 +199,7 @@ def _folder(args, extractor):
     config = _starter(args, done["index"], done["task"])
     print(
         f"track index: {done['index']} ({done['n_clips']} clips, {done['task']}, {len(done['vocabulary'])} labels;"
-        f" embedded {done['embedded']}, reused {done['skipped']} from the cache)"
-        + f"; starter config {config} (then: tagger train {args.out})"
+        f" embedded {done['embedded']}, reused {done['skipped']} from the cache)" + _starter_note(config, args.out)
     )
     options.left_out(
         ("without a label (left out)", done["unlabelled"]),
@@ -233,7 +239,7 @@ def _indexed(args, extractor):
     print(
         f"track index: {path} ({counts['indexed']} clips indexed; embedded {counts['embedded']}, reused"
         f" {counts['reused']} from the cache, failed {len(counts['failed'])}; {len(counts['missing'])} without audio)"
-        + f"; starter config {config} (then: tagger train {args.out})"
+        + _starter_note(config, args.out)
     )
     options.left_out(
         (missing, counts["missing"]),

@@ -220,4 +220,6 @@ def _write_taggram(taggram_dir, tagger, r):
         taggram=r.taggram,
         labels=np.array(tagger.labels),
         probabilities=r.probabilities,
+        path=np.array(os.fspath(r.path)),  # what `tagger plot taggram` titles it with
+        model=np.array(f"{tagger.head.name} ({tagger.model_hash})"),
     )

@@ -19,6 +19,8 @@ from ..embedding import params
 from ..embedding.cache import KINDS
 from ..exceptions import DataError
 from ..records import write_json_atomic
+from . import card as cards
+from . import hub
 
 __all__ = [
     "SHIPPED_DIR",
@@ -26,6 +28,7 @@ __all__ = [
     "shipped_summaries",
     "resolve",
     "export",
+    "export_run",
     "write_meta",
     "read_meta",
     "read_labels",
@@ -56,7 +59,9 @@ def shipped_summaries():
 
 
 def resolve(name_or_path):
-    """Folder of a shipped bundle name, a bundle folder or a run folder."""
+    """Folder of a shipped bundle name, a bundle folder, a run folder or a Hub head (``hf://OWNER/REPO[@REVISION]``)."""
+    if hub.is_hub(name_or_path):
+        return hub.fetch(name_or_path)
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "model.keras")):
         return os.fspath(name_or_path)
     candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
@@ -144,6 +149,37 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
     return out_dir
 
 
+def export_run(run_dir, out_dir, *, name=None, license=None):
+    """``tagger export``: a run's head as a Hub-ready bundle folder, with its model card.
+
+    The bundle (:func:`export`) with ``MODEL.md`` and the card's fields in
+    ``bundle.json`` (:func:`tagger.training.card.run_card`), and ``README.md``,
+    the same card, which is what a Hugging Face repository shows.
+
+    Returns
+    -------
+    dict
+        The card.
+    """
+    if not os.path.exists(os.path.join(run_dir, "model.keras")):
+        raise DataError(
+            f"{run_dir}: no model.keras to export (a cross-validated run has one head per fold, fold<k>/; train"
+            " once without cv_folds to get one head)"
+        )
+    meta = read_meta(run_dir)
+    export(
+        run_dir,
+        out_dir,
+        embedding=meta["embedding"],
+        task=meta["task"],
+        window=meta["window"],
+        note=meta.get("note", ""),
+    )
+    card = cards.write_card(out_dir, cards.run_card(run_dir, name=name, license=license))
+    shutil.copy(os.path.join(out_dir, "MODEL.md"), os.path.join(out_dir, "README.md"))
+    return card
+
+
 def load_head(path, *, compile=True):
     """Load a saved head: the one loader behind training resume, evaluation, export and tagging.
 
@@ -177,7 +213,7 @@ def load_head(path, *, compile=True):
     if not os.path.exists(path):
         raise DataError(f"{path}: no saved head")
     try:
-        return keras.saving.load_model(path, compile=compile)
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)  # no code runs from a bundle
     except (ValueError, TypeError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot load the head ({exc})") from exc
 

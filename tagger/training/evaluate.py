@@ -16,7 +16,7 @@ from ..exceptions import DataError, ParameterError
 from ..locks import exclusive, folder_lock_path
 from ..records import read_records, read_table, write_json_atomic
 from .bundle import load_head, read_labels
-from .dataset import SEPARATOR, load_split
+from .dataset import SEPARATOR, Dataset, load_split
 from .heads import predict_tracks
 
 __all__ = [
@@ -90,8 +90,6 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
 
 def default_split(cfg):
     """The split ``tagger evaluate RUN`` scores when none is named: ``test`` where the index has one, else ``valid``."""
-    from .dataset import Dataset
-
     splits = set(Dataset(cfg).index.get("split", []))
     for name in ("test", "valid"):
         if name in splits:
@@ -177,8 +175,6 @@ def _report(run_dir, task, y, scores, thresholds, labels, *, split, mode, out_di
 
 def _evaluate_folds(run_dir, *, mode, out_dir, plots):
     """Each ``fold{k}/`` head on fold k, which it was not trained on and which chose nothing; pooled."""
-    from .dataset import Dataset
-
     found = sorted(n for n in os.listdir(run_dir) if n.startswith("fold") and n[4:].isdigit())
     if not found or not os.path.exists(os.path.join(run_dir, found[0], "config.json")):
         raise DataError(f"{run_dir}: not a finished cross-validated run (no fold<k>/config.json)")

@@ -26,7 +26,8 @@ import os
 
 from ..exceptions import DataError
 from ..records import write_json_atomic
-from .config import validate
+from .config import load_config, validate
+from .dataset import read_index
 
 __all__ = ["STARTER", "INPUTS", "starter_config", "write_starter", "find_starter", "load_starter"]
 
@@ -91,7 +92,7 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, inputs="emb
 
 
 def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache="cache", file_name=STARTER):
-    """Write the starter config of a prepared folder beside its index; its path.
+    """Write the starter config of a prepared folder beside its index; its path (None: no training clip).
 
     ``index``, ``vocabulary`` and ``cache`` are paths inside ``folder``; the
     number of training clips is read from the index (its ``split`` column,
@@ -99,12 +100,12 @@ def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache
     """
     import pandas as pd
 
-    from .dataset import read_index
-
     df = read_index(index) if not isinstance(index, pd.DataFrame) else index
     train = df[df["split"] == "train"] if "split" in df.columns else df
     if "augmented_from" in train.columns:
         train = train[train["augmented_from"].fillna("").astype(str) == ""]
+    if not len(train):
+        return None  # nothing to train on yet (a prepared index of absent clips): no config to start from
     base = os.path.basename(os.path.normpath(folder))
     stem = os.path.splitext(file_name)[0]
     cfg = starter_config(
@@ -138,8 +139,6 @@ def find_starter(folder):
 
 def load_starter(path):
     """Read a starter config, its data paths (relative to its folder) made relative to the working folder; validated."""
-    from .config import load_config
-
     cfg = load_config(path, check_paths=False)
     folder = os.path.dirname(os.path.abspath(path))
     for key in ("index", "cache", "vocabulary"):

@@ -1,0 +1,37 @@
+"""``tagger models`` (the shipped heads, a line each) and ``tagger export`` (a run -> a Hub-ready bundle with its card)."""
+
+from ..training import bundle
+from . import options
+
+__all__ = ["add_parsers", "run_models", "run_export"]
+
+
+def add_parsers(sub):
+    p = sub.add_parser("models", help="list the shipped heads, with a one-line summary of each card")
+    p.set_defaults(func=run_models)
+
+    p = sub.add_parser(
+        "export",
+        help="a run folder -> a bundle folder with its model card (MODEL.md, README.md), ready for the Hugging Face Hub",
+    )
+    p.add_argument("run", metavar="RUN", help="a run folder of tagger train")
+    p.add_argument("--out", required=True, metavar="DIR", help="the bundle folder to write")
+    p.add_argument("--name", default=None, help="the model's name on its card (default: the run's config name)")
+    p.add_argument(
+        "--license", default=None, help="the licence of the head, set by whoever owns its training data and labels"
+    )
+    p.set_defaults(func=run_export)
+
+
+def run_models(args):
+    for name, summary in bundle.shipped_summaries().items():
+        print(f"{name:10s} {summary}")
+    print("also: a run or bundle folder, or hf://OWNER/REPO[@REVISION] (a bundle tagger export wrote, on the Hub)")
+    return options.EXIT_OK
+
+
+def run_export(args):
+    card = bundle.export_run(args.run, args.out, name=args.name, license=args.license)
+    print(f"exported {args.run} -> {args.out}: {card['summary']}")
+    print(f"share it: hf upload OWNER/REPO {args.out}; use it: tagger tag CLIPS --model hf://OWNER/REPO")
+    return options.EXIT_OK
