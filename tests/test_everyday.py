@@ -406,3 +406,26 @@ def test_plot_refuses_what_is_not_a_taggram_or_a_run(tmp_path):
         plots.plot_taggram(str(tmp_path / "y.npz"))
     with pytest.raises(DataError, match="no history.csv"):
         plots.plot_run(str(tmp_path))
+
+
+def test_prepare_help_says_which_options_each_adapter_takes():
+    done = subprocess.run(
+        [sys.executable, "-m", "tagger", "prepare", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0
+    lines = {
+        line.split()[0]: line
+        for line in done.stdout.split("options by dataset", 1)[1].splitlines()[1:]
+        if line[:2] == "  "
+    }
+    assert {"audioset", "gtzan", "mtt", "folder"} <= set(lines), done.stdout
+    assert (
+        "--annotations (required)" in lines["mtt"]
+        and "--labels" in lines["folder"]
+        and "--vocabulary" in lines["audioset"]
+    )
+    assert "train.json" in done.stdout and "tagger train OUT" in done.stdout
