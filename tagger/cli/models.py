@@ -1,7 +1,7 @@
 """``tagger models`` (the shipped heads, a line each) and ``tagger export`` (a run -> a Hub-ready bundle with its card)."""
 
 from ..training import bundle
-from . import options
+from . import options, startup
 
 __all__ = ["add_parsers", "run_models", "run_export"]
 
@@ -31,6 +31,7 @@ def run_models(args):
 
 
 def run_export(args):
+    startup.backend(args)  # the head is loaded (and saved without its optimizer): Keras, start-up lines hidden
     card = bundle.export_run(args.run, args.out, name=args.name, license=args.license)
     print(f"exported {args.run} -> {args.out}: {card['summary']}")
     print(f"share it: hf upload OWNER/REPO {args.out}; use it: tagger tag CLIPS --model hf://OWNER/REPO")

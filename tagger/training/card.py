@@ -179,8 +179,8 @@ def render(card, labels):
         f"- **Protocol**: {card['protocol']}; seed {card['seed']}; {card['epochs']} epochs",
         f"- **Quality**: {q['metric']} {q['value']:.4f}{std} ({q['protocol']})",
         f"- **Thresholds**: {card['thresholds']['chosen_on']}",
-        f"- **Needs**: {emb['needs']}; provenance {json.dumps(emb['provenance'].get('weights'))} weights,"
-        f" {json.dumps(emb['provenance'].get('pca'))} PCA",
+        f"- **Needs**: {emb['needs']}"
+        + "".join(f"; {key} {emb['provenance'][key]}" for key in ("weights", "pca") if emb["provenance"].get(key)),
         f"- **Licence**: {card['license']}",
         f"- **Intended use**: {card['intended_use']}",
         f"- **Limits**: {card['limits']}",
