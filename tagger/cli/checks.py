@@ -10,7 +10,7 @@ Each check is the library's own rule (:func:`tagger.embedding.vggish.check_sourc
 import os
 
 from .. import backend as keras_backend
-from ..embedding import vggish
+from ..embedding import params, vggish
 from ..exceptions import DataError
 from ..training import bundle
 from ..training.evaluate import is_cv_run
@@ -51,9 +51,9 @@ def before_backend(args):
     model = getattr(args, "model", None)
     if command in ("tag", "evaluate") and model:
         bundle.resolve(model)
-    if getattr(args, "pca", None):
+    if getattr(args, "pca", None) and "://" not in args.pca:  # a remote file is the Beam workers' to read
         _exists([args.pca], "PCA parameter file")
     if command in ("embed", "tag", "evaluate") and hasattr(args, "weights"):
         if command != "evaluate" or args.model:
-            if args.weights or os.environ.get(vggish.params.WEIGHTS_ENV):
+            if args.weights or os.environ.get(params.WEIGHTS_ENV):
                 vggish.check_source(args.weights)
