@@ -68,11 +68,14 @@ def test_write_starter_counts_the_training_clips_and_train_reads_it_from_elsewhe
     tmp_path, monkeypatch, n_train, head
 ):
     folder = _prepared(tmp_path / "data" / "mine", n_train)
-    path = starter.write_starter(
-        str(folder), index=str(folder / "index.csv"), vocabulary=str(folder / "vocab.json"), task="singlelabel"
-    )
+    settings = dict(index=str(folder / "index.csv"), vocabulary=str(folder / "vocab.json"), task="singlelabel")
+    path, new = starter.write_starter(str(folder), **settings)
     written = json.loads((folder / "train.json").read_text())
-    assert path == str(folder / "train.json") and written["head"]["name"] == head
+    assert path == str(folder / "train.json") and new and written["head"]["name"] == head
+    (folder / "train.json").write_text(json.dumps({**written, "epochs": 3}))  # your edit survives a second prepare
+    assert starter.write_starter(str(folder), **settings) == (path, False)
+    assert json.loads((folder / "train.json").read_text())["epochs"] == 3
+    (folder / "train.json").write_text(json.dumps(written))
     assert written["mux"]["n_active"] == min(256, n_train)  # the augmented copy is not a clip
     assert written["data"] == {
         "index": "index.csv",
@@ -429,3 +432,27 @@ def test_prepare_help_says_which_options_each_adapter_takes():
         and "--vocabulary" in lines["audioset"]
     )
     assert "train.json" in done.stdout and "tagger train OUT" in done.stdout
+
+
+def test_a_damaged_mp3_fails_with_its_name_and_without_decoder_chatter(tmp_path, mtt_clip):
+    data = mtt_clip.read_bytes()
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(data[: len(data) // 2] + bytes(range(1, 255)) * 40 + data[len(data) // 2 :])
+    probe = """
+import sys
+from tagger.embedding import audio
+try:
+    sum(len(b) for b in audio.iter_blocks(sys.argv[1]))
+    print("DECODED")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(damaged)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.stdout.startswith(("AudioError " + str(damaged), "DECODED")), done.stdout + done.stderr
+    assert "Note:" not in done.stderr and "libmpg123" not in done.stderr and "resync" not in done.stderr, done.stderr

@@ -139,11 +139,13 @@ def _starter(args, index, task, *, inputs=None):
     )
 
 
-def _starter_note(config, target):
+def _starter_note(written, target=None):
     """The end of a prepare line: the starter config and the command that trains it (``target``: folder or config)."""
+    config, new = written
     if config is None:
         return "; no starter config (no clip in the training split)"
-    return f"; starter config {config} (then: tagger train {target})"
+    kept = "" if new else ", kept as it was (delete it to have it written afresh)"
+    return f"; starter config {config}{kept} (then: tagger train {target or config})"
 
 
 def _audioset(args):
@@ -162,7 +164,7 @@ def _audioset(args):
             task="singlelabel" if vocab == "genre10" else "multilabel",
             file_name=f"train_{vocab}.json",
         )
-        print(f"{vocab}: {path}{_starter_note(config, config)}")
+        print(f"{vocab}: {path}{_starter_note(config)}")
     return options.EXIT_OK
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 import numpy as np
 import soundfile as sf
@@ -24,13 +25,23 @@ BLOCK_SECONDS = 30.0
 
 
 #: what libmpg123 prints on file descriptor 2 while it reads a damaged or non-MP3 file ("Note: Illegal
-#: Audio-MPEG-Header ...", "Note: Trying to resync..."): chatter, since the error (if any) is raised
-_DECODER_CHATTER = re.compile(rb"^(Note|Warning): ")
+#: Audio-MPEG-Header ...", "Note: Trying to resync...", "[src/libmpg123/parse.c:...] error: Giving up
+#: resync ..."): chatter, since the error (if any) is raised with the file's name
+_DECODER_CHATTER = re.compile(rb"^((Note|Warning): |\[src/libmpg123/)")
+
+
+#: one redirect of file descriptor 2 at a time: two threads interleaving theirs would leave it on a closed file
+_REDIRECT = threading.Lock()
 
 
 @contextlib.contextmanager
 def _quiet_decoder():
     """File descriptor 2 into a temporary file while libsndfile works; then replay what was not decoder chatter."""
+    with _REDIRECT:
+        yield from _redirected()
+
+
+def _redirected():
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -119,13 +130,14 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_
         raise ParameterError(f"block_seconds={block_seconds!r} must be > 0")
     with _open(path) as f:
         sr = f.samplerate
+        mpeg = f.format in ("MP3", "MPEG")  # libmpg123 decodes it
         stream = None
         if sr != sample_rate:
             stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")
         n = max(1, int(block_seconds * sr))
         while True:
             try:
-                with _quiet_decoder():
+                with _quiet_decoder() if mpeg else contextlib.nullcontext():  # only libmpg123 chatters
                     block = f.read(n, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(f"{os.fspath(path)}: decoding failed ({exc})") from exc

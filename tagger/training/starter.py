@@ -92,12 +92,23 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, inputs="emb
 
 
 def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache="cache", file_name=STARTER):
-    """Write the starter config of a prepared folder beside its index; its path (None: no training clip).
+    """Write the starter config of a prepared folder beside its index.
 
     ``index``, ``vocabulary`` and ``cache`` are paths inside ``folder``; the
     number of training clips is read from the index (its ``split`` column,
-    augmented copies not counted).
+    augmented copies not counted). A config already there is kept as it is
+    (it may hold your edits; delete it to have it written afresh).
+
+    Returns
+    -------
+    path : str or None
+        The config (None: no training clip, so no config).
+    written : bool
+        False when an existing config was kept.
     """
+    path = os.path.join(folder, file_name)
+    if os.path.exists(path):
+        return path, False
     import pandas as pd
 
     df = read_index(index) if not isinstance(index, pd.DataFrame) else index
@@ -105,7 +116,7 @@ def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache
     if "augmented_from" in train.columns:
         train = train[train["augmented_from"].fillna("").astype(str) == ""]
     if not len(train):
-        return None  # nothing to train on yet (a prepared index of absent clips): no config to start from
+        return None, False  # nothing to train on yet (a prepared index of absent clips): no config to start from
     base = os.path.basename(os.path.normpath(folder))
     stem = os.path.splitext(file_name)[0]
     cfg = starter_config(
@@ -117,9 +128,8 @@ def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache
         n_train=len(train),
         inputs=inputs,
     )
-    path = os.path.join(folder, file_name)
     write_json_atomic(cfg, path)
-    return path
+    return path, True
 
 
 def find_starter(folder):
