@@ -37,7 +37,9 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="output folder (default RUN/eval/<split>-<mode>, or TRUTH-eval/)")
     p.add_argument("--truth", default=None, metavar="TRUTH.csv", help="ground truth: path,labels with |-joined tags")
     p.add_argument(
-        "--model", default=None, help="with --truth: tag the inputs with this model (shipped name or run folder)"
+        "--model",
+        default=None,
+        help="with --truth: tag the inputs with this model (shipped name, run or bundle folder, hf://OWNER/REPO)",
     )
     p.add_argument(
         "--predictions", default=None, metavar="TAGS.jsonl", help="with --truth: score a tagger tag JSONL output"

@@ -15,7 +15,11 @@ def add_parser(sub):
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files (.txt, .m3u)"
     )
-    p.add_argument("--model", default="music", help="shipped head (music, genre10) or a run folder (default music)")
+    p.add_argument(
+        "--model",
+        default="music",
+        help="shipped head (tagger models), a run or bundle folder, or hf://OWNER/REPO[@REVISION] (default music)",
+    )
     p.add_argument(
         "--out",
         default="tags.csv",

@@ -28,7 +28,9 @@ def add_parsers(sub):
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_tune)
 
-    p = sub.add_parser("train", help="train a head from an experiment config into a run folder")
+    p = sub.add_parser(
+        "train", help="train a head from an experiment config (or a prepared folder's starter config) into a run folder"
+    )
     p.add_argument(
         "config",
         help="experiment config (JSON), e.g. experiments/audioset_music_dense.json, or a folder `tagger prepare`"
