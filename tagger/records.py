@@ -7,12 +7,15 @@ hand), keeps every complete record and truncates an incomplete tail, so a
 rerun appends after the last complete record.
 """
 
+import contextlib
 import csv
 import errno
 import io
 import json
 import os
+import sys
 import tempfile
+import threading
 
 from . import locks
 from .embedding import params, provenance
@@ -35,6 +38,7 @@ __all__ = [
     "no_space",
     "TEXT",
     "progress_bar",
+    "filtered_stderr",
 ]
 
 ERRORS_HEADER = ("path", "error")
@@ -526,3 +530,38 @@ def progress_bar(work, *, desc, unit="clip", progress=None):
     if isinstance(work, int):
         return tqdm(total=work, desc=desc, unit=unit, disable=disable)
     return tqdm(work, desc=desc, unit=unit, disable=disable)
+
+
+#: one redirect of file descriptor 2 at a time: two threads interleaving theirs would leave it on a closed file
+_STDERR_REDIRECT = threading.Lock()
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise):
+    """File descriptor 2 into a temporary file for the block; then replay the lines ``noise`` does not match.
+
+    What native libraries write there (TensorFlow's start-up lines, libmpg123's notes on a damaged MP3)
+    cannot be caught from Python. ``noise`` is a compiled ``str`` pattern matched at each line's start;
+    every other line (a real error) is written back, in order. Without a usable file descriptor 2 the
+    block runs as it is.
+    """
+    with _STDERR_REDIRECT:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable stderr: nothing to filter
+            yield
+            return
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                    if not noise.match(line):
+                        sys.stderr.write(line)
+                sys.stderr.flush()

@@ -6,10 +6,10 @@ import os
 import re
 import signal
 import sys
-import tempfile
 
 from .. import backend as keras_backend
 from ..embedding import vggish
+from ..records import filtered_stderr
 
 __all__ = ["backend", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
 
@@ -21,26 +21,6 @@ _STARTUP_NOISE = re.compile(
     r"|E\d{4} \S+ +\d+ \S+:\d+\] .*(cuInit|cuda|CUDA)"
     r"|To enable the following instructions: )"
 )
-
-
-@contextlib.contextmanager
-def _without_startup_noise():
-    """Send file descriptor 2 to a temporary file; then replay what was not start-up noise (real errors)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
-                if not _STARTUP_NOISE.match(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
 
 
 def backend(args):
@@ -66,7 +46,7 @@ def backend(args):
 
 def _load_tensorflow_quietly():
     """Load TensorFlow and Keras, and probe devices, with their native start-up lines hidden."""
-    with _without_startup_noise():
+    with filtered_stderr(_STARTUP_NOISE):
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA probe prints its lines now, not mid-command

@@ -7,15 +7,13 @@ so a two-hour recording never sits in memory whole. No TensorFlow here.
 import contextlib
 import os
 import re
-import sys
-import tempfile
-import threading
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from ..exceptions import AudioError, ParameterError
+from ..records import filtered_stderr
 from . import params
 
 __all__ = ["iter_blocks", "load", "to_mono", "info"]
@@ -27,41 +25,7 @@ BLOCK_SECONDS = 30.0
 #: what libmpg123 prints on file descriptor 2 while it reads a damaged or non-MP3 file ("Note: Illegal
 #: Audio-MPEG-Header ...", "Note: Trying to resync...", "[src/libmpg123/parse.c:...] error: Giving up
 #: resync ..."): chatter, since the error (if any) is raised with the file's name
-_DECODER_CHATTER = re.compile(rb"^((Note|Warning): |\[src/libmpg123/)")
-
-
-#: one redirect of file descriptor 2 at a time: two threads interleaving theirs would leave it on a closed file
-_REDIRECT = threading.Lock()
-
-
-@contextlib.contextmanager
-def _quiet_decoder():
-    """File descriptor 2 into a temporary file while libsndfile works; then replay what was not decoder chatter."""
-    with _REDIRECT:
-        yield from _redirected()
-
-
-def _redirected():
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable stderr: nothing to keep quiet
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            kept = [line for line in captured.read().splitlines(keepends=True) if not _DECODER_CHATTER.match(line)]
-            if kept:
-                try:
-                    os.write(2, b"".join(kept))
-                except OSError:
-                    pass
+_DECODER_CHATTER = re.compile(r"^((Note|Warning): |\[src/libmpg123/)")
 
 
 def _open(path):
@@ -73,7 +37,7 @@ def _open(path):
     if os.path.getsize(path) == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        with _quiet_decoder():
+        with filtered_stderr(_DECODER_CHATTER):
             return sf.SoundFile(os.fsencode(path))  # bytes: a name that is not valid UTF-8 opens too
     except sf.LibsndfileError as exc:
         # libsndfile's text for a file no decoder recognises is "Format not recognised", or, when its MP3
@@ -137,7 +101,7 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_
         n = max(1, int(block_seconds * sr))
         while True:
             try:
-                with _quiet_decoder() if mpeg else contextlib.nullcontext():  # only libmpg123 chatters
+                with filtered_stderr(_DECODER_CHATTER) if mpeg else contextlib.nullcontext():  # only libmpg123 chatters
                     block = f.read(n, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise AudioError(f"{os.fspath(path)}: decoding failed ({exc})") from exc
