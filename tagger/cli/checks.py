@@ -10,10 +10,10 @@ Each check is the library's own rule (:func:`tagger.embedding.vggish.check_sourc
 import os
 
 from .. import backend as keras_backend
-from ..embedding import params, vggish
+from ..embedding import files, params, vggish
 from ..exceptions import DataError
 from ..training import bundle
-from ..training.evaluate import is_cv_run
+from ..training.evaluate import check_run, is_cv_run
 
 __all__ = ["before_backend"]
 
@@ -24,30 +24,20 @@ def _exists(paths, what):
             raise DataError(f"{path}: no such {what}")
 
 
-def _run_folder(path):
-    if not os.path.isdir(path):
-        raise DataError(f"{path}: no such run folder")
-    if is_cv_run(path):
-        return
-    missing = [n for n in ("model.keras", "config.json", "labels.json") if not os.path.exists(os.path.join(path, n))]
-    if missing:
-        raise DataError(f"{path}: not a finished run folder (missing {', '.join(missing)})")
-
-
 def before_backend(args):
     """Check a command's paths, model and weights source; raise :class:`~tagger.exceptions.DataError` on the first bad one."""
     command = args.command
     keras_backend.check_choice()
     if command in ("embed", "tag", "features") and getattr(args, "runner", "local") == "local":
         # Beam runners read their inputs where they run (gs://..., globs): only local runs are checked here
-        _exists(args.inputs, "file or folder")
+        files.check_inputs(args.inputs)
     if command == "evaluate":
         if args.truth:
             _exists([args.truth], "truth file")
             _exists([args.predictions] if args.predictions else [], "predictions file")
-            _exists(args.target, "file or folder")
-        elif len(args.target) == 1:
-            _run_folder(args.target[0])
+            files.check_inputs(args.target)
+        elif len(args.target) == 1 and not is_cv_run(args.target[0]):
+            check_run(args.target[0])
     model = getattr(args, "model", None)
     if command in ("tag", "evaluate") and model:
         bundle.resolve(model)

@@ -13,6 +13,7 @@ __all__ = [
     "AUDIO_EXTENSIONS",
     "LIST_EXTENSIONS",
     "collect",
+    "check_inputs",
     "track_id_for",
     "fingerprint",
     "fingerprint_stream",
@@ -132,6 +133,13 @@ def _read_list(path):
         raise DataError(f"{path}: list file unreadable ({exc.strerror})") from exc
 
 
+def check_inputs(inputs):
+    """Refuse the first input (file, folder or list file) that does not exist (:class:`DataError`)."""
+    for item in inputs:
+        if not os.path.lexists(item):
+            raise DataError(f"{os.fspath(item)}: no such file or folder")
+
+
 def collect(inputs, *, include=(), exclude=(), root=None, required=False):
     """Expand inputs into audio files with track ids.
 
@@ -191,10 +199,9 @@ def collect(inputs, *, include=(), exclude=(), root=None, required=False):
                     found.extend(p for p, _ in collect([listed], include=include, exclude=exclude))
                 else:
                     found.append(listed)  # reported by the command that reads it, with the others that fail
-        elif os.path.lexists(item):
-            found.append(item)
         else:
-            raise DataError(f"{item}: no such file or folder")
+            check_inputs([item])
+            found.append(item)
     unique, owner = [], {}
     for path in found:
         track_id = track_id_for(path, root)

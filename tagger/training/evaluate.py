@@ -23,6 +23,7 @@ __all__ = [
     "MODES",
     "default_split",
     "is_cv_run",
+    "check_run",
     "load_run",
     "clip_scores",
     "evaluate",
@@ -35,12 +36,19 @@ __all__ = [
 MODES = ("head", "soft", "hard")
 
 
-def load_run(run_dir):
-    """Load a run folder's best model, config, labels and thresholds."""
+def check_run(run_dir):
+    """Refuse what is not a finished run folder (no such folder, or its head, config or labels missing)."""
+    if not os.path.isdir(run_dir):
+        raise DataError(f"{run_dir}: no such run folder")
     needed = ("model.keras", "config.json", "labels.json")
     missing = [n for n in needed if not os.path.exists(os.path.join(run_dir, n))]
     if missing:
         raise DataError(f"{run_dir}: not a finished run folder (missing {', '.join(missing)})")
+
+
+def load_run(run_dir):
+    """Load a run folder's best model, config, labels and thresholds."""
+    check_run(run_dir)
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     labels, thresholds = read_labels(run_dir)
