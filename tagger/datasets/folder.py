@@ -198,7 +198,7 @@ def prepare(
     df = df.rename(columns={"group": group}) if group else df.drop(columns=["group"])  # the grouping, by its own name
     index = dataset.write_index(df, os.path.join(out_dir, "index.csv"))
     write_json_atomic({"task": task}, os.path.join(out_dir, "task.json"))
-    originals = df["augmented_from"].eq("").sum() if "augmented_from" in df.columns else len(df)
+    originals = len(dataset.originals(df))
     return {
         "index": index,
         "task": task,

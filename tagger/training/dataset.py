@@ -18,6 +18,7 @@ from ..records import write_json_atomic
 from .config import data_path
 
 __all__ = [
+    "originals",
     "INDEX_COLUMNS",
     "write_index",
     "read_index",
@@ -36,6 +37,13 @@ __all__ = [
 
 INDEX_COLUMNS = ("track_id", "path", "split", "labels", "duration")
 SEPARATOR = "|"
+
+
+def originals(df):
+    """The rows of a track index that are not augmented copies (index column ``augmented_from`` empty or absent)."""
+    if "augmented_from" not in df.columns:
+        return df
+    return df[df["augmented_from"].fillna("").astype(str) == ""]
 
 
 def write_index(df, path):
@@ -186,8 +194,8 @@ class Dataset:
         return self.index
 
     def _load(self, df, augmented):
-        if not augmented and "augmented_from" in df.columns:
-            df = df[df["augmented_from"].fillna("").astype(str) == ""]
+        if not augmented:
+            df = originals(df)
         y = label_matrix(df["labels"].tolist(), self.vocabulary)
         keep = y.sum(1) > 0
         ids = df["track_id"].astype(str).to_numpy()[keep].tolist()

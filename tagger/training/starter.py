@@ -27,7 +27,7 @@ import os
 from ..exceptions import DataError
 from ..records import write_json_atomic
 from .config import load_config, validate
-from .dataset import read_index
+from .dataset import originals, read_index
 
 __all__ = ["STARTER", "INPUTS", "starter_config", "write_starter", "find_starter", "load_starter"]
 
@@ -109,12 +109,8 @@ def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache
     path = os.path.join(folder, file_name)
     if os.path.exists(path):
         return path, False
-    import pandas as pd
-
-    df = read_index(index) if not isinstance(index, pd.DataFrame) else index
-    train = df[df["split"] == "train"] if "split" in df.columns else df
-    if "augmented_from" in train.columns:
-        train = train[train["augmented_from"].fillna("").astype(str) == ""]
+    df = read_index(index)
+    train = originals(df[df["split"] == "train"] if "split" in df.columns else df)
     if not len(train):
         return None, False  # nothing to train on yet (a prepared index of absent clips): no config to start from
     base = os.path.basename(os.path.normpath(folder))
