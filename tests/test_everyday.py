@@ -151,6 +151,7 @@ def test_usage_errors_stop_before_tensorflow_loads(tmp_path, args, message):
 
 def test_default_split_is_test_else_valid(tmp_path):
     from tagger.training.config import validate
+    from tagger.training.dataset import Dataset
     from tagger.training.evaluate import default_split
 
     folder = write_feature_dataset(tmp_path / "f")  # train and valid only, as AudioSet's indexes
@@ -164,15 +165,15 @@ def test_default_split_is_test_else_valid(tmp_path):
             }
         }
     )
-    assert default_split(cfg) == "valid"
+    assert default_split(Dataset(cfg)) == "valid"
     index = pd.read_csv(folder / "index.csv")
     index.loc[index.index[:9], "split"] = "test"
     index.to_csv(folder / "index.csv", index=False)
-    assert default_split(cfg) == "test"
+    assert default_split(Dataset(cfg)) == "test"
     index["split"] = "train"
     index.to_csv(folder / "index.csv", index=False)
     with pytest.raises(DataError, match="no 'test' or 'valid' split to evaluate on .*--split"):
-        default_split(cfg)
+        default_split(Dataset(cfg))
 
 
 @pytest.mark.slow

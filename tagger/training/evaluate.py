@@ -16,7 +16,7 @@ from ..exceptions import DataError, ParameterError
 from ..locks import exclusive, folder_lock_path
 from ..records import read_records, read_table, write_json_atomic
 from .bundle import load_head, read_labels
-from .dataset import SEPARATOR, Dataset, load_split
+from .dataset import SEPARATOR, Dataset
 from .heads import predict_tracks
 
 __all__ = [
@@ -96,9 +96,13 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
     return out / np.bincount(owner, minlength=len(embeddings))[:, None]
 
 
-def default_split(cfg):
-    """The split ``tagger evaluate RUN`` scores when none is named: ``test`` where the index has one, else ``valid``."""
-    splits = set(Dataset(cfg).index.get("split", []))
+def default_split(dataset):
+    """The split ``tagger evaluate RUN`` scores when none is named: ``test`` where the index has one, else ``valid``.
+
+    ``dataset``: the run's :class:`tagger.training.dataset.Dataset`.
+    """
+    cfg = dataset.cfg
+    splits = set(dataset.index.get("split", []))
     for name in ("test", "valid"):
         if name in splits:
             return name
@@ -148,14 +152,18 @@ def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
         with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
             return _evaluate_folds(run_dir, mode=mode, out_dir=out_dir, plots=plots)
     model, cfg, labels, thresholds = load_run(run_dir)
-    split = default_split(cfg) if split is None else split
+    dataset = Dataset(cfg)  # the index and vocabulary, read once for the default split and the scoring
+    split = default_split(dataset) if split is None else split
     with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
-        return _evaluate(run_dir, model, cfg, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots)
+        return _evaluate(
+            run_dir, model, dataset, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots
+        )
 
 
-def _evaluate(run_dir, model, cfg, labels, thresholds, *, split, mode, out_dir, plots):
+def _evaluate(run_dir, model, dataset, labels, thresholds, *, split, mode, out_dir, plots):
+    cfg = dataset.cfg
     task = cfg["data"]["task"]
-    ids, embeddings, y = load_split(cfg, split)
+    ids, embeddings, y = dataset.split(split)
     if not ids:
         raise DataError(f"{cfg['data']['index']}: split {split!r} has no tracks with labels in the vocabulary")
     scores = clip_scores(model, embeddings, mode=mode, window=cfg["window"], thresholds=thresholds, task=task)
