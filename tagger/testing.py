@@ -6,7 +6,9 @@ official variable names, so every loading code path can run on them.
 Also useful to try the pipeline end to end before fetching real weights.
 """
 
+import hashlib
 import os
+import shutil
 
 import numpy as np
 
@@ -162,10 +164,6 @@ def populate_hub_cache(cache_dir, repo_id, folder, *, revision="main", commit="0
     the commit. What a machine that fetched the repository once holds, for
     tests that cannot reach the Hub.
     """
-    import hashlib
-    import os
-    import shutil
-
     repo = os.path.join(os.fspath(cache_dir), "models--" + repo_id.replace("/", "--"))
     snapshot = os.path.join(repo, "snapshots", commit)
     os.makedirs(os.path.join(repo, "blobs"), exist_ok=True)

@@ -14,6 +14,18 @@ from tagger.exceptions import DataError
 from tagger.training import starter
 
 
+def _python(*args, cwd=None, env=None, timeout=120):
+    """``python ARGS`` in a fresh interpreter that imports this checkout's tagger: what it printed and its status."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
 @pytest.mark.parametrize(
     "inputs,n_train,head,window,batch,steps",
     [
@@ -134,14 +146,7 @@ def test_usage_errors_stop_before_tensorflow_loads(tmp_path, args, message):
     clip = tmp_path / "a.wav"
     clip.write_bytes(b"")
     args = [a.replace("{clip}", str(clip)) for a in args]
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = _python("-c", PROBE, *args, cwd=tmp_path)
     assert message in done.stderr, done.stderr[-2000:]
     if "EXIT" in done.stdout:  # a check of the command (argparse's own errors exit 2 before the probe prints)
         assert "EXIT 1 TENSORFLOW False KERAS False" in done.stdout, done.stdout
@@ -218,13 +223,7 @@ def test_evaluate_scores_a_cross_validated_run_on_its_held_out_folds(tmp_path):
         pred.append(np.argmax(clip_scores(model, emb, window=1, task="singlelabel"), 1))
     assert summary["accuracy"] == pytest.approx(float(np.mean(np.concatenate(y) == np.concatenate(pred))))
     assert (run / "eval" / "folds-head" / "metrics.json").exists()
-    cli = subprocess.run(
-        [sys.executable, "-m", "tagger", "evaluate", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    cli = _python("-m", "tagger", "evaluate", str(run), timeout=600)
     assert cli.returncode == 0 and "(folds, head)" in cli.stdout, cli.stderr[-2000:]
 
 
@@ -240,13 +239,7 @@ for p in sys.argv[1:]:
     except Exception as exc:
         print(type(exc).__name__, exc)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", probe, *(str(tmp_path / n) for n in ("x.mp3", "x.wav", "x.txt"))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = _python("-c", probe, *(str(tmp_path / n) for n in ("x.mp3", "x.wav", "x.txt")), timeout=60)
     lines = done.stdout.splitlines()
     assert len(lines) == 3 and all("AudioError" in line and ": not a readable audio file (" in line for line in lines)
     assert "possibly a pipe" not in done.stdout
@@ -331,12 +324,10 @@ def test_export_a_run_then_tag_with_it_from_a_prepopulated_hub_cache_offline(tmp
         "mux": {"n_active": 32, "rate": 2.0},
     }
     train(validate(cfg), str(tmp_path / "run"), verbose=0)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "tagger", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-        )
+        return _python("-m", "tagger", *args, cwd=tmp_path, env=env, timeout=600)
 
     done = cli("export", "run", "--out", "exported", "--license", "MIT")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -413,13 +404,7 @@ def test_plot_refuses_what_is_not_a_taggram_or_a_run(tmp_path):
 
 
 def test_prepare_help_says_which_options_each_adapter_takes():
-    done = subprocess.run(
-        [sys.executable, "-m", "tagger", "prepare", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = _python("-m", "tagger", "prepare", "--help", timeout=60)
     assert done.returncode == 0
     lines = {
         line.split()[0]: line
@@ -448,12 +433,6 @@ try:
 except Exception as exc:
     print(type(exc).__name__, exc)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(damaged)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = _python("-c", probe, str(damaged), timeout=60)
     assert done.stdout.startswith(("AudioError " + str(damaged), "DECODED")), done.stdout + done.stderr
     assert "Note:" not in done.stderr and "libmpg123" not in done.stderr and "resync" not in done.stderr, done.stderr

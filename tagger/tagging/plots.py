@@ -122,9 +122,7 @@ def plot_run(run_dir, out=None):
     bottom.set_yscale("log")
     bottom.set_ylabel("learning rate")
     bottom.set_xlabel("epoch")
-    from matplotlib.ticker import MaxNLocator
-
-    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
+    bottom.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     at_best = scores[epochs.index(best)] if best in epochs else max(scores)
     top.set_title(f"{os.path.basename(os.path.normpath(run_dir))}: best epoch {best}, {monitor} {at_best:.4f}")
     fig.tight_layout()
