@@ -4,6 +4,8 @@ import copy
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -34,6 +36,17 @@ KILLER = textwrap.dedent(
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
+
+
+def train_killed(config, run_dir, kill_after):
+    """``tagger train CONFIG --run-dir RUN`` in its own process, SIGKILLed after ``kill_after`` checkpoints (:data:`KILLER`)."""
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, "train", str(config), "--run-dir", str(run_dir), "--quiet"],
+        env={**os.environ, "KILL_AFTER_EPOCH": str(kill_after)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def write_head_bundle(folder, *, seed):
@@ -126,3 +139,31 @@ def write_config(path, config):
     path = pathlib.Path(path)
     path.write_text(json.dumps(config))
     return path
+
+
+#: one statement per way a saved head is loaded, each run in a fresh interpreter with the folder as ``B``
+ENTRY_POINTS = {
+    "load_head": "from tagger.training.bundle import load_head; m = load_head(B)",
+    "tagging": "from tagger.tagging.api import Head; m = Head(B).model",
+    "export": "from tagger.training.bundle import export; import tempfile; from tagger.training.bundle import load_head;"
+    " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
+    "training resume": "import tagger.training.runs, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
+    " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"
+    " json.dump({'epoch': 1}, open(os.path.join(d, 'epoch-0001.json'), 'w'));"
+    " m = tagger.training.runs.latest_checkpoint(d)[0]",
+}
+
+
+def load_in_fresh_interpreter(entry, folders):
+    """Load each head folder (name -> path) through one of :data:`ENTRY_POINTS` in a new process; name -> parameter count.
+
+    The process imports only that entry point's module, so a head whose custom layers another module
+    would register fails there.
+    """
+    body = ENTRY_POINTS[entry].replace("; ", "\n    ")
+    paths = {name: str(path) for name, path in folders.items()}
+    code = f"for name, B in {paths!r}.items():\n    {body}\n    print(name, m.count_params())"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    counts = dict(line.split() for line in done.stdout.split("\n") if line.split()[:1] and line.split()[0] in paths)
+    assert done.returncode == 0 and sorted(counts) == sorted(paths), done.stderr[-2000:]
+    return {name: int(n) for name, n in counts.items()}

@@ -8,8 +8,8 @@ import pytest
 from helpers import SMALL_RUN, make_config, write_config
 
 from tagger import cli
-from tagger.exceptions import ParameterError
-from tagger.training.config import load_config
+from tagger.exceptions import DataError, ParameterError
+from tagger.training.config import DEFAULTS, ensemble_members, load_config
 
 # (change to a valid config, what the error names); a "search" change goes through `tagger tune`
 BAD = [
@@ -41,6 +41,43 @@ BAD = [
     ({"mixup": -0.5}, "mixup=-0.5"),
     ({"data": {"cv_folds": 1}}, "data.cv_folds=1"),
     ({"data": {"train_split": 3}}, "data.train_split=3"),
+    # cross-family ensembles: members named, each a valid config over the ensemble's data and window
+    ({"head": {"name": "ensemble", "members": {"a": {}}}}, 'head.members={"a": {}} must map at least two'),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b": 3}}}, "head.members.b: 3 must be a config file path"),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b b": {}}}}, "head.members.b b: a member name"),
+    (
+        {"head": {"name": "ensemble", "members": {"a": {}, "b": {"head": {"name": "dense", "dropout": 1.5}}}}},
+        "head.members.b: config key head.dropout=1.5",
+    ),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b": {"window": 3}}}}, "head.members.b: window: an inline"),
+    (
+        {
+            "head": {
+                "name": "ensemble",
+                "members": {"a": {}, "b": {"head": {"name": "ensemble", "members": {"c": {}, "d": {}}}}},
+            }
+        },
+        "head.members.b: a member cannot itself be an ensemble",
+    ),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b": {}}, "select": "best"}}, 'head.select="best"'),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b": {}}, "hidden": 8}}, "head.'hidden' for an ensemble"),
+    (
+        {
+            "head": {
+                "name": "ensemble",
+                "members": {"a": {}, "b": {}},
+                "select": "best_subset",
+                "weights": {"a": 1, "b": 1},
+            }
+        },
+        "head.weights: fixed weights go with",
+    ),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b": {}}, "weights": {"a": 1}}}, 'head.weights={"a": 1}'),
+    ({"head": {"name": "ensemble", "members": {"a": {}, "b": {}}, "weights": {"a": 1, "b": 0}}}, "head.weights.b=0"),
+    (
+        {"head": {"name": "ensemble", "members": {"a": {}, "b": {}}}, "search": {"mixup": {"choices": [0.2]}}},
+        "an ensemble is not searched as one",
+    ),
     # search ranges (tagger tune)
     ({"search": {"head.hiden": {"choices": [8]}}}, "search.head.hiden"),
     ({"search": {"windw": {"low": 1, "high": 2}}}, "search.windw"),
@@ -92,3 +129,25 @@ def test_the_command_exits_1_with_the_reason_and_writes_nothing(data, tmp_path):
     )
     assert result.returncode == 1 and "mux.rate=0" in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_ensemble_member_file_must_exist_and_share_the_data_and_window(data, tmp_path):
+    member = write_config(tmp_path / "member.json", config_with(data, {"window": 3}))
+    ensemble = {"head": {"name": "ensemble", "members": {"a": {}, "b": str(member)}}}
+    path = write_config(tmp_path / "e.json", config_with(data, ensemble))
+    with pytest.raises(ParameterError, match=r"head.members.b: its window \(3\) differs from the ensemble's \(10\)"):
+        load_config(str(path))
+    ensemble["head"]["members"]["b"] = str(tmp_path / "nowhere.json")
+    path = write_config(tmp_path / "e.json", config_with(data, ensemble))
+    with pytest.raises(DataError, match="head.members.b: .*nowhere.json: no such config file"):
+        load_config(str(path))
+    # a member file with the same data and window is a member like an inline one
+    write_config(tmp_path / "member.json", config_with(data, {"head": {"name": "autopool", "hidden": 16}}))
+    ensemble["head"]["members"]["b"] = str(member)
+    cfg = load_config(str(write_config(tmp_path / "e.json", config_with(data, ensemble))))
+    members = ensemble_members(cfg)
+    assert list(members) == ["a", "b"] and members["b"]["head"]["name"] == "autopool"
+    # an inline member takes the ensemble's other settings; its own head (the default one here)
+    assert members["a"]["head"] == DEFAULTS["head"] and members["a"]["batch_size"] == SMALL_RUN["batch_size"]
+    assert members["a"]["name"] == "small.a"
+    assert cfg["head"]["select"] == "all" and cfg["head"]["weights"] is None

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import ROOT, write_audio
+from helpers import ENTRY_POINTS, ROOT, load_in_fresh_interpreter, write_audio
 
 from tagger.testing import random_weights, write_checkpoint
 
@@ -126,16 +126,6 @@ def test_prepare_folder_genre_layout(gtzan_files, tmp_path):
 
 
 SHIPPED = sorted(p.name for p in (ROOT / "tagger/models").iterdir() if (p / "model.keras").exists())
-ENTRY_POINTS = {
-    "load_head": "from tagger.training.bundle import load_head; m = load_head(B)",
-    "tagging": "from tagger.tagging.api import Head; m = Head(B).model",
-    "export": "from tagger.training.bundle import export; import tempfile; from tagger.training.bundle import load_head;"
-    " m = load_head(export(B, tempfile.mkdtemp(), embedding='raw', task='multilabel', window=10))",
-    "training resume": "import tagger.training.runs, shutil, tempfile, os, json; d = tempfile.mkdtemp();"
-    " shutil.copy(os.path.join(B, 'model.keras'), os.path.join(d, 'epoch-0001.keras'));"
-    " json.dump({'epoch': 1}, open(os.path.join(d, 'epoch-0001.json'), 'w'));"
-    " m = tagger.training.runs.latest_checkpoint(d)[0]",
-}
 
 
 @pytest.mark.parametrize(
@@ -145,9 +135,5 @@ ENTRY_POINTS = {
 def test_every_shipped_bundle_loads_in_a_fresh_interpreter(entry):
     """A fresh process that imports only the module of one entry point loads each bundle (custom layers registered)."""
     assert SHIPPED == ["genre10", "music"]
-    body = ENTRY_POINTS[entry].replace("; ", "\n    ")
-    code = f"import os\nfor name in {SHIPPED!r}:\n    B = os.path.join('tagger', 'models', name)\n    {body}\n    print(name, m.count_params())"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    counts = dict(line.split() for line in done.stdout.split("\n") if line.split()[:1] and line.split()[0] in SHIPPED)
-    assert done.returncode == 0 and sorted(counts) == SHIPPED, done.stderr[-2000:]
+    counts = load_in_fresh_interpreter(entry, {name: ROOT / "tagger" / "models" / name for name in SHIPPED})
     assert all(int(n) > 0 for n in counts.values()), counts

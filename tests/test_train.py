@@ -1,15 +1,12 @@
 """Training on the real AudioSet features in ../shared: prepare, train, evaluate, resume, bad configs."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import KILLER, SMALL_RUN, make_config
+from helpers import SMALL_RUN, make_config, train_killed
 
 from tagger import cli
 from tagger.exceptions import DataError, ParameterError
@@ -202,24 +199,14 @@ def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
 
-    def run(folder, kill_after):
-        env = {**os.environ, "KILL_AFTER_EPOCH": str(kill_after)}
-        return subprocess.run(
-            [sys.executable, "-c", KILLER, "train", str(path), "--run-dir", str(folder), "--quiet"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-
-    whole = run(tmp_path / "whole", 99)
+    whole = train_killed(path, tmp_path / "whole", 99)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = run(tmp_path / "resumed", 2)
+    killed = train_killed(path, tmp_path / "resumed", 2)
     assert killed.returncode == -signal.SIGKILL
     assert json.loads((tmp_path / "resumed/checkpoints/epoch-0002.json").read_text())["epoch"] == 2
     assert not (tmp_path / "resumed/checkpoints/epoch-0003.json").exists()
     assert not (tmp_path / "resumed/metrics.json").exists()
-    resumed = run(tmp_path / "resumed", 99)
+    resumed = train_killed(path, tmp_path / "resumed", 99)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = json.loads((tmp_path / "whole/metrics.json").read_text())
     b = json.loads((tmp_path / "resumed/metrics.json").read_text())

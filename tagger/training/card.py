@@ -126,15 +126,26 @@ def run_card(run_dir, *, name=None, license=None):
     labels = _read(run_dir, "labels.json")
     data = cfg["data"]
     task = meta.get("task", data.get("task", "multilabel"))
+    valid = data["valid_split"]
+    head, epochs = cfg["head"]["name"], metrics.get("best_epoch")
+    protocol = f"early stopping and learning-rate reduction on split {valid!r}; best epoch kept"
+    if "ensemble" in metrics:  # tagger.training.ensemble: the members it averages, each trained on its own
+        chosen, members = metrics["ensemble"]["chosen"], metrics["members"]
+        head = "ensemble of " + " + ".join(f"{n} ({members[n]['head']})" for n in chosen)
+        epochs = ", ".join(f"{n} {members[n]['best_epoch'] + 1}" for n in chosen)
+        protocol = (
+            f"each member trained separately, {protocol}; members chosen on split {valid!r}"
+            f" ({metrics['ensemble']['select']}), their clip probabilities averaged"
+        )
     card = {
         "name": name or cfg.get("name") or os.path.basename(os.path.normpath(run_dir)),
         "task": task,
         "classes": len(labels),
-        "head": cfg["head"]["name"],
+        "head": head,
         "trained_on": f"{data['index']} (split {data['train_split']!r}), vocabulary {data['vocabulary']}",
-        "protocol": f"early stopping and learning-rate reduction on split {data['valid_split']!r}; best epoch kept",
+        "protocol": protocol,
         "seed": cfg.get("seed"),
-        "epochs": metrics.get("best_epoch"),
+        "epochs": epochs,
         "quality": {
             "metric": metrics["monitor"],
             "value": metrics["valid_score"],

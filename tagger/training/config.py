@@ -13,12 +13,25 @@ import inspect
 import json
 import math
 import os
+import re
 import sys
 
 from ..exceptions import DataError, ParameterError, TaggerError
 from .heads import BUILT_BY_TRAINING, HEADS, TASKS, check_members
 
-__all__ = ["OPTIMIZERS", "DEFAULTS", "load_config", "validate", "data_path", "main", "check_search", "with_values"]
+__all__ = [
+    "OPTIMIZERS",
+    "DEFAULTS",
+    "ENSEMBLE",
+    "SELECTIONS",
+    "load_config",
+    "validate",
+    "ensemble_members",
+    "data_path",
+    "main",
+    "check_search",
+    "with_values",
+]
 
 #: config name of each optimizer -> its class in keras.optimizers (training and fine-tuning build from this one list)
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
@@ -57,6 +70,16 @@ DEFAULTS = {
     # log scale; "step" optional) or {"choices": [...]}; ignored by `tagger train` (see tagger.training.tune)
     "search": {},
 }
+
+#: head.name of a cross-family ensemble: members trained separately, each by its own config, then averaged
+#: (tagger.training.ensemble); head.members maps member names to configs
+ENSEMBLE = "ensemble"
+#: how an ensemble chooses its members on the validation split: every member, or the best equally weighted subset
+SELECTIONS = ("all", "best_subset")
+_ENSEMBLE_KEYS = ("name", "members", "select", "weights")
+# what every member shares with its ensemble: the data it is scored on, the windows it tags
+_SHARED = ("data", "window")
+_MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 _FREE_SECTIONS = {"head", "search"}  # keys checked by the head builder, and by check_search
 _PATH_KEYS = ("index", "cache", "vocabulary")
@@ -191,9 +214,13 @@ def validate(config, *, base_dir=".", check_paths=True):
         if not check(_get(cfg, key)):
             _fail(key, _get(cfg, key), what)
     head = cfg["head"]
+    if head.get("name") == ENSEMBLE:
+        _check_ensemble(cfg, base_dir=base_dir, check_paths=check_paths)
+        return cfg
     if head.get("name") not in HEADS:
         raise ParameterError(
-            f"config key head.name={head.get('name')!r}: unknown head; valid heads: {', '.join(sorted(HEADS))}"
+            f"config key head.name={head.get('name')!r}: unknown head; valid heads:"
+            f" {', '.join(sorted(HEADS))}, or {ENSEMBLE!r} (members trained separately, averaged)"
         )
     signature = inspect.signature(HEADS[head["name"]]).parameters
     accepted = set(signature) - set(BUILT_BY_TRAINING)
@@ -224,6 +251,110 @@ def validate(config, *, base_dir=".", check_paths=True):
     if cfg["search"]:
         check_search(cfg)
     return cfg
+
+
+def _check_ensemble(cfg, *, base_dir, check_paths):
+    """The head section of an ensemble config: its keys, selection, weights and every member's config."""
+    head = cfg["head"]
+    for key in head:
+        if key not in _ENSEMBLE_KEYS:
+            raise ParameterError(f"unknown config key head.{key!r} for an ensemble; valid: {', '.join(_ENSEMBLE_KEYS)}")
+    select = head.setdefault("select", "all")
+    if select not in SELECTIONS:
+        _fail("head.select", select, f"one of {', '.join(json.dumps(s) for s in SELECTIONS)}")
+    if cfg["search"]:
+        raise ParameterError("config key search: an ensemble is not searched as one; tune each member's config")
+    members = ensemble_members(cfg, base_dir=base_dir, check_paths=check_paths)
+    weights = head.setdefault("weights", None)
+    if weights is None:
+        return
+    if select != "all":
+        raise ParameterError(f'config key head.weights: fixed weights go with head.select="all", not {select!r}')
+    if not isinstance(weights, dict) or sorted(weights) != sorted(members):
+        _fail("head.weights", weights, f"a mapping of every member ({', '.join(members)}) to a weight")
+    for name, w in weights.items():
+        if not _is_number(w) or w <= 0:
+            _fail(f"head.weights.{name}", w, "a number > 0")
+
+
+def _merged(base, given):
+    """``base`` with ``given``'s values over it, section by section (a head is replaced whole)."""
+    out = copy.deepcopy(base)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in _FREE_SECTIONS:
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def ensemble_members(cfg, *, base_dir=".", check_paths=True):
+    """The validated config of each member of an ensemble config, by member name.
+
+    A member is given as a config file (a path, relative to ``base_dir`` as
+    data paths are) or as a mapping of settings laid over the ensemble's own
+    top-level settings (``{"head": {...}, "batch_size": 512}``). Every member
+    trains and is scored on the ensemble's ``data`` and tags its ``window``,
+    so a member file must state the same.
+
+    Parameters
+    ----------
+    cfg : dict
+        A config whose ``head.name`` is ``"ensemble"``.
+
+    Returns
+    -------
+    dict
+        Member name -> complete config (:func:`validate`), in the config's order.
+
+    Raises
+    ------
+    ParameterError
+        Fewer than two members, a bad member name or setting (named
+        ``head.members.<name>``), a member that is itself an ensemble, or one
+        whose data or window differ from the ensemble's.
+    DataError
+        A member config file that does not exist.
+    """
+    members = cfg["head"].get("members")
+    if not isinstance(members, dict) or len(members) < 2:
+        given = json.dumps(members) if _jsonable(members) else repr(members)
+        raise ParameterError(
+            f"config key head.members={given} must map at least two member names to their configs (a config file,"
+            " or a mapping of settings)"
+        )
+    own = {k: v for k, v in cfg.items() if k not in ("head", "search", "name")}
+    out = {}
+    for name, spec in members.items():
+        where = f"config key head.members.{name}"
+        if not _MEMBER_NAME.match(str(name)):
+            raise ParameterError(f"{where}: a member name names its run folder (letters, digits, '_', '.', '-')")
+        try:
+            if isinstance(spec, str):
+                path = os.path.expanduser(os.path.expandvars(spec))
+                member = load_config(os.path.join(base_dir, path), check_paths=check_paths)
+            elif isinstance(spec, dict):
+                shared = [k for k in spec if k in (*_SHARED, "name", "search")]
+                if shared:
+                    raise ParameterError(
+                        f"{shared[0]}: an inline member takes data and window from its ensemble (its top level)"
+                    )
+                name_of = f"{cfg['name']}.{name}" if cfg.get("name") else str(name)
+                member = validate({**_merged(own, spec), "name": name_of}, base_dir=base_dir, check_paths=check_paths)
+            else:
+                raise ParameterError(f"{spec!r} must be a config file path or a mapping of settings")
+        except TaggerError as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
+        if member["head"]["name"] == ENSEMBLE:
+            raise ParameterError(f"{where}: a member cannot itself be an ensemble")
+        for key in _SHARED:
+            if member[key] != cfg[key]:
+                raise ParameterError(
+                    f"{where}: its {key} ({json.dumps(member[key])}) differs from the ensemble's"
+                    f" ({json.dumps(cfg[key])}); every member is scored on the same data and tags the same windows"
+                )
+        out[str(name)] = member
+    return out
 
 
 def _leaf_keys(tree, prefix=""):

@@ -96,19 +96,29 @@ class Ensemble(keras.layers.Layer):
     ----------
     members : list of keras.Model
         Heads with the same inputs and output shape.
+    weights : list of float, optional
+        One per member, summing to 1: the weighted mean at inference (a cross-family
+        ensemble, :mod:`tagger.training.ensemble`); the plain mean when None.
 
     Call arguments: ``inputs``, the members' inputs (e.g. ``[x, mask]``).
     Output: (batch, n_outputs). Training batches need at least ``len(members)``
     samples (``tagger train`` asks for a multiple); the last member takes any remainder.
     """
 
-    def __init__(self, members, **kwargs):
+    def __init__(self, members, weights=None, **kwargs):
         super().__init__(**kwargs)
         self.members = [keras.saving.deserialize_keras_object(m) if isinstance(m, dict) else m for m in members]
+        self.weights_of_members = None if weights is None else [float(w) for w in weights]
+        if self.weights_of_members is not None and len(self.weights_of_members) != len(self.members):
+            raise ValueError(f"weights={weights} must give one weight per member ({len(self.members)})")
 
     def call(self, inputs, training=None):
         if not training:
-            return ops.mean(ops.stack([member(inputs, training=False) for member in self.members], axis=1), axis=1)
+            outputs = ops.stack([member(inputs, training=False) for member in self.members], axis=1)
+            if self.weights_of_members is None:
+                return ops.mean(outputs, axis=1)
+            w = ops.convert_to_tensor(self.weights_of_members, dtype=outputs.dtype)
+            return ops.sum(outputs * w[None, :, None], axis=1)
         n, batch = len(self.members), ops.shape(inputs[0])[0]
         edges = [i * (batch // n) for i in range(n)] + [batch]
         return ops.concatenate(
@@ -123,7 +133,10 @@ class Ensemble(keras.layers.Layer):
         return self.members[0].compute_output_shape(input_shape)
 
     def get_config(self):
-        return {**super().get_config(), "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
+        config = {**super().get_config(), "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
+        if self.weights_of_members is not None:  # absent when equal: heads saved before weights existed load alike
+            config["weights"] = self.weights_of_members
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tagger")

@@ -28,6 +28,7 @@ __all__ = [
     "append_history",
     "save_model",
     "read_schedule",
+    "schedule_epochs",
     "Scalars",
 ]
 
@@ -46,8 +47,9 @@ def _freeze(run_dir, name, value):
             previous = json.load(f)
         if previous == json.loads(json.dumps(value)):
             return
-        if checkpoint_epochs(os.path.join(run_dir, "checkpoints")) or os.path.exists(
-            os.path.join(run_dir, "history.csv")
+        made = ("history.csv", "model.keras", "members")  # an epoch, a kept head, an ensemble's members
+        if checkpoint_epochs(os.path.join(run_dir, "checkpoints")) or any(
+            os.path.exists(os.path.join(run_dir, name)) for name in made
         ):
             raise DataError(
                 f"{run_dir}: the run folder holds a different {name} and has trained with it; use a new"
@@ -57,14 +59,24 @@ def _freeze(run_dir, name, value):
     write_json_atomic(value, frozen)
 
 
-def init_run(run_dir, cfg, labels, schedule=None):
-    """Make the folder and write (or check, on a resume) its config, schedule, labels and version."""
-    os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
+def init_run(run_dir, cfg, labels, schedule=None, *, checkpoints=True):
+    """Make the folder and write (or check, on a resume) its config, schedule, labels and version.
+
+    ``checkpoints``: make its ``checkpoints/`` folder (an ensemble's run folder has none: its members do).
+    """
+    os.makedirs(os.path.join(run_dir, "checkpoints") if checkpoints else run_dir, exist_ok=True)
     _freeze(run_dir, "config.json", cfg)
     if schedule is not None:
         _freeze(run_dir, "schedule.json", schedule)
     write_json_atomic(labels, os.path.join(run_dir, "labels.json"))
     write_json_atomic({"tagger": __version__}, os.path.join(run_dir, "version.json"))
+
+
+def schedule_epochs(schedule):
+    """Epochs of a refit schedule: a count, or for an ensemble's, member name -> count."""
+    if isinstance(schedule, dict):
+        return {name: len(lrs) for name, lrs in schedule["members"].items()}
+    return len(schedule)
 
 
 def checkpoint_epochs(ckpt_dir):
@@ -133,11 +145,17 @@ def read_schedule(run_dir):
 
     Returns
     -------
-    list of float
-        ``best_epoch + 1`` learning rates, as logged in ``history.csv``.
+    list of float, or dict
+        ``best_epoch + 1`` learning rates, as logged in ``history.csv``; for an
+        ensemble (:mod:`.ensemble`), ``{"members": {name: learning rates}}`` of the
+        members it chose.
     """
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
-        best = int(json.load(f)["best_epoch"])
+        metrics = json.load(f)
+    if "ensemble" in metrics:
+        chosen = metrics["ensemble"]["chosen"]
+        return {"members": {name: read_schedule(os.path.join(run_dir, "members", name)) for name in chosen}}
+    best = int(metrics["best_epoch"])
     with open(os.path.join(run_dir, "history.csv"), newline="", encoding="utf-8") as f:
         lrs = {int(r["epoch"]): float(r["lr"]) for r in csv.DictReader(f)}
     if any(e not in lrs for e in range(best + 1)):

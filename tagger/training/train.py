@@ -23,7 +23,7 @@ from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
 from . import runs
 from .bundle import load_head, write_meta
-from .config import OPTIMIZERS, data_path, validate
+from .config import ENSEMBLE, OPTIMIZERS, data_path, validate
 from .dataset import Dataset, check_same_provenance, read_vocabulary
 from .heads import HEADS, PATCH_HEADS, build_head, input_stats, loss_for, predict_tracks, prior_bias
 
@@ -162,6 +162,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
         rate ``schedule[i]`` (see :func:`tagger.training.runs.read_schedule`), with no early stopping
         or learning-rate reduction, and keep the last epoch's model.
         ``valid_data`` is then only scored, never used to choose anything.
+        An ensemble config (:mod:`.ensemble`) takes ``{"members": {name: schedule}}``.
     verbose : int
     on_epoch : callable, optional
         ``on_epoch(epoch, val_score)`` after every epoch (checkpoint written):
@@ -183,6 +184,10 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
         if not part.ids:
             raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
     check_same_provenance({"train": train_data.embeddings, "valid": valid_data.embeddings}, data_path(cfg, "cache"))
+    if cfg["head"]["name"] == ENSEMBLE:  # members trained one by one on these data, then averaged
+        from . import ensemble
+
+        return ensemble.fit(cfg, run_dir, labels, train_data, valid_data, schedule=schedule, verbose=verbose)
     if schedule is not None:
         schedule = [float(lr) for lr in schedule]
         if not schedule or min(schedule) <= 0:
@@ -374,7 +379,7 @@ def cross_validate(cfg, run_dir, *, verbose=1):
         schedule = runs.read_schedule(select)
         metrics = refit_fold(cfg, os.path.join(run_dir, f"fold{k}"), k, schedule, verbose=verbose, dataset=dataset)
         scores.append(metrics["valid_score"])
-        epochs.append(len(schedule))
+        epochs.append(runs.schedule_epochs(schedule))
     summary = {
         "cv_folds": len(pairs),
         "fold_scores": scores,
