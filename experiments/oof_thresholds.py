@@ -52,9 +52,9 @@ def main():
 
     from tagger.datasets import audioset
     from tagger.records import write_json_atomic
-    from tagger.training import bundle, dataset
+    from tagger.training import bundle
     from tagger.training.config import load_config
-    from tagger.training.dataset import load_split
+    from tagger.training.dataset import Dataset, join_splits
     from tagger.training.evaluate import load_run
     from tagger.training.heads import predict_tracks
     from tagger.training.metrics import choose_thresholds
@@ -65,29 +65,36 @@ def main():
     folder = bundle.resolve(args.task)
     shipped = json.loads(pathlib.Path(folder, "metrics.json").read_text())
     cfg = load_config(shipped["experiment"]["config"])
-    epochs = int(shipped["epochs"])
     labels, old_thresholds = bundle.read_labels(folder)
-    parts = [load_split(cfg, "train"), load_split(cfg, "valid")]
-    ids = parts[0][0] + parts[1][0]
-    embeddings = parts[0][1] + parts[1][1]
-    y = np.concatenate([parts[0][2], parts[1][2]])
-    index = dataset.read_index(cfg["data"]["index"]).set_index("track_id")
-    groups = index.loc[ids, "video_id"].to_numpy()
-    folds = np.zeros(len(ids), int)
-    for k, (_, held) in enumerate(GroupKFold(n_splits=args.folds).split(np.zeros(len(ids)), groups=groups)):
+    data = Dataset(cfg)
+    every = join_splits(data.split("train"), data.split("valid"), where=cfg["data"]["cache"])
+    y = every.y
+    groups = data.index.set_index("track_id").loc[every.ids, "video_id"].to_numpy()
+    folds = np.zeros(len(every.ids), int)
+    for k, (_, held) in enumerate(GroupKFold(n_splits=args.folds).split(np.zeros(len(every.ids)), groups=groups)):
         folds[held] = k
     # the shipped head's recipe: its config and epoch count; the bundle keeps no record of its learning-rate
-    # cuts, so these heads run the config's learning rate throughout (EMA as configured)
-    schedule = [float(cfg["optimizer"]["learning_rate"])] * epochs
+    # cuts, so these heads run the config's learning rate throughout (EMA as configured); an ensemble's
+    # members each run their own config's
+    if "members" in shipped:
+        schedule = {
+            "members": {
+                n: [float(load_config(m["config"])["optimizer"]["learning_rate"])] * int(m["epochs"])
+                for n, m in shipped["members"].items()
+            }
+        }
+        epochs = {n: int(m["epochs"]) for n, m in shipped["members"].items()}
+    else:
+        epochs = int(shipped["epochs"])
+        schedule = [float(cfg["optimizer"]["learning_rate"])] * epochs
     oof = np.zeros(y.shape, np.float32)
     for k in range(args.folds):
         held = np.flatnonzero(folds == k)
         rest = np.flatnonzero(folds != k)
-        pick = lambda idx: ([ids[i] for i in idx], [embeddings[i] for i in idx], y[idx])  # noqa: E731
         run = f"runs/oof_{args.task}/fold{k}"
-        fit(cfg, run, train_data=pick(rest), valid_data=pick(held), schedule=schedule, verbose=0)
+        fit(cfg, run, train_data=every.take(rest), valid_data=every.take(held), schedule=schedule, verbose=0)
         model = load_run(run)[0]
-        oof[held] = predict_tracks(model, [embeddings[i] for i in held])
+        oof[held] = predict_tracks(model, every.take(held).embeddings)
         print(f"fold {k}: {len(rest)} train, {len(held)} held out", flush=True)
     # held-out quality of each way of choosing thresholds, on the same out-of-fold predictions
     crossed = np.zeros(y.shape, np.float32)
@@ -99,7 +106,7 @@ def main():
         "task": args.task,
         "folds": args.folds,
         "grouped_by": "video_id",
-        "n_clips": int(len(ids)),
+        "n_clips": int(len(every.ids)),
         "epochs": epochs,
         "old": {
             "chosen_on": "the shipped head's own training data (train + valid)",
@@ -118,7 +125,7 @@ def main():
     write_json_atomic(dict(zip(labels, map(float, new_thresholds))), pathlib.Path(folder, "thresholds.json"))
     shipped["thresholds"] = {
         "chosen_on": f"out-of-fold predictions: AudioSet bal_train train + valid in {args.folds} folds grouped by video,"
-        f" a head of this recipe ({epochs} epochs) trained on the other folds predicting each;"
+        f" a head of this recipe ({shipped['epochs']} epochs) trained on the other folds predicting each;"
         " per tag the F1-maximising threshold on the pooled predictions",
         "heldout_macro_f1": result["new_cross_validated"]["macro_f1"],
         "heldout_macro_f1_previous_thresholds": result["old"]["macro_f1"],

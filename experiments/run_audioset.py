@@ -96,6 +96,9 @@ def main():
         }
         if cfg["data"]["task"] == "multilabel":
             head["roc_auc"] = head_roc_auc(f"runs/{name}")
+        if cfg["head"]["name"] == "ensemble":
+            head.update(ensemble_summary(cfg, f"runs/{name}", metrics))
+            head["wall_s"] = head["member_train_s"]  # its members may have trained in earlier invocations
         entry = results.setdefault(vocab, {"heads": {}})
         entry["heads"][cfg["head"]["name"]] = {**head, "config": path}
         if "baseline" not in entry:
@@ -110,6 +113,85 @@ def main():
         print(f"{name}: {head['score']:.4f} (baseline {entry['baseline']['mean']:.4f}) in {wall:.0f}s", flush=True)
         out_path.write_text(json.dumps(results, indent=1))
     write_table(results)
+
+
+def _train_seconds(run_dir):
+    """Seconds a run spent in training steps (history.csv; validation passes not counted)."""
+    import pandas as pd
+
+    return float(pd.read_csv(os.path.join(run_dir, "history.csv"))["seconds"].sum())
+
+
+def ensemble_summary(cfg, run_dir, metrics):
+    """An ensemble's row: what it chose and from what, each member's score, the cost of its members.
+
+    Single split: the members' validation scores, every candidate subset's, the
+    chosen members' refit schedules (so a head can be shipped from this record
+    alone) and the split-half check of :func:`split_half`. Cross-validated: the
+    members chosen for each held-out fold (on its selection fold).
+    """
+    folds = sorted(glob.glob(os.path.join(run_dir, "fold*")))
+    members = sorted(glob.glob(os.path.join(run_dir, "members", "*"))) + sorted(
+        glob.glob(os.path.join(run_dir, "fold*", "members", "*"))
+    )
+    out = {"member_train_s": round(sum(_train_seconds(m) for m in members), 1)}
+    if folds:
+        chosen = {}
+        for select in sorted(glob.glob(os.path.join(run_dir, "fold*-select"))):
+            ens = json.loads(pathlib.Path(select, "metrics.json").read_text())["ensemble"]
+            chosen[os.path.basename(select)[: -len("-select")]] = ens["chosen"]
+        return {**out, "chosen_per_fold": chosen}
+    from tagger.training.runs import read_schedule
+
+    ens = metrics["ensemble"]
+    return {
+        **out,
+        "chosen": ens["chosen"],
+        "member_scores": {n: m["valid_score"] for n, m in metrics["members"].items()},
+        "candidates": ens["candidates"],
+        "schedules": read_schedule(run_dir)["members"],
+        "split_half": split_half(cfg, run_dir, list(metrics["members"])),
+    }
+
+
+def split_half(cfg, run_dir, names):
+    """The selection scored where it chose nothing: the validation split cut in two halves by video.
+
+    The subset is chosen (best_subset) on one half and scored on the other, and
+    the other way round; the best single member is chosen and scored the same
+    way. The members' epochs were still chosen on the whole validation split.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    from tagger.training import dataset
+    from tagger.training.bundle import load_head
+    from tagger.training.dataset import load_split
+    from tagger.training.ensemble import average, choose
+    from tagger.training.heads import predict_tracks
+    from tagger.training.metrics import monitor_score
+
+    task = cfg["data"]["task"]
+    valid = load_split(cfg, "valid")
+    videos = dataset.read_index(cfg["data"]["index"]).set_index("track_id").loc[valid.ids, "video_id"].to_numpy()
+    preds = {
+        n: predict_tracks(load_head(os.path.join(run_dir, "members", n), compile=False), valid.embeddings)
+        for n in names
+    }
+    rows = []
+    for pick, held in GroupKFold(n_splits=2).split(valid.y, groups=videos):
+        on = lambda idx: {n: p[idx] for n, p in preds.items()}  # noqa: E731
+        chosen = choose(task, valid.y[pick], on(pick), select="best_subset")[0]
+        single = max(names, key=lambda n: monitor_score(task, valid.y[pick], preds[n][pick]))
+        rows.append(
+            {
+                "chosen": chosen,
+                "ensemble": monitor_score(task, valid.y[held], average([preds[n][held] for n in chosen])),
+                "single": single,
+                "single_score": monitor_score(task, valid.y[held], preds[single][held]),
+                "n_held": int(len(held)),
+            }
+        )
+    return rows
 
 
 def fill_roc(results):
@@ -139,6 +221,11 @@ def write_table(results):
         chosen = f"C={b['C']}" if "fold_C" not in b else "C per fold: " + ", ".join(f"{c:g}" for c in b["fold_C"])
         bl = f"{b['mean']:.4f}" + (f" ± {b['std']:.4f}" if b.get("std") is not None else "") + f" ({chosen})"
         for head, h in sorted(r["heads"].items()):
+            if head == "ensemble":  # what it averages, and (single split) what it chose from
+                chosen = h.get("chosen") or sorted({n for c in h.get("chosen_per_fold", {}).values() for n in c})
+                head = f"ensemble: {' + '.join(chosen)}" + (
+                    f" (best of {', '.join(h['member_scores'])})" if "member_scores" in h else " (chosen per fold)"
+                )
             score = f"{h['score']:.4f}" + (f" ± {h['std']:.4f}" if h.get("std") is not None else "")
             roc = f"{h['roc_auc']:.4f} / {b['roc_auc']:.4f}" if "roc_auc" in h and "roc_auc" in b else "n/a"
             lines.append(

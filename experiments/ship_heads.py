@@ -18,8 +18,6 @@ import os
 import pathlib
 import sys
 
-import numpy as np
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,40 +30,56 @@ def main():
     os.chdir(ROOT)
     from tagger.training import bundle
     from tagger.training.config import load_config
-    from tagger.training.dataset import load_split, nested_folds
-    from tagger.training.runs import read_schedule
+    from tagger.training.dataset import Dataset, join_splits, nested_folds
+    from tagger.training.runs import read_schedule, schedule_epochs
     from tagger.training.train import fit
 
     results = json.loads((ROOT / "experiments/results_audioset.json").read_text())
     for task in tasks:
         heads = results[task]["heads"]
         best = max(heads, key=lambda h: heads[h]["score"])
-        cfg = load_config(heads[best]["config"])
-        experiment = ROOT / "runs" / pathlib.Path(heads[best]["config"]).stem
-        if cfg["data"]["cv_folds"] > 1:
+        record = heads[best]
+        cfg = load_config(record["config"])
+        experiment = ROOT / "runs" / pathlib.Path(record["config"]).stem
+        if "schedules" in record:  # an ensemble: the members it chose, each up to its best epoch, as recorded
+            schedule = {"members": record["schedules"]}
+        elif cfg["data"]["cv_folds"] > 1:
             schedules = sorted(
                 (read_schedule(str(experiment / f"fold{k}-select")) for k, _ in nested_folds(cfg)), key=len
             )
             schedule = schedules[len(schedules) // 2]
         else:
             schedule = read_schedule(str(experiment))
-        epochs = len(schedule)
+        epochs = schedule_epochs(schedule)
         cfg["data"]["cv_folds"] = 0
-        train = load_split(cfg, "train")
-        valid = load_split(cfg, "valid")
-        every = (train[0] + valid[0], train[1] + valid[1], np.concatenate([train[2], valid[2]]))
+        data = Dataset(cfg)
+        valid = data.split("valid")
+        every = join_splits(data.split("train", augmented=True), valid, where=cfg["data"]["cache"])
         run = f"runs/ship_{task}"
         # valid is part of the training data here: it is only scored, the last epoch is shipped
         fit(cfg, run, train_data=every, valid_data=valid, schedule=schedule, verbose=0)
         metrics = {
             "task": task,
             "head": best,
-            "experiment": heads[best],
+            "experiment": record,
             "baseline": results[task]["baseline"],
             "monitor": results[task]["monitor"],
             "trained_on": "AudioSet bal_train, train + valid",
             "epochs": epochs,
         }
+        if isinstance(epochs, dict):  # what the card says of an ensemble: its members and how they were chosen
+            metrics["head"] = "ensemble of " + " + ".join(epochs)
+            metrics["epochs"] = ", ".join(f"{n} {e}" for n, e in epochs.items())
+            metrics["members"] = {
+                n: {"config": load_config(record["config"])["head"]["members"][n], "epochs": e}
+                for n, e in epochs.items()
+            }
+            metrics["selection"] = {
+                "procedure": "best equally weighted subset of the members on the validation split (macro PR-AUC)",
+                "member_scores": record["member_scores"],
+                "candidates": record["candidates"],
+                "split_half": record["split_half"],
+            }
         (pathlib.Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=1))
         bundle.export(
             run,

@@ -29,6 +29,7 @@ __all__ = [
     "write_vocabulary",
     "read_vocabulary",
     "Split",
+    "join_splits",
     "Dataset",
     "load_split",
     "nested_folds",
@@ -158,6 +159,21 @@ class Split(NamedTuple):
     ids: list
     embeddings: Embeddings
     y: np.ndarray
+
+    def take(self, rows):
+        """The tracks at positions ``rows`` (sequence of int), in that order, with the same provenance."""
+        rows = [int(i) for i in rows]
+        embeddings = Embeddings(self.embeddings[i] for i in rows)
+        embeddings.provenance = self.embeddings.provenance
+        return Split([self.ids[i] for i in rows], embeddings, self.y[rows])
+
+
+def join_splits(*parts, where="splits"):
+    """One :class:`Split` of several (train + valid, to retrain on both); they must share one provenance."""
+    check_same_provenance({f"part {i}": p.embeddings for i, p in enumerate(parts)}, where)
+    embeddings = Embeddings(e for p in parts for e in p.embeddings)
+    embeddings.provenance = next((p.embeddings.provenance for p in parts if p.embeddings.provenance), None)
+    return Split([i for p in parts for i in p.ids], embeddings, np.concatenate([p.y for p in parts]))
 
 
 class Dataset:
