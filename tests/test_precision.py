@@ -1,8 +1,8 @@
 """The default precision (one rule, from the CPU's flags), the precision guard, and caches across machines.
 
-The three recorded ``/proc/cpuinfo`` texts in ``tests/cpuinfo`` are the CPUs this project runs on: the AMD
-EPYC with AVX512_BF16 (read on that machine), an Intel Xeon with AMX and one with neither (as Linux prints
-those models' flags). The rest of the suite runs in float32 (``TAGGER_PRECISION``, set in conftest.py): its
+The four recorded ``/proc/cpuinfo`` texts in ``tests/cpuinfo`` are the CPUs this project runs on: the AMD
+EPYC with AVX512_BF16 and the AMD EPYC (Zen 3) with AVX2 only (each read on that machine), an Intel Xeon
+with AMX and one with neither AMX nor AVX512_BF16 (as Linux prints those models' flags). The rest of the suite runs in float32 (``TAGGER_PRECISION``, set in conftest.py): its
 references are float32 ones; these tests clear it where they test the default.
 """
 
@@ -23,6 +23,7 @@ CPUS = {
     "intel-xeon-amx": "bfloat16",  # 4.7x float32 on VGGish
     "amd-epyc-avx512-bf16": "bfloat16",  # 1.7-1.8x
     "intel-xeon-avx512": "float32",  # bfloat16 emulated: 4.5x slower
+    "amd-epyc-avx2": "float32",  # Zen 3, no AVX-512 at all: no bfloat16 path
 }
 
 
@@ -52,6 +53,7 @@ def test_auto_picks_by_the_recorded_cpu_flags(cpu, expected):
         "intel-xeon-amx": (True, True),
         "amd-epyc-avx512-bf16": (False, True),
         "intel-xeon-avx512": (False, False),
+        "amd-epyc-avx2": (False, False),
     }[cpu]
     assert backend.cpu_dtype(flags, "tensorflow") == expected
     # JAX and PyTorch on a CPU keep float32 (JAX's CPU bfloat16 ran slower than its float32 on the EPYC)
