@@ -9,6 +9,7 @@ import pytest
 from helpers import ENTRY_POINTS, SMALL_RUN, load_in_fresh_interpreter, make_config, train_killed, write_config
 
 from tagger import cli
+from tagger.exceptions import DataError
 from tagger.training import ensemble
 
 
@@ -100,6 +101,7 @@ def test_an_ensemble_trains_resumes_after_a_kill_and_is_a_head_everywhere(
     audioset_data, tmp_path, ckpt_path, pca_params, gtzan_files
 ):
     from tagger.tagging.api import Head
+    from tagger.tagging.plots import plot_run
     from tagger.training.bundle import load_head
     from tagger.training.dataset import load_split
     from tagger.training.heads import predict_tracks
@@ -134,6 +136,10 @@ def test_an_ensemble_trains_resumes_after_a_kill_and_is_a_head_everywhere(
     np.testing.assert_allclose(predict_tracks(load_head(resumed, compile=False), valid.embeddings), ours, atol=1e-6)
     assert a["valid_score"] == pytest.approx(macro_pr_auc(valid.y, np.mean(members, axis=0)), abs=1e-6)
     assert a["members"]["dense"]["valid_score"] == pytest.approx(macro_pr_auc(valid.y, members[0]), abs=1e-6)
+
+    with pytest.raises(DataError, match="an ensemble; its members trained the epochs: plot one of .*members/autopool"):
+        plot_run(str(whole))
+    assert cli.main(["plot", "run", str(whole / "members" / "dense")]) == 0
 
     # evaluate, export with its card, every loading entry point in a fresh interpreter, tag local and Beam
     assert cli.main(["evaluate", str(whole), "--split", "valid"]) == 0

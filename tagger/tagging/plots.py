@@ -92,6 +92,13 @@ def plot_run(run_dir, out=None):
     matplotlib.figure.Figure
     """
     path = os.path.join(run_dir, "history.csv")
+    members = os.path.join(run_dir, "members")
+    if not os.path.exists(path) and os.path.isdir(members):  # an ensemble trains no epochs of its own
+        names = sorted(os.listdir(members))
+        raise DataError(
+            f"{run_dir}: an ensemble; its members trained the epochs: plot one of"
+            f" {', '.join(os.path.join(members, n) for n in names)}"
+        )
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: no history.csv (not a run folder of tagger train, or no epoch finished yet)")
     with open(path, newline="", encoding="utf-8") as f:
