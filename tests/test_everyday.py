@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -261,9 +262,9 @@ def test_every_shipped_head_has_a_card_whose_figures_are_its_metrics(name, capsy
     from tagger.training import bundle, card
 
     folder = os.path.join(bundle.SHIPPED_DIR, name)
-    meta = json.loads(open(os.path.join(folder, "bundle.json")).read())
-    metrics = json.loads(open(os.path.join(folder, "metrics.json")).read())
-    labels = json.loads(open(os.path.join(folder, "labels.json")).read())
+    meta = json.loads(pathlib.Path(os.path.join(folder, "bundle.json")).read_text())
+    metrics = json.loads(pathlib.Path(os.path.join(folder, "metrics.json")).read_text())
+    labels = json.loads(pathlib.Path(os.path.join(folder, "labels.json")).read_text())
     stored = meta["card"]
     assert stored == card.shipped_card(folder, name=name, seed=0)  # derived from the files, not typed
     assert stored["quality"]["value"] == metrics["experiment"]["score"] and stored["classes"] == len(labels)
@@ -271,7 +272,7 @@ def test_every_shipped_head_has_a_card_whose_figures_are_its_metrics(name, capsy
     assert stored["license"] == "CC-BY-4.0" and stored["embedding"]["provenance"] == meta["provenance"]
     if "thresholds" in metrics:
         assert stored["thresholds"]["chosen_on"] == metrics["thresholds"]["chosen_on"]
-    text = open(os.path.join(folder, "MODEL.md")).read()
+    text = pathlib.Path(os.path.join(folder, "MODEL.md")).read_text()
     assert text.startswith("---\nlicense: cc-by-4.0\n") and f"{metrics['experiment']['score']:.4f}" in text
     assert stored["summary"] in text and all(f in stored for f in card.FIELDS)
     assert main(["models"]) == 0

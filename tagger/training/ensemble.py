@@ -165,10 +165,11 @@ def _shared_meta(run_dir, names):
     return first
 
 
-def fit(cfg, run_dir, labels, train_data, valid_data, *, schedule=None, verbose=1):
+def fit(cfg, run_dir, labels, train_data, valid_data, *, fit_member, schedule=None, verbose=1):
     """Train an ensemble config's members into ``run_dir/members/`` and average the chosen ones.
 
-    Called by :func:`tagger.training.train.fit` (which loads and checks the data) for ensemble configs.
+    Called by :func:`tagger.training.train.fit` (which loads and checks the data) for ensemble configs,
+    which passes itself as ``fit_member``: each member is a run like any other.
 
     Parameters
     ----------
@@ -177,6 +178,8 @@ def fit(cfg, run_dir, labels, train_data, valid_data, *, schedule=None, verbose=
     run_dir : str
     labels : list of str
     train_data, valid_data : tagger.training.dataset.Split
+    fit_member : callable
+        ``fit_member(cfg, run_dir, *, train_data, valid_data, schedule, verbose)``: trains one member.
     schedule : dict, optional
         ``{"members": {name: learning rates}}``: a refit of those members only, averaged as they are.
     verbose : int
@@ -187,7 +190,6 @@ def fit(cfg, run_dir, labels, train_data, valid_data, *, schedule=None, verbose=
         The metrics written to ``metrics.json``.
     """
     from .metrics import choose_thresholds, monitor_score
-    from .train import fit as fit_member
 
     members = ensemble_members(cfg)
     refit = _check_schedule(schedule, members) if schedule is not None else None

@@ -21,7 +21,7 @@ from .. import backend, locks
 from ..embedding import cache, params
 from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
-from . import runs
+from . import ensemble, runs
 from .bundle import load_head, write_meta
 from .config import ENSEMBLE, OPTIMIZERS, data_path, validate
 from .dataset import Dataset, check_same_provenance, read_vocabulary
@@ -185,9 +185,9 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
             raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
     check_same_provenance({"train": train_data.embeddings, "valid": valid_data.embeddings}, data_path(cfg, "cache"))
     if cfg["head"]["name"] == ENSEMBLE:  # members trained one by one on these data, then averaged
-        from . import ensemble
-
-        return ensemble.fit(cfg, run_dir, labels, train_data, valid_data, schedule=schedule, verbose=verbose)
+        return ensemble.fit(
+            cfg, run_dir, labels, train_data, valid_data, fit_member=fit, schedule=schedule, verbose=verbose
+        )
     if schedule is not None:
         schedule = [float(lr) for lr in schedule]
         if not schedule or min(schedule) <= 0:
