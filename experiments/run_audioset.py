@@ -221,11 +221,12 @@ def write_table(results):
         chosen = f"C={b['C']}" if "fold_C" not in b else "C per fold: " + ", ".join(f"{c:g}" for c in b["fold_C"])
         bl = f"{b['mean']:.4f}" + (f" ± {b['std']:.4f}" if b.get("std") is not None else "") + f" ({chosen})"
         for head, h in sorted(r["heads"].items()):
-            if head == "ensemble":  # what it averages, and (single split) what it chose from
-                chosen = h.get("chosen") or sorted({n for c in h.get("chosen_per_fold", {}).values() for n in c})
-                head = f"ensemble: {' + '.join(chosen)}" + (
-                    f" (best of {', '.join(h['member_scores'])})" if "member_scores" in h else " (chosen per fold)"
-                )
+            if head == "ensemble":  # what it averages and what it chose from (per held-out fold, when nested)
+                if "chosen_per_fold" in h:
+                    per_fold = "; ".join(" + ".join(c) for c in h["chosen_per_fold"].values())
+                    head = f"ensemble, best subset per fold ({per_fold})"
+                else:
+                    head = f"ensemble: {' + '.join(h['chosen'])} (best subset of {', '.join(h['member_scores'])})"
             score = f"{h['score']:.4f}" + (f" ± {h['std']:.4f}" if h.get("std") is not None else "")
             roc = f"{h['roc_auc']:.4f} / {b['roc_auc']:.4f}" if "roc_auc" in h and "roc_auc" in b else "n/a"
             lines.append(
