@@ -53,6 +53,7 @@ def main():
     from tagger.datasets import audioset
     from tagger.records import write_json_atomic
     from tagger.training import bundle
+    from tagger.training import card as cards
     from tagger.training.config import load_config
     from tagger.training.dataset import Dataset, join_splits
     from tagger.training.evaluate import load_run
@@ -132,6 +133,7 @@ def main():
         "details": "experiments/results_thresholds.json",
     }
     write_json_atomic(shipped, pathlib.Path(folder, "metrics.json"))
+    cards.write_card(folder, cards.shipped_card(folder, name=args.task))  # its thresholds line changed
     print(json.dumps(result, indent=1))
 
 

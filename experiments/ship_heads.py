@@ -29,6 +29,7 @@ def main():
     tasks = ap.parse_args().tasks.split(",")
     os.chdir(ROOT)
     from tagger.training import bundle
+    from tagger.training import card as cards
     from tagger.training.config import load_config
     from tagger.training.dataset import Dataset, join_splits, nested_folds
     from tagger.training.runs import read_schedule, schedule_epochs
@@ -89,7 +90,9 @@ def main():
             window=cfg["window"],
             note="trained on AudioSet's released VGGish features (PCA-whitened, quantised); raw VGGish output is postprocessed before this head",
         )
-        print(f"{task}: shipped {best} ({epochs} epochs) -> tagger/models/{task}")
+        folder = f"tagger/models/{task}"
+        cards.write_card(folder, cards.shipped_card(folder, name=task))  # derived from the files just written
+        print(f"{task}: shipped {best} ({epochs} epochs) -> {folder}")
     if "music" in tasks:
         print("music: now run experiments/oof_thresholds.py for thresholds chosen on held-out predictions")
 

@@ -97,6 +97,7 @@ def shipped_card(folder, *, name, seed=0):
             f"recipe {experiment['config']}: chosen on"
             + (" nested cross-validation" if cv else " the validation split")
             + ", then retrained on train + valid with the epochs it chose"
+            + (f"; members: {metrics['selection']['procedure']}" if "selection" in metrics else "")
         ),
         "seed": seed,
         "epochs": metrics["epochs"],
