@@ -71,10 +71,7 @@ def main():
         if isinstance(epochs, dict):  # what the card says of an ensemble: its members and how they were chosen
             metrics["head"] = "ensemble of " + " + ".join(epochs)
             metrics["epochs"] = ", ".join(f"{n} {e}" for n, e in epochs.items())
-            metrics["members"] = {
-                n: {"config": load_config(record["config"])["head"]["members"][n], "epochs": e}
-                for n, e in epochs.items()
-            }
+            metrics["members"] = {n: {"config": cfg["head"]["members"][n], "epochs": e} for n, e in epochs.items()}
             metrics["selection"] = {
                 "procedure": "best equally weighted subset of the members on the validation split (macro PR-AUC)",
                 "member_scores": record["member_scores"],

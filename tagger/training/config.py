@@ -277,17 +277,6 @@ def _check_ensemble(cfg, *, base_dir, check_paths):
             _fail(f"head.weights.{name}", w, "a number > 0")
 
 
-def _merged(base, given):
-    """``base`` with ``given``'s values over it, section by section (a head is replaced whole)."""
-    out = copy.deepcopy(base)
-    for key, value in given.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in _FREE_SECTIONS:
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def ensemble_members(cfg, *, base_dir=".", check_paths=True):
     """The validated config of each member of an ensemble config, by member name.
 
@@ -323,7 +312,8 @@ def ensemble_members(cfg, *, base_dir=".", check_paths=True):
             f"config key head.members={given} must map at least two member names to their configs (a config file,"
             " or a mapping of settings)"
         )
-    own = {k: v for k, v in cfg.items() if k not in ("head", "search", "name")}
+    # what an inline member's settings are laid over: the ensemble's own, and the default head
+    own = {**{k: v for k, v in cfg.items() if k not in ("head", "search", "name")}, "head": DEFAULTS["head"]}
     out = {}
     for name, spec in members.items():
         where = f"config key head.members.{name}"
@@ -340,7 +330,9 @@ def ensemble_members(cfg, *, base_dir=".", check_paths=True):
                         f"{shared[0]}: an inline member takes data and window from its ensemble (its top level)"
                     )
                 name_of = f"{cfg['name']}.{name}" if cfg.get("name") else str(name)
-                member = validate({**_merged(own, spec), "name": name_of}, base_dir=base_dir, check_paths=check_paths)
+                member = validate(
+                    {**_merge(own, spec, ""), "name": name_of}, base_dir=base_dir, check_paths=check_paths
+                )
             else:
                 raise ParameterError(f"{spec!r} must be a config file path or a mapping of settings")
         except TaggerError as exc:

@@ -19,7 +19,7 @@ The run folder::
     RUN/model.keras                              the average of the chosen members (one head)
     RUN/thresholds.json                          multi-label: chosen on the validation split
     RUN/metrics.json                             the ensemble's score, each member's, the selection
-    RUN/bundle.json                              what the members were trained on (they must agree)
+    RUN/bundle.json                              what the members were trained on (the same data)
 
 ``model.keras`` is one Keras model with the usual inputs ``[x, mask]`` whose
 :class:`tagger.training.layers.Ensemble` layer averages the members' clip
@@ -45,8 +45,6 @@ from .config import ensemble_members
 from .heads import predict_tracks
 
 __all__ = ["fit", "choose", "combine", "average"]
-
-_AGREE = ("embedding", "frontend", "provenance")  # what every member's bundle.json must share
 
 
 def average(predictions, weights=None):
@@ -152,19 +150,6 @@ def _check_schedule(schedule, members):
     return chosen
 
 
-def _shared_meta(run_dir, names):
-    """What the members were trained on (their ``bundle.json``): the same for all, or a DataError."""
-    metas = {n: read_meta(os.path.join(run_dir, "members", n)) for n in names}
-    first = metas[names[0]]
-    for name in names[1:]:
-        for key in _AGREE:
-            if metas[name].get(key) != first.get(key):
-                raise DataError(
-                    f"{run_dir}: members {names[0]!r} and {name!r} were trained on embeddings with another {key}"
-                )
-    return first
-
-
 def fit(cfg, run_dir, labels, train_data, valid_data, *, fit_member, schedule=None, verbose=1):
     """Train an ensemble config's members into ``run_dir/members/`` and average the chosen ones.
 
@@ -189,7 +174,7 @@ def fit(cfg, run_dir, labels, train_data, valid_data, *, fit_member, schedule=No
     dict
         The metrics written to ``metrics.json``.
     """
-    from .metrics import choose_thresholds, monitor_score
+    from .metrics import monitor_score
 
     members = ensemble_members(cfg)
     refit = _check_schedule(schedule, members) if schedule is not None else None
@@ -212,15 +197,13 @@ def fit(cfg, run_dir, labels, train_data, valid_data, *, fit_member, schedule=No
                 verbose=verbose,
             )
             predictions[name] = predict_tracks(load_head(folder, compile=False), valid_data.embeddings)
-        if refit:  # the choice was made where the schedules were: kept as it is
-            chosen = names
-            weights = {n: 1.0 / len(names) for n in names} if head["weights"] is None else _normalised(head, names)
+        # a refit averages the members it was given: the choice was made where the schedules were
+        select = "all" if refit else head["select"]
+        chosen, weights, table = choose(task, valid_data.y, predictions, select=select, weights=head["weights"])
+        if refit:
             table = []
-        else:
-            chosen, weights, table = choose(
-                task, valid_data.y, predictions, select=head["select"], weights=head["weights"]
-            )
-        meta = _shared_meta(run_dir, names)
+        # every member trained on these same data, so each one's bundle.json records what the ensemble needs
+        meta = read_meta(os.path.join(run_dir, "members", names[0]))
         write_meta(
             run_dir,
             embedding=meta["embedding"],
@@ -231,12 +214,9 @@ def fit(cfg, run_dir, labels, train_data, valid_data, *, fit_member, schedule=No
         )
         model = combine({n: os.path.join(run_dir, "members", n) for n in chosen}, weights)
         runs.save_model(model, os.path.join(run_dir, "model.keras"))
-        score = predict_tracks(model, valid_data.embeddings)
-        thresholds = choose_thresholds(valid_data.y, score) if task == "multilabel" else np.full(len(labels), np.nan)
-        write_json_atomic(
-            dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])),
-            os.path.join(run_dir, "thresholds.json"),
-        )
+        # what the saved model outputs (its Ensemble layer's weighted mean), from the predictions made above
+        score = average([predictions[n] for n in chosen], [weights[n] for n in chosen])
+        runs.write_thresholds(run_dir, labels, task, valid_data.y, score)
         metrics = {
             "valid_score": float(monitor_score(task, valid_data.y, score)),
             "monitor": "macro_pr_auc" if task == "multilabel" else "accuracy",
@@ -257,8 +237,3 @@ def fit(cfg, run_dir, labels, train_data, valid_data, *, fit_member, schedule=No
         }
         write_json_atomic(metrics, os.path.join(run_dir, "metrics.json"))
         return metrics
-
-
-def _normalised(head, names):
-    w = np.array([float(head["weights"][n]) for n in names])
-    return dict(zip(names, map(float, w / w.sum())))

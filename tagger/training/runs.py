@@ -29,6 +29,7 @@ __all__ = [
     "save_model",
     "read_schedule",
     "schedule_epochs",
+    "write_thresholds",
     "Scalars",
 ]
 
@@ -70,6 +71,29 @@ def init_run(run_dir, cfg, labels, schedule=None, *, checkpoints=True):
         _freeze(run_dir, "schedule.json", schedule)
     write_json_atomic(labels, os.path.join(run_dir, "labels.json"))
     write_json_atomic({"tagger": __version__}, os.path.join(run_dir, "version.json"))
+
+
+def write_thresholds(run_dir, labels, task, y, scores):
+    """Choose a kept head's per-tag thresholds on its validation predictions and write ``thresholds.json``.
+
+    Multi-label: each tag's F1-maximising threshold (:func:`.metrics.choose_thresholds`); single-label:
+    none (null), the class with the highest probability is the answer.
+
+    Returns
+    -------
+    np.ndarray, shape (n_labels,)
+        NaN where none was chosen.
+    """
+    import numpy as np
+
+    from .metrics import choose_thresholds
+
+    thresholds = choose_thresholds(y, scores) if task == "multilabel" else np.full(len(labels), np.nan)
+    write_json_atomic(
+        dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])),
+        os.path.join(run_dir, "thresholds.json"),
+    )
+    return thresholds
 
 
 def schedule_epochs(schedule):

@@ -330,16 +330,12 @@ def _update_state(cfg, run_dir, model, state, row, *, refit):
 
 def _finish(cfg, run_dir, labels, state, train_data, valid_data, *, refit):
     """Thresholds (multi-label: chosen on validation) and ``metrics.json`` of the kept model."""
-    from .metrics import choose_thresholds, monitor_score
+    from .metrics import monitor_score
 
     task = cfg["data"]["task"]
     valid_y = valid_data.y
     valid_score = predict_tracks(load_head(run_dir, compile=False), valid_data.embeddings)
-    thresholds = choose_thresholds(valid_y, valid_score) if task == "multilabel" else np.full(len(labels), np.nan)
-    write_json_atomic(
-        dict(zip(labels, [None if np.isnan(t) else float(t) for t in thresholds])),
-        os.path.join(run_dir, "thresholds.json"),
-    )
+    runs.write_thresholds(run_dir, labels, task, valid_y, valid_score)
     metrics = {
         "valid_score": float(monitor_score(task, valid_y, valid_score)),
         "monitor": "macro_pr_auc" if task == "multilabel" else "accuracy",
