@@ -13,7 +13,8 @@ for each fold, thresholds chosen on the other folds' out-of-fold predictions
 score that fold (cross-validated selection); the old thresholds are scored on
 the same predictions. Results: ``experiments/results_thresholds.json``, the
 bundle's ``thresholds.json`` and ``metrics.json``. Resumable (each fold is a
-run folder under ``runs/oof_music/``).
+run folder under ``runs/oof_music/``; ``--only 0,2`` trains some folds and
+stops, so folds can run in parallel processes before a last run collects them).
 """
 
 import argparse
@@ -46,6 +47,12 @@ def main():
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--task", default="music")
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated folds to train, then stop (to run folds in parallel processes; a last run without it"
+        " reuses the finished folds and writes the thresholds)",
+    )
     args = ap.parse_args()
     os.chdir(ROOT)
     from sklearn.model_selection import GroupKFold
@@ -89,7 +96,8 @@ def main():
         epochs = int(shipped["epochs"])
         schedule = [float(cfg["optimizer"]["learning_rate"])] * epochs
     oof = np.zeros(y.shape, np.float32)
-    for k in range(args.folds):
+    only = None if args.only is None else sorted({int(k) for k in args.only.split(",")})
+    for k in only if only is not None else range(args.folds):
         held = np.flatnonzero(folds == k)
         rest = np.flatnonzero(folds != k)
         run = f"runs/oof_{args.task}/fold{k}"
@@ -97,6 +105,9 @@ def main():
         model = load_run(run)[0]
         oof[held] = predict_tracks(model, every.take(held).embeddings)
         print(f"fold {k}: {len(rest)} train, {len(held)} held out", flush=True)
+    if only is not None:
+        print(f"folds {only} trained; run again without --only to write the thresholds")
+        return
     # held-out quality of each way of choosing thresholds, on the same out-of-fold predictions
     crossed = np.zeros(y.shape, np.float32)
     for k in range(args.folds):

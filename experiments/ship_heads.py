@@ -69,7 +69,7 @@ def main():
             "epochs": epochs,
         }
         if isinstance(epochs, dict):  # what the card says of an ensemble: its members and how they were chosen
-            metrics["head"] = "ensemble of " + " + ".join(epochs)
+            metrics["head"] = " + ".join(epochs) + " ensemble"
             metrics["epochs"] = ", ".join(f"{n} {e}" for n, e in epochs.items())
             metrics["members"] = {n: {"config": cfg["head"]["members"][n], "epochs": e} for n, e in epochs.items()}
             metrics["selection"] = {
