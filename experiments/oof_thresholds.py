@@ -54,6 +54,10 @@ def main():
         " reuses the finished folds and writes the thresholds)",
     )
     args = ap.parse_args()
+    only = [] if args.only is None else args.only.split(",")
+    if not all(k.strip().isdigit() and int(k) < args.folds for k in only):
+        ap.error(f"--only {args.only!r}: folds are numbered 0 to {args.folds - 1}")
+    chosen = range(args.folds) if args.only is None else sorted({int(k) for k in only})
     os.chdir(ROOT)
     from sklearn.model_selection import GroupKFold
 
@@ -96,8 +100,7 @@ def main():
         epochs = int(shipped["epochs"])
         schedule = [float(cfg["optimizer"]["learning_rate"])] * epochs
     oof = np.zeros(y.shape, np.float32)
-    only = None if args.only is None else sorted({int(k) for k in args.only.split(",")})
-    for k in only if only is not None else range(args.folds):
+    for k in chosen:
         held = np.flatnonzero(folds == k)
         rest = np.flatnonzero(folds != k)
         run = f"runs/oof_{args.task}/fold{k}"
@@ -105,8 +108,8 @@ def main():
         model = load_run(run)[0]
         oof[held] = predict_tracks(model, every.take(held).embeddings)
         print(f"fold {k}: {len(rest)} train, {len(held)} held out", flush=True)
-    if only is not None:
-        print(f"folds {only} trained; run again without --only to write the thresholds")
+    if args.only is not None:
+        print(f"folds {list(chosen)} trained; run again without --only to write the thresholds")
         return
     # held-out quality of each way of choosing thresholds, on the same out-of-fold predictions
     crossed = np.zeros(y.shape, np.float32)
