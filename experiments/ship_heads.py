@@ -1,12 +1,13 @@
-"""Train the shipped `music` and `genre10` heads on all of AudioSet's balanced train set.
+"""Train the shipped `music`, `genre10` and `audioset527` heads on all of AudioSet's balanced train set.
 
-    python experiments/ship_heads.py [--tasks music,genre10]
+    python experiments/ship_heads.py [--tasks music,genre10,527]
 
 For each task, the best head of ``experiments/results_audioset.json`` is
 retrained with the same config on train + valid (so no data is held out),
 following the learning-rate schedule of its experiment up to the best epoch
 (for a cross-validated task, the schedule of the fold with the median epoch
-count), and its last epoch is exported into ``tagger/models/<task>/`` with
+count), and its last epoch is exported into ``tagger/models/<name>/`` (the
+task's name, ``audioset527`` for ``527``) with
 the validation metrics it reached in the experiment. Its thresholds come from
 predictions on its own training data: run ``experiments/oof_thresholds.py``
 afterwards to replace the `music` head's with held-out (out-of-fold) ones.
@@ -21,6 +22,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHIPPED_AS = {"527": "audioset527"}  # a shipped name says what it is; "527" alone would not
 
 
 def main():
@@ -79,17 +82,18 @@ def main():
                 "split_half": record["split_half"],
             }
         (pathlib.Path(run) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        name = SHIPPED_AS.get(task, task)
+        folder = f"tagger/models/{name}"
         bundle.export(
             run,
-            f"tagger/models/{task}",
+            folder,
             embedding="postprocessed",
             task=cfg["data"]["task"],
             window=cfg["window"],
             note="trained on AudioSet's released VGGish features (PCA-whitened, quantised); raw VGGish output is postprocessed before this head",
         )
-        folder = f"tagger/models/{task}"
-        cards.write_card(folder, cards.shipped_card(folder, name=task))  # derived from the files just written
-        print(f"{task}: shipped {best} ({epochs} epochs) -> {folder}")
+        cards.write_card(folder, cards.shipped_card(folder, name=name))  # derived from the files just written
+        print(f"{name}: shipped {best} ({epochs} epochs) -> {folder}")
     if "music" in tasks:
         print("music: now run experiments/oof_thresholds.py for thresholds chosen on held-out predictions")
 

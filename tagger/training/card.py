@@ -74,6 +74,14 @@ def summary_line(card):
     )
 
 
+# what each shipped task tags, by the task name of its metrics.json (experiments/ship_heads.py)
+VOCABULARIES = {
+    "music": "music clips of a few seconds or more with AudioSet's music classes",
+    "genre10": "music clips of a few seconds or more with AudioSet's ten genre classes",
+    "527": "clips of a few seconds or more with all 527 AudioSet classes (music, speech, sounds of every kind)",
+}
+
+
 def shipped_card(folder, *, name, seed=0):
     """The card of a shipped head (``tagger/models/<name>``), from its ``metrics.json`` and ``bundle.json``."""
     metrics, meta, labels = _read(folder, "metrics.json"), _read(folder, "bundle.json"), _read(folder, "labels.json")
@@ -110,8 +118,7 @@ def shipped_card(folder, *, name, seed=0):
         "thresholds": thresholds,
         "embedding": _embedding(meta),
         "license": AUDIOSET_LICENSE,
-        "intended_use": "tagging music clips of a few seconds or more with AudioSet's "
-        + ("music classes" if task == "multilabel" else "ten genre classes")
+        "intended_use": f"tagging {VOCABULARIES.get(metrics.get('task'), 'clips of a few seconds or more')}"
         + "; research and products alike (attribute AudioSet, CC BY 4.0)",
         "limits": "learned from 10 s YouTube clips of AudioSet's balanced train set (a few dozen to a few hundred"
         " per class); rare classes are scored from few examples; the measured quality is on held-out AudioSet"
