@@ -132,7 +132,7 @@ print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules, "KERAS", "keras" 
         (["embed", "nothere/", "--out", "c"], "nothere/: no such file or folder"),
         (
             ["tag", "{clip}", "--model", "nosuch"],
-            "nosuch: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO. Shipped models: genre10, music",
+            "nosuch: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO. Shipped models: audioset527, genre10, music",
         ),
         (["tag", "{clip}", "--weights", "missing.ckpt"], "missing.ckpt: no such SavedModel folder or checkpoint"),
         (["tag", "{clip}", "--weights", "w.npz"], "w.npz: no such weights file"),
@@ -256,7 +256,7 @@ def test_real_errors_of_the_decoder_are_still_shown(capfd):
     assert "something real" in err and "Illegal" not in err
 
 
-@pytest.mark.parametrize("name", ["music", "genre10"])
+@pytest.mark.parametrize("name", ["music", "genre10", "audioset527"])
 def test_every_shipped_head_has_a_card_whose_figures_are_its_metrics(name, capsys):
     from tagger.cli import main
     from tagger.training import bundle, card
@@ -276,7 +276,9 @@ def test_every_shipped_head_has_a_card_whose_figures_are_its_metrics(name, capsy
     assert text.startswith("---\nlicense: cc-by-4.0\n") and f"{metrics['experiment']['score']:.4f}" in text
     assert stored["summary"] in text and all(f in stored for f in card.FIELDS)
     assert main(["models"]) == 0
-    assert f"{name:10s} {stored['summary']}" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    width = max(len(n) for n in bundle.shipped())  # names in one column, then the summary
+    assert f"{name:{width}s}  {stored['summary']}" in lines
 
 
 def test_a_card_never_changes_the_content_hash(tmp_path):

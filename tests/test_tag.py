@@ -226,7 +226,7 @@ def test_unknown_model(ckpt_path, tmp_path):
 
 
 @pytest.mark.backends
-@pytest.mark.parametrize("name,n_labels", [("music", 150), ("genre10", 10)])
+@pytest.mark.parametrize("name,n_labels", [("music", 150), ("genre10", 10), ("audioset527", 527)])
 def test_shipped_heads_load_and_tag(name, n_labels, ckpt_path, pca_params, mtt_clip):
     from tagger.tagging.api import Tagger
     from tagger.training import bundle

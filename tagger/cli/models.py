@@ -24,8 +24,10 @@ def add_parsers(sub):
 
 
 def run_models(args):
-    for name, summary in bundle.shipped_summaries().items():
-        print(f"{name:10s} {summary}")
+    summaries = bundle.shipped_summaries()
+    width = max(map(len, summaries), default=0)
+    for name, summary in summaries.items():
+        print(f"{name:{width}s}  {summary}")
     print("also: a run or bundle folder, or hf://OWNER/REPO[@REVISION] (a bundle tagger export wrote, on the Hub)")
     return options.EXIT_OK
 
