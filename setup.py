@@ -52,7 +52,9 @@ setup(
         "python-dateutil==2.9.0.post0",
     ],
     extras_require={
-        "test": ["pytest==9.2.0", "ruff==0.17.6"],  # ruff: lint and format, checked by .ci/run (pyproject.toml)
+        # ruff: lint and format, checked by .ci/run (pyproject.toml); pytest-xdist: the suite on every core (-n 2);
+        # coverage: .ci/coverage, the suite's coverage with the processes it starts
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "coverage==7.18.0", "ruff==0.17.6"],
         "cloud": [],
         # the Beam pipeline (tagger embed/tag --runner beam | DataflowRunner); imported only by that path
         "beam": ["apache-beam[gcp]==2.77.0"],

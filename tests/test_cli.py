@@ -214,6 +214,7 @@ sys.exit(main(["embed", "clips", "--out", "cache"]))
 """
 
 
+@pytest.mark.integration
 def test_a_second_sigterm_during_the_message_neither_kills_nor_silences_it(tmp_path):
     """A parent forwarding SIGTERM (cloud/run_job.sh) can land while the first one's message is written: it is
     ignored then too, so the message is in the log and the status is 143, never a silent death by the signal."""

@@ -21,6 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLOUD = os.path.join(ROOT, "cloud", "tagger-cloud")
 RUNNER = os.path.join(ROOT, "cloud", "run_job.sh")
 
+# `tagger-cloud submit` builds the wheel from the checkout (setuptools writes build/ there): one worker runs them all,
+# with tests/test_project.py's install of the checkout
+pytestmark = pytest.mark.xdist_group("builds-the-checkout")
+
 
 @pytest.fixture
 def fake(tmp_path):
@@ -74,6 +78,7 @@ def sh(args, env, check=True):
     return subprocess.run(["bash", *args], env=env, capture_output=True, text=True, check=check, timeout=120)
 
 
+@pytest.mark.integration
 def test_submit_sequence(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
@@ -123,6 +128,7 @@ def test_submit_sequence(fake, tmp_path):
     assert (tmp_path / "gcs/bkt/jobs/job1/config.json").exists()
 
 
+@pytest.mark.integration
 def test_on_demand_and_dry_run(fake, tmp_path):
     env, calls = fake
     config = tmp_path / "exp.json"
@@ -144,6 +150,7 @@ def test_on_demand_and_dry_run(fake, tmp_path):
     assert "1: tagger train config.json --run-dir run" in result.stderr  # the plan of steps
 
 
+@pytest.mark.integration
 def test_logs_fetch_delete_sequences(fake, tmp_path):
     env, calls = fake
     sh([CLOUD, "logs", "job1", "--zone", "europe-west4-a"], env)
@@ -161,6 +168,7 @@ def test_logs_fetch_delete_sequences(fake, tmp_path):
     assert (tmp_path / "results/run/metrics.json").exists() and (tmp_path / "results/status").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -198,6 +206,7 @@ def test_bad_arguments(fake, tmp_path, args, message):
     assert calls() == []  # fake gcloud recorded nothing
 
 
+@pytest.mark.integration
 def test_help_prints_the_help_only():
     result = subprocess.run(["bash", CLOUD, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "submit CONFIG JOB" in result.stdout
@@ -306,6 +315,7 @@ def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
     assert (tmp_path / "shutdown-preempted-vm2").exists()
 
 
+@pytest.mark.integration
 def test_runner_shuts_down_after_failure(fake, tmp_path):
     env, calls = fake
     (tmp_path / "gcs/bkt/jobs/broken").mkdir(parents=True)
@@ -324,6 +334,7 @@ def test_runner_shuts_down_after_failure(fake, tmp_path):
     assert (tmp_path / "shutdown-broken-vm").exists()
 
 
+@pytest.mark.integration
 def test_shell_scripts_pass_bash_n_and_shellcheck():
     scripts = [CLOUD, RUNNER, os.path.join(ROOT, "cloud", "common.sh"), os.path.join(ROOT, ".ci", "run")]
     for script in scripts:
@@ -510,6 +521,7 @@ def test_steps_job_installs_its_wheel_survives_sigterm_and_resumes(fake, tmp_pat
     }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "steps,message",
     [

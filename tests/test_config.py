@@ -121,6 +121,7 @@ def test_a_bad_config_is_refused_before_any_work(data, tmp_path, capsys, change,
     assert not out.exists()
 
 
+@pytest.mark.integration
 def test_the_command_exits_1_with_the_reason_and_writes_nothing(data, tmp_path):
     """The same refusal from the installed command, in its own process (no runs/ folder appears)."""
     write_config(tmp_path / "cfg.json", config_with(data, {"mux": {"rate": 0}}))

@@ -168,6 +168,7 @@ def test_local_inputs_are_refused_for_a_remote_runner(ckpt_path, mtt_clip, capsy
     assert status == cli.EXIT_ERROR and "give gs:// inputs" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_the_local_path_never_imports_beam():
     code = "import sys, tagger.cli, tagger.distributed, tagger.embedding.embed, tagger.tagging.api; print('apache_beam' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

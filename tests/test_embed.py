@@ -51,6 +51,7 @@ def test_real_files_embed_into_cache(embedder, gtzan_files, mtt_clip, shared, tm
     assert (again["skipped"], again["embedded"]) == (10, 0)
 
 
+@pytest.mark.integration
 @pytest.mark.backends
 @pytest.mark.parametrize("workers", [0, 2])
 def test_workers_and_batching_agree(embedder, make_audio, tmp_path, workers):
@@ -65,6 +66,7 @@ def test_workers_and_batching_agree(embedder, make_audio, tmp_path, workers):
     assert any("zero-padded" in w for w in pass_[0].warnings)
 
 
+@pytest.mark.integration
 def test_bad_files_reported_and_run_goes_on(embedder, make_audio, bad_files, tmp_path):
     folder = bad_files
     make_audio("bad/good_stereo48k.flac", 3.0, sr=48000, channels=2)

@@ -120,6 +120,7 @@ print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules, "KERAS", "keras" 
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -228,6 +229,7 @@ def test_evaluate_scores_a_cross_validated_run_on_its_held_out_folds(tmp_path):
     assert cli.returncode == 0 and "(folds, head)" in cli.stdout, cli.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_a_file_no_decoder_reads_is_named_plainly_and_decoder_chatter_stays_out_of_stderr(tmp_path):
     for name in ("x.mp3", "x.wav", "x.txt"):
         (tmp_path / name).write_bytes(NOT_AUDIO)
@@ -406,6 +408,7 @@ def test_plot_refuses_what_is_not_a_taggram_or_a_run(tmp_path):
         plots.plot_run(str(tmp_path))
 
 
+@pytest.mark.integration
 def test_prepare_help_says_which_options_each_adapter_takes():
     done = _python("-m", "tagger", "prepare", "--help", timeout=60)
     assert done.returncode == 0

@@ -104,6 +104,7 @@ def test_the_ten_gtzan_tracks_match_the_table(shared, gtzan_files, tmp_path):
         assert rel.max() < (0.02 if name.endswith("_mean") else 0.05), (name, rel.max())
 
 
+@pytest.mark.integration
 def test_features_to_file_resumes_lists_failures_and_refuses_other_settings(make_audio, tmp_path):
     good = [make_audio(f"clips/c{i}.wav", 2.0, freq=200.0 + 100 * i) for i in range(3)]
     bad = tmp_path / "clips/bad.wav"
@@ -127,6 +128,7 @@ def test_features_to_file_resumes_lists_failures_and_refuses_other_settings(make
     assert not (tmp_path / "f.parquet.partial.csv").exists()
 
 
+@pytest.mark.integration
 def test_cli_features(make_audio, tmp_path):
     make_audio("a/x.wav", 1.5)
     done = subprocess.run(

@@ -128,6 +128,7 @@ def test_prepare_folder_genre_layout(gtzan_files, tmp_path):
 SHIPPED = sorted(p.name for p in (ROOT / "tagger/models").iterdir() if (p / "model.keras").exists())
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "entry",
     [e if e in ("load_head", "tagging") else pytest.param(e, marks=pytest.mark.slow) for e in sorted(ENTRY_POINTS)],

@@ -22,6 +22,7 @@ def test_ci_runs_the_readme_test_command():
     assert test_command.strip() in ci_lines
 
 
+@pytest.mark.integration
 def test_frontend_modules_do_not_import_tensorflow():
     """Decoding, caching, outputs, locks and config validation (`tagger-cloud submit`) never load TensorFlow."""
     modules = "tagger, tagger.embedding.audio, tagger.embedding.frontend, tagger.embedding.decode, tagger.embedding.cache, tagger.embedding.files, tagger.records, tagger.locks"
@@ -156,6 +157,7 @@ def test_cli_commands_are_short():
     assert not long, long
 
 
+@pytest.mark.integration
 def test_the_preprocess_scripts_are_the_prepare_command():
     """`python preprocess/<dataset>.py` runs `tagger prepare <dataset>` (the adapters live in tagger.datasets)."""
     for dataset in ("audioset", "gtzan", "mtt", "folder"):
@@ -178,21 +180,35 @@ def test_one_version_read_by_the_package_and_setup():
     assert "__version__ = " not in (ROOT / "tagger/__init__.py").read_text()
 
 
+def _marked(decorator, mark):
+    """Whether a decorator holds ``pytest.mark.<mark>``: itself, or on some of its parameters (``pytest.param``)."""
+    return any(
+        isinstance(node, ast.Attribute) and node.attr == mark and ast.unparse(node.value) == "pytest.mark"
+        for node in ast.walk(decorator)
+    )
+
+
+def marked_tests(mark):
+    """The test functions of ``tests/`` marked ``mark``, read from the source (no second pytest collection)."""
+    found = set()
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                if any(_marked(d, mark) for d in node.decorator_list):
+                    found.add(node.name)
+    return found
+
+
 def test_the_readme_names_every_slow_test_and_why():
     """The development section's table lists each test marked slow (so the fast lane's gaps are written down)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slow", "-p", "no:cacheprovider"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    slow = {line.split("::")[1].split("[")[0] for line in out.stdout.splitlines() if "::" in line}
-    assert len(slow) > 20, out.stdout[-2000:] + out.stderr[-2000:]
+    slow = marked_tests("slow")
+    assert len(slow) > 20, slow
     development = (ROOT / "README.md").read_text().split("## Development", 1)[1]
     assert not [name for name in sorted(slow) if f"`{name}`" not in development and f"::{name}`" not in development]
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("builds-the-checkout")  # with tests/test_cloud.py: both build from the checkout
 def test_adding_an_extra_changes_no_installed_version(tmp_path):
     """pip install the base set into a fresh environment, then ask pip what each extra would install: nothing
     already there may change version (the base pins what the extras need)."""

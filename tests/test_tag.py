@@ -112,6 +112,7 @@ def test_folder_with_good_and_bad_files(mixed_folder, head_dir, ckpt_path, tmp_p
     )
 
 
+@pytest.mark.integration
 def test_long_file_memory_is_bounded(long_file):
     """Decoding streams in blocks: peak memory stays far below the file's decoded size (about 200 MB as float64)."""
     out = subprocess.run(
@@ -187,6 +188,7 @@ def test_kill_and_resume_equals_uninterrupted(mixed_folder, head_dir, ckpt_path,
     assert (tmp_path / "whole.csv.errors.tsv").read_text() == (tmp_path / "resumed.csv.errors.tsv").read_text()
 
 
+@pytest.mark.integration
 @pytest.mark.backends
 def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, make_audio, tmp_path):
     from tagger.tagging.api import Tagger
