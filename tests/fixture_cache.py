@@ -11,7 +11,8 @@ own session, and CI runs a second lane (``KERAS_BACKEND=jax``). Built here, they
 - the folder is built under a temporary name and renamed into place with a ``.complete`` marker written last,
   so a killed build leaves nothing that is ever served;
 - its files are made read-only, so a test that writes into a shared fixture fails instead of changing what
-  the next test reads.
+  the next test reads (for a user other than root: root writes anyway), and the marker holds each file's size
+  and modification time: a folder whose files no longer match is built again, never served.
 """
 
 import contextlib
@@ -73,6 +74,21 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _manifest(folder):
+    """Each file's path, size and modification time under ``folder`` (the marker excepted), as text."""
+    rows = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != COMPLETE:
+            info = path.stat()
+            rows.append(f"{path.relative_to(folder)}\t{info.st_size}\t{info.st_mtime_ns}")
+    return "\n".join(rows)
+
+
+def _intact(folder):
+    marker = folder / COMPLETE
+    return marker.exists() and marker.read_text().split("\n\n", 1)[-1] == _manifest(folder)
+
+
 def cached_folder(name, key, build):
     """The folder ``build(folder)`` fills for ``key``, built at most once across processes; its path.
 
@@ -87,18 +103,18 @@ def cached_folder(name, key, build):
     """
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = CACHE / f"{name}-{digest}"
-    if (target / COMPLETE).exists():
+    if _intact(target):
         return target
     CACHE.mkdir(parents=True, exist_ok=True)
     with _locked(CACHE / f"{name}-{digest}.lock"):
-        if (target / COMPLETE).exists():  # built by another process while this one waited
+        if _intact(target):  # built by another process while this one waited
             return target
-        _remove(target)  # a folder without its marker is a killed build's: never served
+        _remove(target)  # no marker (a killed build) or files changed since: never served
         partial = CACHE / f".{name}-{digest}.{os.getpid()}"
         _remove(partial)
         partial.mkdir()
         build(partial)
         _read_only(partial)
-        (partial / COMPLETE).write_text(key)
+        (partial / COMPLETE).write_text(f"{key}\n\n{_manifest(partial)}")
         partial.rename(target)
     return target

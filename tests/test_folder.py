@@ -3,22 +3,19 @@
 import json
 import pickle
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from helpers import ENTRY_POINTS, ROOT, load_in_fresh_interpreter, write_audio
+from helpers import ENTRY_POINTS, ROOT, load_in_fresh_interpreter, run_in_process, write_audio
 
 from tagger.testing import random_weights, write_checkpoint
 
 LOUD = {"disco", "hiphop", "metal", "pop", "rock"}
 
 
-def _run(args, cwd, timeout=900):
-    return subprocess.run(
-        [sys.executable, "-m", "tagger", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+def _run(args, cwd):
+    # in this process: the flow is the subject, not the process (the shipped bundles load in fresh interpreters below)
+    return run_in_process(args, cwd=cwd)
 
 
 @pytest.mark.slow

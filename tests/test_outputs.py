@@ -1,4 +1,5 @@
-"""No silent wrong results: outputs and caches know what made them (through the CLI, in subprocesses).
+"""No silent wrong results: outputs and caches know what made them (through the CLI: in this process, or in processes
+ of their own where the behaviour is a process's: concurrent writers, kills, permissions).
 
 Each test starts from a case that used to give a wrong answer with exit 0 and checks that it is gone:
 reruns with other settings, files with the same name in two folders sharing a cache, awkward file names,
@@ -16,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import write_audio, write_head_bundle
+from helpers import run_in_process, write_audio, write_head_bundle
 
 from tagger import locks, records
 from tagger.exceptions import DataError
@@ -64,6 +65,28 @@ def tagger(*args, cwd, env=None, timeout=300, unprivileged=False, popen=False):
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def tagger_here(*args, cwd, env=None):
+    """:func:`tagger`'s counting of network calls (``CALLS_FILE``), in this process (helpers.run_in_process)."""
+    from tagger.embedding.embed import Embedder
+
+    calls = {"n": 0}
+    real_run = Embedder.run
+
+    def run(self, patches):
+        calls["n"] += 1
+        return real_run(self, patches)
+
+    Embedder.run = run
+    try:
+        done = run_in_process(args, cwd=cwd)
+    finally:
+        Embedder.run = real_run
+    if (env or {}).get("CALLS_FILE"):
+        with open(env["CALLS_FILE"], "w") as f:
+            f.write(str(calls["n"]))
+    return done
+
+
 def calls_of(result_env):
     with open(result_env["CALLS_FILE"]) as f:
         return int(f.read())
@@ -92,7 +115,7 @@ def common(ckpt_path):
 def test_rerun_with_other_settings_is_refused(clips, heads, ckpt_path):
     one, two = heads
     out = clips / "t.csv"
-    first = tagger("tag", "clips", "--model", one, "--out", out, "--top-n", 3, *common(ckpt_path), cwd=clips)
+    first = tagger_here("tag", "clips", "--model", one, "--out", out, "--top-n", 3, *common(ckpt_path), cwd=clips)
     assert first.returncode == 0, first.stderr[-2000:]
     before = out.read_bytes()
     meta = json.loads((clips / "t.csv.meta.json").read_text())["settings"]
@@ -107,23 +130,23 @@ def test_rerun_with_other_settings_is_refused(clips, heads, ckpt_path):
         (["--model", one, "--top-n", 2], "top_n: 3 then, 2 now"),
         (["--model", one, "--top-n", 3, "--hop", 0.48], "frontend:"),
     ):
-        again = tagger("tag", "clips", "--out", out, *change, *common(ckpt_path), cwd=clips)
+        again = tagger_here("tag", "clips", "--out", out, *change, *common(ckpt_path), cwd=clips)
         assert again.returncode == 1, again.stderr[-2000:]
         assert named in again.stderr and "--overwrite" in again.stderr and "another --out" in again.stderr
         assert out.read_bytes() == before  # untouched
 
-    replaced = tagger(
+    replaced = tagger_here(
         "tag", "clips", "--model", two, "--out", out, "--top-n", 2, "--overwrite", *common(ckpt_path), cwd=clips
     )
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     df = pd.read_csv(out)
     assert list(df.columns) == ["path", "duration", "tag_1", "p_1", "tag_2", "p_2", "tags"] and len(df) == 3
-    resumed = tagger("tag", "clips", "--model", two, "--out", out, "--top-n", 2, *common(ckpt_path), cwd=clips)
+    resumed = tagger_here("tag", "clips", "--model", two, "--out", out, "--top-n", 2, *common(ckpt_path), cwd=clips)
     assert resumed.returncode == 0 and "tagged 0, skipped 3" in resumed.stdout
 
     # an output of the previous format (no settings recorded) is refused, not continued
     (clips / "t.csv.meta.json").unlink()
-    legacy = tagger("tag", "clips", "--model", two, "--out", out, "--top-n", 2, *common(ckpt_path), cwd=clips)
+    legacy = tagger_here("tag", "clips", "--model", two, "--out", out, "--top-n", 2, *common(ckpt_path), cwd=clips)
     assert legacy.returncode == 1 and "no t.csv.meta.json" in legacy.stderr and "--overwrite" in legacy.stderr
 
 
@@ -134,9 +157,9 @@ def test_same_name_in_two_folders_with_a_shared_cache(tmp_path, heads, ckpt_path
     write_audio(tmp_path / "a/sub2/same.au", 3.0, sr=22050, freq=3000.0, amplitude=0.9, seed=2)
     args = ["--model", one, *common(ckpt_path)]
     for n, sub in ((1, "sub1"), (2, "sub2")):
-        result = tagger("tag", f"a/{sub}/same.au", "--cache", "c", "--out", f"t{n}.csv", *args, cwd=tmp_path)
+        result = tagger_here("tag", f"a/{sub}/same.au", "--cache", "c", "--out", f"t{n}.csv", *args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
-    fresh = tagger("tag", "a/sub2/same.au", "--out", "fresh.csv", *args, cwd=tmp_path)
+    fresh = tagger_here("tag", "a/sub2/same.au", "--out", "fresh.csv", *args, cwd=tmp_path)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     p1, p2, p_fresh = (
         pd.read_csv(tmp_path / f).filter(like="p_").to_numpy() for f in ("t1.csv", "t2.csv", "fresh.csv")
@@ -151,14 +174,14 @@ def test_same_name_in_two_folders_with_a_shared_cache(tmp_path, heads, ckpt_path
     # both as arguments, and in a playlist: no refusal, two clips
     (tmp_path / "list.m3u").write_text("a/sub1/same.au\na/sub2/same.au\n")
     for inputs in (["a/sub1/same.au", "a/sub2/same.au"], ["list.m3u"]):
-        both = tagger("tag", *inputs, "--cache", "c", "--out", f"both{len(inputs)}.csv", *args, cwd=tmp_path)
+        both = tagger_here("tag", *inputs, "--cache", "c", "--out", f"both{len(inputs)}.csv", *args, cwd=tmp_path)
         assert both.returncode == 0 and "tagged 2" in both.stdout, both.stderr[-2000:]
-    embedded = tagger("embed", "a/sub1/same.au", "a/sub2/same.au", "--out", "c2", *common(ckpt_path), cwd=tmp_path)
+    embedded = tagger_here("embed", "a/sub1/same.au", "a/sub2/same.au", "--out", "c2", *common(ckpt_path), cwd=tmp_path)
     assert embedded.returncode == 0 and "embedded 2" in embedded.stdout, embedded.stderr[-2000:]
 
     # the audio behind a cache entry changes: re-embedded with a warning, never reused
     write_audio(tmp_path / "a/sub1/same.au", 3.0, sr=22050, freq=3000.0, amplitude=0.9, seed=2)
-    changed = tagger("tag", "a/sub1/same.au", "--cache", "c", "--out", "t3.csv", *args, cwd=tmp_path)
+    changed = tagger_here("tag", "a/sub1/same.au", "--cache", "c", "--out", "t3.csv", *args, cwd=tmp_path)
     assert changed.returncode == 0 and "changed since it was embedded" in changed.stderr, changed.stderr[-2000:]
     np.testing.assert_allclose(pd.read_csv(tmp_path / "t3.csv").filter(like="p_").to_numpy(), p_fresh, atol=1e-5)
 
@@ -172,11 +195,11 @@ def test_awkward_names_are_tagged_once(tmp_path, heads, ckpt_path, fmt):
     (tmp_path / "clips" / "bad\nname\t.wav").write_text("not audio\n")
     out = tmp_path / f"t.{fmt}"
     args = ["tag", "clips", "--model", heads[0], "--out", out, *common(ckpt_path)]
-    first = tagger(*args, cwd=tmp_path)
+    first = tagger_here(*args, cwd=tmp_path)
     assert first.returncode == 3 and "tagged 4, skipped 0 (done before), failed 1 of 5" in first.stdout, first.stderr[
         -2000:
     ]
-    again = tagger(*args, cwd=tmp_path)
+    again = tagger_here(*args, cwd=tmp_path)
     assert again.returncode == 3 and "tagged 0, skipped 5 (done before), failed 1 of 5" in again.stdout, again.stderr[
         -2000:
     ]
@@ -251,12 +274,12 @@ def test_cache_and_run_folder_have_one_writer(clips, ckpt_path, audioset_data):
 @pytest.mark.slow
 def test_embed_then_tag_runs_the_network_once(clips, heads, ckpt_path, pca_params):
     env = {"CALLS_FILE": str(clips / "calls")}
-    embedded = tagger("embed", "clips", "--out", "cache", *common(ckpt_path), cwd=clips, env=env)
+    embedded = tagger_here("embed", "clips", "--out", "cache", *common(ckpt_path), cwd=clips, env=env)
     assert embedded.returncode == 0 and calls_of(env) > 0, embedded.stderr[-2000:]
     # a raw head, and the shipped `music` head, which needs postprocessed embeddings (derived from the raw entries)
     for model, extra in ((heads[0], []), ("music", ["--pca", pca_params])):
         name = os.path.basename(str(model))
-        cached = tagger(
+        cached = tagger_here(
             "tag",
             "clips",
             "--model",
@@ -273,7 +296,7 @@ def test_embed_then_tag_runs_the_network_once(clips, heads, ckpt_path, pca_param
         assert cached.returncode == 0, cached.stderr[-2000:]
         assert calls_of(env) == 0  # every embedding came from the cache
         assert "stale" not in cached.stderr and "other settings" not in cached.stderr
-        direct = tagger(
+        direct = tagger_here(
             "tag",
             "clips",
             "--model",

@@ -210,42 +210,64 @@ def test_the_readme_names_every_slow_test_and_why():
 @pytest.mark.slow
 @pytest.mark.xdist_group("builds-the-checkout")  # with tests/test_cloud.py: both build from the checkout
 def test_adding_an_extra_changes_no_installed_version(tmp_path):
-    """pip install the base set into a fresh environment, then ask pip what each extra would install: nothing
-    already there may change version (the base pins what the extras need)."""
+    """What pip would install for the base set, and for the base set with each extra, resolved as into a fresh
+    environment (``--dry-run --ignore-installed``, no environment made): no package of the base set may come in
+    another version with an extra (the base pins what the extras need)."""
     import json
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip"]
-    base = subprocess.run([*pip, "install", "-q", str(ROOT)], capture_output=True, text=True, timeout=1800)
-    assert base.returncode == 0, base.stderr[-3000:]
-    frozen = subprocess.run([*pip, "freeze"], capture_output=True, text=True, check=True).stdout.splitlines()
-    installed = dict(line.lower().split("==", 1) for line in frozen if "==" in line)
-    extras = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import importlib.metadata as m; print(*m.metadata('vggish-tagger').get_all('Provides-Extra'))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert {"beam", "jax", "test"} <= set(extras), extras
-    changed = {}
-    for extra in extras:
-        report = tmp_path / f"{extra}.json"
+    def resolve(target, name):
+        report = tmp_path / f"{name}.json"
         done = subprocess.run(
-            [*pip, "install", "--dry-run", "-q", "--report", str(report), f"{ROOT}[{extra}]"],
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q", "--report", str(report)]
+            + [target],
             capture_output=True,
             text=True,
             timeout=1800,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        for item in json.loads(report.read_text())["install"]:
-            name = item["metadata"]["name"].lower().replace("_", "-")
-            version = item["metadata"]["version"]
-            before = installed.get(name) or installed.get(name.replace("-", "_"))
-            if before is not None and before != version and name != "vggish-tagger":
-                changed[f"[{extra}] {name}"] = f"{before} -> {version}"
+        return {
+            i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]
+            for i in json.loads(report.read_text())["install"]
+        }
+
+    resolved = resolve(str(ROOT), "base")
+    base = {name: meta["version"] for name, meta in resolved.items()}
+    extras = resolved["vggish-tagger"]["provides_extra"]
+    assert {"beam", "jax", "test"} <= set(extras), extras
+    changed = {}
+    for extra in extras:
+        for name, meta in resolve(f"{ROOT}[{extra}]", extra).items():
+            version = meta["version"]
+            if base.get(name, version) != version and name != "vggish-tagger":
+                changed[f"[{extra}] {name}"] = f"{base[name]} -> {version}"
     assert not changed, changed
+
+
+def test_a_cached_fixture_folder_is_built_once_and_never_served_changed(tmp_path, monkeypatch):
+    """tests/fixture_cache.py: one build per key; a changed file or a killed build is built again, not served."""
+    import fixture_cache
+
+    monkeypatch.setattr(fixture_cache, "CACHE", tmp_path / "cache")
+    builds = []
+
+    def build(folder):
+        builds.append(folder)
+        (folder / "sub").mkdir()
+        (folder / "sub" / "w.bin").write_bytes(b"weights")
+
+    first = fixture_cache.cached_folder("w", "key 1", build)
+    assert fixture_cache.cached_folder("w", "key 1", build) == first and len(builds) == 1
+    assert (first / "sub" / "w.bin").read_bytes() == b"weights"
+    assert fixture_cache.cached_folder("w", "key 2", build) != first and len(builds) == 2
+    (first / "sub" / "w.bin").chmod(0o644)
+    (first / "sub" / "w.bin").write_bytes(b"changed by a test")
+    again = fixture_cache.cached_folder("w", "key 1", build)
+    assert again == first and len(builds) == 3 and (again / "sub" / "w.bin").read_bytes() == b"weights"
+
+    def killed(folder):
+        (folder / "half").write_text("")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fixture_cache.cached_folder("k", "key", killed)
+    assert fixture_cache.cached_folder("k", "key", build) and len(builds) == 4
