@@ -204,7 +204,8 @@ def test_the_readme_names_every_slow_test_and_why():
     slow = marked_tests("slow")
     assert len(slow) > 20, slow
     development = (ROOT / "README.md").read_text().split("## Development", 1)[1]
-    assert not [name for name in sorted(slow) if f"`{name}`" not in development and f"::{name}`" not in development]
+    missing = [name for name in sorted(slow) if f"`{name}`" not in development and f"::{name}`" not in development]
+    assert not missing, f"slow tests the README's table does not name: {missing}"
 
 
 @pytest.mark.slow

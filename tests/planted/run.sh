@@ -18,11 +18,12 @@ for diff in "${diffs[@]}"; do
   if ! git -C "$scratch/tree" apply "$root/$diff"; then
     echo "$diff: does not apply"; missed=1; continue
   fi
-  if (cd "$scratch/tree" && TAGGER_SHARED="$root/../shared" TAGGER_TEST_CACHE="$root/.test-cache" \
+  if (cd "$scratch/tree" && COLUMNS=300 TAGGER_SHARED="$root/../shared" TAGGER_TEST_CACHE="$root/.test-cache" \
       python -m pytest -q -p no:cacheprovider "$test_id" >"$scratch/log" 2>&1); then
     echo "$diff: $test_id PASSED on the planted bug (not caught)"; missed=1
   else
-    echo "$diff: $test_id fails on the planted bug, as it should"
+    echo "$diff: $test_id fails on the planted bug, as it should:"
+    grep -E "^(FAILED|ERROR) " "$scratch/log" | cut -c1-300 | sed 's/^/    /'
   fi
 done
 exit "$missed"
