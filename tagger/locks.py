@@ -43,7 +43,7 @@ def _holder(path):
 
 
 @contextlib.contextmanager
-def exclusive(lock_path, *, what):
+def exclusive(lock_path, *, what, wait=False):
     """Hold an exclusive lock on ``lock_path`` for the ``with`` block.
 
     Parameters
@@ -52,12 +52,16 @@ def exclusive(lock_path, *, what):
         The lock file (created when missing; its folder must exist).
     what : str
         What the lock protects, for the message (``"output tags.csv"``).
+    wait : bool
+        Wait for a holder to let go instead of failing (for short critical
+        sections that every process passes through, never for writers).
 
     Raises
     ------
     DataError
-        Another live process holds the lock: the message names ``what``,
-        the lock file and the holder's pid, host and command.
+        Another live process holds the lock (and ``wait`` is false): the
+        message names ``what``, the lock file and the holder's pid, host and
+        command.
     """
     lock_path = os.fspath(lock_path)
     try:
@@ -66,7 +70,7 @@ def exclusive(lock_path, *, what):
         raise DataError(f"{what}: cannot create the lock file {lock_path} ({exc.strerror})") from exc
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataError(
                 f"{what} is in use by {_holder(lock_path)} (lock {lock_path}); wait for it to finish, or stop it"

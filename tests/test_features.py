@@ -81,6 +81,34 @@ def test_features_resample_and_downmix_arrays():
         handcrafted(np.zeros(1000, np.float32), SR)
 
 
+def test_librosa_kernels_are_compiled_under_the_numba_cache_lock(tmp_path, monkeypatch):
+    """Two processes compiling librosa's cached gufuncs at once can leave a cache that crashes every later load
+    (seen in CI: every feature process a segmentation fault), so the first use in a process waits for the lock."""
+    import threading
+
+    from tagger import locks
+    from tagger.embedding import kernels
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert kernels.lock_path() == str(tmp_path / "numba" / "tagger-numba.lock")
+    monkeypatch.setattr(kernels, "_WARMED", set())  # as in a new process
+    calls = []
+    worker = threading.Thread(target=kernels.import_librosa, kwargs={"warm": lambda: calls.append("warm")})
+    with locks.exclusive(kernels.lock_path(), what="the test's hold"):  # another process compiling
+        worker.start()
+        worker.join(timeout=2.0)
+        assert worker.is_alive() and calls == []
+    worker.join(timeout=60)
+    assert not worker.is_alive() and calls == ["warm"]
+
+    def another():
+        calls.append("another")
+
+    for _ in range(2):  # another warm-up runs once, and not at all again
+        kernels.import_librosa(warm=another)
+    assert calls == ["warm", "another"]
+
+
 @pytest.mark.slow
 def test_the_ten_gtzan_tracks_match_the_table(shared, gtzan_files, tmp_path):
     """The acceptance check: every mean within 2 %, every variance within 5 %, tempo equal (or a factor 2)."""

@@ -211,7 +211,9 @@ def test_prepare_melspec_with_augmentation_on_the_shared_tracks(shared, gtzan_fi
 
 def test_course_patches_match_librosa_and_a_cnn_tags_through_them(tmp_path):
     """The course projects' settings: 128 x 128 dB patches; a head trained on them tags audio with the same frontend."""
-    import librosa
+    from tagger.embedding.kernels import import_librosa
+
+    librosa = import_librosa()  # its kernels compiled by one process at a time, as tagger's own calls are
     import soundfile as sf
 
     from tagger.embedding.spectrogram import course_patches

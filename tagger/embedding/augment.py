@@ -85,12 +85,15 @@ def check_settings(settings=None):
 
 
 def _percussive(samples, sample_rate):
-    import librosa
+    from .kernels import import_librosa
 
-    return librosa.effects.percussive(samples).astype(np.float32)
+    return import_librosa().effects.percussive(samples).astype(np.float32)
 
 
 def _transforms(settings, sample_rate):
+    from .kernels import import_librosa
+
+    import_librosa()  # before audiomentations, which imports librosa: its kernels compiled one process at a time
     import audiomentations as am
 
     s = settings

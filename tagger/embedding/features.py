@@ -24,6 +24,7 @@ from ..records import ResumableOutput, check_resume, parquet_path_columns, progr
 from . import files, params
 from .audio import to_mono
 from .decode import _describe, load_source
+from .kernels import import_librosa
 from .pipeline import TrackResult, _task, default_workers, iter_messages, refuse_in_bootstrapping_child
 
 __all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
@@ -75,9 +76,21 @@ def handcrafted(y, sr=params.FEATURE_SAMPLE_RATE):
     return _features(y)
 
 
-def _features(y):
+def _warm_up():
+    """Run :func:`_compute` once on 2 s of clicks in noise (float32, as every caller passes)."""
     import librosa
 
+    rng = np.random.default_rng(0)
+    y = 0.05 * rng.standard_normal(2 * params.FEATURE_SAMPLE_RATE).astype(np.float32)
+    y[:: params.FEATURE_SAMPLE_RATE // 4] = 1.0  # onsets, so that beat tracking reaches its kernels
+    _compute(librosa, y)
+
+
+def _features(y):
+    return _compute(import_librosa(warm=_warm_up), y)
+
+
+def _compute(librosa, y):
     sr, n_fft, hop, pad = params.FEATURE_SAMPLE_RATE, params.FEATURE_N_FFT, params.FEATURE_HOP, params.FEATURE_PAD_MODE
     if len(y) < n_fft:
         raise AudioError(f"audio of {len(y)} samples at {sr} Hz is shorter than one {n_fft}-sample frame")

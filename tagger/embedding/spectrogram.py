@@ -102,8 +102,9 @@ class PatchExtractor:
 
 
 def _course_logmel(y):
-    import librosa
+    from .kernels import import_librosa
 
+    librosa = import_librosa()
     mel = librosa.feature.melspectrogram(
         y=y,
         sr=params.COURSE_SAMPLE_RATE,
