@@ -13,6 +13,7 @@ import errno
 import io
 import json
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -218,8 +219,14 @@ def write_atomic(path, write, *, binary=False, fsync=False):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    # Ctrl-C and SIGTERM are held while the temporary file is made and named here: one arriving inside mkstemp,
+    # after the file exists and before its name is known, would leave it behind (seen: a preempted cloud step
+    # copied a .tmp-*.pkl back to the bucket). Released at once, they unwind through the clean-up below.
+    held = _hold_stop_signals()
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+        _release(held)
         os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
@@ -228,12 +235,29 @@ def write_atomic(path, write, *, binary=False, fsync=False):
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
             raise no_space(path, exc) from exc
         raise
+    finally:
+        _release(held)
     return path
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_stop_signals():
+    """Block Ctrl-C and SIGTERM in this thread (a handler already due runs first); returns the mask to restore."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks, and the small window stays
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def _release(held):
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def write_json_atomic(obj, path, *, indent=1):

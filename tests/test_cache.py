@@ -223,3 +223,34 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, make_audio, ckpt_pat
         assert a[key]["weights"] == b[key]["weights"]
         np.testing.assert_array_equal(a[key]["timestamps"], b[key]["timestamps"])
         np.testing.assert_allclose(a[key]["embedding"], b[key]["embedding"], rtol=0, atol=1e-5)
+
+
+def test_a_stop_signal_inside_mkstemp_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """SIGTERM arriving after mkstemp made the file and before write_atomic knew its name left a .tmp-* behind
+    (CI: a preempted cloud step copied one back to the bucket); now it waits until the clean-up can see the file."""
+    import tempfile
+
+    from tagger.records import write_atomic
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop
+
+    real = tempfile.mkstemp
+
+    def mkstemp_then_signal(*args, **kwargs):
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as a preemption does, with the file made and its name not returned
+        return made
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_signal)
+        with pytest.raises(Stop):
+            write_atomic(tmp_path / "entry.pkl", lambda f: f.write("x"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.listdir(tmp_path) == []
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # the signals are no longer held

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..exceptions import ParameterError
+from .kernels import import_librosa
 
 __all__ = ["DEFAULTS", "augment", "augment_seed", "check_settings", "Augmented", "augmented_rows", "COPY_MARK"]
 
@@ -85,14 +86,10 @@ def check_settings(settings=None):
 
 
 def _percussive(samples, sample_rate):
-    from .kernels import import_librosa
-
     return import_librosa().effects.percussive(samples).astype(np.float32)
 
 
 def _transforms(settings, sample_rate):
-    from .kernels import import_librosa
-
     import_librosa()  # before audiomentations, which imports librosa: its kernels compiled one process at a time
     import audiomentations as am
 

@@ -24,6 +24,7 @@ from . import params
 from .audio import to_mono
 from .decode import _describe, load_source
 from .frontend import waveform_to_patches
+from .kernels import import_librosa
 from .pipeline import iter_embeddings
 
 __all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages"]
@@ -102,8 +103,6 @@ class PatchExtractor:
 
 
 def _course_logmel(y):
-    from .kernels import import_librosa
-
     librosa = import_librosa()
     mel = librosa.feature.melspectrogram(
         y=y,
