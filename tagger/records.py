@@ -13,7 +13,7 @@ import errno
 import io
 import json
 import os
-import signal
+import secrets
 import sys
 import tempfile
 import threading
@@ -208,9 +208,10 @@ class ErrorsWriter:
 def write_atomic(path, write, *, binary=False, fsync=False):
     """Write a file atomically: ``write(f)`` fills a temporary file in the same folder, then a rename.
 
-    The file gets the permissions the umask allows (``mkstemp`` alone makes
+    The file gets the permissions the umask allows (``mkstemp`` would make
     0600 files, which a group-shared cache or output could not read). A
-    failure leaves no temporary file behind.
+    failure, or a Ctrl-C or SIGTERM at any point, leaves no temporary file
+    behind.
 
     Returns
     -------
@@ -219,15 +220,18 @@ def write_atomic(path, write, *, binary=False, fsync=False):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    # Ctrl-C and SIGTERM are held while the temporary file is made and named here: one arriving inside mkstemp,
-    # after the file exists and before its name is known, would leave it behind (seen: a preempted cloud step
-    # copied a .tmp-*.pkl back to the bucket). Released at once, they unwind through the clean-up below.
-    held = _hold_stop_signals()
+    # the name is known before the file exists: a Ctrl-C or SIGTERM arriving at any point (as a preempted cloud step's
+    # does) unwinds through the clean-up below with the name in hand (mkstemp made the file before returning its name,
+    # and a signal in between left a .tmp-* behind, copied back to the bucket)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-        _release(held)
-        os.fchmod(fd, 0o666 & ~umask())
+        while True:
+            tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}{os.path.splitext(path)[1]}")
+            try:
+                fd = _create(tmp)
+                break
+            except FileExistsError:  # another writer's: not ours to remove
+                tmp = None
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             if fsync:
@@ -240,24 +244,12 @@ def write_atomic(path, write, *, binary=False, fsync=False):
         if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
             raise no_space(path, exc) from exc
         raise
-    finally:
-        _release(held)
     return path
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-def _hold_stop_signals():
-    """Block Ctrl-C and SIGTERM in this thread (a handler already due runs first); returns the mask to restore."""
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: no masks, and the small window stays
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-
-
-def _release(held):
-    if held is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+def _create(path):
+    """Create ``path`` (it must not exist) for writing: the umask's permissions, as ``open`` gives."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
 
 
 def write_json_atomic(obj, path, *, indent=1):

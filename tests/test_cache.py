@@ -225,12 +225,10 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, make_audio, ckpt_pat
         np.testing.assert_allclose(a[key]["embedding"], b[key]["embedding"], rtol=0, atol=1e-5)
 
 
-def test_a_stop_signal_inside_mkstemp_leaves_no_temporary_file(tmp_path, monkeypatch):
+def test_a_stop_signal_as_the_temporary_file_is_made_leaves_none(tmp_path, monkeypatch):
     """SIGTERM arriving after mkstemp made the file and before write_atomic knew its name left a .tmp-* behind
-    (CI: a preempted cloud step copied one back to the bucket); now it waits until the clean-up can see the file."""
-    import tempfile
-
-    from tagger.records import write_atomic
+    (CI: a preempted cloud step copied one back to the bucket); the name is now known before the file exists."""
+    from tagger import records
 
     class Stop(Exception):
         pass
@@ -238,19 +236,20 @@ def test_a_stop_signal_inside_mkstemp_leaves_no_temporary_file(tmp_path, monkeyp
     def stop(signum, frame):
         raise Stop
 
-    real = tempfile.mkstemp
+    real = records._create
 
-    def mkstemp_then_signal(*args, **kwargs):
-        made = real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)  # as a preemption does, with the file made and its name not returned
+    def create_then_signal(path):
+        made = real(path)
+        os.kill(os.getpid(), signal.SIGTERM)  # as a preemption does, with the file made and not yet returned
         return made
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_signal)
-        with pytest.raises(Stop):
-            write_atomic(tmp_path / "entry.pkl", lambda f: f.write("x"))
+        with monkeypatch.context() as patched, pytest.raises(Stop):
+            patched.setattr(records, "_create", create_then_signal)
+            records.write_atomic(tmp_path / "entry.pkl", lambda f: f.write("x"))
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert os.listdir(tmp_path) == []
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # the signals are no longer held
+    records.write_atomic(tmp_path / "entry.pkl", lambda f: f.write("x"))  # and a write without a signal is whole
+    assert os.listdir(tmp_path) == ["entry.pkl"] and (tmp_path / "entry.pkl").read_text() == "x"
