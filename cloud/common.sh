@@ -13,16 +13,20 @@ run() {
 
 is_gcs() { [[ "$1" == gs://* ]]; }
 
-# storage_sync SRC DST: mirror a folder (gcloud storage rsync for buckets, cp for local folders).
+# storage_sync SRC DST: mirror a folder (gcloud storage rsync for buckets, tar for local folders), leaving out the
+# .tmp-* files of writes still in progress (the periodic sync runs while a step writes; tagger renames them when done)
 storage_sync() {
   local src=$1 dst=$2
   if is_gcs "$src" || is_gcs "$dst"; then
-    run gcloud storage rsync --recursive "$src" "$dst"
+    run gcloud storage rsync --recursive --exclude='(^|.*/)\.tmp-[^/]*$' "$src" "$dst"
   else
     run mkdir -p "$dst"
-    run cp -a "$src/." "$dst/"
+    run copy_tree "$src" "$dst"
   fi
 }
+
+# copy_tree SRC DST: SRC's files into DST, but the .tmp-* files of writes in progress.
+copy_tree() { tar -C "$1" --exclude='.tmp-*' -cf - . | tar -C "$2" -xf -; }
 
 # storage_cp SRC DST: copy one file.
 storage_cp() {

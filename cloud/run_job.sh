@@ -27,7 +27,7 @@ if [[ -f "$here/common.sh" ]]; then source "$here/common.sh"; else
   # on a VM the runner arrives alone as the startup script: define the helpers inline
   run() { "$@"; }
   is_gcs() { [[ "$1" == gs://* ]]; }
-  storage_sync() { if is_gcs "$1" || is_gcs "$2"; then gcloud storage rsync --recursive "$1" "$2"; else mkdir -p "$2" && cp -a "$1/." "$2/"; fi; }
+  storage_sync() { if is_gcs "$1" || is_gcs "$2"; then gcloud storage rsync --recursive --exclude='(^|.*/)\.tmp-[^/]*$' "$1" "$2"; else mkdir -p "$2" && tar -C "$1" --exclude='.tmp-*' -cf - . | tar -C "$2" -xf -; fi; }
   storage_cp() { if is_gcs "$1" || is_gcs "$2"; then gcloud storage cp "$1" "$2"; else mkdir -p "$(dirname "$2")" && cp "$1" "$2"; fi; }
   storage_exists() { if is_gcs "$1"; then gcloud storage ls "$1" >/dev/null 2>&1; else [[ -e "$1" ]]; fi; }
   die() { printf 'run_job: error: %s\n' "$*" >&2; exit 1; }

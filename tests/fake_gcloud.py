@@ -8,6 +8,7 @@ Appends one JSON line per call to $FAKE_LOG: {"tool": ..., "args": [...]}. Imple
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -34,7 +35,14 @@ def main():
             src, dst = map(local, rest)
             if not os.path.isdir(src):
                 sys.exit(f"fake gcloud: {rest[0]} not found")
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+            excludes = [re.compile(a.split("=", 1)[1]) for a in args if a.startswith("--exclude=")]
+
+            def ignore(folder, names):  # gcloud matches each path relative to SRC against the --exclude regex
+                rel = os.path.relpath(folder, src)
+                paths = {n: n if rel == "." else f"{rel}/{n}" for n in names}
+                return {n for n, p in paths.items() if any(x.search(p) for x in excludes)}
+
+            shutil.copytree(src, dst, dirs_exist_ok=True, ignore=ignore)
         elif verb == "ls":
             if os.environ.get("FAKE_GCLOUD_ERROR"):  # offline, logged out: gcloud fails, whatever the URL
                 sys.exit(os.environ["FAKE_GCLOUD_ERROR"])

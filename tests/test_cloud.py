@@ -306,8 +306,9 @@ def test_runner_killed_and_restarted_resumes(fake, tmp_path, audioset_data):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming from gs://bkt/jobs/preempted" in again.stdout
     resumed_calls = [c["args"] for c in calls()[n_before:]]
-    assert ["storage", "rsync", "--recursive", "gs://bkt/data", str(tmp_path / "vm2/data")] in resumed_calls
-    assert ["storage", "rsync", "--recursive", "gs://bkt/jobs/preempted", str(tmp_path / "vm2")] in resumed_calls
+    skip = r"--exclude=(^|.*/)\.tmp-[^/]*$"  # writes in progress are never copied
+    assert ["storage", "rsync", "--recursive", skip, "gs://bkt/data", str(tmp_path / "vm2/data")] in resumed_calls
+    assert ["storage", "rsync", "--recursive", skip, "gs://bkt/jobs/preempted", str(tmp_path / "vm2")] in resumed_calls
     assert resumed_calls[-2][:2] == ["storage", "cp"] and resumed_calls[-2][-1] == "gs://bkt/jobs/preempted/status"
     history = pd.read_csv(tmp_path / "gcs/bkt/jobs/preempted/run/history.csv")
     assert list(history["epoch"]) == list(range(8))
