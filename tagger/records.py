@@ -220,9 +220,9 @@ def write_atomic(path, write, *, binary=False, fsync=False):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    # the name is known before the file exists: a Ctrl-C or SIGTERM arriving at any point (as a preempted cloud step's
-    # does) unwinds through the clean-up below with the name in hand (mkstemp made the file before returning its name,
-    # and a signal in between left a .tmp-* behind, copied back to the bucket)
+    # the name is known before the file exists, so a Ctrl-C or SIGTERM arriving at any point unwinds through the
+    # clean-up below with the name in hand (mkstemp made the file before returning its name: a signal in between
+    # left the .tmp-* behind)
     tmp = None
     try:
         while True:
