@@ -5,39 +5,9 @@ import pytest
 
 from tagger import backend, cli
 from tagger.embedding import audio, cache, files, frontend, params, provenance
-from tagger.embedding.embed import Embedder, embed, embed_files, padded_size
+from tagger.embedding.embed import Embedder, embed, embed_files
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 from tagger.testing import numpy_forward
-
-
-@pytest.mark.parametrize(
-    "n,batch_size,want",
-    [
-        (1, 64, 8),
-        (5, 64, 8),
-        (8, 64, 8),
-        (9, 64, 16),
-        (33, 64, 64),
-        (64, 64, 64),
-        (5, 512, 8),
-        (3, 4, 4),
-        (70, 100, 100),
-    ],
-)
-def test_a_partial_batch_is_padded_to_the_next_power_of_two(n, batch_size, want):
-    assert padded_size(n, batch_size) == want
-
-
-@pytest.mark.backends
-def test_partial_batches_run_padded_and_keep_only_their_rows(embedder, fixture_weights, monkeypatch):
-    """21 patches at batch size 16: one full batch, then 5 patches padded to 8 (not to 16); every row as the
-    NumPy reference computes it."""
-    sizes, forward = [], embedder._forward
-    monkeypatch.setattr(embedder, "_forward", lambda x: sizes.append(len(x)) or forward(x))
-    patches = np.random.default_rng(0).uniform(-2, 2, (21, params.NUM_FRAMES, params.NUM_BANDS)).astype(np.float32)
-    emb = embedder.run(patches)
-    assert sizes == [16, 8] and emb.shape == (21, 128)
-    assert np.abs(emb - numpy_forward(fixture_weights, patches)).max() < 1e-4
 
 
 @pytest.mark.backends

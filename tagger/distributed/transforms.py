@@ -130,7 +130,7 @@ class VGGishModelHandler(ModelHandler):
     """RunInference handler: VGGish (any weight form tagger reads) on batches of patch chunks.
 
     The network is loaded once per worker process (``load_model``) and
-    shared by its threads; partial batches are padded to a few sizes (:func:`~tagger.embedding.embed.padded_size`).
+    shared by its threads; partial batches are padded to one shape.
     """
 
     def __init__(self, settings):

@@ -52,26 +52,6 @@ def resolve_dtype(dtype):
     return backend.auto_dtype() if dtype == "auto" else dtype
 
 
-def padded_size(n, batch_size):
-    """The batch size a partial batch of ``n`` patches is zero-padded to: the next power of two (at least 8), at
-    most ``batch_size``.
-
-    A few sizes bound the compilations a backend that compiles per shape (JAX) makes, and a short clip runs a
-    small batch: one 5-s clip pads 5 patches to 8, not to the 512 of a GPU batch (64 times the work).
-
-    Parameters
-    ----------
-    n : int
-        Patches in hand, ``1 <= n <= batch_size``.
-    batch_size : int
-
-    Returns
-    -------
-    int
-    """
-    return min(batch_size, max(8, 1 << (int(n) - 1).bit_length()))
-
-
 def guard_difference(low, reference):
     """The precision guard's metric: ``max |low - reference| / max |reference|`` (inf where ``low`` is not finite)."""
     low, reference = np.asarray(low, np.float64), np.asarray(reference, np.float64)
@@ -81,7 +61,7 @@ def guard_difference(low, reference):
 
 
 class Embedder:
-    """VGGish loaded once, run on batches of patches.
+    """VGGish loaded once, run on fixed-size batches of patches.
 
     Parameters
     ----------
@@ -90,8 +70,8 @@ class Embedder:
         ``.npz`` / ``.safetensors`` file (the only form that needs no TensorFlow)
         (default ``$TAGGER_VGGISH_WEIGHTS``, else the TF Hub model).
     batch_size : int, optional
-        Patches per network call (default 64 on a CPU, 512 on a GPU); a partial
-        batch is zero-padded to a few sizes only (:func:`padded_size`).
+        Patches per network call (default 64 on a CPU, 512 on a GPU); partial
+        batches are zero-padded so the network always sees one shape.
     hop_seconds : float
         Patch hop (0.96 s default, 0.48 s for 50 % overlap).
     short_policy : {'pad', 'skip'}
@@ -179,13 +159,12 @@ class Embedder:
         self._use(net, dtype)
 
     def _use(self, net, dtype):
-        """Run ``net`` (compute precision ``dtype``) from now on (TensorFlow traces once for every batch size; JAX
-        compiles once per size :func:`padded_size` gives)."""
+        """Run ``net`` (compute precision ``dtype``) from now on: one fixed batch shape, traced or compiled once."""
         self.dtype = dtype
         # the network (what cache entries record); the whole embedding is the provenance record
         self.network_id = self.weights_id + ("" if dtype == "float32" else "+" + dtype)
         self._net = net
-        self._forward = backend.inference(net, [(None, params.NUM_FRAMES, params.NUM_BANDS)])
+        self._forward = backend.inference(net, [(self.batch_size, params.NUM_FRAMES, params.NUM_BANDS)])
 
     @property
     def model(self):
@@ -320,9 +299,8 @@ class Embedder:
         for start in range(0, len(patches), self.batch_size):
             chunk = patches[start : start + self.batch_size]
             n = len(chunk)
-            size = padded_size(n, self.batch_size)
-            if n < size:
-                chunk = np.concatenate([chunk, np.zeros((size - n,) + chunk.shape[1:], np.float32)])
+            if n < self.batch_size:
+                chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:], np.float32)])
             outs.append(self._forward(chunk)[:n])
         return np.concatenate(outs) if outs else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
 

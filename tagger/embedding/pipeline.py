@@ -105,7 +105,7 @@ class _Track:
 
 
 class _Batcher:
-    """Packs patches of many tracks into network batches of ``batch_size``; hands each track its rows back."""
+    """Packs patches of many tracks into fixed-size network batches; hands each track its rows back."""
 
     def __init__(self, run, batch_size, tracks):
         self.run, self.batch_size, self.tracks = run, batch_size, tracks
