@@ -274,3 +274,33 @@ def test_a_cached_fixture_folder_is_built_once_and_never_served_changed(tmp_path
     with pytest.raises(KeyboardInterrupt):
         fixture_cache.cached_folder("k", "key", killed)
     assert fixture_cache.cached_folder("k", "key", build) and len(builds) == 4
+
+
+def test_the_coverage_diff_follows_lines_across_a_change(tmp_path, monkeypatch, capsys):
+    """`.ci/coverage_diff.py`: a line covered before and not after is lost, wherever the change moved it; a line
+    the change rewrote is listed apart; the exit status says whether anything was lost."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("coverage_diff", ROOT / ".ci/coverage_diff.py")
+    diff = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diff)
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "pkg").mkdir(parents=True)
+    (new / "pkg").mkdir(parents=True)
+    (old / "pkg/m.py").write_text("a = 1\nb = 2\nc = 3\nd = 4\n")
+    (new / "pkg/m.py").write_text("added = 0\na = 1\nb = 20\nc = 3\nd = 4\n")  # b rewritten, the rest moved down
+
+    def report(path, lines, statements):
+        totals = {"covered_lines": len(lines), "num_statements": statements, "percent_covered": 100}
+        path.write_text(json.dumps({"files": {"pkg/m.py": {"executed_lines": lines}}, "totals": totals}))
+        return str(path)
+
+    before = report(tmp_path / "before.json", [1, 2, 3, 4], 4)
+    monkeypatch.chdir(new)
+    assert diff.main([before, report(tmp_path / "all.json", [1, 2, 3, 4, 5], 5), "--before-source", str(old)]) == 0
+    assert "1 lines BEFORE executed that the change removed or rewrote" in capsys.readouterr().out
+    # d (line 4 before, 5 after) no longer runs: lost under its new number; without the mapping, line 4 is compared
+    assert diff.main([before, report(tmp_path / "some.json", [1, 2, 3, 4], 5), "--before-source", str(old)]) == 1
+    assert "pkg/m.py:5: d = 4" in capsys.readouterr().out
+    assert diff.main([before, report(tmp_path / "some.json", [1, 2, 3, 4], 5)]) == 0
