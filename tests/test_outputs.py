@@ -23,7 +23,7 @@ from tagger import locks, records
 from tagger.exceptions import DataError
 
 # the tagger command, counting VGGish network calls into $CALLS_FILE and, when asked, pausing at the first
-# row (holding the output's lock while another process tries it) or dying at row $DIE
+# row until $RELEASE exists (holding the output's lock while another process tries it) or dying at row $DIE
 WRAPPER = textwrap.dedent(
     """
     import importlib, os, signal, sys, time
@@ -41,7 +41,9 @@ WRAPPER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         if os.environ.get("MARKER") and not os.path.exists(os.environ["MARKER"]):
             open(os.environ["MARKER"], "w").close()
-            time.sleep(float(os.environ.get("PAUSE", "0")))
+            deadline = time.time() + float(os.environ.get("PAUSE", "0"))  # until $RELEASE exists, at most PAUSE s
+            while time.time() < deadline and not os.path.exists(os.environ.get("RELEASE", "")):
+                time.sleep(0.1)
         return real_rows(*a, **k)
     Embedder.run, writer.csv_row = run, rows
     status = cli.main(sys.argv[1:])
@@ -216,17 +218,28 @@ def test_awkward_names_are_tagged_once(tmp_path, heads, ckpt_path, fmt):
 def test_concurrent_writers_and_a_stale_lock(clips, heads, ckpt_path):
     args = ["tag", "clips", "--model", heads[0], *common(ckpt_path)]
     marker = clips / "first-row-written"
-    first = tagger(*args, "--out", "t.csv", cwd=clips, popen=True, env={"MARKER": str(marker), "PAUSE": "20"})
+    release = clips / "second-refused"
+    first = tagger(
+        *args,
+        "--out",
+        "t.csv",
+        cwd=clips,
+        popen=True,
+        env={"MARKER": str(marker), "RELEASE": str(release), "PAUSE": "240"},
+    )
     deadline = time.time() + 120
     while not marker.exists() and time.time() < deadline and first.poll() is None:
         time.sleep(0.2)
     assert marker.exists(), first.communicate()[1][-2000:]
-    started = time.time()
-    second = tagger(*args, "--out", "t.csv", cwd=clips)
-    assert second.returncode == 1 and time.time() - started < 60
-    assert "output t.csv is in use by pid" in second.stderr and f"pid {first.pid} " in second.stderr, second.stderr[
-        -2000:
-    ]
+    try:
+        started = time.time()
+        second = tagger(*args, "--out", "t.csv", cwd=clips)
+        assert second.returncode == 1 and time.time() - started < 60
+        assert "output t.csv is in use by pid" in second.stderr and f"pid {first.pid} " in second.stderr, second.stderr[
+            -2000:
+        ]
+    finally:
+        release.touch()  # the first writer holds its lock until the second is refused, however slow its start
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     df = pd.read_csv(clips / "t.csv")
@@ -317,7 +330,8 @@ def test_embed_then_tag_runs_the_network_once(clips, heads, ckpt_path, pca_param
 @pytest.mark.slow
 def test_read_only_cache(clips, heads, ckpt_path):
     env = {"CALLS_FILE": str(clips / "calls")}
-    made = tagger("embed", "clips/c0.wav", "clips/c1.wav", "--out", "cache", *common(ckpt_path), cwd=clips)
+    # made in this process (what is tested is the read-only cache, below, in unprivileged processes)
+    made = run_in_process(["embed", "clips/c0.wav", "clips/c1.wav", "--out", "cache", *common(ckpt_path)], cwd=clips)
     assert made.returncode == 0, made.stderr[-2000:]
     for folder, dirs, names in os.walk(clips / "cache"):
         os.chmod(folder, 0o555)
