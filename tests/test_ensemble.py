@@ -6,7 +6,15 @@ import signal
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ENTRY_POINTS, SMALL_RUN, load_in_fresh_interpreter, make_config, train_killed, write_config
+from helpers import (
+    ENTRY_POINTS,
+    SMALL_RUN,
+    load_in_fresh_interpreter,
+    make_config,
+    run_in_process,
+    train_killed,
+    write_config,
+)
 
 from tagger import cli
 from tagger.exceptions import DataError
@@ -109,7 +117,8 @@ def test_an_ensemble_trains_resumes_after_a_kill_and_is_a_head_everywhere(
     config = write_config(tmp_path / "ensemble.json", _ensemble_config(audioset_data))
 
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    done = train_killed(config, whole, 99)
+    # the uninterrupted run in this process; the killed one and its resumption in processes of their own
+    done = run_in_process(["train", config, "--run-dir", whole, "--quiet"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     # killed after the first epoch of the second member: the first is finished, nothing is averaged yet
     assert train_killed(config, resumed, 4).returncode == -signal.SIGKILL
