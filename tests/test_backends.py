@@ -228,7 +228,8 @@ def test_a_head_trains_is_killed_resumes_and_ends_where_an_uninterrupted_run_end
         args = ["train", str(config), "--run-dir", str(folder), "--quiet"]
         return tagger_process(args, backend_name=name, cwd=tmp_path, code=KILLER, env={"KILL_AFTER_EPOCH": kill_after})
 
-    whole = run(tmp_path / "whole", "99")
+    # the uninterrupted run in this process (on its backend); the killed one and its resumption in processes
+    whole = run_in_process(["train", config, "--run-dir", tmp_path / "whole", "--quiet"], cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
     killed = run(tmp_path / "resumed", "2")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]

@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SMALL_RUN, make_config, train_killed
+from helpers import SMALL_RUN, make_config, run_in_process, train_killed
 
 from tagger import cli
 from tagger.exceptions import DataError, ParameterError
@@ -199,7 +199,8 @@ def test_killed_and_resumed_run_matches_uninterrupted(audioset_data, tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps(cfg))
 
-    whole = train_killed(path, tmp_path / "whole", 99)
+    # the uninterrupted run in this process; the killed one and its resumption in processes of their own
+    whole = run_in_process(["train", path, "--run-dir", tmp_path / "whole", "--quiet"], cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = train_killed(path, tmp_path / "resumed", 2)
     assert killed.returncode == -signal.SIGKILL
