@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers import run_in_process
 
 from tagger.embedding import cache, params
 from tagger.exceptions import DataError, ParameterError
@@ -179,9 +180,10 @@ KILLER = textwrap.dedent(
 )
 
 
-def _run(args, env=None):
-    env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", KILLER, *args], env=env, capture_output=True, text=True, timeout=600)
+def _run(args, env, cwd):
+    env = {**os.environ, **env}
+    cmd = [sys.executable, "-c", KILLER, *args]
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def _entries(folder):
@@ -207,14 +209,16 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path, make_audio, ckpt_pat
         "1",
         "--no-progress",
     ]
-    full = _run(common + ["--out", str(tmp_path / "full")], {"KILL_AT": "999"})
+    # the uninterrupted run in this process (its decode worker a process); the killed one and its resumption in
+    # processes of their own
+    full = run_in_process(common + ["--out", str(tmp_path / "full")], cwd=tmp_path)
     assert full.returncode == 0, full.stderr
-    killed = _run(common + ["--out", str(tmp_path / "part")], {"KILL_AT": "3"})
+    killed = _run(common + ["--out", str(tmp_path / "part")], {"KILL_AT": "3"}, tmp_path)
     assert killed.returncode == -signal.SIGKILL
     partial = _entries(tmp_path / "part")
     assert len(partial) == 2  # two entries done, the third killed between write and rename
     assert any(p.name.startswith(".tmp-") for p in (tmp_path / "part").rglob("*"))
-    resumed = _run(common + ["--out", str(tmp_path / "part")], {"KILL_AT": "999"})
+    resumed = _run(common + ["--out", str(tmp_path / "part")], {"KILL_AT": "999"}, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "skipped 2" in resumed.stdout
     a, b = _entries(tmp_path / "full"), _entries(tmp_path / "part")
