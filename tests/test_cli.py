@@ -148,6 +148,8 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
                 str(run),
                 "--weights",
                 ckpt_path,
+                "--cache",  # the embeddings `prepare` cached (`evaluate` above tagged through the network)
+                str(tmp_path / "data/cache"),
                 "--workers",
                 "0",
                 "--no-progress",
