@@ -45,6 +45,20 @@ NO_TENSORFLOW_CLI = WITHOUT_TENSORFLOW + textwrap.dedent(
 )
 
 
+#: ``python -c SEQUENCE JSON`` runs the ``tagger`` commands of the JSON list one after another in one process,
+#: stopping at the first that fails (its exit status)
+SEQUENCE = textwrap.dedent(
+    """
+    import json, sys
+    from tagger import cli
+    for args in json.loads(sys.argv[1]):
+        status = cli.main(args)
+        if status:
+            sys.exit(status)
+    """
+)
+
+
 def tagger_process(args, *, backend_name, cwd, code=None, env=None, timeout=600):
     """``tagger ARGS`` in a fresh process on ``backend_name`` (through ``code`` when given)."""
     command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "tagger", *args]
@@ -170,25 +184,29 @@ def test_jax_embeds_and_tags_the_gtzan_tracks_as_tensorflow_does(plain_weights, 
     head = write_head_bundle(tmp_path / "head", seed=0)
     embeddings, probabilities = {}, {}
 
-    def tagger_on(name, args):
-        # this process's own backend runs in this process (the subject is the backends, not a process boundary)
-        if name == backend.name():
-            return run_in_process(args, cwd=tmp_path)
-        return tagger_process(args, backend_name=name, cwd=tmp_path)
-
-    for name in ("tensorflow", "jax"):
+    def commands(name):
         common = ["--weights", str(plain_weights), "--precision", "float32", "--no-progress"]
-        done = tagger_on(name, ["embed", genres, "--out", f"cache-{name}", *common])
-        assert done.returncode == 0, done.stderr[-3000:]
-        entries = sorted((tmp_path / f"cache-{name}").rglob("*.pkl"))
-        assert len(entries) == 10
-        embeddings[name] = {p.name: pickle.loads(p.read_bytes())["embedding"] for p in entries}
+        yield ["embed", genres, "--out", f"cache-{name}", *common]
         for model, extra in ((str(head), []), ("genre10", ["--pca", str(pca_params), "--allow-other-embedding"])):
             out = tmp_path / f"tags-{name}-{os.path.basename(model)}.jsonl"
             # from the cache this backend's `tagger embed` filled: one network pass per backend, not three
-            tag = ["tag", genres, "--model", model, "--out", str(out), "--cache", f"cache-{name}", *extra, *common]
-            done = tagger_on(name, tag)
+            yield ["tag", genres, "--model", model, "--out", str(out), "--cache", f"cache-{name}", *extra, *common]
+
+    for name in ("tensorflow", "jax"):
+        # this process's own backend runs in this process, the other's three commands in one process of its own
+        # (the subject is the backends, not a process boundary)
+        if name == backend.name():
+            for args in commands(name):
+                done = run_in_process(args, cwd=tmp_path)
+                assert done.returncode == 0, done.stderr[-3000:]
+        else:
+            done = tagger_process([json.dumps(list(commands(name)))], backend_name=name, cwd=tmp_path, code=SEQUENCE)
             assert done.returncode == 0, done.stderr[-3000:]
+        entries = sorted((tmp_path / f"cache-{name}").rglob("*.pkl"))
+        assert len(entries) == 10
+        embeddings[name] = {p.name: pickle.loads(p.read_bytes())["embedding"] for p in entries}
+        for model in (head, "genre10"):
+            out = tmp_path / f"tags-{name}-{os.path.basename(model)}.jsonl"
             rows = [json.loads(line) for line in out.read_text().splitlines()]
             probabilities[name, os.path.basename(model)] = {r["path"]: r["probabilities"] for r in rows}
     assert embeddings["tensorflow"].keys() == embeddings["jax"].keys()
