@@ -42,6 +42,20 @@ KILLER = textwrap.dedent(
 )
 
 
+#: ``python -c SEQUENCE JSON`` runs the ``tagger`` commands of the JSON list one after another in one process,
+#: stopping at the first that fails (its exit status)
+SEQUENCE = textwrap.dedent(
+    """
+    import json, sys
+    from tagger import cli
+    for args in json.loads(sys.argv[1]):
+        status = cli.main(args)
+        if status:
+            sys.exit(status)
+    """
+)
+
+
 def train_killed(config, run_dir, kill_after):
     """``tagger train CONFIG --run-dir RUN`` in its own process, SIGKILLed after ``kill_after`` checkpoints (:data:`KILLER`)."""
     return subprocess.run(

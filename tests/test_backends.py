@@ -18,6 +18,7 @@ import pytest
 from helpers import (
     HEAD_LABELS,
     KILLER,
+    SEQUENCE,
     make_config,
     run_in_process,
     write_audio,
@@ -41,20 +42,6 @@ NO_TENSORFLOW_CLI = WITHOUT_TENSORFLOW + textwrap.dedent(
     status = cli.main(sys.argv[1:])
     print("tensorflow imported:", "tensorflow" in sys.modules)
     sys.exit(status)
-    """
-)
-
-
-#: ``python -c SEQUENCE JSON`` runs the ``tagger`` commands of the JSON list one after another in one process,
-#: stopping at the first that fails (its exit status)
-SEQUENCE = textwrap.dedent(
-    """
-    import json, sys
-    from tagger import cli
-    for args in json.loads(sys.argv[1]):
-        status = cli.main(args)
-        if status:
-            sys.exit(status)
     """
 )
 

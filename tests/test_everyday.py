@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import NOT_AUDIO, ROOT, write_feature_dataset
+from helpers import NOT_AUDIO, ROOT, SEQUENCE, run_in_process, write_feature_dataset
 
 from tagger.exceptions import DataError
 from tagger.training import starter
@@ -334,7 +334,8 @@ def test_export_a_run_then_tag_with_it_from_a_prepopulated_hub_cache_offline(tmp
     def cli(*args):
         return _python("-m", "tagger", *args, cwd=tmp_path, env=env, timeout=600)
 
-    done = cli("export", "run", "--out", "exported", "--license", "MIT")
+    # export in this process; the tagging in processes of their own, which read HF_HUB_OFFLINE as they import
+    done = run_in_process(["export", "run", "--out", "exported", "--license", "MIT"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     out = tmp_path / "exported"
     meta = json.loads((out / "bundle.json").read_text())
@@ -350,9 +351,11 @@ def test_export_a_run_then_tag_with_it_from_a_prepopulated_hub_cache_offline(tmp
     assert missing.returncode == 1 and "not in the local Hugging Face cache" in missing.stderr
     assert "HF_HUB_OFFLINE is set" in missing.stderr, missing.stderr
     snapshot = populate_hub_cache(tmp_path / "hub", "someone/feat-head", out)
-    for spec in ("hf://someone/feat-head", "hf://someone/feat-head@main"):
-        tagged = cli("tag", "clips", "--model", spec, "--out", f"t{len(spec)}.csv", "--workers", "0", "--no-progress")
-        assert tagged.returncode == 0, tagged.stderr[-2000:]
+    specs = ("hf://someone/feat-head", "hf://someone/feat-head@main")
+    both = [["tag", "clips", "--model", s, "--out", f"t{len(s)}.csv", "--workers", "0", "--no-progress"] for s in specs]
+    tagged = _python("-c", SEQUENCE, json.dumps(both), cwd=tmp_path, env=env, timeout=600)  # one process, two runs
+    assert tagged.returncode == 0, tagged.stderr[-2000:]
+    for spec in specs:
         row = pd.read_csv(tmp_path / f"t{len(spec)}.csv").iloc[0]
         assert row["tag_1"] in json.loads((out / "labels.json").read_text())
     assert bundle.content_hash(snapshot) == bundle.content_hash(out)
