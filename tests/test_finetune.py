@@ -80,6 +80,7 @@ def test_a_fine_tuning_run_resumes_and_tags_like_any_other(ckpt_path, gtzan_file
     extractor = PatchExtractor()
     rows = []
     for i, (path, p) in enumerate(zip(gtzan_files, patches)):
+        p = p[:8]  # 7.7 s of each track: every validation pass runs the whole trunk over every patch
         cache.write_entry(
             tmp_path / "cache",
             path.stem,
