@@ -234,8 +234,10 @@ def test_sigterm_is_handled_as_ctrl_c(tmp_path, ckpt_path):
     import signal
 
     for i in range(30):
-        write_audio(tmp_path / "clips" / f"c{i:02d}.wav", 12.0, freq=200.0 + 20 * i, seed=i)
-    args = [sys.executable, "-m", "tagger", "embed", "clips", "--weights", ckpt_path, "--workers", "1", "--no-progress"]
+        write_audio(tmp_path / "clips" / f"c{i:02d}.wav", 3.0, freq=200.0 + 20 * i, seed=i)
+    # batches of 8 patches (under three clips): entries are finished one batch after another, the signal among them
+    args = [sys.executable, "-m", "tagger", "embed", "clips", "--weights", ckpt_path, "--batch-size", "8"]
+    args += ["--workers", "1", "--no-progress"]
     proc = subprocess.Popen(
         [*args, "--out", "cache"],
         cwd=tmp_path,
