@@ -14,6 +14,7 @@ import collections
 import importlib.metadata
 import multiprocessing.util
 import os
+import platform
 import subprocess
 import time
 import warnings
@@ -23,6 +24,9 @@ from fixture_cache import cached_folder, code_hash, files_hash
 from helpers import SHARED, write_audio
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `uname -p`, run once and cached by the platform module: its first caller (the TensorFlow import, through h5py) would
+# otherwise start that process inside whichever unit test imports Keras first, and the unit guard fails that test
+platform.processor()
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # two workers on two cores: one TensorFlow intra-op thread each (inherited by the processes tests start),
     # instead of each worker's kernels and every `tagger` process they start competing with two threads

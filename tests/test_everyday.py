@@ -283,6 +283,20 @@ def test_every_shipped_head_has_a_card_whose_figures_are_its_metrics(name, capsy
     assert f"{name:{width}s}  {stored['summary']}" in lines
 
 
+def test_a_card_of_an_unknown_embedding_kind_is_a_clear_error(tmp_path):
+    import shutil
+
+    from tagger.exceptions import DataError
+    from tagger.training import bundle, card
+
+    folder = tmp_path / "b"
+    shutil.copytree(os.path.join(bundle.SHIPPED_DIR, "genre10"), folder)
+    meta = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**meta, "embedding": "patches"}))
+    with pytest.raises(DataError, match=r"b/bundle.json: embedding 'patches' is not one of \['features', 'melspec'"):
+        card.shipped_card(str(folder), name="genre10")
+
+
 def test_a_card_never_changes_the_content_hash(tmp_path):
     import shutil
 

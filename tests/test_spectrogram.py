@@ -261,3 +261,14 @@ def test_course_patches_match_librosa_and_a_cnn_tags_through_them(tmp_path):
     assert tagger.extractor.course  # the run's own frontend, from its bundle.json
     df = tagger.tag([str(tmp_path / "clip.wav")], workers=0)
     assert len(df) == 1 and df["tag_1"][0] in CLASSES
+    # exported like any run (`tagger export` crashed on a patch-trained run, KeyError 'melspec', after writing half
+    # the bundle), and the bundle tags as the run does
+    from tagger import cli
+
+    assert cli.main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "bundle")]) == cli.EXIT_OK
+    meta = json.loads((tmp_path / "bundle/bundle.json").read_text())
+    assert meta["embedding"] == meta["card"]["embedding"]["kind"] == "melspec"
+    assert meta["frontend"] == params.course_params()
+    assert "log-mel patches" in (tmp_path / "bundle/MODEL.md").read_text()
+    exported = Tagger(str(tmp_path / "bundle")).tag([str(tmp_path / "clip.wav")], workers=0)
+    assert list(exported["tag_1"]) == list(df["tag_1"])

@@ -167,6 +167,7 @@ def export_run(run_dir, out_dir, *, name=None, license=None):
             " once without cv_folds to get one head)"
         )
     meta = read_meta(run_dir)
+    card = cards.run_card(run_dir, name=name, license=license)  # every question answered before a file is written
     export(
         run_dir,
         out_dir,
@@ -175,7 +176,7 @@ def export_run(run_dir, out_dir, *, name=None, license=None):
         window=meta["window"],
         note=meta.get("note", ""),
     )
-    card = cards.write_card(out_dir, cards.run_card(run_dir, name=name, license=license))
+    card = cards.write_card(out_dir, card)
     shutil.copy(os.path.join(out_dir, "MODEL.md"), os.path.join(out_dir, "README.md"))
     return card
 

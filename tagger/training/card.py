@@ -51,17 +51,22 @@ def _read(folder, name):
         return json.load(f)
 
 
-def _embedding(meta):
+def _embedding(meta, folder):
     prov = meta.get("provenance") or {}
     kind = meta.get("embedding", "raw")
-    needs = {
+    needs = {  # keyed by the cache's kinds (tagger.embedding.cache.KINDS), as bundle.json records them
         "postprocessed": "VGGish embeddings, PCA-whitened and 8-bit quantised with Google's released PCA parameters"
         " (tagger postprocesses raw output itself)",
         "raw": "raw VGGish embeddings (128-d, 0.96 s patches)",
         "features": "the 57 handcrafted features of tagger.embedding.features",
-        "patches": "log-mel patches of the recorded frontend",
-    }[kind]
-    return {"kind": kind, "needs": needs, "provenance": prov}
+        "melspec": "log-mel patches of the recorded frontend (96 frames x 64 bands, 0.96 s)",
+    }
+    if kind not in needs:
+        raise DataError(
+            f"{os.path.join(folder, 'bundle.json')}: embedding {kind!r} is not one of {sorted(needs)}; was it written"
+            " by tagger?"
+        )
+    return {"kind": kind, "needs": needs[kind], "provenance": prov}
 
 
 def summary_line(card):
@@ -116,7 +121,7 @@ def shipped_card(folder, *, name, seed=0):
             "protocol": metrics["monitor"].split(" (", 1)[1].rstrip(")") if " (" in metrics["monitor"] else "",
         },
         "thresholds": thresholds,
-        "embedding": _embedding(meta),
+        "embedding": _embedding(meta, folder),
         "license": AUDIOSET_LICENSE,
         "intended_use": f"tagging {VOCABULARIES.get(metrics.get('task'), 'clips of a few seconds or more')}"
         + "; research and products alike (attribute AudioSet, CC BY 4.0)",
@@ -165,7 +170,7 @@ def run_card(run_dir, *, name=None, license=None):
             if task == "multilabel"
             else "none: the class with the highest probability is the answer"
         },
-        "embedding": _embedding(meta),
+        "embedding": _embedding(meta, run_dir),
         "license": license or "unspecified: the owner of the training data and labels sets it",
         "intended_use": "tagging clips like those it was trained on, with its vocabulary",
         "limits": "quality measured on the validation split that chose its epoch (optimistic); a held-out test"
