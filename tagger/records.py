@@ -29,7 +29,6 @@ __all__ = [
     "read_errors",
     "write_atomic",
     "write_json_atomic",
-    "umask",
     "ERRORS_HEADER",
     "check_resume",
     "read_table",
@@ -255,18 +254,6 @@ def _create(path):
 def write_json_atomic(obj, path, *, indent=1):
     """Write JSON to ``path`` atomically (:func:`write_atomic`)."""
     return write_atomic(path, lambda f: json.dump(obj, f, indent=indent))
-
-
-_UMASK = None
-
-
-def umask():
-    """The process umask (read once: reading it means setting it)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
-    return _UMASK
 
 
 def _describe(value):
