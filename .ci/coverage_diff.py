@@ -41,15 +41,15 @@ def main(argv):
     lost, changed, mapped = 0, [], {}
     for name in sorted(before):
         source = _source(pathlib.Path(name))
-        mapping = None
+        old_source = mapping = None
         if args.before_source is not None:
-            mapping = line_map(_source(args.before_source / name), source)
+            old_source = _source(args.before_source / name)
+            mapping = line_map(old_source, source)
         gone = []
         for line in sorted(before[name]):
             new = line if mapping is None else mapping.get(line)
             if new is None:
-                old_text = _source(args.before_source / name)[line - 1].strip()
-                changed.append(f"{name}:{line} (before): {old_text}")
+                changed.append(f"{name}:{line} (before): {old_source[line - 1].strip()}")
             else:
                 mapped.setdefault(name, set()).add(new)
                 if new not in after.get(name, set()):

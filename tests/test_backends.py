@@ -171,13 +171,18 @@ def test_jax_embeds_and_tags_the_gtzan_tracks_as_tensorflow_does(plain_weights, 
     head = write_head_bundle(tmp_path / "head", seed=0)
     embeddings, probabilities = {}, {}
 
+    models = {"head": (str(head), []), "genre10": ("genre10", ["--pca", str(pca_params), "--allow-other-embedding"])}
+
+    def tags_file(name, model):
+        return tmp_path / f"tags-{name}-{model}.jsonl"
+
     def commands(name):
         common = ["--weights", str(plain_weights), "--precision", "float32", "--no-progress"]
         yield ["embed", genres, "--out", f"cache-{name}", *common]
-        for model, extra in ((str(head), []), ("genre10", ["--pca", str(pca_params), "--allow-other-embedding"])):
-            out = tmp_path / f"tags-{name}-{os.path.basename(model)}.jsonl"
+        for model, (spec, extra) in models.items():
             # from the cache this backend's `tagger embed` filled: one network pass per backend, not three
-            yield ["tag", genres, "--model", model, "--out", str(out), "--cache", f"cache-{name}", *extra, *common]
+            out = str(tags_file(name, model))
+            yield ["tag", genres, "--model", spec, "--out", out, "--cache", f"cache-{name}", *extra, *common]
 
     for name in ("tensorflow", "jax"):
         # this process's own backend runs in this process, the other's three commands in one process of its own
@@ -192,10 +197,9 @@ def test_jax_embeds_and_tags_the_gtzan_tracks_as_tensorflow_does(plain_weights, 
         entries = sorted((tmp_path / f"cache-{name}").rglob("*.pkl"))
         assert len(entries) == 10
         embeddings[name] = {p.name: pickle.loads(p.read_bytes())["embedding"] for p in entries}
-        for model in (head, "genre10"):
-            out = tmp_path / f"tags-{name}-{os.path.basename(model)}.jsonl"
-            rows = [json.loads(line) for line in out.read_text().splitlines()]
-            probabilities[name, os.path.basename(model)] = {r["path"]: r["probabilities"] for r in rows}
+        for model in models:
+            rows = [json.loads(line) for line in tags_file(name, model).read_text().splitlines()]
+            probabilities[name, model] = {r["path"]: r["probabilities"] for r in rows}
     assert embeddings["tensorflow"].keys() == embeddings["jax"].keys()
     quantise = Postprocessor(str(pca_params))
     for track, reference in embeddings["tensorflow"].items():
