@@ -7,21 +7,15 @@ hand), keeps every complete record and truncates an incomplete tail, so a
 rerun appends after the last complete record.
 """
 
-import contextlib
 import csv
 import errno
 import io
 import json
 import os
 import secrets
-import sys
-import tempfile
-import threading
+import shutil
 
-from . import locks
-from .embedding import params, provenance
 from .exceptions import DataError, ParameterError
-from .version import __version__
 
 __all__ = [
     "read_records",
@@ -29,16 +23,12 @@ __all__ = [
     "read_errors",
     "write_atomic",
     "write_json_atomic",
+    "write_folder_atomic",
     "ERRORS_HEADER",
-    "check_resume",
-    "read_table",
-    "parquet_path_columns",
-    "ResumableOutput",
     "delimited_line",
     "no_space",
+    "NO_SPACE",
     "TEXT",
-    "progress_bar",
-    "filtered_stderr",
 ]
 
 ERRORS_HEADER = ("path", "error")
@@ -151,7 +141,7 @@ def read_errors(path):
 #: how every record file is opened: UTF-8, with file names that are not valid UTF-8 kept byte for byte
 #: (``surrogateescape``: read back with the same setting, ``os.fsencode(name)`` gives the original bytes)
 TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def delimited_line(values, delimiter=","):
@@ -187,7 +177,7 @@ class ErrorsWriter:
             self.file.write(line + "\r\n")
             self.file.flush()
         except OSError as exc:
-            if exc.errno in _NO_SPACE:
+            if exc.errno in NO_SPACE:
                 raise no_space(self.path, exc) from exc
             raise
 
@@ -240,8 +230,58 @@ def write_atomic(path, write, *, binary=False, fsync=False):
     except BaseException as exc:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
             raise no_space(path, exc) from exc
+        raise
+    return path
+
+
+def write_folder_atomic(path, write, *, overwrite=False, what="folder"):
+    """Write a folder of files whole or not at all: ``write(tmp)`` fills a temporary sibling, then a rename.
+
+    The sibling (``.NAME.tmp-*``, in the same folder so the rename is atomic) gets the permissions the umask
+    allows. A failure or a Ctrl-C inside ``write`` removes it and leaves ``path`` as it was. An existing
+    ``path`` is refused unless ``overwrite``; then it is renamed aside (``.NAME.old-*``), the new folder renamed
+    into place and the old one removed, so ``path`` is never half old and half new (a kill between the two
+    renames leaves it absent, with both siblings beside it).
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ParameterError
+        ``path`` exists and ``overwrite`` is False, or it is not a folder.
+    """
+    path = os.path.normpath(os.fspath(path))
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ParameterError(f"{path} exists and is not a folder: write the {what} to another place")
+    if os.path.exists(path) and not overwrite:
+        raise ParameterError(f"{path} exists: pass --overwrite to replace it, or write the {what} to another place")
+    parent, name = os.path.split(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp-{secrets.token_hex(8)}")
+    made = False
+    try:
+        os.mkdir(tmp)  # 0o777 less the umask, as a plain mkdir
+        made = True
+        write(tmp)
+        if os.path.exists(path):
+            old = os.path.join(parent, f".{name}.old-{secrets.token_hex(8)}")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            made = False
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+            made = False
+    except BaseException as exc:
+        if made:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            raise no_space(path, exc, f"the {what} was not written") from exc
         raise
     return path
 
@@ -254,317 +294,3 @@ def _create(path):
 def write_json_atomic(obj, path, *, indent=1):
     """Write JSON to ``path`` atomically (:func:`write_atomic`)."""
     return write_atomic(path, lambda f: json.dump(obj, f, indent=indent))
-
-
-def _describe(value):
-    if isinstance(value, dict) and "hash" in value:
-        return f"{value['name']} ({value['hash']})"
-    return json.dumps(value)
-
-
-def _differences(old, new):
-    """Every setting that differs: provenance fields by :func:`tagger.embedding.provenance.differences`, the rest here."""
-    fields = [k for k in provenance.FIELDS if k in old or k in new]
-    out = provenance.differences(old, new, fields=fields, labels=("then", "now"))
-    keys = sorted((set(old) | set(new)) - set(fields))
-
-    def same(k):  # a model is the same when its content hash is
-        if k == "model":
-            return (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash")
-        return old.get(k) == new.get(k)
-
-    return out + [f"{k}: {_describe(old.get(k))} then, {_describe(new.get(k))} now" for k in keys if not same(k)]
-
-
-def _upgrade_settings(old):
-    """Settings of an output begun by an older tagger, in today's fields (its embedding provenance rebuilt).
-
-    Tag outputs before the provenance record held ``weights`` as one string
-    (``vggish-sha1:…+pca+bfloat16``): the network and precision are read from
-    it; ``+pca`` without the PCA parameters' id cannot be rebuilt.
-    """
-    if "model" not in old or "precision" in old or "weights" not in old:
-        return old
-    weights = str(old["weights"])
-    if weights == params.FEATURE_SET:
-        kind = "features"
-    elif weights.startswith("melspec"):
-        kind = "melspec"
-    else:
-        kind = "postprocessed" if "+pca" in weights.split("+")[1:] else "raw"
-    record = provenance.of_legacy(
-        weights=weights, kind=kind, pca=None, frontend=old.get("frontend") or {}, short_policy=old.get("short_policy")
-    )
-    return {**old, **record}
-
-
-def check_resume(out, errors_file, meta_path, settings):
-    """Refuse to continue an output made with other settings, or one whose settings are unknown.
-
-    ``meta_path`` holds ``{"settings": ...}`` as the run that began ``out`` wrote it
-    (``tag_to_file``, ``features_to_file``); an output begun without one is refused too.
-
-    Returns
-    -------
-    dict
-        The meta file as it was (``{}`` for an output not begun).
-    """
-    started = any(os.path.exists(p) and os.path.getsize(p) > 0 for p in (out, errors_file))
-    if not started:
-        return {}
-    if not os.path.exists(meta_path):
-        raise ParameterError(
-            f"{out} exists but has no {os.path.basename(meta_path)}: it was written by an older tagger (or another"
-            " program), so the settings it was made with are unknown and it cannot be continued safely; rerun with"
-            " --overwrite to write it from scratch, or write to another --out"
-        )
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        old = meta["settings"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{meta_path}: unreadable ({exc}); rerun with --overwrite, or write to another --out") from exc
-    try:
-        old = _upgrade_settings(old)
-    except DataError as exc:
-        raise ParameterError(f"{out}: {exc}; rerun with --overwrite, or write to another --out") from exc
-    diff = _differences(old, json.loads(json.dumps(settings)))
-    if diff:
-        raise ParameterError(
-            f"{out} was made with other settings ({'; '.join(diff)}); rerun with --overwrite to replace it,"
-            " or write to another --out"
-        )
-    return meta
-
-
-class ResumableOutput:
-    """The one resumable-output engine: lock, settings check, resume, rows, errors, summary.
-
-    ``tagger tag``, ``tagger features`` and their errors files go through it
-    (and the Beam writers use its quoting, :func:`delimited_line`, and its
-    settings record). Records are appended and flushed one at a time; the
-    settings are recorded in ``META`` (a rerun with others is refused unless
-    ``overwrite``). A rerun skips the clips already written or listed in the
-    errors file, keyed by the clip's absolute path (its track id's absolute
-    form, so ``music``, ``./music/`` and ``$PWD/music`` name one clip). A full
-    disk stops the run with a :class:`~tagger.exceptions.DataError` that names
-    the file; what was written stays, and a rerun continues.
-
-    Parameters
-    ----------
-    out : str
-        The output the user named (its lock and meta file sit beside it).
-    kind : {'csv', 'jsonl'}
-        Format of the records file.
-    settings : dict
-        What the records depend on.
-    fieldnames : sequence of str, optional
-        CSV columns.
-    rows_file : str, optional
-        Where records are appended (default ``out``; a Parquet output collects them in a partial CSV).
-    errors_file : str, optional
-        Default ``OUT.errors.tsv``.
-    overwrite : bool
-        Start afresh.
-    """
-
-    def __init__(self, out, *, kind, settings, fieldnames=None, rows_file=None, errors_file=None, overwrite=False):
-        self.out = os.fspath(out)
-        self.kind, self.settings, self.overwrite = kind, settings, overwrite
-        self.fieldnames = list(fieldnames) if fieldnames is not None else None
-        self.rows_file = rows_file or self.out
-        self.errors_file = errors_file or self.out + ".errors.tsv"
-        self.meta_path = self.out + ".meta.json"
-        self._lock = locks.exclusive(locks.output_lock_path(self.out), what=f"output {self.out}")
-        self.done, self.failures, self.written, self.failed = set(), [], 0, 0
-        self._rows = self._errors = None
-
-    @staticmethod
-    def key(path, cwd=None):
-        """The resume key of a clip: its absolute, normalised path (relative paths taken from ``cwd``)."""
-        path = os.fspath(path)
-        return os.path.normpath(os.path.join(cwd or os.getcwd(), path))
-
-    def __enter__(self):
-        self._lock.__enter__()
-        try:
-            self._begin(__version__)
-        except BaseException:
-            self._lock.__exit__(None, None, None)
-            raise
-        return self
-
-    def _begin(self, version):
-        os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)
-        if self.overwrite:
-            for path in {self.out, self.rows_file, self.errors_file, self.meta_path}:
-                if os.path.exists(path):
-                    os.unlink(path)
-        meta = check_resume(self.rows_file, self.errors_file, self.meta_path, self.settings)
-        header, rows = read_records(self.rows_file, self.kind)
-        if self.fieldnames is not None and header is not None and header != self.fieldnames:
-            raise DataError(
-                f"{self.out}: its columns {header} are not those of these settings {self.fieldnames}; rerun with"
-                " --overwrite, or write to another --out"
-            )
-        self.failures = read_errors(self.errors_file)
-        paths = [row["path"] for row in rows] + [path for path, _ in self.failures]
-        then = meta.get("cwd") or os.getcwd()
-        if then != os.getcwd() and any(not os.path.isabs(p) for p in paths):
-            raise ParameterError(
-                f"{self.out} was begun in the folder {then}, and its relative paths name files from there: continue it"
-                " from that folder, or rerun with --overwrite, or write to another --out"
-            )
-        self.done = {self.key(p, then) for p in paths}
-        self.failed = len(self.failures)
-        write_json_atomic({"tagger": version, "settings": self.settings, "cwd": then}, self.meta_path)
-        self._rows = open(self.rows_file, "a", newline="", **TEXT)
-        self._errors = ErrorsWriter(self.errors_file)
-        if self.kind == "csv" and header is None and self.fieldnames is not None:
-            self._append(delimited_line(self.fieldnames) + "\r\n")
-
-    def pending(self, items):
-        """The ``(path, track_id)`` items not written before."""
-        return [item for item in items if self.key(item[0]) not in self.done]
-
-    def _append(self, text):
-        try:
-            self._rows.write(text)
-            self._rows.flush()
-        except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise no_space(
-                    self.rows_file, exc, f"the {self.written} records finished by this run are kept"
-                ) from exc
-            raise
-
-    def row(self, values):
-        """Append one record: a dict (CSV: by ``fieldnames``; JSONL: as JSON) or a sequence (CSV)."""
-        if self.kind == "jsonl":
-            text = json.dumps(values)
-        elif isinstance(values, dict):
-            text = delimited_line([values.get(k, "") for k in self.fieldnames])
-        else:
-            text = delimited_line(values)
-        self._append(text + ("\n" if self.kind == "jsonl" else "\r\n"))
-        self.written += 1
-
-    def close_rows(self):
-        """Close the records file (before it is read whole, as a Parquet output's partial CSV is)."""
-        self._rows.close()
-
-    def error(self, path, message):
-        """List one failed clip in the errors file."""
-        self._errors.write(path, message)
-        self.failed += 1
-
-    def __exit__(self, *exc):
-        try:
-            for f in (self._rows, self._errors):
-                if f is not None:
-                    try:
-                        f.close()
-                    except OSError:
-                        pass
-            if exc[0] is None and self.failed == 0 and os.path.exists(self.errors_file):
-                os.unlink(self.errors_file)
-        finally:
-            self._lock.__exit__(*exc)
-
-
-def parquet_path_columns(path):
-    """``path`` and ``path_bytes`` of a Parquet row: Parquet strings are UTF-8, so the exact name travels as bytes.
-
-    ``path`` is the name for reading (bytes that are not UTF-8 shown as U+FFFD); ``path_bytes`` is
-    ``os.fsencode(path)``, the original bytes (``os.fsdecode`` gives the name back).
-    """
-    raw = os.fsencode(path)
-    return {"path": raw.decode("utf-8", "replace"), "path_bytes": raw}
-
-
-def read_table(path, *, what="table", **options):
-    """A CSV/TSV table a person wrote (labels, truth, mapping, annotations) as a DataFrame, its text checked first.
-
-    The file must be UTF-8 (a byte-order mark is dropped); anything else is
-    refused naming the file, the byte offset and the encoding problem, rather
-    than a parser traceback. ``options`` go to :func:`pandas.read_csv`.
-
-    Raises
-    ------
-    DataError
-        Missing, not UTF-8, or not parseable.
-    """
-    import pandas as pd
-
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: no such {what}") from exc
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path}: this {what} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 4]!r}, {exc.reason});"
-            " save it as UTF-8 (e.g. iconv -f latin1 -t utf-8) and rerun"
-        ) from exc
-    try:
-        return pd.read_csv(io.StringIO(text), **options)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: unreadable {what} ({exc})") from exc
-
-
-def progress_bar(work, *, desc, unit="clip", progress=None):
-    """The progress bar of long work (tqdm): over an iterable, or counting to ``work`` when it is an int.
-
-    Parameters
-    ----------
-    work : int or iterable
-        How many steps, or what to iterate over.
-    desc, unit : str
-        Shown before and after the count.
-    progress : bool, optional
-        True: always shown; False: never; None (default): shown when standard error is a terminal.
-    """
-    from tqdm.auto import tqdm
-
-    disable = (not progress) if progress is not None else None
-    if isinstance(work, int):
-        return tqdm(total=work, desc=desc, unit=unit, disable=disable)
-    return tqdm(work, desc=desc, unit=unit, disable=disable)
-
-
-#: one redirect of file descriptor 2 at a time: two threads interleaving theirs would leave it on a closed file
-_STDERR_REDIRECT = threading.Lock()
-
-
-@contextlib.contextmanager
-def filtered_stderr(noise):
-    """File descriptor 2 into a temporary file for the block; then replay the lines ``noise`` does not match.
-
-    What native libraries write there (TensorFlow's start-up lines, libmpg123's notes on a damaged MP3)
-    cannot be caught from Python. ``noise`` is a compiled ``str`` pattern matched at each line's start;
-    every other line (a real error) is written back, in order. Without a usable file descriptor 2 the
-    block runs as it is.
-    """
-    with _STDERR_REDIRECT:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError):  # no usable stderr: nothing to filter
-            yield
-            return
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                captured.seek(0)
-                for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
-                    if not noise.match(line):
-                        sys.stderr.write(line)
-                sys.stderr.flush()

@@ -94,14 +94,10 @@ def test_raw_entries_serve_postprocessed_readers(tmp_path, pca_params):
 def test_entries_honour_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        from tagger import records
-
-        records._UMASK = None  # read afresh
         path = cache.write_entry(tmp_path, "shared/a", entry())
         assert oct(os.stat(path).st_mode & 0o777) == oct(0o640)  # group-readable, as the umask allows
     finally:
         os.umask(old)
-        records._UMASK = None
 
 
 def test_make_entry_checks_kind():

@@ -28,17 +28,17 @@ def _python(*args, cwd=None, env=None, timeout=120):
 
 
 @pytest.mark.parametrize(
-    "inputs,n_train,head,window,batch,steps",
+    "kind,n_train,head,window,batch,steps",
     [
-        ("embeddings", 6, "dense", 10, 32, 10),
-        ("embeddings", 999, "dense", 10, 32, 64),
-        ("embeddings", 1000, "attention", 10, 64, 32),
-        ("embeddings", 20000, "attention", 10, 64, 100),
+        ("raw", 6, "dense", 10, 32, 10),
+        ("postprocessed", 999, "dense", 10, 32, 64),
+        ("raw", 1000, "attention", 10, 64, 32),
+        ("postprocessed", 20000, "attention", 10, 64, 100),
         ("features", 300, "mlp", 1, 32, 20),
-        ("patches", 300, "cnn4", 3, 32, 20),
+        ("melspec", 300, "cnn4", 3, 32, 20),
     ],
 )
-def test_starter_config_follows_its_rule(inputs, n_train, head, window, batch, steps):
+def test_starter_config_follows_its_rule(kind, n_train, head, window, batch, steps):
     cfg = starter.starter_config(
         name="x",
         index="index.csv",
@@ -46,7 +46,7 @@ def test_starter_config_follows_its_rule(inputs, n_train, head, window, batch, s
         vocabulary="vocab.json",
         task="multilabel",
         n_train=n_train,
-        inputs=inputs,
+        kind=kind,
     )
     assert (cfg["head"]["name"], cfg["window"], cfg["batch_size"], cfg["steps_per_epoch"]) == (
         head,
@@ -295,6 +295,60 @@ def test_a_card_of_an_unknown_embedding_kind_is_a_clear_error(tmp_path):
     (folder / "bundle.json").write_text(json.dumps({**meta, "embedding": "patches"}))
     with pytest.raises(DataError, match=r"b/bundle.json: embedding 'patches' is not one of \['features', 'melspec'"):
         card.shipped_card(str(folder), name="genre10")
+
+
+def test_an_export_is_whole_or_absent_and_replaces_a_bundle_only_when_asked(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tagger import cli
+    from tagger.training import bundle, card
+
+    run = tmp_path / "run"  # a run folder: a shipped head with the metrics and frozen config a run has
+    shutil.copytree(os.path.join(bundle.SHIPPED_DIR, "genre10"), run)
+    (run / "metrics.json").write_text(json.dumps({"monitor": "val_accuracy", "valid_score": 0.5, "best_epoch": 3}))
+    data = {"index": "i.csv", "vocabulary": "v.json", "train_split": "train", "valid_split": "valid"}
+    (run / "config.json").write_text(json.dumps({"name": "g", "data": data, "head": {"name": "attention"}, "seed": 0}))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    out = tmp_path / "exports" / "b"
+
+    def export(*extra):
+        return cli.main(["export", str(run), "--out", str(out), *extra])
+
+    def hidden():  # temporary or set-aside siblings left behind
+        return [p.name for p in out.parent.iterdir() if p.name.startswith(".")]
+
+    def planted(*args):
+        raise DataError("planted failure as the card is written")
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # the card is the last file: everything else was written by then
+        patched.setattr(card, "write_card", planted)
+        assert export() == cli.EXIT_ERROR
+        assert not out.exists() and hidden() == []
+        patched.setattr(card, "write_card", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            bundle.export_run(str(run), str(out))
+        assert not out.exists() and hidden() == []
+    assert export() == cli.EXIT_OK
+    whole, files = bundle.content_hash(out), sorted(os.listdir(out))
+    assert {"model.keras", "bundle.json", "MODEL.md", "README.md"} <= set(files) and hidden() == []
+    (out / "stale.txt").write_text("left by an older export")
+    capsys.readouterr()
+    assert export() == cli.EXIT_ERROR
+    assert f"{out} exists: pass --overwrite to replace it" in capsys.readouterr().err
+    with monkeypatch.context() as patched:  # a failed replacement leaves the old bundle as it was
+        patched.setattr(card, "write_card", planted)
+        assert export("--overwrite") == cli.EXIT_ERROR
+    assert (out / "stale.txt").exists() and bundle.content_hash(out) == whole and hidden() == []
+    assert export("--overwrite") == cli.EXIT_OK
+    assert sorted(os.listdir(out)) == files and hidden() == []  # the new bundle whole (model.keras records its date)
+    assert json.loads((out / "bundle.json").read_text())["card"]["name"] == "g"
+    for target in (run, run / "bundle"):  # never the run folder, nor inside it
+        assert cli.main(["export", str(run), "--out", str(target), "--overwrite"]) == cli.EXIT_ERROR
+        assert "is the run folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def test_a_card_never_changes_the_content_hash(tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from helpers import HEAD_LABELS, ROOT, write_audio, write_head_bundle
 
-from tagger import cli, records
+from tagger import cli, records, resumable
 from tagger.embedding import cache, params, provenance
 from tagger.exceptions import DataError
 
@@ -156,7 +156,7 @@ def test_a_full_disk_stops_with_a_message_and_a_rerun_gives_the_uninterrupted_re
 
     capsys.readouterr()
     with monkeypatch.context() as patched:
-        patched.setattr(records, "open", open_filling, raising=False)
+        patched.setattr(resumable, "open", open_filling, raising=False)
         assert run(*args, "--out", "t.csv", ckpt_path=ckpt_path) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert "t.csv: could not be written: No space left on device" in err and "a rerun" in err, err

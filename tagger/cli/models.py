@@ -15,7 +15,13 @@ def add_parsers(sub):
         help="a run folder -> a bundle folder with its model card (MODEL.md, README.md), ready for the Hugging Face Hub",
     )
     p.add_argument("run", metavar="RUN", help="a run folder of tagger train")
-    p.add_argument("--out", required=True, metavar="DIR", help="the bundle folder to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the bundle folder to write (whole or not at all; an existing one only with --overwrite)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle folder")
     p.add_argument("--name", default=None, help="the model's name on its card (default: the run's config name)")
     p.add_argument(
         "--license", default=None, help="the licence of the head, set by whoever owns its training data and labels"
@@ -34,7 +40,7 @@ def run_models(args):
 
 def run_export(args):
     startup.backend(args)  # the head is loaded (and saved without its optimizer): Keras, start-up lines hidden
-    card = bundle.export_run(args.run, args.out, name=args.name, license=args.license)
+    card = bundle.export_run(args.run, args.out, name=args.name, license=args.license, overwrite=args.overwrite)
     print(f"exported {args.run} -> {args.out}: {card['summary']}")
     print(f"share it: hf upload OWNER/REPO {args.out}; use it: tagger tag CLIPS --model hf://OWNER/REPO")
     return options.EXIT_OK

@@ -117,25 +117,31 @@ def run(args):
     return _indexed(args, extractor)
 
 
-def _extractor(args):
-    """What the cache is filled with: embeddings (default), features, log-mel patches, or nothing (--no-embed)."""
+def _kind(args):
+    """What the cache holds, by the options: ``features``, ``melspec`` (--frontend), else VGGish embeddings (``raw``;
+    postprocessed ones get the same starter config)."""
     if args.features and args.frontend != "vggish":
         raise ParameterError("--features and --frontend melspec are two different inputs: choose one")
+    return "features" if args.features else "melspec" if args.frontend in PATCH_FRONTENDS else "raw"
+
+
+def _extractor(args):
+    """What the cache is filled with: embeddings (default), features, log-mel patches, or nothing (--no-embed)."""
+    kind = _kind(args)
     if args.no_embed:
         return None
-    if args.features:
+    if kind == "features":
         return options.extractor_from(args, "features")
-    if args.frontend in PATCH_FRONTENDS:
+    if kind == "melspec":
         return options.extractor_from(args, "melspec", frontend=PATCH_FRONTENDS[args.frontend])
     return options.extractor_from(args)
 
 
-def _starter(args, index, task, *, inputs=None):
-    """Write the starter config beside the index (what the cache holds decides the head)."""
-    if inputs is None:
-        inputs = "features" if args.features else "patches" if args.frontend in PATCH_FRONTENDS else "embeddings"
+def _starter(args, index, task, *, kind=None):
+    """Write the starter config beside the index (what the cache holds, its ``kind``, decides the head)."""
+    kind = kind or _kind(args)
     return starter.write_starter(
-        args.out, index=index, vocabulary=os.path.join(args.out, "vocab.json"), task=task, inputs=inputs
+        args.out, index=index, vocabulary=os.path.join(args.out, "vocab.json"), task=task, kind=kind
     )
 
 
@@ -176,7 +182,7 @@ def _default_splits(genres_dir):
 def _gtzan_table(args):
     splits = args.splits or _default_splits(os.path.dirname(os.path.abspath(args.source)))
     path = gtzan.prepare_table(args.source, splits, args.out, split=args.split or "filtered", genres=args.genres)
-    config = _starter(args, path, "singlelabel", inputs="features")
+    config = _starter(args, path, "singlelabel", kind="features")
     print(f"track index: {path}{_starter_note(config, args.out)}")
     return options.EXIT_OK
 

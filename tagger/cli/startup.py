@@ -8,8 +8,8 @@ import signal
 import sys
 
 from .. import backend as keras_backend
+from ..console import filtered_stderr
 from ..embedding import vggish
-from ..records import filtered_stderr
 
 __all__ = ["backend", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
 

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .. import locks
+from ..console import progress_bar
 from ..embedding import cache, params, provenance
 from ..exceptions import DataError, ParameterError
-from ..records import progress_bar
 from ..training import dataset
 from .common import fold_by_group, split_by_group, write_vocabulary
 

@@ -19,7 +19,8 @@ import pandas as pd
 
 from ..embedding import files
 from ..exceptions import DataError, ParameterError
-from ..records import read_table, write_json_atomic
+from ..records import write_json_atomic
+from ..tables import read_table
 from ..training import dataset
 from .common import embed_dataset, fold_by_group, write_vocabulary
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..embedding import files
 from ..exceptions import DataError, ParameterError
-from ..records import read_table
+from ..tables import read_table
 from ..training import dataset
 from .common import embed_dataset, write_vocabulary
 

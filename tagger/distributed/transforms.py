@@ -21,7 +21,8 @@ from ..embedding import cache
 from ..embedding.decode import decode_messages
 from ..embedding.embed import Embedder
 from ..embedding.postprocess import Postprocessor
-from ..records import delimited_line, parquet_path_columns
+from ..records import delimited_line
+from ..tables import parquet_path_columns
 from ..tagging import writer
 from ..tagging.api import Head
 from ..tagging.results import TagResult

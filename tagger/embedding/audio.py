@@ -12,8 +12,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..console import filtered_stderr
 from ..exceptions import AudioError, ParameterError
-from ..records import filtered_stderr
 from . import params
 
 __all__ = ["iter_blocks", "load", "to_mono", "info"]

@@ -12,8 +12,9 @@ import warnings
 import numpy as np
 
 from .. import backend, locks
+from ..console import progress_bar
 from ..exceptions import DataError, ParameterError, TaggerWarning
-from ..records import ErrorsWriter, progress_bar
+from ..records import ErrorsWriter
 from . import cache, files, params, provenance
 from .audio import iter_blocks
 from .augment import Augmented

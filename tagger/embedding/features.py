@@ -19,9 +19,11 @@ import warnings
 
 import numpy as np
 
+from ..console import progress_bar
 from ..exceptions import AudioError, DataError
-from ..records import ResumableOutput, check_resume, parquet_path_columns, progress_bar
-from . import files, params
+from ..resumable import ResumableOutput, check_resume
+from ..tables import parquet_path_columns
+from . import files, params, provenance
 from .audio import to_mono
 from .decode import _describe, load_source
 from .kernels import import_librosa
@@ -253,13 +255,16 @@ def features_to_file(
         out,
         kind="csv",
         settings=settings,
+        compare=provenance.settings_differences,
         fieldnames=_fields(),
         rows_file=rows_file,
         errors_file=errors_file,
         overwrite=overwrite,
     )
     if fmt == "parquet" and os.path.exists(out) and not os.path.exists(rows_file) and not overwrite:
-        check_resume(out, output.errors_file, output.meta_path, settings)  # a finished table: nothing to append
+        check_resume(
+            out, output.errors_file, output.meta_path, settings, compare=output.compare
+        )  # a finished table: nothing to append
         done = {output.key(p) for p in _read_parquet_paths(out)}
         lacking = sum(output.key(p) not in done for p, _ in items)
         if lacking:

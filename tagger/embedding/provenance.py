@@ -33,11 +33,22 @@ whose ``--precision auto`` differs stays useful by passing the precision its
 entries name (the refusal says which).
 """
 
+import json
 import numbers
 
 from ..exceptions import DataError
+from . import params
 
-__all__ = ["FIELDS", "record", "differences", "describe", "split_network_id", "of_extractor", "of_legacy"]
+__all__ = [
+    "FIELDS",
+    "record",
+    "differences",
+    "describe",
+    "split_network_id",
+    "of_extractor",
+    "of_legacy",
+    "settings_differences",
+]
 
 FIELDS = ("weights", "precision", "pca", "frontend", "short_policy", "kind")
 _PRECISIONS = ("float32", "bfloat16", "float16", "float64")
@@ -167,6 +178,61 @@ def of_legacy(*, weights, kind, pca, frontend, short_policy=None):
             "it records postprocessed embeddings without the id of their PCA parameters, so what made it is unknown"
         )
     return record(weights=base, precision=precision, pca=pca, frontend=frontend, short_policy=short_policy, kind=kind)
+
+
+def _describe_setting(value):
+    if isinstance(value, dict) and "hash" in value:
+        return f"{value['name']} ({value['hash']})"
+    return json.dumps(value)
+
+
+def _upgrade_settings(old):
+    """Settings of an output begun by an older tagger, in today's fields (its embedding provenance rebuilt).
+
+    Tag outputs before the provenance record held ``weights`` as one string
+    (``vggish-sha1:…+pca+bfloat16``): the network and precision are read from
+    it; ``+pca`` without the PCA parameters' id cannot be rebuilt.
+    """
+    if "model" not in old or "precision" in old or "weights" not in old:
+        return old
+    weights = str(old["weights"])
+    if weights == params.FEATURE_SET:
+        kind = "features"
+    elif weights.startswith("melspec"):
+        kind = "melspec"
+    else:
+        kind = "postprocessed" if "+pca" in weights.split("+")[1:] else "raw"
+    rebuilt = of_legacy(
+        weights=weights, kind=kind, pca=None, frontend=old.get("frontend") or {}, short_policy=old.get("short_policy")
+    )
+    return {**old, **rebuilt}
+
+
+def settings_differences(old, new):
+    """Every setting that differs between a resumable output's recorded settings and a rerun's, as readable lines.
+
+    The rule :class:`tagger.resumable.ResumableOutput` compares with (``compare``): provenance fields by
+    :func:`differences`, a head (``model``) by its content hash, every other setting exactly; ``old`` as an older
+    tagger recorded it is read in today's fields first.
+
+    Raises
+    ------
+    DataError
+        ``old`` cannot be read in today's fields (an old output's ``+pca`` without the PCA parameters' id).
+    """
+    old = _upgrade_settings(old)
+    fields = [k for k in FIELDS if k in old or k in new]
+    out = differences(old, new, fields=fields, labels=("then", "now"))
+    keys = sorted((set(old) | set(new)) - set(fields))
+
+    def same(k):  # a model is the same when its content hash is
+        if k == "model":
+            return (old.get(k) or {}).get("hash") == (new.get(k) or {}).get("hash")
+        return old.get(k) == new.get(k)
+
+    return out + [
+        f"{k}: {_describe_setting(old.get(k))} then, {_describe_setting(new.get(k))} now" for k in keys if not same(k)
+    ]
 
 
 #: the network and PCA parameters of AudioSet's released embeddings (what the shipped heads learned from).

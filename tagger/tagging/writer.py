@@ -8,9 +8,10 @@ import os
 
 import numpy as np
 
+from ..console import progress_bar
 from ..embedding import files, provenance
 from ..exceptions import ParameterError
-from ..records import ResumableOutput, progress_bar
+from ..resumable import ResumableOutput
 from ..training.dataset import SEPARATOR
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def tag_to_file(
     overwrite=False,
     root=None,
 ):
-    """Tag inputs into ``out``, incrementally and resumably (:class:`tagger.records.ResumableOutput`).
+    """Tag inputs into ``out``, incrementally and resumably (:class:`tagger.resumable.ResumableOutput`).
 
     Rows are appended (and flushed) as clips finish, in input order. The
     settings the rows depend on (:func:`output_settings`) are recorded in
@@ -184,6 +185,7 @@ def tag_to_file(
         out,
         kind=fmt,
         settings=settings,
+        compare=provenance.settings_differences,
         fieldnames=row_fields(top_n) if fmt == "csv" else None,
         errors_file=errors_file,
         overwrite=overwrite,

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..embedding import params
 from ..embedding.cache import KINDS
-from ..exceptions import DataError
-from ..records import write_json_atomic
+from ..exceptions import DataError, ParameterError
+from ..records import write_folder_atomic, write_json_atomic
 from . import card as cards
 from . import hub
 
@@ -149,35 +149,55 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
     return out_dir
 
 
-def export_run(run_dir, out_dir, *, name=None, license=None):
-    """``tagger export``: a run's head as a Hub-ready bundle folder, with its model card.
+def export_run(run_dir, out_dir, *, name=None, license=None, overwrite=False):
+    """``tagger export``: a run's head as a Hub-ready bundle folder, with its model card, whole or not at all.
 
     The bundle (:func:`export`) with ``MODEL.md`` and the card's fields in
     ``bundle.json`` (:func:`tagger.training.card.run_card`), and ``README.md``,
-    the same card, which is what a Hugging Face repository shows.
+    the same card, which is what a Hugging Face repository shows. It is
+    written into a temporary sibling and renamed into place
+    (:func:`tagger.records.write_folder_atomic`): a failure or a kill leaves
+    no half-written bundle, and ``out_dir`` as it was.
+
+    Parameters
+    ----------
+    run_dir, out_dir : str
+        The run folder, and the bundle folder to write (never the run folder, nor inside it).
+    name, license : str, optional
+        The card's name and licence.
+    overwrite : bool
+        Replace an existing ``out_dir`` (refused otherwise).
 
     Returns
     -------
     dict
         The card.
     """
+    run_dir, out_dir = os.fspath(run_dir), os.fspath(out_dir)
     if not os.path.exists(os.path.join(run_dir, "model.keras")):
         raise DataError(
             f"{run_dir}: no model.keras to export (a cross-validated run has one head per fold, fold<k>/; train"
             " once without cv_folds to get one head)"
         )
+    run_abs, out_abs = os.path.realpath(run_dir), os.path.realpath(out_dir)
+    if os.path.commonpath([run_abs, out_abs]) == run_abs:
+        raise ParameterError(f"--out {out_dir} is the run folder {run_dir} or inside it: export to another folder")
     meta = read_meta(run_dir)
     card = cards.run_card(run_dir, name=name, license=license)  # every question answered before a file is written
-    export(
-        run_dir,
-        out_dir,
-        embedding=meta["embedding"],
-        task=meta["task"],
-        window=meta["window"],
-        note=meta.get("note", ""),
-    )
-    card = cards.write_card(out_dir, card)
-    shutil.copy(os.path.join(out_dir, "MODEL.md"), os.path.join(out_dir, "README.md"))
+
+    def write(folder):
+        export(
+            run_dir,
+            folder,
+            embedding=meta["embedding"],
+            task=meta["task"],
+            window=meta["window"],
+            note=meta.get("note", ""),
+        )
+        cards.write_card(folder, card)
+        shutil.copy(os.path.join(folder, "MODEL.md"), os.path.join(folder, "README.md"))
+
+    write_folder_atomic(out_dir, write, overwrite=overwrite, what="bundle")
     return card
 
 
@@ -206,7 +226,7 @@ def load_head(path, *, compile=True):
     """
     import keras
 
-    from . import layers  # noqa: F401 - registers the custom layers (and, through it, the fine-tuning ones)
+    from . import finetune, layers  # noqa: F401 - register the custom layers and the fine-tuning trunk's, for loading
 
     path = os.fspath(path)
     if os.path.isdir(path):

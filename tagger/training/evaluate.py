@@ -14,7 +14,8 @@ import numpy as np
 
 from ..exceptions import DataError, ParameterError
 from ..locks import exclusive, folder_lock_path
-from ..records import read_records, read_table, write_json_atomic
+from ..records import read_records, write_json_atomic
+from ..tables import read_table
 from .bundle import load_head, read_labels
 from .dataset import SEPARATOR, Dataset
 from .heads import predict_tracks

@@ -178,6 +178,3 @@ class SequenceMask(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
-
-
-from . import finetune  # noqa: E402,F401 - registers the fine-tuning trunk's layer and optimizers for loading models

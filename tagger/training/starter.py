@@ -3,10 +3,10 @@
 The rule (:func:`starter_config`), from what the cache holds and how many clips the training split has:
 
 ==================================  ===================================================================
-inputs                              head and settings
+the cache holds (its kind)           head and settings
 ==================================  ===================================================================
-handcrafted features (57-d)         ``mlp`` (64 units, 2 layers, dropout 0.3), one patch per sample
-log-mel patches (``--frontend``)    ``cnn4``, windows of 3 patches
+handcrafted features (features)     ``mlp`` (64 units, 2 layers, dropout 0.3), one patch per sample
+log-mel patches (melspec)           ``cnn4``, windows of 3 patches
 VGGish embeddings, < 1000 clips     ``dense`` (256 units, 2 layers, dropout 0.5): few clips, few weights
 VGGish embeddings, >= 1000 clips    ``attention`` (256 units, 2 layers, dropout 0.5): best on AudioSet's
                                     music and genre vocabularies in ``experiments/README.md``
@@ -24,22 +24,21 @@ import json
 import math
 import os
 
+from ..embedding.cache import KINDS
 from ..exceptions import DataError
 from ..records import write_json_atomic
 from .config import load_config, validate
 from .dataset import originals, read_index
 
-__all__ = ["STARTER", "INPUTS", "starter_config", "write_starter", "find_starter", "load_starter"]
+__all__ = ["STARTER", "starter_config", "write_starter", "find_starter", "load_starter"]
 
 #: the starter config's file name in a prepared folder (AudioSet's, one per vocabulary: ``train_<vocabulary>.json``)
 STARTER = "train.json"
-#: what a prepared cache can hold
-INPUTS = ("embeddings", "features", "patches")
 #: training clips from which an embedding head is an attention head rather than a dense one
 LARGE = 1000
 
 
-def starter_config(*, name, index, cache, vocabulary, task, n_train, inputs="embeddings"):
+def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw"):
     """The starter config of a prepared dataset, by the rule of this module.
 
     Parameters
@@ -51,23 +50,24 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, inputs="emb
     task : {'multilabel', 'singlelabel'}
     n_train : int
         Clips in the training split.
-    inputs : {'embeddings', 'features', 'patches'}
-        What the cache holds.
+    kind : str
+        What the cache holds: one of :data:`tagger.embedding.cache.KINDS` (``raw`` or ``postprocessed``
+        embeddings, ``features``, ``melspec`` patches).
 
     Returns
     -------
     dict
         A config that :func:`tagger.training.config.validate` accepts (paths unchecked).
     """
-    if inputs not in INPUTS:
-        raise DataError(f"inputs={inputs!r} must be one of {INPUTS}")
+    if kind not in KINDS:
+        raise DataError(f"kind={kind!r} must be one of {KINDS}")
     if n_train < 1:
         raise DataError(f"{index}: no clip in the training split; a head cannot be trained")
     small = n_train < LARGE
     batch = 32 if small else 64
-    if inputs == "features":
+    if kind == "features":
         head, window = {"name": "mlp", "hidden": 64, "n_layers": 2, "dropout": 0.3}, 1
-    elif inputs == "patches":
+    elif kind == "melspec":
         head, window = {"name": "cnn4"}, 3
     elif small:
         head, window = {"name": "dense", "hidden": 256, "n_layers": 2, "dropout": 0.5}, 10
@@ -91,7 +91,7 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, inputs="emb
     return cfg
 
 
-def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache="cache", file_name=STARTER):
+def write_starter(folder, *, index, vocabulary, task, kind="raw", cache="cache", file_name=STARTER):
     """Write the starter config of a prepared folder beside its index.
 
     ``index``, ``vocabulary`` and ``cache`` are paths inside ``folder``; the
@@ -122,7 +122,7 @@ def write_starter(folder, *, index, vocabulary, task, inputs="embeddings", cache
         vocabulary=os.path.relpath(vocabulary, folder),
         task=task,
         n_train=len(train),
-        inputs=inputs,
+        kind=kind,
     )
     write_json_atomic(cfg, path)
     return path, True
