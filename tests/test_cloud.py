@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 import shutil
 import signal
 import site
@@ -577,3 +578,38 @@ def test_bad_steps_fail_before_the_vm(fake, tmp_path, steps, message):
     )
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert all(c["args"][:2] == ["storage", "ls"] for c in calls())  # existence checks only: no upload, no VM
+
+
+def test_a_job_plan_on_a_local_folder_standing_in_for_the_bucket(tmp_path, monkeypatch):
+    """The unit tier's jobs test: inputs found in the bucket, made by an earlier step, or uploaded; what is refused."""
+    from tagger import jobs
+    from tagger.exceptions import ParameterError
+
+    bucket, work = tmp_path / "bucket", tmp_path / "work"
+    (bucket / "audio" / "clips").mkdir(parents=True)
+    (bucket / "data").mkdir()
+    for name in ("index_genre10.csv", "vocab_genre10.json"):
+        (bucket / "data" / "audioset" / name).parent.mkdir(parents=True, exist_ok=True)
+        (bucket / "data" / "audioset" / name).write_text("x")
+    work.mkdir()
+    config = {**CONFIG, "data": {**CONFIG["data"], "cache": "data/made"}}  # the cache: made by the first step
+    (work / "cfg.json").write_text(json.dumps(config))
+    steps = jobs.split_steps(
+        ["embed", "audio/clips", "--out", "data/made", "--", "train", "cfg.json", "--run-dir", "run"]
+        + ["--", "evaluate", "run", "--split", "valid"]
+    )
+    done = jobs.plan(steps, bucket=str(bucket), job="j", local_root=str(work))
+    assert done["uploads"] == {str(work / "cfg.json"): f"{bucket}/jobs/j/cfg.json"}
+    assert done["outputs"] == [["data/made"], ["run"], ["run"]]
+    refused = {
+        "audio/missing": f"step 1 (embed audio/missing --out c): input audio/missing is not in {bucket}/audio/missing",
+        "/abs/audio": "input /abs/audio is absolute",
+        "../up": "input ../up leaves the work folder",
+    }
+    for path, message in refused.items():
+        with pytest.raises(ParameterError, match=re.escape(message)):
+            jobs.plan([["embed", path, "--out", "c"]], bucket=str(bucket), job="j", local_root=str(work))
+    with pytest.raises(ParameterError, match="unknown tagger command 'frobnicate'"):
+        jobs.plan([["frobnicate"]], bucket=str(bucket), job="j")
+    assert jobs.bucket_path("gs://b/", "j", "data/x") == "gs://b/data/x"
+    assert jobs.bucket_path("gs://b", "j", "./run/m.keras") == "gs://b/jobs/j/run/m.keras"

@@ -11,7 +11,7 @@ import pytest
 from tagger.datasets import gtzan, mtt
 from tagger.embedding import cache
 from tagger.embedding.embed import embed_files
-from tagger.exceptions import DataError
+from tagger.exceptions import DataError, ParameterError
 
 
 def test_gtzan_filtered_split_and_cache(shared, embedder, tmp_path):
@@ -145,3 +145,34 @@ def test_audioset_adapter_on_a_few_of_the_released_records(shared, tmp_path):
     music = pd.read_csv(written["music"])
     vocabulary = json.loads((tmp_path / "out/vocab_music.json").read_text())
     assert 0 < len(music) < len(index) and len(vocabulary) == 150 and "Music" in vocabulary
+
+
+def test_gtzan_split_lists_read_on_tiny_lists(tmp_path):
+    """The unit tier's GTZAN test: the three lists of a split, blank lines and folders ignored; what is refused."""
+    for part, names in {"train": ["blues/blues.00001.wav", ""], "valid": ["rock.00002.au"], "test": []}.items():
+        (tmp_path / f"{part}_filtered.txt").write_text("\n".join(names) + "\n")
+    assert gtzan.read_splits(tmp_path, "filtered") == {"blues.00001": "train", "rock.00002": "valid"}
+    with pytest.raises(DataError, match=r"train_stratified.txt: GTZAN split list missing"):
+        gtzan.read_splits(tmp_path, "stratified")
+    with pytest.raises(ParameterError, match="split='nope' must be one of"):
+        gtzan.read_splits(tmp_path, "nope")
+
+
+def test_audioset_music_subtree_and_track_ids_on_a_tiny_ontology(tmp_path):
+    """The unit tier's AudioSet test: the Music subtree (a class reached twice counted once), ids, provenance."""
+    from tagger.datasets import audioset
+
+    music = audioset.MUSIC_MID
+    nodes = [
+        {"id": music, "child_ids": ["/m/rock", "/m/genre"]},
+        {"id": "/m/genre", "child_ids": ["/m/rock", "/m/jazz"]},
+        {"id": "/m/rock", "child_ids": []},
+        {"id": "/m/jazz", "child_ids": []},
+        {"id": "/m/speech", "child_ids": []},
+    ]
+    (tmp_path / "ontology.json").write_text(json.dumps(nodes))
+    names = {music: "Music", "/m/rock": "Rock", "/m/jazz": "Jazz", "/m/speech": "Speech"}  # /m/genre has no data
+    assert audioset.music_subtree(tmp_path / "ontology.json", names) == ["Music", "Jazz", "Rock"]  # in id order
+    assert audioset.track_id({"video_id": "abc", "start": 30.0}) == "abc_30000"
+    record = audioset.released_provenance()
+    assert record["kind"] == "postprocessed" and record["pca"] == audioset.PCA_ID

@@ -244,3 +244,22 @@ def test_missing_path_and_empty_vocabulary(audioset_data, tmp_path):
     with pytest.raises(DataError, match="no tracks with labels"):
         fit(cfg, str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_the_logistic_baseline_on_separable_synthetic_clips():
+    """The unit tier's baseline test: mean pooling, a separable single-label task, a tag with one class only."""
+    from tagger.training.baseline import logistic_scores, mean_pool
+
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(3.0 * (i % 2), 0.3, size=(5, 4)) for i in range(40)]  # class = i % 2, far apart
+    x = mean_pool(clips)
+    assert x.shape == (40, 4) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], clips[0].mean(axis=0), rtol=1e-6)
+    y = np.eye(2, dtype=np.float32)[np.arange(40) % 2]
+    single = logistic_scores(x[:30], y[:30], x[30:], "singlelabel")
+    assert (single.argmax(1) == np.arange(30, 40) % 2).all()
+    np.testing.assert_allclose(single.sum(1), 1.0, rtol=1e-5)
+    multi = np.concatenate([y, np.ones((40, 1), np.float32)], axis=1)  # the third tag is on everywhere
+    scores = logistic_scores(x[:30], multi[:30], x[30:], "multilabel")
+    assert ((scores[:, :2] > 0.5) == multi[30:, :2].astype(bool)).all()
+    assert (scores[:, 2] == 1.0).all()  # no negative to learn from: its training rate
