@@ -38,13 +38,12 @@ import numpy as np
 
 from ..exceptions import DataError, ParameterError
 from ..records import write_atomic
-from . import params, provenance
+from . import params, provenance, registry
 from .postprocess import dequantize
 
 __all__ = [
     "FORMAT",
     "READABLE_FORMATS",
-    "KINDS",
     "RULES",
     "DATASET_FIELDS",
     "CacheView",
@@ -70,7 +69,6 @@ __all__ = [
 
 FORMAT = 3
 READABLE_FORMATS = (2, 3)  # format 2 entries are upgraded on read (:func:`upgrade`)
-KINDS = ("raw", "postprocessed", "features", "melspec")
 _KEYS_2 = (
     "format",
     "embedding",
@@ -84,7 +82,6 @@ _KEYS_2 = (
     "duration",
 )
 _KEYS = _KEYS_2 + ("provenance",)
-_DTYPES = {"postprocessed": np.uint8, "melspec": np.float16}
 
 
 class StaleEntry(DataError):
@@ -169,7 +166,8 @@ def make_entry(
     ----------
     embedding : np.ndarray, shape (T, 128), float32 (raw) or uint8 (postprocessed); (1, D) for features
     timestamps : np.ndarray, shape (T,)
-    kind : {'raw', 'postprocessed', 'features'}
+    kind : str
+        A registered kind (:func:`tagger.embedding.registry.kinds`): its spec gives the shape, dtype and precision.
     frontend : dict
     weights : str
         The network's id (weights and precision, without postprocessing).
@@ -188,36 +186,30 @@ def make_entry(
     -------
     dict
     """
-    if kind not in KINDS:
-        raise ParameterError(f"kind={kind!r} must be one of {KINDS}")
+    spec = registry.kind(kind)  # ParameterError naming the registered kinds
     embedding = np.asarray(embedding)
-    want = _DTYPES.get(kind, np.float32)
-    if embedding.dtype != want:
-        if kind == "postprocessed":
-            raise DataError(f"{source}: a postprocessed embedding is uint8, got {embedding.dtype}")
-        embedding = embedding.astype(want)
-    if kind == "postprocessed" and not pca:
-        raise DataError(f"{source}: a postprocessed entry needs the id of its PCA parameters")
+    if embedding.dtype != spec.dtype:
+        if not spec.cast:
+            raise DataError(f"{source}: a {kind} embedding is {spec.dtype}, got {embedding.dtype}")
+        embedding = embedding.astype(spec.dtype)
+    if spec.pca and not pca:
+        raise DataError(f"{source}: a {kind} entry needs the id of its PCA parameters")
     timestamps = np.asarray(timestamps, dtype=np.float64)
-    size = params.EMBEDDING_SIZE
-    shape = {"features": "(T>0, D>0)", "melspec": "(T>0, frames, bands)"}.get(kind, f"(T>0, {size})")
-    ok = {"features": embedding.ndim == 2, "melspec": embedding.ndim == 3}.get(
-        kind, embedding.ndim == 2 and embedding.shape[-1] == size
-    )
-    if not ok or len(embedding) == 0 or 0 in embedding.shape:
-        raise DataError(f"{source}: embedding must have shape {shape}, got {embedding.shape}")
+    if not spec.fits(embedding):
+        raise DataError(f"{source}: embedding must have shape {spec.shape_text()}, got {embedding.shape}")
     if timestamps.shape != (len(embedding),):
         raise DataError(f"{source}: timestamps shape {timestamps.shape} does not match {len(embedding)} patches")
-    if kind in ("raw", "postprocessed"):
+    if spec.precision is None:  # the network's, from its id
         base, recorded = provenance.split_network_id(weights)
         precision = precision or recorded
     else:
-        base, precision = str(weights), precision or ("float64" if kind == "features" else "float16")
-    short = kind != "features" and duration is not None and duration < params.EXAMPLE_WINDOW_SECONDS
+        base, precision = str(weights), precision or spec.precision
+    window = registry.model(spec.model).window_seconds
+    short = not spec.per_clip and duration is not None and duration < window
     record = provenance.record(
         weights=base,
         precision=precision,
-        pca=None if kind == "raw" else pca,
+        pca=pca if spec.pca else None,
         frontend=frontend,
         short_policy=(short_policy or "pad") if short else None,
         kind=kind,
@@ -227,7 +219,7 @@ def make_entry(
         "provenance": record,
         "embedding": embedding,
         "kind": kind,
-        "pca": None if kind == "raw" else str(pca),
+        "pca": str(pca) if spec.pca else None,
         "timestamps": timestamps,
         "frontend": dict(frontend),
         "weights": str(weights),
@@ -264,22 +256,14 @@ def validate_entry(entry, *, path="<entry>"):
     problem = None
     if not isinstance(emb, np.ndarray):
         problem = f"its embedding is a {type(emb).__name__}, not an array"
-    elif kind not in KINDS:
+    elif kind not in registry.kinds():
         problem = f"unknown kind {kind!r}"
     else:
-        want = _DTYPES.get(kind, np.float32)
-        size = params.EMBEDDING_SIZE
-        frames = (entry["frontend"] or {}).get("num_frames", (entry["frontend"] or {}).get("patch_frames"))
-        if kind in ("raw", "postprocessed"):
-            ok, shape = emb.ndim == 2 and emb.shape[1] == size, f"(T, {size})"
-        elif kind == "features":
-            ok, shape = emb.ndim == 2 and emb.shape[0] == 1, "(1, D)"
-        else:
-            ok, shape = emb.ndim == 3 and (frames is None or emb.shape[1] == frames), "(T, frames, bands)"
-        if not ok or 0 in emb.shape:
-            problem = f"its embedding has shape {emb.shape}, a {kind} entry holds {shape}"
-        elif emb.dtype != want:
-            problem = f"its embedding is {emb.dtype}, a {kind} entry holds {np.dtype(want)}"
+        spec = registry.kind(kind)
+        if not spec.fits(emb, entry["frontend"] or {}):
+            problem = f"its embedding has shape {emb.shape}, a {kind} entry holds {spec.shape_text()}"
+        elif emb.dtype != spec.dtype:
+            problem = f"its embedding is {emb.dtype}, a {kind} entry holds {np.dtype(spec.dtype)}"
         elif emb.dtype != np.uint8 and not np.isfinite(emb).all():
             problem = f"its embedding holds {int((~np.isfinite(emb)).sum())} NaN or infinite values"
         elif np.shape(entry["timestamps"]) != (len(emb),):
@@ -298,6 +282,7 @@ def upgrade(entry):
     """
     if entry.get("format") != 2:
         return entry
+    # format 2 is of the VGGish era: its patch length is VGGish's
     short = "pad" if entry.get("duration") is not None and entry["duration"] < params.EXAMPLE_WINDOW_SECONDS else None
     upgraded = dict(entry, format=FORMAT)
     upgraded["provenance"] = provenance.of_legacy(
@@ -390,12 +375,13 @@ def serving(have, want):
     if have.get("short_policy") is not None:
         fields.append("short_policy")
     a, b = have["kind"], want["kind"]
-    if a != b and not (a == "raw" and b == "postprocessed"):
-        if a == "postprocessed" and b == "raw":
+    cached, wanted = registry.kind(a), registry.kind(b)
+    if a != b and wanted.served_by != a:  # raw entries serve postprocessed readers, transformed on reading
+        if cached.served_by == b:  # a postprocessed entry for a raw reader: the raw values are gone
             diff = provenance.differences(have, want, fields=fields)
-            return ("settings" if diff else "kind"), diff or ["kind: postprocessed (cached), raw (wanted)"]
+            return ("settings" if diff else "kind"), diff or [f"kind: {a} (cached), {b} (wanted)"]
         fields.append("kind")
-    elif a == b == "postprocessed":
+    elif a == b and cached.pca:
         fields.append("pca")
     diff = provenance.differences(have, want, fields=fields)
     return ("settings" if diff else None), diff
@@ -407,7 +393,8 @@ def serves(entry, kind, pca=None):
     Parameters
     ----------
     entry : dict
-    kind : {'raw', 'postprocessed', 'features'}
+    kind : str
+        A registered kind (:func:`tagger.embedding.registry.kinds`).
     pca : str, optional
         The reader's PCA parameters id (postprocessed readers).
     """
@@ -429,10 +416,13 @@ def embedding_for(entry, postprocessor=None):
     -------
     np.ndarray, shape (T, 128): float32 raw, or uint8 postprocessed
     """
-    if postprocessor is not None and entry["kind"] == "raw":
+    spec = registry.kind(entry["kind"])
+    if postprocessor is not None and any(registry.kind(k).served_by == spec.name for k in registry.kinds()):
         return postprocessor(entry["embedding"])
-    if postprocessor is None and entry["kind"] == "postprocessed":
-        raise DataError(f"{entry['source']}: the cache holds postprocessed embeddings only; raw ones are needed")
+    if postprocessor is None and spec.served_by is not None:
+        raise DataError(
+            f"{entry['source']}: the cache holds {spec.name} embeddings only; {spec.served_by} ones are needed"
+        )
     return entry["embedding"]
 
 

@@ -24,7 +24,7 @@ from .postprocess import Postprocessor
 from .vggish import build_vggish, network, read_weights, resolve_source
 from .vggish import weights_id as vggish_weights_id
 
-__all__ = ["Embedder", "embed", "embed_files", "embed_items", "plan", "EmbedSummary"]
+__all__ = ["Embedder", "embed", "embed_files", "embed_items", "plan", "EmbedSummary", "make_extractor"]
 
 log = logging.getLogger(__name__)
 
@@ -545,3 +545,8 @@ def _write_errors(path, failures):
     with ErrorsWriter(path) as writer:
         for failure in failures:
             writer.write(*failure)
+
+
+def make_extractor(kind, *, weights=None, pca_params=None, **options):
+    """The VGGish model's extractor factory (:mod:`tagger.embedding.registry`): ``raw`` or ``postprocessed``."""
+    return Embedder(weights, postprocess=kind == "postprocessed", pca_params=pca_params, **options)

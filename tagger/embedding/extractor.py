@@ -19,12 +19,9 @@ dataset adapters, :class:`tagger.tagging.api.Tagger`) relies on
 from typing import Protocol, runtime_checkable
 
 from ..exceptions import ParameterError
-from .cache import KINDS
-from .embed import Embedder
-from .features import FeatureExtractor
-from .spectrogram import PatchExtractor
+from . import registry
 
-__all__ = ["Extractor", "KINDS", "make", "for_head"]
+__all__ = ["Extractor", "make", "for_head"]
 
 
 @runtime_checkable
@@ -34,7 +31,7 @@ class Extractor(Protocol):
     Attributes
     ----------
     kind : str
-        One of :data:`tagger.embedding.cache.KINDS`: what :meth:`embed` returns.
+        A registered kind (:func:`tagger.embedding.registry.kinds`): what :meth:`embed` returns.
     frontend : dict
         The settings of the frontend (sample rate, STFT, mels, patch hop), as recorded in cache entries.
     network_id : str
@@ -75,44 +72,38 @@ class Extractor(Protocol):
 
 
 def make(kind="raw", *, weights=None, pca_params=None, frontend=None, **options):
-    """The extractor of a kind.
+    """The extractor of a kind, made by its model in the registry (:func:`tagger.embedding.registry.make`).
 
     Parameters
     ----------
     kind : str
-        ``'raw'`` or ``'postprocessed'`` (VGGish, with PCA for the second), ``'melspec'`` (log-mel patches),
-        ``'features'`` (the 57 handcrafted features).
+        A registered kind (:func:`tagger.embedding.registry.kinds`): ``'raw'`` or ``'postprocessed'`` (VGGish, with
+        PCA for the second), ``'melspec'`` (log-mel patches), ``'features'`` (the 57 handcrafted features).
     weights, pca_params : str, optional
         VGGish weights and PCA parameters (the VGGish kinds).
     frontend : dict or str, optional
         ``'melspec'``: a recorded frontend (a ``bundle.json``'s) or ``'vggish'`` / ``'course'``.
     **options
         The extractor's settings: ``batch_size``, ``hop_seconds``, ``short_policy``, ``dtype`` (VGGish);
-        ``hop_seconds``, ``short_policy`` (patches; a recorded frontend's hop wins); none (features).
+        ``hop_seconds``, ``short_policy`` (patches; a recorded frontend's hop wins); none (features). A model
+        ignores the settings it does not take (:attr:`tagger.embedding.registry.Model.options`).
 
     Returns
     -------
     Extractor
     """
-    if kind in ("raw", "postprocessed"):
-        return Embedder(weights, postprocess=kind == "postprocessed", pca_params=pca_params, **options)
-    if kind == "melspec":
-        kept = {k: v for k, v in options.items() if k in ("hop_seconds", "short_policy")}
-        if isinstance(frontend, str):
-            return PatchExtractor(frontend=frontend, **kept)
-        return PatchExtractor.for_frontend(frontend, **kept)
-    if kind == "features":
-        return FeatureExtractor()
-    raise ParameterError(f"kind={kind!r} must be one of {KINDS}")
+    spec = registry.model(registry.kind(kind).model)
+    given = dict(options, weights=weights, pca_params=pca_params, frontend=frontend)
+    unknown = sorted(set(given) - {o for name in registry.models() for o in registry.model(name).options})
+    if unknown:
+        raise ParameterError(f"{', '.join(unknown)}: no registered model takes such a setting")
+    return registry.make(kind, **{k: v for k, v in given.items() if k in spec.options and v is not None})
 
 
 def for_head(meta, **options):
     """The extractor a trained head takes, from its ``bundle.json`` (``meta``): its kind and recorded frontend.
 
     For a head that takes patches, the patches are made as it was trained on them (course or VGGish frontend, its
-    hop); features and patches need no VGGish, so ``weights``, ``pca_params`` and the network settings are dropped.
+    hop); a model takes only its own settings, so features and patches need no VGGish weights.
     """
-    kind = meta.get("embedding", "raw")
-    if kind in ("features", "melspec"):
-        options = {k: v for k, v in options.items() if k == "short_policy"}
-    return make(kind, frontend=meta.get("frontend"), **options)
+    return make(meta.get("embedding", "raw"), frontend=meta.get("frontend"), **options)

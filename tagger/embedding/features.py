@@ -29,7 +29,15 @@ from .decode import _describe, load_source
 from .kernels import import_librosa
 from .pipeline import TrackResult, _task, default_workers, iter_messages, refuse_in_bootstrapping_child
 
-__all__ = ["FEATURE_NAMES", "handcrafted", "feature_messages", "FeatureExtractor", "features_to_file", "FORMATS"]
+__all__ = [
+    "FEATURE_NAMES",
+    "handcrafted",
+    "feature_messages",
+    "FeatureExtractor",
+    "features_to_file",
+    "FORMATS",
+    "make_extractor",
+]
 
 log = logging.getLogger(__name__)
 
@@ -371,3 +379,8 @@ def check_table_rows(df, path="<table>"):
     if len(dup):
         raise DataError(f"{path}: {len(dup)} files appear twice (first: {dup.iloc[0]})")
     return stems
+
+
+def make_extractor(kind, **options):
+    """The features model's extractor factory (:mod:`tagger.embedding.registry`): it takes no settings."""
+    return FeatureExtractor()

@@ -37,7 +37,7 @@ import json
 import numbers
 
 from ..exceptions import DataError
-from . import params
+from . import params, registry
 
 __all__ = [
     "FIELDS",
@@ -148,14 +148,15 @@ def of_extractor(extractor, *, kind=None):
     ``kind``: override what is recorded (a tagger stores raw embeddings whatever its head reads).
     """
     kind = kind or extractor.kind
-    if kind in ("features", "melspec"):
+    spec = registry.kind(kind)
+    if spec.precision is not None:  # a fixed precision: the extractor's dtype states it
         weights, precision = extractor.network_id, extractor.dtype
-    else:
+    else:  # a network's: its id carries it
         weights, precision = split_network_id(extractor.network_id)
     return record(
         weights=weights,
         precision=precision,
-        pca=extractor.pca_id if kind == "postprocessed" else None,
+        pca=extractor.pca_id if spec.pca else None,
         frontend=extractor.frontend,
         short_policy=extractor.short_policy,
         kind=kind,
@@ -170,10 +171,10 @@ def of_legacy(*, weights, kind, pca, frontend, short_policy=None):
     DataError
         When a field it needs was never recorded (an old output's ``+pca`` without the PCA parameters' id).
     """
+    spec = registry.kind(kind)
     base, precision = split_network_id(weights)
-    if kind in ("features", "melspec"):
-        precision = "float64" if kind == "features" else "float16"
-    if kind == "postprocessed" and not pca:
+    precision = spec.precision or precision
+    if spec.pca and not pca:
         raise DataError(
             "it records postprocessed embeddings without the id of their PCA parameters, so what made it is unknown"
         )

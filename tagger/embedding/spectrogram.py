@@ -27,7 +27,7 @@ from .frontend import waveform_to_patches
 from .kernels import import_librosa
 from .pipeline import iter_embeddings
 
-__all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages"]
+__all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages", "make_extractor"]
 
 PATCH_DTYPE = np.float16  # log-mel values lie in about [-5, 8] (VGGish) or [-80, 40] dB: float16 keeps 3 digits
 FRONTENDS = ("vggish", "course")
@@ -159,3 +159,14 @@ def course_messages(index, path):
         yield ("done", index, len(y) / params.COURSE_SAMPLE_RATE, [str(w.message) for w in caught])
     except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
         yield ("error", index, _describe(exc))
+
+
+def make_extractor(kind, *, frontend=None, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad"):
+    """The log-mel patches' extractor factory (:mod:`tagger.embedding.registry`).
+
+    ``frontend``: ``'vggish'`` (default) or ``'course'``, or a recorded frontend (a ``bundle.json``'s), whose own
+    hop wins over ``hop_seconds``.
+    """
+    if isinstance(frontend, str) or frontend is None:
+        return PatchExtractor(frontend=frontend or "vggish", hop_seconds=hop_seconds, short_policy=short_policy)
+    return PatchExtractor.for_frontend(frontend, short_policy=short_policy)

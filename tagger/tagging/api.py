@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from .. import backend, locks
-from ..embedding import cache, files, provenance
+from ..embedding import cache, files, provenance, registry
 from ..embedding.extractor import for_head
 from ..embedding.pipeline import refuse_in_bootstrapping_child
 from ..exceptions import DataError, ParameterError
@@ -44,7 +44,7 @@ class Head:
     thresholds : np.ndarray, shape (n_labels,)
     task : {'multilabel', 'singlelabel'}
     input_kind : str
-        What it takes (:data:`tagger.embedding.cache.KINDS`): raw or postprocessed embeddings, features, patches.
+        What it takes (:func:`tagger.embedding.registry.kinds`): raw or postprocessed embeddings, features, patches.
     model_hash : str
         :func:`tagger.training.bundle.content_hash` of the bundle.
     """
@@ -58,8 +58,6 @@ class Head:
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
         self.input_kind = self.meta.get("embedding", "raw")
-        self.postprocess = self.input_kind == "postprocessed"
-        self.features = self.input_kind == "features"
         item = [int(d) for d in self.model.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (patches)
         # TensorFlow traces once for every clip length; JAX compiles once per length met
         self._run_head = backend.inference(self.model, [(None, None, *item), (None, None)])
@@ -192,7 +190,8 @@ class Tagger:
     def _tag(self, items, verdicts, prints, view, *, workers, taggram):
         todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
         stream = self.extractor.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
-        kind = self.head.input_kind if self.head.input_kind in ("features", "melspec") else "raw"
+        spec = registry.kind(self.head.input_kind)
+        kind = spec.served_by or spec.name  # stored as the kind that serves it (raw, for a postprocessed head)
         not_stored = 0
         for i, (path, track_id) in enumerate(items):
             verdict = verdicts[i]

@@ -15,8 +15,7 @@ import shutil
 
 import numpy as np
 
-from ..embedding import params
-from ..embedding.cache import KINDS
+from ..embedding import registry
 from ..exceptions import DataError, ParameterError
 from ..records import write_folder_atomic, write_json_atomic
 from . import card as cards
@@ -104,10 +103,10 @@ def write_meta(folder, *, embedding, task, window, note="", frontend=None, prove
     ``provenance``: the record of the embeddings it was trained on
     (:mod:`tagger.embedding.provenance`), checked when it tags.
     """
-    if embedding not in KINDS:
-        raise DataError(f"embedding={embedding!r} must be one of {KINDS}")
+    if embedding not in registry.kinds():
+        raise DataError(f"embedding={embedding!r} must be one of {registry.kinds()}")
     if frontend is None:
-        frontend = params.feature_params() if embedding == "features" else params.frontend_params()
+        frontend = registry.model(registry.kind(embedding).model).frontend()
     meta = {"embedding": embedding, "frontend": frontend, "task": task, "window": window, "note": note}
     if provenance is not None:
         meta["provenance"] = provenance

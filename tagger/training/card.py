@@ -16,6 +16,7 @@ how its thresholds were chosen), :func:`run_card` from a run folder's
 import json
 import os
 
+from ..embedding import registry
 from ..exceptions import DataError
 from ..records import write_json_atomic
 
@@ -54,19 +55,12 @@ def _read(folder, name):
 def _embedding(meta, folder):
     prov = meta.get("provenance") or {}
     kind = meta.get("embedding", "raw")
-    needs = {  # keyed by the cache's kinds (tagger.embedding.cache.KINDS), as bundle.json records them
-        "postprocessed": "VGGish embeddings, PCA-whitened and 8-bit quantised with Google's released PCA parameters"
-        " (tagger postprocesses raw output itself)",
-        "raw": "raw VGGish embeddings (128-d, 0.96 s patches)",
-        "features": "the 57 handcrafted features of tagger.embedding.features",
-        "melspec": "log-mel patches of the recorded frontend (96 frames x 64 bands, 0.96 s)",
-    }
-    if kind not in needs:
+    if kind not in registry.kinds():
         raise DataError(
-            f"{os.path.join(folder, 'bundle.json')}: embedding {kind!r} is not one of {sorted(needs)}; was it written"
-            " by tagger?"
+            f"{os.path.join(folder, 'bundle.json')}: embedding {kind!r} is not one of {sorted(registry.kinds())}; was"
+            " it written by tagger?"
         )
-    return {"kind": kind, "needs": needs[kind], "provenance": prov}
+    return {"kind": kind, "needs": registry.kind(kind).description, "provenance": prov}
 
 
 def summary_line(card):

@@ -24,7 +24,7 @@ import json
 import math
 import os
 
-from ..embedding.cache import KINDS
+from ..embedding import registry
 from ..exceptions import DataError
 from ..records import write_json_atomic
 from .config import load_config, validate
@@ -51,7 +51,7 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw")
     n_train : int
         Clips in the training split.
     kind : str
-        What the cache holds: one of :data:`tagger.embedding.cache.KINDS` (``raw`` or ``postprocessed``
+        What the cache holds: a registered kind (:func:`tagger.embedding.registry.kinds`) (``raw`` or ``postprocessed``
         embeddings, ``features``, ``melspec`` patches).
 
     Returns
@@ -59,8 +59,8 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw")
     dict
         A config that :func:`tagger.training.config.validate` accepts (paths unchecked).
     """
-    if kind not in KINDS:
-        raise DataError(f"kind={kind!r} must be one of {KINDS}")
+    if kind not in registry.kinds():
+        raise DataError(f"kind={kind!r} must be one of {registry.kinds()}")
     if n_train < 1:
         raise DataError(f"{index}: no clip in the training split; a head cannot be trained")
     small = n_train < LARGE

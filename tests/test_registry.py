@@ -1,0 +1,146 @@
+"""The model registry: VGGish's kinds as they were, and a toy model registered here running the whole loop."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers import write_audio
+
+from tagger.embedding import audio, cache, extractor, registry
+from tagger.embedding.pipeline import TrackResult
+from tagger.exceptions import DataError, ParameterError
+
+TOY_RATE, TOY_WINDOW = 8000, 0.5
+
+
+class ToyExtractor:
+    """Four numbers per 0.5-s window of 8 kHz audio: level (dB), mean, peak and zero-crossing rate."""
+
+    kind = "toy"
+    pca_id = None
+    postprocessor = None
+    dtype = "float32"
+    network_id = "toy-v1"
+
+    def __init__(self, *, hop_seconds=TOY_WINDOW, short_policy="pad"):
+        self.hop_seconds, self.short_policy = hop_seconds, short_policy
+        self.frontend = {"sample_rate": TOY_RATE, "window_seconds": TOY_WINDOW, "hop_seconds": hop_seconds}
+
+    def embed(self, y, sr):
+        n, hop = int(TOY_WINDOW * sr), int(self.hop_seconds * sr)
+        y = np.pad(y, (0, max(0, n - len(y))))
+        starts = range(0, len(y) - n + 1, hop)
+        rows = [
+            (20 * np.log10(np.sqrt(np.mean(w**2)) + 1e-6), w.mean(), np.abs(w).max(), np.mean(np.diff(w > 0) != 0))
+            for w in (y[s : s + n] for s in starts)
+        ]
+        return np.asarray(rows, np.float32), np.asarray([s / sr for s in starts])
+
+    def finalize(self, values):
+        return values
+
+    def settle(self, paths):
+        pass
+
+    def iter_files(self, paths, *, workers=None, raw=False):
+        for i, path in enumerate(paths):
+            y = audio.load(path, sample_rate=TOY_RATE)
+            values, times = self.embed(y, TOY_RATE)
+            yield TrackResult(i, str(path), values, times, len(y) / TOY_RATE)
+
+
+TOY = registry.Model(
+    name="toy",
+    kinds=(registry.Kind("toy", "toy", (4,), "float32", "four toy numbers per 0.5 s (a test's model)"),),
+    sample_rate=TOY_RATE,
+    window_seconds=TOY_WINDOW,
+    hop_seconds=TOY_WINDOW,
+    frontend=lambda: ToyExtractor().frontend,
+    weights=(),
+    licence="CC0-1.0",
+    make=lambda kind, **options: ToyExtractor(**options),
+    options=("hop_seconds", "short_policy"),
+)
+
+
+@pytest.fixture
+def toy():
+    registry.register(TOY)
+    yield TOY
+    registry.unregister("toy")
+
+
+def test_the_built_in_kinds_are_vggish_features_and_patches():
+    assert registry.models() == ("vggish", "features", "melspec")
+    assert registry.kinds() == ("raw", "postprocessed", "features", "melspec")
+    raw, post = registry.kind("raw"), registry.kind("postprocessed")
+    assert raw.row_shape == post.row_shape == (128,) and (raw.dtype, post.dtype) == ("float32", "uint8")
+    assert post.served_by == "raw" and post.pca and not post.cast
+    assert registry.kind("features").per_clip and registry.kind("features").precision == "float64"
+    assert registry.kind("melspec").fits(np.zeros((3, 96, 64)), {"num_frames": 96})
+    assert not registry.kind("melspec").fits(np.zeros((3, 95, 64)), {"num_frames": 96})
+    assert not raw.fits(np.zeros((0, 128))) and not raw.fits(np.zeros((2, 127))) and raw.fits(np.zeros((2, 128)))
+    with pytest.raises(ParameterError, match=r"kind='patches' must be one of \('raw', 'postprocessed'"):
+        registry.kind("patches")
+
+
+def test_register_refuses_what_would_make_the_registry_ambiguous(toy):
+    with pytest.raises(ParameterError, match="model 'toy' is registered already"):
+        registry.register(TOY)
+    stolen = registry.Model(**{**vars(TOY), "name": "thief", "kinds": (registry.Kind("raw", "thief", (4,), "f4", ""),)})
+    with pytest.raises(ParameterError, match="kind 'raw' belongs to model 'vggish' already"):
+        registry.register(stolen)
+    with pytest.raises(ParameterError, match="kind 'toy' names model 'toy', not 'other'"):
+        registry.register(registry.Model(**{**vars(TOY), "name": "other"}))
+    with pytest.raises(ParameterError, match="batchsize: no registered model takes such a setting"):
+        extractor.make("toy", batchsize=8)
+
+
+def test_a_registered_toy_model_embeds_prepares_trains_and_tags(toy, tmp_path):
+    """One Model and the loop runs: embed -> prepare (reusing the cache) -> train -> tag, from cache and afresh."""
+    from tagger.datasets import folder
+    from tagger.embedding.embed import embed_files
+    from tagger.tagging.api import Tagger
+    from tagger.training.config import validate
+    from tagger.training.train import train
+
+    clips = tmp_path / "clips"
+    for i in range(8):  # two separable classes: quiet low tones, loud high ones
+        write_audio(clips / "quiet" / f"q{i}.wav", 2.0, sr=TOY_RATE, freq=200 + 10 * i, amplitude=0.02, seed=i)
+        write_audio(clips / "loud" / f"l{i}.wav", 2.0, sr=TOY_RATE, freq=1500 + 10 * i, amplitude=0.8, seed=i)
+    made = extractor.make("toy")
+    assert isinstance(made, ToyExtractor) and isinstance(made, extractor.Extractor)
+    out = tmp_path / "data"
+    embedded = embed_files([str(clips)], out / "cache", extractor=made, workers=0, root=str(clips), progress=False)
+    assert embedded["embedded"] == 16
+    entry = cache.read_entry(str(cache.entry_path(out / "cache", "quiet/q0.wav")))
+    assert entry["kind"] == "toy" and entry["embedding"].shape == (4, 4) and entry["provenance"]["kind"] == "toy"
+    done = folder.prepare(
+        str(clips), str(out), layout="genre", root=str(clips), extractor=made, workers=0, progress=False, valid=0.25
+    )
+    assert done["embedded"] == 0 and done["skipped"] == 16  # what embed cached serves prepare
+    cfg = {
+        "name": "toy",
+        "data": {"index": done["index"], "cache": str(out / "cache"), "vocabulary": str(out / "vocab.json")}
+        | {"task": "singlelabel"},
+        "head": {"name": "dense", "hidden": 8, "n_layers": 1},
+        "window": 3,
+        "batch_size": 8,
+        "epochs": 2,
+        "steps_per_epoch": 4,
+        "mux": {"n_active": 8, "rate": 2.0},
+    }
+    train(validate(cfg), str(tmp_path / "run"), verbose=0)
+    meta = json.loads((tmp_path / "run" / "bundle.json").read_text())
+    assert (
+        meta["embedding"] == "toy" and meta["frontend"] == made.frontend and meta["provenance"]["weights"] == "toy-v1"
+    )
+    cached = Tagger(str(tmp_path / "run"), cache_dir=str(out / "cache")).tag([str(clips)], root=str(clips), top_n=2)
+    fresh = Tagger(str(tmp_path / "run")).tag([str(clips)], root=str(clips), top_n=2)
+    assert len(cached) == len(fresh) == 16 and not cached.attrs["errors"]
+    assert set(cached["tag_1"]) <= {"quiet", "loud"}
+    assert cached.equals(fresh)  # the cached toy entries give what the toy model gives afresh
+    registry.unregister("toy")
+    with pytest.raises((DataError, ParameterError), match="toy"):
+        cache.read_entry(str(cache.entry_path(out / "cache", "quiet/q0.wav")))
+    registry.register(TOY)
