@@ -70,7 +70,7 @@ def toy():
     registry.unregister("toy")
 
 
-def test_the_built_in_kinds_are_vggish_features_and_patches():
+def test_the_built_in_kinds_are_vggish_features_and_patches(capsys):
     assert registry.models() == ("vggish", "features", "melspec")
     assert registry.kinds() == ("raw", "postprocessed", "features", "melspec")
     raw, post = registry.kind("raw"), registry.kind("postprocessed")
@@ -80,8 +80,16 @@ def test_the_built_in_kinds_are_vggish_features_and_patches():
     assert registry.kind("melspec").fits(np.zeros((3, 96, 64)), {"num_frames": 96})
     assert not registry.kind("melspec").fits(np.zeros((3, 95, 64)), {"num_frames": 96})
     assert not raw.fits(np.zeros((0, 128))) and not raw.fits(np.zeros((2, 127))) and raw.fits(np.zeros((2, 128)))
+    from tagger import cli
+
     with pytest.raises(ParameterError, match=r"kind='patches' must be one of \('raw', 'postprocessed'"):
         registry.kind("patches")
+    assert cli.main(["models"]) == cli.EXIT_OK  # the models listed from their specs
+    listed = capsys.readouterr().out
+    assert (
+        "  vggish: raw (T>0, 128) float32, postprocessed (T>0, 128) uint8; 16000 Hz; weights: TF1 checkpoint" in listed
+    )
+    assert "  features: features (1, D>0) float32; 16000 Hz; no weights" in listed
 
 
 def test_register_refuses_what_would_make_the_registry_ambiguous(toy):

@@ -1,5 +1,6 @@
 """``tagger models`` (the shipped heads, a line each) and ``tagger export`` (a run -> a Hub-ready bundle with its card)."""
 
+from ..embedding import registry
 from ..training import bundle
 from . import options, startup
 
@@ -7,7 +8,9 @@ __all__ = ["add_parsers", "run_models", "run_export"]
 
 
 def add_parsers(sub):
-    p = sub.add_parser("models", help="list the shipped heads, with a one-line summary of each card")
+    p = sub.add_parser(
+        "models", help="list the shipped heads (a one-line summary of each card) and the embedding models"
+    )
     p.set_defaults(func=run_models)
 
     p = sub.add_parser(
@@ -35,6 +38,12 @@ def run_models(args):
     for name, summary in summaries.items():
         print(f"{name:{width}s}  {summary}")
     print("also: a run or bundle folder, or hf://OWNER/REPO[@REVISION] (a bundle tagger export wrote, on the Hub)")
+    print("\nembedding models (what a cache holds; tagger.embedding.registry):")
+    for name in registry.models():
+        spec = registry.model(name)
+        kinds = ", ".join(f"{k.name} {k.shape_text()} {k.dtype}" for k in spec.kinds)
+        weights = f"weights: {', '.join(spec.weights)}" if spec.weights else "no weights"
+        print(f"  {name}: {kinds}; {spec.sample_rate} Hz; {weights}; licence: {spec.licence}")
     return options.EXIT_OK
 
 
