@@ -96,7 +96,7 @@ def _parse_jsonl(data, path):
     return None, rows, good
 
 
-def read_records(path, kind, *, truncate=True):
+def read_records(path, kind, *, truncate=False):
     """Complete records of an appendable file; an incomplete tail is cut away.
 
     Parameters
@@ -104,7 +104,9 @@ def read_records(path, kind, *, truncate=True):
     path : str
     kind : {'csv', 'tsv', 'jsonl'}
     truncate : bool
-        Cut an incomplete last record off the file (a killed writer's).
+        Cut an incomplete last record off the file (a killed writer's). Only the writer that holds the output's
+        lock may (:class:`tagger.resumable.ResumableOutput`, on resume); a reader never writes, so one reading
+        beside a running writer never cuts its half-written row.
 
     Returns
     -------
@@ -130,9 +132,12 @@ def read_records(path, kind, *, truncate=True):
     return header, rows
 
 
-def read_errors(path):
-    """``(path, error)`` rows of an errors file written by :class:`ErrorsWriter` (empty when missing)."""
-    header, rows = read_records(path, "tsv")
+def read_errors(path, *, truncate=False):
+    """``(path, error)`` rows of an errors file written by :class:`ErrorsWriter` (empty when missing).
+
+    ``truncate``: as :func:`read_records` (the writer's, on resume).
+    """
+    header, rows = read_records(path, "tsv", truncate=truncate)
     if header is not None and tuple(header) != ERRORS_HEADER:
         raise DataError(f"{path}: not a tagger errors file (header {header}); move it away or pass another --errors")
     return [(r["path"], r["error"]) for r in rows]

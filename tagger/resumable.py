@@ -134,13 +134,13 @@ class ResumableOutput:
                 if os.path.exists(path):
                     os.unlink(path)
         meta = check_resume(self.rows_file, self.errors_file, self.meta_path, self.settings, compare=self.compare)
-        header, rows = read_records(self.rows_file, self.kind)
+        header, rows = read_records(self.rows_file, self.kind, truncate=True)  # the lock holder trims a killed tail
         if self.fieldnames is not None and header is not None and header != self.fieldnames:
             raise DataError(
                 f"{self.out}: its columns {header} are not those of these settings {self.fieldnames}; rerun with"
                 " --overwrite, or write to another --out"
             )
-        self.failures = read_errors(self.errors_file)
+        self.failures = read_errors(self.errors_file, truncate=True)
         paths = [row["path"] for row in rows] + [path for path, _ in self.failures]
         then = meta.get("cwd") or os.getcwd()
         if then != os.getcwd() and any(not os.path.isabs(p) for p in paths):

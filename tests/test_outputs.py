@@ -394,7 +394,9 @@ def test_a_run_folder_that_never_trained_takes_the_corrected_config(tmp_path):
 def test_records_keep_complete_rows_and_cut_a_killed_tail(tmp_path, kind, header, body, cut, n):
     path = tmp_path / f"out.{kind}"
     path.write_bytes(header + body + cut)
-    _, rows = records.read_records(str(path), kind)
+    _, rows = records.read_records(str(path), kind)  # a reader (beside a writer, maybe) never writes
+    assert path.read_bytes() == header + body + cut and len(rows) == n
+    _, rows = records.read_records(str(path), kind, truncate=True)  # the lock holder's, on resume
     assert path.read_bytes() == header + body  # the cut-off record is gone, the rest kept
     assert len(rows) == n and rows[0]["path"] in ("a\nb", "a\tb")
 
