@@ -64,6 +64,10 @@ class Kind:
         Words for the free dimensions of ``row_shape`` in messages.
     check : callable, optional
         ``check(values, frontend) -> bool``: what the shape must match in the entry's recorded frontend.
+    head_frontend : bool
+        A head trained on it records the frontend its inputs were made with (``bundle.json``), and its extractor
+        is made from that record (log-mel patches: VGGish's or the course's, their hop); otherwise
+        ``bundle.json`` holds the model's default frontend.
     """
 
     name: str
@@ -78,6 +82,7 @@ class Kind:
     cast: bool = True
     row_names: tuple = ()
     check: Callable = None
+    head_frontend: bool = False
 
     def shape_text(self):
         """The entry shape in words, e.g. ``'(T>0, 128)'``."""
@@ -283,6 +288,7 @@ register(
                 precision="float16",
                 row_names=("frames", "bands"),
                 check=_patch_frames_match,
+                head_frontend=True,
             ),
         ),
         sample_rate=params.SAMPLE_RATE,

@@ -3,12 +3,12 @@
 The rule (:func:`starter_config`), from what the cache holds and how many clips the training split has:
 
 ==================================  ===================================================================
-the cache holds (its kind)           head and settings
+the cache holds (its registry Kind) head and settings
 ==================================  ===================================================================
-handcrafted features (features)     ``mlp`` (64 units, 2 layers, dropout 0.3), one patch per sample
-log-mel patches (melspec)           ``cnn4``, windows of 3 patches
-VGGish embeddings, < 1000 clips     ``dense`` (256 units, 2 layers, dropout 0.5): few clips, few weights
-VGGish embeddings, >= 1000 clips    ``attention`` (256 units, 2 layers, dropout 0.5): best on AudioSet's
+one row per clip (features)         ``mlp`` (64 units, 2 layers, dropout 0.3), one patch per sample
+patches of 2-d rows (melspec)       ``cnn4``, windows of 3 patches
+embeddings, < 1000 clips (VGGish)   ``dense`` (256 units, 2 layers, dropout 0.5): few clips, few weights
+embeddings, >= 1000 clips           ``attention`` (256 units, 2 layers, dropout 0.5): best on AudioSet's
                                     music and genre vocabularies in ``experiments/README.md``
 ==================================  ===================================================================
 
@@ -65,9 +65,10 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw")
         raise DataError(f"{index}: no clip in the training split; a head cannot be trained")
     small = n_train < LARGE
     batch = 32 if small else 64
-    if kind == "features":
+    spec = registry.kind(kind)
+    if spec.per_clip:  # one row per clip (features)
         head, window = {"name": "mlp", "hidden": 64, "n_layers": 2, "dropout": 0.3}, 1
-    elif kind == "melspec":
+    elif len(spec.row_shape) == 2:  # each row a spectrogram patch
         head, window = {"name": "cnn4"}, 3
     elif small:
         head, window = {"name": "dense", "hidden": 256, "n_layers": 2, "dropout": 0.5}, 10

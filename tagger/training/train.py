@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .. import backend, locks
-from ..embedding import cache, params
+from ..embedding import cache, params, registry
 from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
 from . import ensemble, runs
@@ -240,7 +240,8 @@ def _start(cfg, run_dir, train_data):
 
     # the run folder says which embeddings its head expects and what made them: what the cache entries record
     trained_on = getattr(train_data.embeddings, "provenance", None) or _provenance_of(cfg, train_data.ids[0])
-    frontend = trained_on["frontend"] if trained_on["kind"] == "melspec" else None  # which patches a patch head takes
+    # which patches a patch head takes (registry.Kind.head_frontend); other kinds record their model's default
+    frontend = trained_on["frontend"] if registry.kind(trained_on["kind"]).head_frontend else None
     write_meta(
         run_dir,
         embedding=trained_on["kind"],
