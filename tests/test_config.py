@@ -152,3 +152,14 @@ def test_an_ensemble_member_file_must_exist_and_share_the_data_and_window(data, 
     assert members["a"]["head"] == DEFAULTS["head"] and members["a"]["batch_size"] == SMALL_RUN["batch_size"]
     assert members["a"]["name"] == "small.a"
     assert cfg["head"]["select"] == "all" and cfg["head"]["weights"] is None
+
+
+def test_the_config_checker_refuses_a_folder_or_unreadable_file_in_a_sentence(tmp_path, capsys):
+    from tagger.training.config import main
+
+    (tmp_path / "latin1.json").write_bytes(b'{"name": "caf\xe9"}')
+    assert main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "a folder, not a config file" in err and "train.json" in err and "Traceback" not in err
+    assert main([str(tmp_path / "latin1.json")]) == 1
+    assert "unreadable config file" in capsys.readouterr().err

@@ -476,11 +476,18 @@ def load_config(path, *, check_paths=True):
     """Read and validate a config file; relative data paths are taken from the working directory."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such config file")
+    if os.path.isdir(path):
+        raise DataError(
+            f"{path}: a folder, not a config file; give its config (a prepared folder's is train.json, which"
+            " `tagger train FOLDER` finds itself)"
+        )
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
     except json.JSONDecodeError as exc:
         raise ParameterError(f"{path}: not valid JSON ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable config file ({exc})") from exc
     if not isinstance(raw, dict):
         raise ParameterError(f"{path}: a config is a JSON object")
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
