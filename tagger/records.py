@@ -200,7 +200,7 @@ class ErrorsWriter:
 
 
 def write_atomic(path, write, *, binary=False, fsync=False):
-    """Write a file atomically: ``write(f)`` fills a temporary file in the same folder, then a rename.
+    """Write a file atomically: ``write(f)`` fills a temporary file in the same folder (made if missing), then a rename.
 
     The file gets the permissions the umask allows (``mkstemp`` would make
     0600 files, which a group-shared cache or output could not read). A
@@ -214,6 +214,7 @@ def write_atomic(path, write, *, binary=False, fsync=False):
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)  # an output's missing folder is made, as `tagger tag` makes its --out's
     # the name is known before the file exists, so a Ctrl-C or SIGTERM arriving at any point unwinds through the
     # clean-up below with the name in hand (mkstemp made the file before returning its name: a signal in between
     # left the .tmp-* behind)

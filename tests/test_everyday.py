@@ -449,7 +449,9 @@ def test_plot_run_draws_the_history_it_reads(tmp_path):
         w.writerows(rows)
     (run / "metrics.json").write_text(json.dumps({"monitor": "macro_pr_auc", "best_epoch": 2, "valid_score": 0.5}))
     assert main(["plot", "run", str(run)]) == 0 and (run / "history.png").stat().st_size > 5000
-    fig = plots.plot_run(str(run), str(tmp_path / "h.png"))
+    fig = plots.plot_run(str(run), str(tmp_path / "not" / "yet" / "h.png"))  # a missing folder is made
+    assert (tmp_path / "not" / "yet" / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in (tmp_path / "not" / "yet").iterdir()] == ["h.png"]  # written atomically, no .tmp left
     top, bottom, right = fig.axes[0], fig.axes[1], fig.axes[2]
     loss, score = top.get_lines()[0], right.get_lines()[0]
     assert list(loss.get_xdata()) == list(range(6)) and list(loss.get_ydata()) == [r["loss"] for r in rows]

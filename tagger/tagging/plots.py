@@ -11,8 +11,14 @@ import os
 import numpy as np
 
 from ..exceptions import DataError
+from ..records import write_atomic
 
 __all__ = ["read_taggram", "plot_taggram", "plot_run"]
+
+
+def _save(fig, out):
+    """The figure as a PNG, written atomically; a missing folder is made, as every output's is."""
+    write_atomic(out, lambda f: fig.savefig(f, format="png", dpi=120), binary=True)
 
 
 def _pyplot():
@@ -72,7 +78,7 @@ def plot_taggram(path, out=None, *, top=10):
     ax.set_title(f"{clip}\n{model}", fontsize=8)
     fig.colorbar(image, ax=ax, label="probability")
     fig.tight_layout()
-    fig.savefig(out or os.path.splitext(path)[0] + ".png", dpi=120)
+    _save(fig, out or os.path.splitext(path)[0] + ".png")
     plt.close(fig)
     return fig
 
@@ -133,6 +139,6 @@ def plot_run(run_dir, out=None):
     at_best = scores[epochs.index(best)] if best in epochs else max(scores)
     top.set_title(f"{os.path.basename(os.path.normpath(run_dir))}: best epoch {best}, {monitor} {at_best:.4f}")
     fig.tight_layout()
-    fig.savefig(out or os.path.join(run_dir, "history.png"), dpi=120)
+    _save(fig, out or os.path.join(run_dir, "history.png"))
     plt.close(fig)
     return fig
