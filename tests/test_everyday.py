@@ -331,8 +331,10 @@ def test_an_export_is_whole_or_absent_and_replaces_a_bundle_only_when_asked(tmp_
         with pytest.raises(KeyboardInterrupt):
             bundle.export_run(str(run), str(out))
         assert not out.exists() and hidden() == []
-    assert export() == cli.EXIT_OK
+    assert export("--license", "MIT", "--name", "two\nlines") == cli.EXIT_OK
     whole, files = bundle.content_hash(out), sorted(os.listdir(out))
+    text = (out / "MODEL.md").read_text()  # the card as given: its licence id, its name on one line, epochs 1-based
+    assert "\nlicense: mit\n" in text and "\n# two lines\n" in text and "; seed 0; 4 epochs" in text
     assert {"model.keras", "bundle.json", "MODEL.md", "README.md"} <= set(files) and hidden() == []
     (out / "stale.txt").write_text("left by an older export")
     capsys.readouterr()
@@ -344,7 +346,7 @@ def test_an_export_is_whole_or_absent_and_replaces_a_bundle_only_when_asked(tmp_
     assert (out / "stale.txt").exists() and bundle.content_hash(out) == whole and hidden() == []
     assert export("--overwrite") == cli.EXIT_OK
     assert sorted(os.listdir(out)) == files and hidden() == []  # the new bundle whole (model.keras records its date)
-    assert json.loads((out / "bundle.json").read_text())["card"]["name"] == "g"
+    assert json.loads((out / "bundle.json").read_text())["card"]["name"] == "g"  # this export named none
     for target in (run, run / "bundle"):  # never the run folder, nor inside it
         assert cli.main(["export", str(run), "--out", str(target), "--overwrite"]) == cli.EXIT_ERROR
         assert "is the run folder" in capsys.readouterr().err

@@ -134,7 +134,8 @@ def run_card(run_dir, *, name=None, license=None):
     data = cfg["data"]
     task = meta.get("task", data.get("task", "multilabel"))
     valid = data["valid_split"]
-    head, epochs = cfg["head"]["name"], metrics.get("best_epoch")
+    best = metrics.get("best_epoch")
+    head, epochs = cfg["head"]["name"], None if best is None else best + 1  # epochs count from 0 in history.csv
     protocol = f"early stopping and learning-rate reduction on split {valid!r}; best epoch kept"
     if "ensemble" in metrics:  # tagger.training.ensemble: the members it averages, each trained on its own
         chosen, members = metrics["ensemble"]["chosen"], metrics["members"]
@@ -145,7 +146,7 @@ def run_card(run_dir, *, name=None, license=None):
             f" ({metrics['ensemble']['select']}), their clip probabilities averaged"
         )
     card = {
-        "name": name or cfg.get("name") or os.path.basename(os.path.normpath(run_dir)),
+        "name": " ".join(str(name or cfg.get("name") or os.path.basename(os.path.normpath(run_dir))).split()),
         "task": task,
         "classes": len(labels),
         "head": head,
@@ -174,6 +175,33 @@ def run_card(run_dir, *, name=None, license=None):
     return card
 
 
+#: licence ids the Hugging Face Hub knows (its YAML header takes these, lower-case); any other licence is "other"
+HUB_LICENSES = (
+    "apache-2.0",
+    "mit",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "isc",
+    "mpl-2.0",
+    "gpl-3.0",
+    "lgpl-3.0",
+    "agpl-3.0",
+    "unlicense",
+    "cc0-1.0",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0",
+    "cc-by-nd-4.0",
+    "openrail",
+)
+
+
+def _hub_license(text):
+    """The Hub's id of a licence as given (``MIT`` -> ``mit``), or ``other``."""
+    return text.lower() if text.lower() in HUB_LICENSES else "other"
+
+
 def render(card, labels):
     """``MODEL.md``: Hugging Face's YAML header, then the card's fields for people."""
     q = card["quality"]
@@ -181,7 +209,7 @@ def render(card, labels):
     emb = card["embedding"]
     lines = [
         "---",
-        f"license: {card['license'].lower() if card['license'] == AUDIOSET_LICENSE else 'other'}",
+        f"license: {_hub_license(card['license'])}",
         "library_name: tagger",
         "tags: [audio, music-tagging, vggish, audio-classification]",
         "---",
