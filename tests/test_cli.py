@@ -67,7 +67,9 @@ def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_
     assert "decoding in this process instead" in result.stderr and 'if __name__ == "__main__":' in result.stderr
 
 
-def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_path, shared, ckpt_path, gtzan_files):
+def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(
+    tmp_path, shared, ckpt_path, gtzan_files, capsys
+):
     """`tagger evaluate --truth` (tagging now, or from a JSONL output) gives the run folder's own metrics."""
     import json
 
@@ -176,6 +178,15 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(tmp_p
         assert got["mapping_to_unknown_tags"] == {"techno": "Techno"}
         per_tag = pd.read_csv(tmp_path / name / "per_tag.csv")
         assert per_tag["support"].sum() == len(valid)
+    # another evaluation never replaces one silently; the same one reruns; --overwrite replaces
+    again = ["evaluate", "--predictions", str(tmp_path / "tags.jsonl"), *common, "--out"]
+    before = (tmp_path / "tagged-eval" / "metrics.json").read_bytes()
+    assert cli.main([*again, str(tmp_path / "tagged-eval")]) == cli.EXIT_ERROR
+    assert f"tagged-eval holds another evaluation (model {run} (" in capsys.readouterr().err
+    assert (tmp_path / "tagged-eval" / "metrics.json").read_bytes() == before
+    assert cli.main([*again, str(tmp_path / "jsonl-eval")]) == cli.EXIT_OK
+    assert cli.main([*again, str(tmp_path / "tagged-eval"), "--overwrite"]) == cli.EXIT_OK
+    assert json.loads((tmp_path / "tagged-eval" / "metrics.json").read_text())["predictions"].endswith("tags.jsonl")
 
 
 def test_a_second_sigterm_does_not_interrupt_the_first():

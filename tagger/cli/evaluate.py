@@ -35,6 +35,9 @@ def add_parser(sub):
         help="clip scores: the head, or soft/hard voting over windows",
     )
     p.add_argument("--out", default=None, help="output folder (default RUN/eval/<split>-<mode>, or TRUTH-eval/)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="--truth: replace an --out folder that holds another evaluation"
+    )
     p.add_argument("--truth", default=None, metavar="TRUTH.csv", help="ground truth: path,labels with |-joined tags")
     p.add_argument(
         "--model",
@@ -95,7 +98,9 @@ def _scores(args):
 
 def _against_truth(args):
     paths, scores, labels, scored, failed = _scores(args)
-    summary = evaluate_truth(paths, scores, labels, args.truth, mapping_file=args.map, out_dir=args.out, **scored)
+    summary = evaluate_truth(
+        paths, scores, labels, args.truth, mapping_file=args.map, out_dir=args.out, overwrite=args.overwrite, **scored
+    )
     summary["failed"] = [{"path": p, "error": e} for p, e in failed]
     options.print_scores(summary, f"-> {summary['out_dir']}")
     options.left_out(

@@ -327,6 +327,7 @@ def evaluate_truth(
     out_dir=None,
     plots=True,
     source=None,
+    overwrite=False,
 ):
     """Score predictions against a truth file.
 
@@ -425,6 +426,7 @@ def evaluate_truth(
         tags_without_positives=[t for t, col in zip(labels, y_true.T) if col.sum() == 0],
     )
     out_dir = out_dir or os.path.splitext(truth_file)[0] + "-eval"
+    _refuse_another_evaluation(out_dir, summary, overwrite=overwrite)
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(summary, os.path.join(out_dir, "metrics.json"))
     pd.DataFrame(per_tag).to_csv(os.path.join(out_dir, "per_tag.csv"), index=False)
@@ -432,6 +434,25 @@ def evaluate_truth(
         _plot(out_dir, task, per_tag, summary, labels)
     summary["out_dir"] = out_dir
     return summary
+
+
+def _refuse_another_evaluation(out_dir, summary, *, overwrite):
+    """An evaluation folder is replaced only by the same evaluation (truth and predictions), or with ``overwrite``."""
+    path = os.path.join(out_dir, "metrics.json")
+    if overwrite or not os.path.exists(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); pass --overwrite to replace it, or --out another folder") from exc
+    then = {k: old.get(k) for k in ("truth", "predictions")}
+    now = {k: summary.get(k) for k in ("truth", "predictions")}
+    if then != now:
+        raise ParameterError(
+            f"{out_dir} holds another evaluation ({then['predictions']} against {then['truth']}); pass --overwrite"
+            " to replace it, or --out another folder"
+        )
 
 
 def _plot(out_dir, task, rows, summary, labels):
