@@ -517,3 +517,27 @@ except Exception as exc:
     done = _python("-c", probe, str(damaged), timeout=60)
     assert done.stdout.startswith(("AudioError " + str(damaged), "DECODED")), done.stdout + done.stderr
     assert "Note:" not in done.stderr and "libmpg123" not in done.stderr and "resync" not in done.stderr, done.stderr
+
+
+def test_an_unfinished_run_is_refused_by_tag_evaluate_and_export(tmp_path, capsys):
+    """A head but no metrics.json (killed, or still training): never passed off as the run's head."""
+    import shutil
+
+    from tagger import cli
+    from tagger.training import bundle
+
+    run = tmp_path / "run"
+    shutil.copytree(os.path.join(bundle.SHIPPED_DIR, "genre10"), run)
+    (run / "config.json").write_text("{}")
+    (run / "metrics.json").unlink()
+    (tmp_path / "a.wav").write_bytes(b"")
+    commands = (
+        ["tag", str(tmp_path / "a.wav"), "--model", str(run), "--out", str(tmp_path / "t.csv")],
+        ["evaluate", str(run)],
+        ["export", str(run), "--out", str(tmp_path / "b")],
+    )
+    for command in commands:
+        assert cli.main(command) == cli.EXIT_ERROR, command
+        err = capsys.readouterr().err
+        assert f"{run}: an unfinished training run" in err and f"--run-dir {run} (it resumes)" in err, err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "t.csv").exists()

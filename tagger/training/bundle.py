@@ -62,6 +62,7 @@ def resolve(name_or_path):
     if hub.is_hub(name_or_path):
         return hub.fetch(name_or_path)
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "model.keras")):
+        check_finished(name_or_path)
         return os.fspath(name_or_path)
     candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
     if os.path.exists(os.path.join(candidate, "model.keras")):
@@ -71,6 +72,19 @@ def resolve(name_or_path):
         f"{name_or_path}: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO."
         f" Shipped models: {', '.join(shipped()) or 'none'}{listed}"
     )
+
+
+def check_finished(folder):
+    """Refuse a run folder whose training has not finished (a head, but no ``metrics.json``: killed or running).
+
+    Its ``model.keras`` is the best epoch so far and its thresholds are not chosen yet: tagging, evaluating or
+    exporting it would pass off a partial head as the run's.
+    """
+    if not os.path.exists(os.path.join(folder, "metrics.json")):
+        raise DataError(
+            f"{folder}: an unfinished training run (it has no metrics.json: killed, or still training); finish it"
+            f" with tagger train {os.path.join(folder, 'config.json')} --run-dir {folder} (it resumes), then use it"
+        )
 
 
 def read_labels(folder):
@@ -178,6 +192,7 @@ def export_run(run_dir, out_dir, *, name=None, license=None, overwrite=False):
             f"{run_dir}: no model.keras to export (a cross-validated run has one head per fold, fold<k>/; train"
             " once without cv_folds to get one head)"
         )
+    check_finished(run_dir)
     run_abs, out_abs = os.path.realpath(run_dir), os.path.realpath(out_dir)
     if os.path.commonpath([run_abs, out_abs]) == run_abs:
         raise ParameterError(f"--out {out_dir} is the run folder {run_dir} or inside it: export to another folder")

@@ -16,7 +16,7 @@ from ..exceptions import DataError, ParameterError
 from ..locks import exclusive, folder_lock_path
 from ..records import read_records, write_json_atomic
 from ..tables import read_table
-from .bundle import load_head, read_labels
+from .bundle import check_finished, load_head, read_labels
 from .dataset import SEPARATOR, Dataset
 from .heads import predict_tracks
 
@@ -45,6 +45,7 @@ def check_run(run_dir):
     missing = [n for n in needed if not os.path.exists(os.path.join(run_dir, n))]
     if missing:
         raise DataError(f"{run_dir}: not a finished run folder (missing {', '.join(missing)})")
+    check_finished(run_dir)
 
 
 def load_run(run_dir):
