@@ -23,7 +23,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from ..embedding import embed, files, provenance
+from ..embedding import embed, files, provenance, registry
 from ..exceptions import ParameterError
 from ..records import delimited_line, write_json_atomic
 from ..tagging import writer
@@ -295,9 +295,9 @@ def run_tag(
     if fmt not in writer.BEAM_FORMATS:
         raise ParameterError(f"format={fmt!r} must be one of {writer.BEAM_FORMATS}")
     head = Head(model)
-    if head.input_kind not in ("raw", "postprocessed"):
-        what = "handcrafted features" if head.features else "log-mel patches"
-        raise ParameterError(f"model {model!r} tags {what}; the Beam pipeline runs VGGish heads only")
+    spec = registry.kind(head.input_kind)
+    if spec.model != "vggish":  # the Beam transforms run VGGish's network (issue 37 leaves them to a later step)
+        raise ParameterError(f"model {model!r} takes {spec.description}; the Beam pipeline runs VGGish heads only")
     top_n = writer.check_options(head, top_n=top_n, threshold=threshold)
     check_trained_on(head, embedder, allow=allow_other_embedding)
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)

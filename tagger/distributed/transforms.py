@@ -17,7 +17,7 @@ import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from ..embedding import cache
+from ..embedding import cache, registry
 from ..embedding.decode import decode_messages
 from ..embedding.embed import Embedder
 from ..embedding.postprocess import Postprocessor
@@ -215,7 +215,7 @@ class TagRows(beam.DoFn):
 
     def setup(self):
         self.head = Head(self.model)
-        self.post = Postprocessor(self.pca_params) if self.head.postprocess else None
+        self.post = Postprocessor(self.pca_params) if registry.kind(self.head.input_kind).pca else None
         self.fieldnames = writer.row_fields(self.top_n)
 
     def process(self, element):
