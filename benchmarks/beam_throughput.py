@@ -33,8 +33,10 @@ def main():
     args.repeats = min(args.repeats, 2)
 
     from tagger.distributed import run_embed
-    from tagger.embedding import audio, frontend
-    from tagger.embedding.embed import Embedder, embed_files
+    from tagger.embedding import audio
+    from tagger.embedding.embed import embed_files
+    from tagger.embedding.vggish import frontend
+    from tagger.embedding.vggish.extractor import Embedder
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:

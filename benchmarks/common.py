@@ -34,7 +34,8 @@ def inputs(args, tmp):
         What the clips are.
     patches : np.ndarray, shape (n_patches, 96, 64), float32
     """
-    from tagger.embedding import audio, frontend
+    from tagger.embedding import audio
+    from tagger.embedding.vggish import frontend
     from tagger.testing import random_weights, write_checkpoint
 
     weights = args.weights or write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)

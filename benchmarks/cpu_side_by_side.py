@@ -94,7 +94,8 @@ def main():
     os.environ.pop("TAGGER_PRECISION", None)  # the default is what is measured
 
     from tagger import backend
-    from tagger.embedding.embed import Embedder, embed_files
+    from tagger.embedding.embed import embed_files
+    from tagger.embedding.vggish.extractor import Embedder
     from tagger.tagging.api import Tagger
     from tagger.tagging.writer import tag_to_file
 

@@ -47,7 +47,8 @@ def main():
     )
     args = ap.parse_args()
 
-    from tagger.embedding.embed import Embedder, embed_files
+    from tagger.embedding.embed import embed_files
+    from tagger.embedding.vggish.extractor import Embedder
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:

@@ -125,7 +125,7 @@ def to_device_and_back(backend, batch):
 
 
 def measure_network(part, weights, patches, size):
-    from tagger.embedding.embed import Embedder
+    from tagger.embedding.vggish.extractor import Embedder
 
     for dtype in size["dtypes"]:
         for batch in size["batches"]:
@@ -143,8 +143,9 @@ def measure_network(part, weights, patches, size):
 
 
 def measure_end_to_end(part, backend, weights, clips, work, size):
-    from tagger.embedding.embed import Embedder, embed_files
+    from tagger.embedding.embed import embed_files
     from tagger.embedding.pipeline import iter_embeddings
+    from tagger.embedding.vggish.extractor import Embedder
 
     workers = os.cpu_count()
     best = max(part.data["network"], key=lambda r: r["patches_per_s"])
@@ -211,7 +212,7 @@ def parity_dump(part, weights, patches, work, out):
     """What the other backend must reproduce: embeddings, a head's outputs, losses of a few SGD steps."""
     import keras
 
-    from tagger.embedding.embed import Embedder
+    from tagger.embedding.vggish.extractor import Embedder
     from tagger.training import layers  # noqa: F401 - registers tagger's layers, for loading the other's head
     from tagger.training.heads import build_head
 

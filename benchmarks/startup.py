@@ -64,7 +64,7 @@ def main():
         if args.weights:
             forms[pathlib.Path(args.weights).name] = args.weights
         else:
-            from tagger.embedding.vggish import export_weights
+            from tagger.embedding.vggish.network import export_weights
             from tagger.testing import random_weights, write_checkpoint
 
             ckpt = write_checkpoint(random_weights(0), str(tmp / "w" / "vggish_model.ckpt"), version=2)

@@ -21,10 +21,14 @@ __all__ = [
 
 
 def __getattr__(name):
-    if name in ("Embedder", "embed", "embed_files"):
-        from .embedding import embed as _embed
+    if name in ("Embedder", "embed"):  # the default model's array API (VGGish's)
+        from .embedding.vggish import extractor as _vggish
 
-        return getattr(_embed, name)
+        return getattr(_vggish, name)
+    if name == "embed_files":
+        from .embedding.embed import embed_files
+
+        return embed_files
     if name == "Tagger":
         from .tagging.api import Tagger
 

@@ -12,8 +12,8 @@ import shutil
 
 import numpy as np
 
-from .embedding import params
-from .embedding.vggish import official_names
+from .embedding.vggish import params
+from .embedding.vggish.network import official_names
 
 __all__ = [
     "random_weights",
@@ -78,7 +78,7 @@ def write_checkpoint(weights, path, *, version=1):
     Returns
     -------
     str
-        The path to pass to :func:`tagger.embedding.vggish.read_weights`.
+        The path to pass to :func:`tagger.embedding.vggish.network.read_weights`.
     """
     import tensorflow as tf
 

@@ -71,7 +71,7 @@ def fixture_weights():
 #: what the fixture weights are made from: the writers, the official names, the seed, TensorFlow's writers
 WEIGHTS_KEY = (
     "seed 0",
-    code_hash("tagger/testing.py", "tagger/embedding/vggish.py", "tagger/embedding/params.py"),
+    code_hash("tagger/testing.py", "tagger/embedding/vggish/network.py", "tagger/embedding/vggish/params.py"),
     "tensorflow " + importlib.metadata.version("tensorflow"),
 )
 
@@ -82,7 +82,7 @@ def weights_dir(fixture_weights):
     (read-only; made once across workers and lanes, :mod:`fixture_cache`)."""
 
     def build(folder):
-        from tagger.embedding import vggish
+        from tagger.embedding.vggish import network as vggish
         from tagger.testing import write_checkpoint, write_savedmodel
 
         write_checkpoint(fixture_weights, str(folder / "v1" / "vggish_model.ckpt"), version=1)
@@ -108,7 +108,7 @@ def ckpt_path(weights_dir):
 @pytest.fixture(scope="session")
 def embedder(ckpt_path):
     """A VGGish embedder over the fixture weights (loaded through the real checkpoint path)."""
-    from tagger.embedding.embed import Embedder
+    from tagger.embedding.vggish.extractor import Embedder
 
     return Embedder(ckpt_path, batch_size=16)
 

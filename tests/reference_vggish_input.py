@@ -2,7 +2,7 @@
 
 Follows tensorflow/models research/audioset/vggish/mel_features.py and
 vggish_input.py (Apache-2.0) step by step with explicit loops and a full
-complex FFT, so it shares no code with tagger.embedding.frontend. Test oracle only.
+complex FFT, so it shares no code with tagger.embedding.vggish.frontend. Test oracle only.
 """
 
 import math

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tagger.embedding import audio, frontend, params
+from tagger.embedding import audio
+from tagger.embedding.vggish import frontend, params
 from tagger.exceptions import AudioError, ParameterError
 
 

@@ -28,8 +28,11 @@ from helpers import (
 )
 
 from tagger import backend
-from tagger.embedding import audio, frontend, vggish
-from tagger.embedding.embed import Embedder, resolve_dtype
+from tagger.embedding import audio
+from tagger.embedding.embed import resolve_dtype
+from tagger.embedding.vggish import frontend
+from tagger.embedding.vggish import network as vggish
+from tagger.embedding.vggish.extractor import Embedder
 from tagger.exceptions import DataError, ParameterError
 from tagger.testing import WITHOUT_TENSORFLOW, numpy_forward
 
@@ -165,7 +168,7 @@ def test_jax_embeds_and_tags_the_gtzan_tracks_as_tensorflow_does(plain_weights, 
     """The ten shared GTZAN tracks on both backends: embeddings and a raw-embedding head's probabilities within
     1e-5 (each backend's `tagger tag` reads the cache its `tagger embed` wrote). A head on postprocessed embeddings (the shipped genre10) sees 8-bit values: a value within 1e-5 of a
     rounding boundary can land one step (1/255 of the range) apart, so there the bound is that one step's."""
-    from tagger.embedding.postprocess import Postprocessor
+    from tagger.embedding.vggish.postprocess import Postprocessor
 
     genres = str(shared / "data/gtzan/genres")
     head = write_head_bundle(tmp_path / "head", seed=0)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from helpers import run_in_process
 
-from tagger.embedding import cache, params
+from tagger.embedding import cache
+from tagger.embedding.vggish import params
 from tagger.exceptions import DataError, ParameterError
 
 
@@ -78,7 +79,7 @@ def test_previous_format_refused_with_the_way_to_migrate(tmp_path):
 
 
 def test_raw_entries_serve_postprocessed_readers(tmp_path, pca_params):
-    from tagger.embedding.postprocess import Postprocessor
+    from tagger.embedding.vggish.postprocess import Postprocessor
 
     post = Postprocessor(pca_params)
     raw, quantised = entry(), entry(dtype=np.uint8)

@@ -146,7 +146,7 @@ def test_dataflow_dry_run_prints_the_graph_and_options(ckpt_path, capsys):
     )
     out = capsys.readouterr().out
     assert status == 0
-    for step in ("Match", "Plan", "Decode", "VGGish", "Assemble", "WriteErrors"):
+    for step in ("Match", "Plan", "Decode", "Network", "Assemble", "WriteErrors"):
         assert f"- {step}" in out, step
     options = json.loads(out.split("options: ", 1)[1])
     assert options["runner"] == "DataflowRunner" and options["project"] == "my-project"
@@ -198,4 +198,4 @@ def test_a_dataflow_dry_run_without_options_prints_the_plan_offline(ckpt_path, c
     args = ["embed", "gs://b/audio/*.mp3", "--out", "gs://b/cache", "--weights", ckpt_path]
     assert cli.main([*args, "--runner", "DataflowRunner", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "- VGGish" in out and "a real run needs: --project, --region, --temp_location" in out
+    assert "- Network" in out and "a real run needs: --project, --region, --temp_location" in out

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from tagger import backend, cli
-from tagger.embedding import audio, cache, files, frontend, params, provenance
-from tagger.embedding.embed import Embedder, embed, embed_files
+from tagger.embedding import audio, cache, files, provenance
+from tagger.embedding.embed import embed_files
+from tagger.embedding.vggish import frontend, params
+from tagger.embedding.vggish.extractor import Embedder, embed
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 from tagger.testing import numpy_forward
 

@@ -127,7 +127,10 @@ print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules, "KERAS", "keras" 
         (["tag", "{clip}", "--threshold", "-0.1"], "argument --threshold: -0.1 is not a probability (0 to 1)"),
         (["tag", "{clip}", "--threshold", "1.5"], "1.5 is not a probability"),
         (["tag", "{clip}", "--top-n", "0"], "argument --top-n: 0 must be >= 1"),
-        (["embed", "{clip}", "--hop", "0.005"], "0.005 is not a patch hop: a positive multiple of 0.01 s"),
+        (
+            ["embed", "{clip}", "--hop", "0.005"],
+            "0.005 is not a patch hop (hop_seconds=0.005 must be a positive multiple of 0.01 s)",
+        ),
         (["embed", "{clip}", "--hop", "0"], "0 is not a patch hop"),
         (["tag", "nothere.wav"], "nothere.wav: no such file or folder"),
         (["embed", "nothere/", "--out", "c"], "nothere/: no such file or folder"),

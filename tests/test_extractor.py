@@ -6,6 +6,7 @@ import pytest
 from tagger.embedding import extractor, params, provenance, registry
 from tagger.embedding.features import FeatureExtractor
 from tagger.embedding.spectrogram import PatchExtractor
+from tagger.embedding.vggish import params as vggish_params
 from tagger.exceptions import ParameterError
 
 MEMBERS = ("kind", "frontend", "network_id", "pca_id", "postprocessor", "dtype", "short_policy")
@@ -59,7 +60,7 @@ def test_each_extractor_embeds_a_waveform_in_its_kind(every_extractor):
 
 
 def test_a_heads_bundle_json_makes_the_extractor_it_was_trained_with(ckpt_path):
-    hop = params.frontend_params(hop_seconds=0.48)
+    hop = vggish_params.frontend_params(hop_seconds=0.48)
     patches = extractor.for_head({"embedding": "melspec", "frontend": hop}, weights=ckpt_path, batch_size=4)
     assert isinstance(patches, PatchExtractor) and patches.hop_seconds == pytest.approx(0.48)
     course = extractor.for_head({"embedding": "melspec", "frontend": params.course_params()})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from reference_vggish_input import reference_examples
 
-from tagger.embedding import frontend, params
+from tagger.embedding.vggish import frontend, params
 from tagger.exceptions import AudioError, ParameterError, TaggerWarning
 
 SR = params.SAMPLE_RATE

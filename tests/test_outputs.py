@@ -69,7 +69,7 @@ def tagger(*args, cwd, env=None, timeout=300, unprivileged=False, popen=False):
 
 def tagger_here(*args, cwd, env=None):
     """:func:`tagger`'s counting of network calls (``CALLS_FILE``), in this process (helpers.run_in_process)."""
-    from tagger.embedding.embed import Embedder
+    from tagger.embedding.vggish.extractor import Embedder
 
     calls = {"n": 0}
     real_run = Embedder.run

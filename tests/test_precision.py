@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from tagger import backend
-from tagger.embedding import audio, frontend, params
-from tagger.embedding.embed import Embedder, default_dtype, embed_files, guard_difference, resolve_dtype
+from tagger.embedding import audio, params
+from tagger.embedding.embed import default_dtype, embed_files, guard_difference, resolve_dtype
+from tagger.embedding.vggish import frontend
+from tagger.embedding.vggish import params as vggish_params
+from tagger.embedding.vggish.extractor import Embedder
 from tagger.exceptions import DataError, ParameterError, TaggerWarning
 
 CPUINFO = pathlib.Path(__file__).parent / "cpuinfo"
@@ -135,7 +138,7 @@ def test_a_tripped_guard_falls_back_warns_and_records_float32(ckpt_path, embedde
     for path in sorted((tmp_path / "cache").rglob("*.pkl")):
         entry = cache.read_entry(path)
         assert entry["weights"] == embedder.network_id
-        e, _ = embedder.embed(audio.load(entry["source"]), params.SAMPLE_RATE)
+        e, _ = embedder.embed(audio.load(entry["source"]), vggish_params.SAMPLE_RATE)
         np.testing.assert_allclose(entry["embedding"], e, rtol=0, atol=1e-5)  # computed in float32, not relabelled
     # a float32 reader reuses the entries the fallback made
     again = embed_files([clips], tmp_path / "cache", extractor=embedder, workers=0, progress=False)
@@ -159,7 +162,7 @@ def test_a_tripped_guard_makes_a_tag_output_record_float32(ckpt_path, clips, tmp
 def test_the_guard_measures_the_first_call_of_the_array_api(ckpt_path, gtzan_files):
     emb = Embedder(ckpt_path, batch_size=16, dtype="bfloat16", guard_tolerance=0)
     with pytest.warns(TaggerWarning, match="first 31 patches"):  # a 30 s clip: all it has
-        emb.embed(audio.load(gtzan_files[0]), params.SAMPLE_RATE)
+        emb.embed(audio.load(gtzan_files[0]), vggish_params.SAMPLE_RATE)
     assert emb.dtype == "float32"
 
 
@@ -210,7 +213,7 @@ def test_a_cache_filled_on_an_amx_machine_is_refused_by_default_elsewhere(on_cpu
 def test_the_guard_decodes_only_the_start_of_a_long_file(ckpt_path, tmp_path, monkeypatch):
     import soundfile as sf
 
-    from tagger.embedding import embed as embed_module
+    from tagger.embedding.vggish import extractor as embed_module
 
     long = tmp_path / "long.wav"
     rng = np.random.default_rng(0)

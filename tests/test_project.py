@@ -26,7 +26,7 @@ def test_ci_runs_the_readme_test_command():
 @pytest.mark.integration
 def test_frontend_modules_do_not_import_tensorflow():
     """Decoding, caching, outputs, locks and config validation (`tagger-cloud submit`) never load TensorFlow."""
-    modules = "tagger, tagger.embedding.audio, tagger.embedding.frontend, tagger.embedding.decode, tagger.embedding.cache, tagger.embedding.files, tagger.records, tagger.resumable, tagger.tables, tagger.console, tagger.locks"
+    modules = "tagger, tagger.embedding.audio, tagger.embedding.vggish.frontend, tagger.embedding.decode, tagger.embedding.cache, tagger.embedding.files, tagger.records, tagger.resumable, tagger.tables, tagger.console, tagger.locks"
     check = "config.validate({'data': {'index': 'i', 'cache': 'c', 'vocabulary': 'v'}}, check_paths=False)"
     code = f"import sys, {modules}; from tagger.training import config; {check}; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

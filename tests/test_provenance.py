@@ -16,7 +16,8 @@ import pytest
 from helpers import HEAD_LABELS, ROOT, write_audio, write_head_bundle
 
 from tagger import cli, records, resumable
-from tagger.embedding import cache, params, provenance
+from tagger.embedding import cache, provenance
+from tagger.embedding.vggish import params
 from tagger.exceptions import DataError
 
 
@@ -315,7 +316,7 @@ def test_tagging_with_a_head_trained_on_other_pca_parameters_is_refused(work, pc
 
 
 def test_the_shipped_pca_id_is_the_official_files():
-    from tagger.embedding.postprocess import Postprocessor
+    from tagger.embedding.vggish.postprocess import Postprocessor
 
     shared = ROOT.parent / "shared" / "vggish" / "vggish_pca_params.npz"
     if not shared.exists():

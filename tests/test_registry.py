@@ -89,7 +89,7 @@ def test_the_built_in_kinds_are_vggish_features_and_patches(capsys):
     assert (
         "  vggish: raw (T>0, 128) float32, postprocessed (T>0, 128) uint8; 16000 Hz; weights: TF1 checkpoint" in listed
     )
-    assert "  features: features (1, D>0) float32; 16000 Hz; no weights" in listed
+    assert "  features: features (1, D>0) float32; 22050 Hz; no weights" in listed
 
 
 def test_register_refuses_what_would_make_the_registry_ambiguous(toy):

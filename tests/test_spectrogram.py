@@ -8,8 +8,9 @@ import pytest
 from helpers import make_config
 
 from tagger.embedding import cache, params
-from tagger.embedding.frontend import waveform_to_patches
 from tagger.embedding.spectrogram import PatchExtractor
+from tagger.embedding.vggish import params as vggish_params
+from tagger.embedding.vggish.frontend import waveform_to_patches
 
 SR = 16000
 CLASSES = ["low_tone", "high_tone", "clicks", "sweep"]
@@ -72,7 +73,12 @@ def test_patch_entries_are_float16_patches_of_the_vggish_frontend():
     entry = cache.loads_entry(
         __import__("pickle").dumps(
             cache.make_entry(
-                patches, times, kind="melspec", frontend=params.frontend_params(), weights="melspec-float16", source="x"
+                patches,
+                times,
+                kind="melspec",
+                frontend=vggish_params.frontend_params(),
+                weights="melspec-float16",
+                source="x",
             )
         )
     )

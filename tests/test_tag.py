@@ -15,7 +15,7 @@ import soundfile as sf
 from helpers import HEAD_LABELS, NOT_AUDIO, run_in_process, write_head_bundle
 
 from tagger import cli
-from tagger.embedding import frontend
+from tagger.embedding.vggish import frontend
 from tagger.exceptions import DataError
 
 HERE = os.path.dirname(__file__)

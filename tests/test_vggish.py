@@ -3,7 +3,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from tagger.embedding import params, postprocess, vggish
+from tagger.embedding.vggish import network as vggish
+from tagger.embedding.vggish import params, postprocess
 from tagger.exceptions import DataError
 from tagger.testing import numpy_forward, random_weights, write_checkpoint
 

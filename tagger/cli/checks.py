@@ -3,14 +3,14 @@
 Argument values (``--threshold``, ``--top-n``, ``--hop``) are checked by their
 argparse types (:mod:`.options`); what needs the file system is checked here,
 by :func:`before_backend`, which :func:`tagger.cli.main` calls before the command.
-Each check is the library's own rule (:func:`tagger.embedding.vggish.check_source`,
+Each check is the library's own rule (:func:`tagger.embedding.vggish.network.check_source`,
 :func:`tagger.training.bundle.resolve`), called early, not a second copy of it.
 """
 
 import os
 
 from .. import backend as keras_backend
-from ..embedding import files, params, vggish
+from ..embedding import files, registry
 from ..exceptions import DataError
 from ..training import bundle
 from ..training.evaluate import check_run, is_cv_run
@@ -45,5 +45,6 @@ def before_backend(args):
         _exists([args.pca], "PCA parameter file")
     if command in ("embed", "tag", "evaluate") and hasattr(args, "weights"):
         if command != "evaluate" or args.model:
-            if args.weights or os.environ.get(params.WEIGHTS_ENV):
-                vggish.check_source(args.weights)
+            reader = registry.weights_reader()
+            if args.weights or os.environ.get(reader.WEIGHTS_ENV):
+                reader.check_source(args.weights)

@@ -1,6 +1,7 @@
-"""``tagger embed``: audio files -> cached VGGish embeddings (one pickle per track)."""
+"""``tagger embed``: audio files -> cached embeddings of a model (VGGish by default; one pickle per track)."""
 
 from .. import distributed
+from ..embedding import registry
 from ..embedding.embed import embed_files
 from . import options, startup
 
@@ -8,10 +9,17 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
-    p = sub.add_parser("embed", help="audio files -> cached VGGish embeddings (one pickle per track)")
+    p = sub.add_parser("embed", help="audio files -> cached embeddings (VGGish by default; one pickle per track)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files")
     p.add_argument("--out", required=True, metavar="CACHE", help="cache folder")
-    p.add_argument("--postprocess", action="store_true", help="PCA-whiten and quantise to uint8 (official parameters)")
+    options.add_embedding_choice(p)
+    p.add_argument(
+        "--postprocess",
+        dest="embedding",
+        action="store_const",
+        const="postprocessed",
+        help="PCA-whiten and quantise to uint8 (official parameters): --embedding vggish:postprocessed",
+    )
     options.add_pca_option(p)
     p.add_argument("--overwrite", action="store_true", help="re-embed tracks already in the cache")
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default CACHE/errors.tsv)")
@@ -31,7 +39,7 @@ def _line(summary, out):
 def run(args):
     startup.backend(args)
     beam = distributed.check_runner(args.runner, dry_run=args.dry_run)
-    kind = "postprocessed" if args.postprocess else "raw"
+    kind = registry.stored_kind(args.embedding)
     embedder = options.extractor_from(args, kind, pca_params=args.pca)
     filters = dict(include=args.include, exclude=args.exclude, root=args.root, errors_file=args.errors)
     if beam:
@@ -42,7 +50,7 @@ def run(args):
             embedder=embedder,
             runner=args.runner,
             pipeline_args=args.pipeline_args,
-            postprocess=args.postprocess,
+            postprocess=registry.kind(kind).pca,
             pca_params=args.pca,
             dry_run=args.dry_run,
             **filters,

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from ..embedding import extractor, params
+from ..embedding import extractor, params, registry
 from ..exceptions import ParameterError
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_SOME_FAILED",
     "add_embedding_options",
+    "add_embedding_choice",
+    "embedding_kind",
     "add_runner_options",
     "add_root_option",
     "add_allow_option",
@@ -39,13 +41,13 @@ def add_embedding_options(p):
         "--weights",
         default=None,
         help="VGGish weights: a SavedModel folder, vggish_model.ckpt, a TF Hub handle, or a plain .npz/.safetensors"
-        f" file (`tagger weights export`; no TensorFlow needed) (default ${params.WEIGHTS_ENV}, else"
-        f" {params.VGGISH_HUB_HANDLE})",
+        " file (`tagger weights export`; no TensorFlow needed) (default $TAGGER_VGGISH_WEIGHTS, else"
+        " https://tfhub.dev/google/vggish/1)",
     )
     p.add_argument(
         "--hop",
         type=hop_seconds,
-        default=params.EXAMPLE_HOP_SECONDS,
+        default=registry.model(registry.models()[0]).hop_seconds,
         help="patch hop in seconds, a multiple of 0.01 (0.96: no overlap; 0.48: 50%%)",
     )
     p.add_argument(
@@ -76,6 +78,35 @@ def add_embedding_options(p):
     )
     add_file_filters(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def embedding_kind(text):
+    """An argparse type: ``MODEL[:KIND]`` (a model of ``tagger models``, and one of its kinds; default its first)
+    -> the kind's name."""
+    name, _, kind = text.partition(":")
+    if name not in registry.models():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: no embedding model {name!r}; the models are {', '.join(registry.models())} (`tagger models`)"
+        )
+    kinds = [k.name for k in registry.model(name).kinds]
+    if not kind:
+        return kinds[0]
+    if kind not in kinds:
+        raise argparse.ArgumentTypeError(f"{text!r}: model {name} makes {', '.join(kinds)}, not {kind!r}")
+    return kind
+
+
+def add_embedding_choice(p, *, what="cache"):
+    """``--embedding MODEL[:KIND]``: which model, and which of its kinds, fills the cache (``dest='embedding'``;
+    None: the default model's first kind, VGGish's raw embeddings)."""
+    p.add_argument(
+        "--embedding",
+        type=embedding_kind,
+        default=None,
+        metavar="MODEL[:KIND]",
+        help=f"what to {what}: a model of `tagger models` and one of its kinds (default vggish: raw VGGish"
+        " embeddings; vggish:postprocessed, features, melspec)",
+    )
 
 
 def add_file_filters(p):
@@ -114,7 +145,7 @@ def add_allow_option(p):
 
 
 def add_pca_option(p):
-    p.add_argument("--pca", default=None, help=f"vggish_pca_params.npz (default ${params.PCA_PARAMS_ENV})")
+    p.add_argument("--pca", default=None, help="vggish_pca_params.npz (default $TAGGER_VGGISH_PCA)")
 
 
 def positive_int(text):
@@ -140,17 +171,16 @@ def probability(text):
 
 
 def hop_seconds(text):
-    """An argparse type: a patch hop in seconds (:func:`tagger.embedding.params.hop_frames` checks it)."""
+    """An argparse type: a patch hop in seconds, as the default model's frontend checks it (VGGish's: a positive
+    multiple of 0.01 s, :func:`tagger.embedding.vggish.params.hop_frames`)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     try:
-        params.hop_frames(value)
-    except ParameterError:
-        raise argparse.ArgumentTypeError(
-            f"{value:g} is not a patch hop: a positive multiple of {params.STFT_HOP_SECONDS} s"
-        ) from None
+        registry.model(registry.models()[0]).frontend(hop_seconds=value)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a patch hop ({exc})") from None
     return value
 
 
@@ -160,11 +190,11 @@ def progress(args):
 
 
 def network_options(args):
-    """The VGGish settings of the embedding options, as :class:`tagger.embedding.embed.Embedder` keywords."""
+    """The VGGish settings of the embedding options, as :class:`tagger.embedding.vggish.extractor.Embedder` keywords."""
     return dict(batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
 
 
-def extractor_from(args, kind="raw", **settings):
+def extractor_from(args, kind=None, **settings):
     """The extractor (:func:`tagger.embedding.extractor.make`) of a kind, with the command's embedding options."""
     return extractor.make(kind, weights=args.weights, **network_options(args), **settings)
 

@@ -5,14 +5,16 @@ import os
 import sys
 
 from ..datasets import audioset, folder, gtzan, mtt
+from ..embedding import registry
 from ..exceptions import ParameterError
 from ..training import starter
 from . import options, startup
 
 __all__ = ["add_parser", "run"]
 
-#: ``--frontend`` -> the frontend of the patches cached (:class:`tagger.embedding.spectrogram.PatchExtractor`)
-PATCH_FRONTENDS = {"melspec": "vggish", "melspec-course": "course"}
+#: ``--frontend`` (the older spelling of ``--embedding melspec``) -> the kind cached and its frontend
+#: (:class:`tagger.embedding.spectrogram.PatchExtractor`)
+PATCH_FRONTENDS = {"melspec": ("melspec", "vggish"), "melspec-course": ("melspec", "course")}
 
 
 #: which options each adapter takes (the epilog of ``tagger prepare --help``)
@@ -79,10 +81,13 @@ def add_parser(sub):
     p.add_argument("--test", type=float, default=0.15, help="folder: share of groups (or clips) for testing")
     options.add_root_option(p)
     p.add_argument("--no-embed", action="store_true", help="gtzan/mtt: write the index only")
+    options.add_embedding_choice(p)
     p.add_argument(
         "--features",
-        action="store_true",
-        help="cache the 57 handcrafted features of each track instead of VGGish embeddings (gtzan and mtt;"
+        dest="embedding",
+        action="store_const",
+        const="features",
+        help="cache the 57 handcrafted features of each track instead of VGGish embeddings (--embedding features;"
         " gtzan also takes a feature table such as features_30_sec.csv as its source)",
     )
     p.add_argument(
@@ -90,8 +95,8 @@ def add_parser(sub):
         choices=("vggish", *PATCH_FRONTENDS),
         default="vggish",
         help="vggish: cache VGGish embeddings (default); melspec: cache the 96 x 64 log-mel patches"
-        " (float16, 381 KB per 30 s clip) for the CNN heads and fine-tuning; melspec-course: the course projects'"
-        " 128 x 128 patches (22,050 Hz, FFT 1024, hop 512, 128 mels; 360 KB per 30 s clip)",
+        " (float16, 381 KB per 30 s clip) for the CNN heads and fine-tuning (--embedding melspec); melspec-course:"
+        " the course projects' 128 x 128 patches (22,050 Hz, FFT 1024, hop 512, 128 mels; 360 KB per 30 s clip)",
     )
     p.add_argument(
         "--augment",
@@ -118,11 +123,17 @@ def run(args):
 
 
 def _kind(args):
-    """What the cache holds, by the options: ``features``, ``melspec`` (--frontend), else VGGish embeddings (``raw``;
-    postprocessed ones get the same starter config)."""
-    if args.features and args.frontend != "vggish":
-        raise ParameterError("--features and --frontend melspec are two different inputs: choose one")
-    return "features" if args.features else "melspec" if args.frontend in PATCH_FRONTENDS else "raw"
+    """What the cache holds, by the options: ``--embedding`` (or ``--features``), or ``--frontend``'s patches, else
+    the default kind (VGGish's ``raw``; postprocessed ones get the same starter config)."""
+    if args.frontend in PATCH_FRONTENDS:
+        kind, _ = PATCH_FRONTENDS[args.frontend]
+        if args.embedding not in (None, kind):
+            raise ParameterError(
+                f"--frontend {args.frontend} caches {kind}, and --embedding/--features asks for {args.embedding}:"
+                " two different inputs, choose one"
+            )
+        return kind
+    return registry.stored_kind(args.embedding)
 
 
 def _extractor(args):
@@ -130,11 +141,9 @@ def _extractor(args):
     kind = _kind(args)
     if args.no_embed:
         return None
-    if kind == "features":
-        return options.extractor_from(args, "features")
-    if kind == "melspec":
-        return options.extractor_from(args, "melspec", frontend=PATCH_FRONTENDS[args.frontend])
-    return options.extractor_from(args)
+    if args.frontend in PATCH_FRONTENDS:
+        return options.extractor_from(args, kind, frontend=PATCH_FRONTENDS[args.frontend][1])
+    return options.extractor_from(args, kind)
 
 
 def _starter(args, index, task, *, kind=None):

@@ -9,7 +9,7 @@ import sys
 
 from .. import backend as keras_backend
 from ..console import filtered_stderr
-from ..embedding import vggish
+from ..embedding import registry
 
 __all__ = ["backend", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
 
@@ -35,11 +35,12 @@ def backend(args):
     chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
     if chosen != "tensorflow":
         keras_backend.name()  # a bad KERAS_BACKEND is a clear error, before any work
+    reader = registry.weights_reader()  # the default model's (VGGish's) weights: what --weights gives
     if hasattr(args, "weights"):  # embed, tag, prepare, evaluate: --weights, else the environment, else TF Hub
-        weights = vggish.resolve_source(args.weights)
+        weights = reader.resolve_source(args.weights)
     else:  # `tagger weights export SOURCE OUT`
         weights = getattr(args, "source", None) if args.command == "weights" else None
-    tensorflow_weights = weights is not None and not weights.endswith(vggish.PLAIN_FORMATS)
+    tensorflow_weights = weights is not None and not weights.endswith(reader.PLAIN_FORMATS)
     if (chosen == "tensorflow" or tensorflow_weights) and not args.verbose and "tensorflow" not in sys.modules:
         _load_tensorflow_quietly()
 

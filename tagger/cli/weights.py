@@ -1,6 +1,6 @@
 """``tagger weights export SOURCE OUT``: VGGish weights in any form -> a plain file every Keras backend loads."""
 
-from ..embedding.vggish import PLAIN_FORMATS, export_weights
+from ..embedding import registry
 from . import startup
 
 __all__ = ["add_parser", "run"]
@@ -14,12 +14,12 @@ def add_parser(sub):
         help="a SavedModel folder, vggish_model.ckpt or TF Hub handle -> .npz or .safetensors (official names)",
     )
     export.add_argument("source", help="the weights as you have them (a TensorFlow form needs TensorFlow, once)")
-    export.add_argument("out", help=f"the plain file to write ({' or '.join(PLAIN_FORMATS)})")
+    export.add_argument("out", help="the plain file to write (.npz or .safetensors)")
     export.set_defaults(func=run)
 
 
 def run(args):
     startup.backend(args)
-    identifier = export_weights(args.source, args.out)
+    identifier = registry.weights_reader().export_weights(args.source, args.out)
     print(f"wrote {args.out} ({identifier}; the same id as {args.source}, on every backend)")
     return 0

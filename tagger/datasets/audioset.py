@@ -20,7 +20,8 @@ import pandas as pd
 
 from .. import locks
 from ..console import progress_bar
-from ..embedding import cache, params, provenance
+from ..embedding import cache, provenance
+from ..embedding.vggish import params
 from ..exceptions import DataError, ParameterError
 from ..training import dataset
 from .common import fold_by_group, split_by_group, write_vocabulary

@@ -3,10 +3,10 @@
 The DirectRunner runs it on this machine; Google Cloud Dataflow (or any Beam
 runner) runs it on many. The pipeline adds distribution, not a second
 implementation: files are decoded and patched by
-:func:`tagger.embedding.decode.decode_messages` (the workers of ``tagger embed``),
+:func:`tagger.embedding.vggish.frontend.decode_messages` (the workers of ``tagger embed``),
 patches from many files are batched by ``RunInference``'s own batching and
-run through :class:`tagger.embedding.embed.Embedder` (loaded once per worker process by
-:class:`VGGishModelHandler`), entries are made and checked by
+run through :class:`tagger.embedding.vggish.extractor.Embedder` (loaded once per worker process by
+:class:`ExtractorModelHandler`), entries are made and checked by
 :mod:`tagger.embedding.cache`, and tag rows come from :class:`tagger.tagging.api.Head`.
 
 Graph::

@@ -2,7 +2,7 @@
 
 Graph::
 
-    inputs -> Plan (cache hit / to embed) -> Decode --patches--> RunInference(VGGish)
+    inputs -> Plan (cache hit / to embed) -> Decode --patches--> RunInference(network)
                                                   \\--meta--\\        |
                                                    \\--errors--> errors.tsv
     CoGroupByKey(meta, embeddings) -> Assemble (cache entry written) -> [tag: Head -> sharded CSV/JSONL]
@@ -113,7 +113,7 @@ def _build(p, settings, local, patterns, *, include, exclude, root, errors_path,
     )
     embedded = (
         decoded.patches
-        | "VGGish" >> RunInference(KeyedModelHandler(transforms.VGGishModelHandler(settings)))
+        | "Network" >> RunInference(KeyedModelHandler(transforms.ExtractorModelHandler(settings)))
         | "ByTrack" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1].inference)))
     )
     assembled = (
@@ -217,7 +217,7 @@ def run_embed(
         Local files, folders, list files, globs, or ``gs://`` paths and globs.
     cache_dir : str
         Local folder or ``gs://`` prefix.
-    embedder : tagger.embedding.embed.Embedder
+    embedder : tagger.embedding.vggish.extractor.Embedder
         Its settings (weights, batch size, hop, precision) are what the workers load.
     runner : str
         ``beam`` (DirectRunner) or a Beam runner name.
@@ -296,8 +296,11 @@ def run_tag(
         raise ParameterError(f"format={fmt!r} must be one of {writer.BEAM_FORMATS}")
     head = Head(model)
     spec = registry.kind(head.input_kind)
-    if spec.model != "vggish":  # the Beam transforms run VGGish's network (issue 37 leaves them to a later step)
-        raise ParameterError(f"model {model!r} takes {spec.description}; the Beam pipeline runs VGGish heads only")
+    if registry.model(spec.model).decode is None:  # the Beam transforms run a network on its model's decode job
+        raise ParameterError(
+            f"model {model!r} takes {spec.description}; the Beam pipeline runs heads on a network's embeddings"
+            f" (models with a decode job: {', '.join(m for m in registry.models() if registry.model(m).decode)})"
+        )
     top_n = writer.check_options(head, top_n=top_n, threshold=threshold)
     check_trained_on(head, embedder, allow=allow_other_embedding)
     local, patterns = _items(inputs, include=include, exclude=exclude, root=root)
@@ -306,7 +309,7 @@ def run_tag(
         embedder.settle([path for path, _ in local])  # the precision guard, on this machine, before the settings
     # the network's raw output is cached (it serves heads of either kind); the head postprocesses on the fly
     settings = settings_of(embedder, cache_dir=cache_dir, postprocess=False, pca_params=pca_params)
-    settings.update(kind="raw", pca_id=None)
+    settings.update(kind=spec.served_by or spec.name, pca_id=None)
     stem, ext = os.path.splitext(os.fspath(out))
     errors_file = errors_file or os.fspath(out) + ".errors.tsv"
     options = _options(pipeline_args, runner)

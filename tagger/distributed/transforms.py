@@ -1,8 +1,9 @@
 """The Beam pipeline's steps: DoFns, the VGGish model handler and the text coder (imported only when Beam runs).
 
-Each step calls the functions ``tagger embed`` and ``tagger tag`` call: decoding
-(:func:`tagger.embedding.decode.decode_messages`), the network
-(:class:`tagger.embedding.embed.Embedder`), the cache policy
+Each step calls the functions ``tagger embed`` and ``tagger tag`` call, found through the model registry
+(:mod:`tagger.embedding.registry`): decoding (the model's ``decode`` job; VGGish's
+:func:`tagger.embedding.vggish.frontend.decode_messages`), the network (its extractor; VGGish's
+:class:`tagger.embedding.vggish.extractor.Embedder`), the postprocessor of a kind, the cache policy
 (:class:`tagger.embedding.cache.CacheView`) and the head and its rows
 (:class:`tagger.tagging.api.Head`, :mod:`tagger.tagging.writer`).
 """
@@ -18,9 +19,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from ..embedding import cache, registry
-from ..embedding.decode import decode_messages
-from ..embedding.embed import Embedder
-from ..embedding.postprocess import Postprocessor
 from ..records import delimited_line
 from ..tables import parquet_path_columns
 from ..tagging import writer
@@ -28,7 +26,7 @@ from ..tagging.api import Head
 from ..tagging.results import TagResult
 from . import remote
 
-__all__ = ["NAMESPACE", "CHUNK_PATCHES", "Plan", "Decode", "VGGishModelHandler", "Assemble", "TagRows", "TEXT_CODER"]
+__all__ = ["NAMESPACE", "CHUNK_PATCHES", "Plan", "Decode", "ExtractorModelHandler", "Assemble", "TagRows", "TEXT_CODER"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +75,9 @@ class Decode(beam.DoFn):
     def __init__(self, settings):
         self.settings = settings
 
+    def setup(self):
+        self.decode = registry.resolve(_model(self.settings).decode)
+
     def process(self, item):
         path, track_id, print_, store = item
         local, tmp = path, None
@@ -96,7 +97,7 @@ class Decode(beam.DoFn):
     def _decode(self, path, local, tmp, track_id, print_, store):
         try:
             times, k = [], 0
-            for message in decode_messages(
+            for message in self.decode(
                 0,
                 local,
                 hop_seconds=self.settings["hop_seconds"],
@@ -127,8 +128,8 @@ class Decode(beam.DoFn):
                 os.unlink(tmp)
 
 
-class VGGishModelHandler(ModelHandler):
-    """RunInference handler: VGGish (any weight form tagger reads) on batches of patch chunks.
+class ExtractorModelHandler(ModelHandler):
+    """RunInference handler: the model's network (VGGish: any weight form tagger reads) on batches of patch chunks.
 
     The network is loaded once per worker process (``load_model``) and
     shared by its threads; partial batches are padded to one shape.
@@ -141,8 +142,10 @@ class VGGishModelHandler(ModelHandler):
 
     def load_model(self):
         s = self.settings
-        embedder = Embedder(
-            s["weights"],
+        spec = registry.kind(s["kind"])
+        embedder = registry.make(
+            spec.served_by or spec.name,  # the network's own output: a postprocessed run postprocesses in Assemble
+            weights=s["weights"],
             batch_size=s["batch_size"],
             hop_seconds=s["hop_seconds"],
             short_policy=s["short_policy"],
@@ -163,6 +166,11 @@ class VGGishModelHandler(ModelHandler):
         return "tagger_vggish"
 
 
+def _model(settings):
+    """The registry's model of a job's settings (the model of its kind)."""
+    return registry.model(registry.kind(settings["kind"]).model)
+
+
 class Assemble(beam.DoFn):
     """Chunks of one track -> its cache entry (written when a cache is set); yields (track id, result)."""
 
@@ -171,7 +179,8 @@ class Assemble(beam.DoFn):
         self.embedded = Metrics.counter(NAMESPACE, "embedded")
 
     def setup(self):
-        self.post = Postprocessor(self.settings["pca_params"]) if self.settings["postprocess"] else None
+        post = registry.kind(self.settings["kind"]).postprocessor if self.settings["postprocess"] else None
+        self.post = registry.resolve(post)(self.settings["pca_params"]) if post else None
         self.view = None if self.settings["cache_dir"] is None else remote.view(self.settings)
 
     def process(self, element):
@@ -186,12 +195,11 @@ class Assemble(beam.DoFn):
             ]
         raw = np.concatenate([chunks[k] for k in range(meta["chunks"])]).astype(np.float32)
         s = self.settings
-        kind = "postprocessed" if self.post is not None else "raw"
         emb = self.post(raw) if self.post is not None else raw
         entry = cache.make_entry(
             emb,
             meta["timestamps"],
-            kind=kind,
+            kind=s["kind"],
             pca=None if self.post is None else self.post.id,
             frontend=s["frontend"],
             weights=s["network_id"],
@@ -215,7 +223,8 @@ class TagRows(beam.DoFn):
 
     def setup(self):
         self.head = Head(self.model)
-        self.post = Postprocessor(self.pca_params) if registry.kind(self.head.input_kind).pca else None
+        post = registry.kind(self.head.input_kind).postprocessor
+        self.post = registry.resolve(post)(self.pca_params) if post else None
         self.fieldnames = writer.row_fields(self.top_n)
 
     def process(self, element):

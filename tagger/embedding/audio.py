@@ -1,4 +1,4 @@
-"""Audio decoding: any file libsndfile reads, or an array, to mono float32 at 16 kHz.
+"""Audio decoding: any file libsndfile reads, or an array, to mono float32 at a model's rate (16 kHz, VGGish's, by default).
 
 Files are decoded in blocks and resampled with a streaming soxr resampler,
 so a two-hour recording never sits in memory whole. No TensorFlow here.
@@ -14,9 +14,9 @@ import soxr
 
 from ..console import filtered_stderr
 from ..exceptions import AudioError, ParameterError
-from . import params
+from . import registry
 
-__all__ = ["iter_blocks", "load", "to_mono", "info"]
+__all__ = ["iter_blocks", "load", "to_mono", "info", "default_rate"]
 
 #: decode block length used when streaming a file, in seconds of source audio
 BLOCK_SECONDS = 30.0
@@ -63,11 +63,16 @@ def info(path):
         return f.samplerate, f.channels, f.frames / float(f.samplerate)
 
 
+def default_rate():
+    """The default model's sample rate in Hz (VGGish's 16 kHz): what an unset ``sample_rate`` means here."""
+    return registry.model(registry.models()[0]).sample_rate
+
+
 def _downmix(block):
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
 
 
-def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_RATE):
+def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=None):
     """Decode a file block by block to mono float32 at 16 kHz (or ``sample_rate``).
 
     Parameters
@@ -92,6 +97,7 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_
     """
     if block_seconds <= 0:
         raise ParameterError(f"block_seconds={block_seconds!r} must be > 0")
+    sample_rate = sample_rate or default_rate()
     with _open(path) as f:
         sr = f.samplerate
         mpeg = f.format in ("MP3", "MPEG")  # libmpg123 decodes it
@@ -117,7 +123,7 @@ def iter_blocks(path, *, block_seconds=BLOCK_SECONDS, sample_rate=params.SAMPLE_
                 break
 
 
-def to_mono(y, sr, *, sample_rate=params.SAMPLE_RATE):
+def to_mono(y, sr, *, sample_rate=None):
     """Downmix and resample an array to mono float32 at ``sample_rate`` (16 kHz, VGGish's rate, by default).
 
     Parameters
@@ -134,6 +140,7 @@ def to_mono(y, sr, *, sample_rate=params.SAMPLE_RATE):
     np.ndarray, shape (m,), float32
     """
     y = np.asarray(y)
+    sample_rate = sample_rate or default_rate()
     if not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ParameterError(f"sr={sr!r} must be a positive integer sample rate")
     if y.ndim not in (1, 2):
@@ -154,7 +161,7 @@ def to_mono(y, sr, *, sample_rate=params.SAMPLE_RATE):
     return np.ascontiguousarray(y, dtype=np.float32)
 
 
-def load(path, *, sample_rate=params.SAMPLE_RATE):
+def load(path, *, sample_rate=None):
     """Decode a whole file to mono float32 at 16 kHz (or ``sample_rate``).
 
     Parameters

@@ -10,7 +10,7 @@ float16 log-mel patches; ``kind`` ``'raw'``, ``'postprocessed'``, ``'features'``
 a features entry's ``frontend`` is :func:`tagger.embedding.params.feature_params` and
 its ``weights`` the feature set); ``pca`` str or None, the PCA parameters' id of a
 postprocessed entry; ``timestamps`` np.ndarray (T,), patch start times in
-seconds; ``frontend`` dict, :func:`tagger.embedding.params.frontend_params`;
+seconds; ``frontend`` dict, :func:`tagger.embedding.vggish.params.frontend_params`;
 ``weights`` str, the network that made it (weights hash and precision);
 ``source`` str, the audio path as given when it was embedded, or a record
 id; ``fingerprint`` str or None, :func:`tagger.embedding.files.fingerprint` of
@@ -38,8 +38,7 @@ import numpy as np
 
 from ..exceptions import DataError, ParameterError
 from ..records import write_atomic
-from . import params, provenance, registry
-from .postprocess import dequantize
+from . import provenance, registry
 
 __all__ = [
     "FORMAT",
@@ -282,8 +281,8 @@ def upgrade(entry):
     """
     if entry.get("format") != 2:
         return entry
-    # format 2 is of the VGGish era: its patch length is VGGish's
-    short = "pad" if entry.get("duration") is not None and entry["duration"] < params.EXAMPLE_WINDOW_SECONDS else None
+    window = registry.model(registry.kind(entry["kind"]).model).window_seconds  # one row's span (VGGish: 0.96 s)
+    short = "pad" if entry.get("duration") is not None and entry["duration"] < window else None
     upgraded = dict(entry, format=FORMAT)
     upgraded["provenance"] = provenance.of_legacy(
         weights=entry["weights"],
@@ -408,7 +407,7 @@ def embedding_for(entry, postprocessor=None):
     Parameters
     ----------
     entry : dict
-    postprocessor : tagger.embedding.postprocess.Postprocessor, optional
+    postprocessor : tagger.embedding.vggish.postprocess.Postprocessor, optional
         Given when the reader needs postprocessed embeddings: a raw entry is
         postprocessed on the fly.
 
@@ -670,6 +669,10 @@ def dataset_provenance(entries):
 
 
 def embedding_as_float(entry):
-    """The entry's embedding as float32: raw as is, quantised ones dequantised to [-2, 2]."""
+    """The entry's embedding as float32: as is, or, where it holds its kind's stored dtype, through the kind's
+    ``to_float`` (VGGish's quantised uint8 values are dequantised to [-2, 2])."""
     emb = entry["embedding"]
-    return dequantize(emb) if emb.dtype == np.uint8 else emb.astype(np.float32, copy=False)
+    spec = registry.kind(entry["kind"])
+    if spec.to_float and emb.dtype == np.dtype(spec.dtype):
+        return registry.resolve(spec.to_float)(emb)
+    return emb.astype(np.float32, copy=False)

@@ -1,13 +1,14 @@
-"""Decode + frontend for one file, as messages; the worker processes that run such jobs (no TensorFlow).
+"""Decoding for the worker processes (no TensorFlow): a file's audio block by block or whole, and the loop
+that runs a model's worker job (``target``: its frontend, e.g.
+:func:`tagger.embedding.vggish.frontend.decode_messages`) over tasks.
 
-A file is streamed block by block through :class:`tagger.embedding.frontend.Patcher`,
-and its patches leave in chunks, so memory per file stays bounded.
+A file is streamed block by block through a model's frontend, and its rows leave in chunks, so memory per
+file stays bounded.
 """
 
 import multiprocessing as mp
 import os
 import threading
-import warnings
 
 import numpy as np
 
@@ -15,12 +16,11 @@ from ..exceptions import AudioError, TaggerError
 from . import params
 from .audio import info, iter_blocks, load
 from .augment import Augmented, augment
-from .frontend import Patcher
 
-__all__ = ["decode_messages", "worker_loop"]
+__all__ = ["blocks", "load_source", "describe_error", "worker_loop"]
 
 
-def _describe(exc):
+def describe_error(exc):
     return str(exc) if isinstance(exc, TaggerError) else f"{type(exc).__name__}: {exc}"
 
 
@@ -35,7 +35,7 @@ def _check_whole(path):
         )
 
 
-def _blocks(source, sample_rate=params.SAMPLE_RATE):
+def blocks(source, sample_rate):
     """A file's audio block by block; an :class:`tagger.embedding.augment.Augmented` task's copy as one block."""
     if not isinstance(source, Augmented):
         yield from iter_blocks(source, sample_rate=sample_rate)
@@ -47,7 +47,7 @@ def _blocks(source, sample_rate=params.SAMPLE_RATE):
     yield augment(y, sample_rate, seed=source.seed, settings=json.loads(source.settings))
 
 
-def load_source(source, sample_rate=params.SAMPLE_RATE):
+def load_source(source, sample_rate):
     """A file's whole audio (or an augmented copy of it), mono float32 at ``sample_rate``.
 
     Raises
@@ -55,46 +55,10 @@ def load_source(source, sample_rate=params.SAMPLE_RATE):
     AudioError
         Besides decoding errors: a file longer than :data:`tagger.embedding.params.WHOLE_FILE_MAX_SECONDS`.
     """
-    if not isinstance(source, Augmented):  # an augmented copy's task checks its file itself (_blocks)
+    if not isinstance(source, Augmented):  # an augmented copy's task checks its file itself (blocks)
         _check_whole(source)
-    blocks = list(_blocks(source, sample_rate))
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-
-
-def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
-    """Yield the messages describing one file's patches (``path`` may be an :class:`tagger.embedding.augment.Augmented` task).
-
-    Yields
-    ------
-    tuple
-        ``("patches", index, patches (n, 96, 64) float32, timestamps (n,))`` zero or more
-        times, then ``("done", index, duration_s, [warning texts])`` or
-        ``("error", index, reason)``.
-    """
-    pending_p, pending_t, n_pending = [], [], 0
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=os.fspath(path))
-
-            def emit(p, t):
-                nonlocal n_pending
-                pending_p.append(p)
-                pending_t.append(t)
-                n_pending += len(p)
-
-            for block in _blocks(path):
-                emit(*patcher.feed(block))
-                if n_pending >= chunk_patches:
-                    yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))
-                    pending_p, pending_t, n_pending = [], [], 0
-            emit(*patcher.finish())
-        if n_pending:
-            yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))
-        texts = [str(w.message) for w in caught]
-        yield ("done", index, patcher.n_samples / params.SAMPLE_RATE, texts)
-    except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
-        yield ("error", index, _describe(exc))
+    parts = list(blocks(source, sample_rate))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _exit_with_parent():
@@ -110,11 +74,11 @@ def _exit_with_parent():
     threading.Thread(target=watch, name="tagger-parent-watch", daemon=True).start()
 
 
-def worker_loop(tasks, results, options, target=decode_messages):
+def worker_loop(tasks, results, options, target):
     """Process entry point: take ``(index, path)`` tasks until ``None``; put the messages of ``target(index, path, **options)``.
 
     ``target`` is a module-level generator function (it travels to the spawned
-    process by name): :func:`decode_messages`, or another job with the same
+    process by name): a model's decode job (:func:`tagger.embedding.vggish.frontend.decode_messages`), or another job with the same
     message contract (``"done"`` or ``"error"`` last), such as the handcrafted
     features of :func:`tagger.embedding.features.feature_messages`.
 

@@ -1,14 +1,14 @@
-"""The one interface of the three extractors, and the one factory that makes them.
+"""The one interface of every model's extractor, and the one factory that makes them.
 
-An *extractor* turns audio into what a cache entry holds and a head reads:
+An *extractor* turns audio into what a cache entry holds and a head reads; the built-in ones:
 
-=========================================  ==================  ============================================
-class                                      ``kind``            one clip becomes
-=========================================  ==================  ============================================
-:class:`tagger.embedding.embed.Embedder`   raw, postprocessed  (T, 128) VGGish embeddings (uint8 when PCA'd)
-:class:`.spectrogram.PatchExtractor`       melspec             (T, 96, 64) float16 log-mel patches
-:class:`.features.FeatureExtractor`        features            (1, 57) handcrafted features
-=========================================  ==================  ============================================
+=================================================  ==================  ============================================
+class                                              ``kind``            one clip becomes
+=================================================  ==================  ============================================
+:class:`tagger.embedding.vggish.extractor.Embedder`  raw, postprocessed  (T, 128) VGGish embeddings (uint8 when PCA'd)
+:class:`.spectrogram.PatchExtractor`               melspec             (T, 96, 64) float16 log-mel patches
+:class:`.features.FeatureExtractor`                features            (1, 57) handcrafted features
+=================================================  ==================  ============================================
 
 Everything that takes "an extractor" (the cache policy, ``embed_files``, the
 dataset adapters, :class:`tagger.tagging.api.Tagger`) relies on
@@ -66,18 +66,19 @@ class Extractor(Protocol):
     def settle(self, paths):
         """Fix what depends on the run's own audio before its provenance is recorded (a run's first step).
 
-        VGGish: the precision guard measures the first files (:meth:`tagger.embedding.embed.Embedder.settle`);
+        VGGish: the precision guard measures the first files (:meth:`tagger.embedding.vggish.extractor.Embedder.settle`);
         the other extractors have nothing to fix.
         """
 
 
-def make(kind="raw", *, weights=None, pca_params=None, frontend=None, **options):
+def make(kind=None, *, weights=None, pca_params=None, frontend=None, **options):
     """The extractor of a kind, made by its model in the registry (:func:`tagger.embedding.registry.make`).
 
     Parameters
     ----------
-    kind : str
-        A registered kind (:func:`tagger.embedding.registry.kinds`): ``'raw'`` or ``'postprocessed'`` (VGGish, with
+    kind : str, optional
+        A registered kind (:func:`tagger.embedding.registry.kinds`; default the default model's first, VGGish's
+        ``'raw'``): ``'raw'`` or ``'postprocessed'`` (VGGish, with
         PCA for the second), ``'melspec'`` (log-mel patches), ``'features'`` (the 57 handcrafted features).
     weights, pca_params : str, optional
         VGGish weights and PCA parameters (the VGGish kinds).
@@ -92,6 +93,7 @@ def make(kind="raw", *, weights=None, pca_params=None, frontend=None, **options)
     -------
     Extractor
     """
+    kind = registry.stored_kind(kind)
     spec = registry.model(registry.kind(kind).model)
     given = dict(options, weights=weights, pca_params=pca_params, frontend=frontend)
     unknown = sorted(set(given) - {o for name in registry.models() for o in registry.model(name).options})
@@ -106,4 +108,4 @@ def for_head(meta, **options):
     For a head that takes patches, the patches are made as it was trained on them (course or VGGish frontend, its
     hop); a model takes only its own settings, so features and patches need no VGGish weights.
     """
-    return make(meta.get("embedding", "raw"), frontend=meta.get("frontend"), **options)
+    return make(registry.stored_kind(meta.get("embedding")), frontend=meta.get("frontend"), **options)

@@ -25,9 +25,10 @@ from ..resumable import ResumableOutput, check_resume
 from ..tables import parquet_path_columns
 from . import files, params, provenance
 from .audio import to_mono
-from .decode import _describe, load_source
+from .decode import describe_error, load_source
 from .kernels import import_librosa
 from .pipeline import TrackResult, _task, default_workers, iter_messages, refuse_in_bootstrapping_child
+from .registry import Kind, Model
 
 __all__ = [
     "FEATURE_NAMES",
@@ -158,7 +159,7 @@ def feature_messages(index, path):
         texts = [str(w.message) for w in caught]
         yield ("done", index, len(y) / params.FEATURE_SAMPLE_RATE, texts, values, len(y))
     except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
-        yield ("error", index, _describe(exc))
+        yield ("error", index, describe_error(exc))
 
 
 def iter_features(paths, *, workers=None):
@@ -185,7 +186,7 @@ def iter_features(paths, *, workers=None):
 
 
 class FeatureExtractor:
-    """The handcrafted features behind the interface of :class:`tagger.embedding.embed.Embedder`.
+    """The handcrafted features behind the interface of :class:`tagger.embedding.vggish.extractor.Embedder`.
 
     So that caches, training, evaluation and tagging take feature rows where
     they take embeddings: an "embedding" here is one (1, 57) row per clip,
@@ -384,3 +385,29 @@ def check_table_rows(df, path="<table>"):
 def make_extractor(kind, **options):
     """The features model's extractor factory (:mod:`tagger.embedding.registry`): it takes no settings."""
     return FeatureExtractor()
+
+
+#: The features model, declared to :mod:`tagger.embedding.registry`.
+SPEC = Model(
+    name="features",
+    kinds=(
+        Kind(
+            "features",
+            "features",
+            (None,),
+            "float32",
+            "the 57 handcrafted features of tagger.embedding.features",
+            per_clip=True,
+            precision="float64",
+            row_names=("D>0",),
+        ),
+    ),
+    sample_rate=params.FEATURE_SAMPLE_RATE,
+    window_seconds=0.0,
+    hop_seconds=0.0,
+    frontend=params.feature_params,
+    weights=(),
+    licence="none needed (computed, no weights)",
+    make="tagger.embedding.features:make_extractor",
+    options=(),
+)

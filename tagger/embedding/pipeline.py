@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exceptions import ParameterError, TaggerError, TaggerWarning
-from . import params
 from .augment import Augmented
-from .decode import decode_messages, worker_loop
+from .decode import worker_loop
 
 __all__ = ["TrackResult", "iter_embeddings", "iter_messages", "default_workers", "refuse_in_bootstrapping_child"]
 
@@ -86,9 +85,10 @@ def default_workers(*, gpu=False):
 class _Track:
     """One file on its way: embedding parts from the network, until decoded and every patch is back."""
 
-    __slots__ = ("emb", "times", "in_flight", "decoded", "result")
+    __slots__ = ("emb", "times", "in_flight", "decoded", "result", "row_shape")
 
-    def __init__(self, result):
+    def __init__(self, result, row_shape):
+        self.row_shape = row_shape
         self.emb, self.times = [], []
         self.in_flight = 0
         self.decoded = False
@@ -98,7 +98,7 @@ class _Track:
         """Concatenate the parts into the result (an error result keeps none)."""
         if self.result.error is None:
             r = self.result
-            r.embedding = np.concatenate(self.emb) if self.emb else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
+            r.embedding = np.concatenate(self.emb) if self.emb else np.zeros((0, *self.row_shape), np.float32)
             r.timestamps = np.concatenate(self.times) if self.times else np.zeros(0)
         self.emb = self.times = None
         return self.result
@@ -150,8 +150,8 @@ class _Batcher:
 class _InOrder:
     """Worker messages in, finished :class:`TrackResult` out in input order, patches batched on the way."""
 
-    def __init__(self, paths, run, batch_size):
-        self.tracks = {i: _Track(TrackResult(index=i, path=os.fspath(p))) for i, p in enumerate(paths)}
+    def __init__(self, paths, run, batch_size, row_shape):
+        self.tracks = {i: _Track(TrackResult(index=i, path=os.fspath(p)), row_shape) for i, p in enumerate(paths)}
         self.batcher = _Batcher(run, batch_size, self.tracks)
         self.n, self.next_out, self.n_decoded = len(paths), 0, 0
 
@@ -187,41 +187,29 @@ class _InOrder:
         yield from self.ready()
 
 
-def iter_embeddings(
-    paths,
-    run,
-    *,
-    batch_size=64,
-    hop_seconds=params.EXAMPLE_HOP_SECONDS,
-    short_policy="pad",
-    workers=None,
-    chunk_patches=32,
-    prefetch=8,
-    target=None,
-    target_options=None,
-):
+def iter_embeddings(paths, run, *, target, target_options, row_shape, batch_size=64, workers=None, prefetch=8):
     """Embed files; yield one :class:`TrackResult` per path, in input order.
 
     Parameters
     ----------
     paths : sequence of str
     run : callable
-        ``run(patches (n, 96, 64) float32) -> (n, 128) float32``, the network.
+        ``run(patches (n, ...) float32) -> (n, *row_shape) float32``, the network (VGGish: (n, 96, 64) -> (n, 128)).
+    target : callable
+        The model's worker job, a module-level generator ``target(index, path, **target_options)`` yielding
+        ``("patches", index, patches, timestamps)`` zero or more times, then ``("done", index, duration_s,
+        [warning texts])`` or ``("error", index, reason)`` (VGGish's:
+        :func:`tagger.embedding.vggish.frontend.decode_messages`).
+    target_options : dict
+        Its keyword settings (picklable).
+    row_shape : tuple of int
+        One output row's shape (a track with no patches gets ``(0, *row_shape)``).
     batch_size : int
         Patches per network call; every call but the last is full.
-    hop_seconds : float
-        Patch hop.
-    short_policy : {'pad', 'skip'}
     workers : int, optional
         Decode processes; 0 decodes in this process. Default :func:`default_workers`.
-    chunk_patches : int
-        Patches per message from a worker.
     prefetch : int
         Messages buffered per worker (bounds memory).
-    target, target_options : optional
-        Another worker job with :func:`tagger.embedding.decode.decode_messages`' messages
-        (``hop_seconds`` and ``short_policy`` then do not apply), e.g. the
-        course projects' log-mel patches of :mod:`tagger.embedding.spectrogram`.
 
     Yields
     ------
@@ -233,11 +221,8 @@ def iter_embeddings(
     if workers < 0:
         raise ParameterError(f"workers={workers} must be >= 0")
     paths = [_task(p) for p in paths]
-    options = dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches)
-    if target is not None:
-        options = dict(target_options or {})
-    assembly = _InOrder(paths, run, batch_size)
-    for message in iter_messages(paths, target or decode_messages, options, workers=workers, prefetch=prefetch):
+    assembly = _InOrder(paths, run, batch_size, tuple(row_shape))
+    for message in iter_messages(paths, target, dict(target_options), workers=workers, prefetch=prefetch):
         yield from assembly.take(message)
     yield from assembly.end()
 

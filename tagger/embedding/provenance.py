@@ -15,7 +15,7 @@ record (a plain dict), made by :func:`record` and compared by
     The PCA parameters' content id (``pca-sha1:…``) when embeddings are
     postprocessed, else None.
 ``frontend``
-    :func:`tagger.embedding.params.frontend_params` (or the feature / course
+    :func:`tagger.embedding.vggish.params.frontend_params` (or the feature / course
     settings): sample rate, STFT, mel bands, patch shape and hop.
 ``short_policy``
     What happens to clips shorter than one patch (``pad`` or ``skip``). A
@@ -143,7 +143,7 @@ def split_network_id(network_id):
 
 
 def of_extractor(extractor, *, kind=None):
-    """The record of what an extractor (:class:`~tagger.embedding.embed.Embedder`, feature or patch extractor) makes.
+    """The record of what an extractor (:class:`~tagger.embedding.vggish.extractor.Embedder`, feature or patch extractor) makes.
 
     ``kind``: override what is recorded (a tagger stores raw embeddings whatever its head reads).
     """
@@ -261,7 +261,7 @@ def head_differences(trained, given):
     """
     trained = dict(trained)
     fields = [] if trained.get("weights") == RELEASED_WEIGHTS else ["weights"]
-    if trained.get("kind") == "postprocessed":
+    if trained.get("kind") and registry.kind(trained["kind"]).pca:
         fields.append("pca")
         if trained.get("pca") == RELEASED_PCA:
             trained["pca"] = OFFICIAL_PCA_ID

@@ -16,10 +16,13 @@ kind            model     one row            stored as  notes
 ``melspec``     melspec   (frames, bands)    float16    the recorded frontend's patches
 ==============  ========  =================  =========  ========================================================
 
-A new model is one :class:`Model` passed to :func:`register` (a test registers
-a toy one): its kinds then cache, train, tag and export like these. Nothing
-here imports a network: each model names its extractor factory
-(``'module:function'``), imported when an extractor is first made.
+Each built-in model is a module or folder of its own that declares its spec as
+``SPEC`` (VGGish: :mod:`tagger.embedding.vggish`), named by one line of
+:data:`BUILT_IN` and imported on the registry's first use. A new model is one
+:class:`Model` passed to :func:`register` (a test registers a toy one): its
+kinds then cache, train, tag and export like these. Nothing here imports a
+network: each model names its extractor factory (``'module:function'``),
+imported when an extractor is first made.
 """
 
 import dataclasses
@@ -27,9 +30,31 @@ import importlib
 from typing import Callable
 
 from ..exceptions import ParameterError
-from . import params
 
-__all__ = ["Kind", "Model", "register", "unregister", "model", "kind", "kinds", "models", "make"]
+__all__ = [
+    "Kind",
+    "Model",
+    "register",
+    "unregister",
+    "model",
+    "kind",
+    "kinds",
+    "models",
+    "make",
+    "default_kind",
+    "stored_kind",
+    "resolve",
+    "weights_reader",
+    "BUILT_IN",
+]
+
+#: The built-in models, one line each: the module whose ``SPEC`` declares it. The first is the default model,
+#: and its first kind the default kind (what an entry, a record or a ``bundle.json`` that names none holds).
+BUILT_IN = (
+    "tagger.embedding.vggish",
+    "tagger.embedding.features",
+    "tagger.embedding.spectrogram",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +89,13 @@ class Kind:
         Words for the free dimensions of ``row_shape`` in messages.
     check : callable, optional
         ``check(values, frontend) -> bool``: what the shape must match in the entry's recorded frontend.
+    to_float : callable or str, optional
+        ``to_float(values) -> float32 values`` for a head to read (or where it is, ``'package.module:function'``),
+        where a cast is not enough (VGGish's quantised values are dequantised).
+    postprocessor : str or callable, optional
+        ``postprocessor(params_path) -> callable`` (or where it is): what turns the values of ``served_by`` into
+        these (VGGish's PCA whitening and quantisation, :class:`tagger.embedding.vggish.postprocess.Postprocessor`;
+        its ``id`` is what entries record as ``pca``).
     head_frontend : bool
         A head trained on it records the frontend its inputs were made with (``bundle.json``), and its extractor
         is made from that record (log-mel patches: VGGish's or the course's, their hop); otherwise
@@ -83,6 +115,8 @@ class Kind:
     row_names: tuple = ()
     check: Callable = None
     head_frontend: bool = False
+    to_float: Callable = None
+    postprocessor: Callable = None
 
     def shape_text(self):
         """The entry shape in words, e.g. ``'(T>0, 128)'``."""
@@ -126,6 +160,23 @@ class Model:
     options : tuple of str
         The keyword options ``make`` takes; a trained head's extractor (:func:`tagger.embedding.extractor.for_head`)
         gets only these.
+    input_shape : tuple of int, optional
+        One network input (VGGish: a (96, 64) log-mel patch), for a model with a network.
+    weights_reader : str, optional
+        The module that reads its weights (VGGish: :mod:`tagger.embedding.vggish.network`), keeping the weights
+        protocol: ``WEIGHTS_ENV`` (the environment variable of the default source), ``PLAIN_FORMATS`` (file
+        endings read without TensorFlow), ``resolve_source(source) -> str``, ``check_source(source)`` (raises
+        :class:`~tagger.exceptions.DataError` before any work) and ``export_weights(source, out) -> id``
+        (``tagger weights export``). None: the model has no weights.
+    decode : callable or str, optional
+        Its decode workers' job (or where it is): a module-level generator ``decode(index, path, *, hop_seconds,
+        short_policy, chunk_patches)`` yielding ``("patches", index, inputs, timestamps)`` messages, then
+        ``("done", ...)`` or ``("error", ...)`` (:func:`tagger.embedding.pipeline.iter_embeddings`); the Beam
+        pipeline runs models that have one.
+    trunk : callable or str, optional
+        The fine-tuning hook (:mod:`tagger.training.finetune`): ``trunk(*, weights, name, dtype) -> keras.Model``,
+        its network with trainable weights, ``(n, *input_shape) -> (n, *row_shape of its first kind)``; None: the
+        model cannot be fine-tuned.
     """
 
     name: str
@@ -138,10 +189,23 @@ class Model:
     licence: str
     make: Callable
     options: tuple = ()
+    input_shape: tuple = None
+    weights_reader: str = None
+    decode: Callable = None
+    trunk: Callable = None
 
 
 _MODELS = {}
 _KINDS = {}
+_LOADED = []
+
+
+def _built_in():
+    """Register the built-in models once (on first use, so that importing the registry loads no model)."""
+    if not _LOADED:
+        _LOADED.append(True)
+        for name in BUILT_IN:
+            register(importlib.import_module(name).SPEC, replace=True)
 
 
 def register(spec, *, replace=False):
@@ -152,6 +216,7 @@ def register(spec, *, replace=False):
     ParameterError
         A model or kind of that name is registered already (unless ``replace``), or a kind names another model.
     """
+    _built_in()
     if not isinstance(spec, Model) or not spec.kinds:
         raise ParameterError(f"register({spec!r}): give a Model with at least one Kind")
     for k in spec.kinds:
@@ -172,12 +237,14 @@ def register(spec, *, replace=False):
 
 def unregister(name):
     """Remove a model and its kinds (a test's toy model, after the test)."""
+    _built_in()
     for k in _MODELS.pop(name).kinds:
         _KINDS.pop(k.name, None)
 
 
 def model(name):
     """The :class:`Model` of a name."""
+    _built_in()
     try:
         return _MODELS[name]
     except KeyError:
@@ -186,6 +253,7 @@ def model(name):
 
 def kind(name):
     """The :class:`Kind` of a name."""
+    _built_in()
     try:
         return _KINDS[name]
     except (KeyError, TypeError):
@@ -193,111 +261,48 @@ def kind(name):
 
 
 def kinds():
-    """Every registered kind's name, VGGish's first."""
+    """Every registered kind's name, the default model's first."""
+    _built_in()
     return tuple(_KINDS)
 
 
 def models():
-    """Every registered model's name, VGGish first."""
+    """Every registered model's name, the default first."""
+    _built_in()
     return tuple(_MODELS)
 
 
-def make(kind_name="raw", **options):
-    """The extractor of a kind (:func:`tagger.embedding.extractor.make` documents the options)."""
-    spec = kind(kind_name)
-    factory = model(spec.model).make
-    if isinstance(
-        factory, str
-    ):  # "package.module:function", imported now (a model's network stays unloaded until used)
-        module, _, name = factory.partition(":")
-        factory = getattr(importlib.import_module(module), name)
-    return factory(spec.name, **options)
+def default_kind():
+    """The default kind: the default model's first (VGGish's ``raw``)."""
+    return model(models()[0]).kinds[0].name
 
 
-def _patch_frames_match(values, frontend):
-    frames = frontend.get("num_frames", frontend.get("patch_frames"))
-    return frames is None or values.shape[1] == frames
+def stored_kind(name):
+    """The kind a stored record names (a ``bundle.json``'s ``embedding``, a record's ``kind``): ``name``, else the
+    default kind where it names none (records made before kinds were recorded hold VGGish's)."""
+    return name or default_kind()
 
 
-# the built-in models; each names its extractor factory by "module:function", imported when an extractor is made
+def make(kind_name=None, **options):
+    """The extractor of a kind (default :func:`default_kind`; :func:`tagger.embedding.extractor.make` documents
+    the options)."""
+    spec = kind(default_kind() if kind_name is None else kind_name)
+    return resolve(model(spec.model).make)(spec.name, **options)
 
 
-_VGGISH_ROW = (params.EMBEDDING_SIZE,)
-register(
-    Model(
-        name="vggish",
-        kinds=(
-            Kind("raw", "vggish", _VGGISH_ROW, "float32", "raw VGGish embeddings (128-d, 0.96 s patches)"),
-            Kind(
-                "postprocessed",
-                "vggish",
-                _VGGISH_ROW,
-                "uint8",
-                "VGGish embeddings, PCA-whitened and 8-bit quantised with Google's released PCA parameters"
-                " (tagger postprocesses raw output itself)",
-                pca=True,
-                served_by="raw",
-                cast=False,
-            ),
-        ),
-        sample_rate=params.SAMPLE_RATE,
-        window_seconds=params.EXAMPLE_WINDOW_SECONDS,
-        hop_seconds=params.EXAMPLE_HOP_SECONDS,
-        frontend=params.frontend_params,
-        weights=("TF1 checkpoint", "SavedModel", ".npz", ".safetensors"),
-        licence="Apache-2.0 (Google's released VGGish weights)",
-        make="tagger.embedding.embed:make_extractor",
-        options=("weights", "pca_params", "batch_size", "hop_seconds", "short_policy", "dtype"),
-    )
-)
-register(
-    Model(
-        name="features",
-        kinds=(
-            Kind(
-                "features",
-                "features",
-                (None,),
-                "float32",
-                "the 57 handcrafted features of tagger.embedding.features",
-                per_clip=True,
-                precision="float64",
-                row_names=("D>0",),
-            ),
-        ),
-        sample_rate=params.SAMPLE_RATE,
-        window_seconds=0.0,
-        hop_seconds=0.0,
-        frontend=params.feature_params,
-        weights=(),
-        licence="none needed (computed, no weights)",
-        make="tagger.embedding.features:make_extractor",
-        options=(),
-    )
-)
-register(
-    Model(
-        name="melspec",
-        kinds=(
-            Kind(
-                "melspec",
-                "melspec",
-                (None, None),
-                "float16",
-                "log-mel patches of the recorded frontend (96 frames x 64 bands, 0.96 s)",
-                precision="float16",
-                row_names=("frames", "bands"),
-                check=_patch_frames_match,
-                head_frontend=True,
-            ),
-        ),
-        sample_rate=params.SAMPLE_RATE,
-        window_seconds=params.EXAMPLE_WINDOW_SECONDS,
-        hop_seconds=params.EXAMPLE_HOP_SECONDS,
-        frontend=params.frontend_params,
-        weights=(),
-        licence="none needed (computed, no weights)",
-        make="tagger.embedding.spectrogram:make_extractor",
-        options=("frontend", "hop_seconds", "short_policy"),
-    )
-)
+def weights_reader(name=None):
+    """The weights-reading module of a model (default: the default model), imported now (see
+    :attr:`Model.weights_reader` for its protocol)."""
+    spec = model(models()[0] if name is None else name)
+    if spec.weights_reader is None:
+        raise ParameterError(f"model {spec.name!r} has no weights to read")
+    return importlib.import_module(spec.weights_reader)
+
+
+def resolve(ref):
+    """A spec's callable: itself, or where it is (``'package.module:function'``, imported now, so that a model's
+    network stays unloaded until it is used)."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -1,9 +1,9 @@
 """The spectrogram input: cached log-mel patches instead of embeddings (``frontend: melspec``).
 
-:class:`PatchExtractor` stands where :class:`tagger.embedding.embed.Embedder` stands
+:class:`PatchExtractor` stands where :class:`tagger.embedding.vggish.extractor.Embedder` stands
 (``tagger prepare ... --frontend melspec``, ``tagger tag`` with a head
 trained on patches): the same decode workers and the same VGGish frontend
-(:mod:`tagger.embedding.frontend`, 96 x 64 log-mel patches of 0.96 s), but no network.
+(:mod:`tagger.embedding.vggish.frontend`, 96 x 64 log-mel patches of 0.96 s), but no network.
 Cache entries are of kind ``'melspec'`` and hold the patches as float16:
 31 patches x 96 x 64 x 2 bytes = 381 KB per 30 s clip (a float32 embedding
 entry is 16 KB). Heads that take patches: the CNNs of :mod:`tagger.training.heads`.
@@ -22,10 +22,12 @@ import numpy as np
 from ..exceptions import AudioError, ParameterError
 from . import params
 from .audio import to_mono
-from .decode import _describe, load_source
-from .frontend import waveform_to_patches
+from .decode import describe_error, load_source
 from .kernels import import_librosa
 from .pipeline import iter_embeddings
+from .registry import Kind, Model
+from .vggish import params as vggish_params
+from .vggish.frontend import decode_messages, waveform_to_patches
 
 __all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages", "make_extractor"]
 
@@ -34,7 +36,7 @@ FRONTENDS = ("vggish", "course")
 
 
 class PatchExtractor:
-    """Log-mel patches of clips, behind the interface of :class:`tagger.embedding.embed.Embedder`.
+    """Log-mel patches of clips, behind the interface of :class:`tagger.embedding.vggish.extractor.Embedder`.
 
     Parameters
     ----------
@@ -51,13 +53,15 @@ class PatchExtractor:
     postprocessor = None
     dtype = "float16"
 
-    def __init__(self, *, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad", frontend="vggish"):
+    def __init__(self, *, hop_seconds=vggish_params.EXAMPLE_HOP_SECONDS, short_policy="pad", frontend="vggish"):
         if frontend not in FRONTENDS:
             raise ParameterError(f"frontend={frontend!r} must be one of {FRONTENDS}")
         self.course = frontend == "course"
         self.hop_seconds = hop_seconds
         self.short_policy = short_policy
-        self.frontend = params.course_params() if self.course else params.frontend_params(hop_seconds=hop_seconds)
+        self.frontend = (
+            params.course_params() if self.course else vggish_params.frontend_params(hop_seconds=hop_seconds)
+        )
         self.network_id = "melspec-float16"
         self.batch_size = 256
 
@@ -68,7 +72,7 @@ class PatchExtractor:
             return cls(frontend="course")
         hop = (frontend or {}).get("patch_hop_frames")
         if hop:
-            options["hop_seconds"] = round(hop * params.STFT_HOP_SECONDS, 6)
+            options["hop_seconds"] = round(hop * vggish_params.STFT_HOP_SECONDS, 6)
         return cls(**options)
 
     def run(self, patches):
@@ -90,15 +94,20 @@ class PatchExtractor:
 
     def iter_files(self, paths, *, workers=None, raw=False):
         """Patches of files, decoded in parallel (:func:`tagger.embedding.pipeline.iter_embeddings` without a network)."""
-        extra = {"target": course_messages} if self.course else {}
+        if self.course:
+            target, options = course_messages, {}
+        else:
+            target = decode_messages
+            options = dict(hop_seconds=self.hop_seconds, short_policy=self.short_policy, chunk_patches=32)
+        rows = (params.COURSE_PATCH_FRAMES, params.COURSE_N_MELS) if self.course else vggish_params.PATCH_SHAPE
         return iter_embeddings(
             paths,
             self.run,
+            target=target,
+            target_options=options,
+            row_shape=rows,
             batch_size=self.batch_size,
-            hop_seconds=self.hop_seconds,
-            short_policy=self.short_policy,
             workers=workers,
-            **extra,
         )
 
 
@@ -158,10 +167,10 @@ def course_messages(index, path):
         yield ("patches", index, patches, times)
         yield ("done", index, len(y) / params.COURSE_SAMPLE_RATE, [str(w.message) for w in caught])
     except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
-        yield ("error", index, _describe(exc))
+        yield ("error", index, describe_error(exc))
 
 
-def make_extractor(kind, *, frontend=None, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad"):
+def make_extractor(kind, *, frontend=None, hop_seconds=vggish_params.EXAMPLE_HOP_SECONDS, short_policy="pad"):
     """The log-mel patches' extractor factory (:mod:`tagger.embedding.registry`).
 
     ``frontend``: ``'vggish'`` (default) or ``'course'``, or a recorded frontend (a ``bundle.json``'s), whose own
@@ -170,3 +179,35 @@ def make_extractor(kind, *, frontend=None, hop_seconds=params.EXAMPLE_HOP_SECOND
     if isinstance(frontend, str) or frontend is None:
         return PatchExtractor(frontend=frontend or "vggish", hop_seconds=hop_seconds, short_policy=short_policy)
     return PatchExtractor.for_frontend(frontend, short_policy=short_policy)
+
+
+def _patch_frames_match(values, frontend):
+    frames = frontend.get("num_frames", frontend.get("patch_frames"))
+    return frames is None or values.shape[1] == frames
+
+
+#: The log-mel patches model, declared to :mod:`tagger.embedding.registry`.
+SPEC = Model(
+    name="melspec",
+    kinds=(
+        Kind(
+            "melspec",
+            "melspec",
+            (None, None),
+            "float16",
+            "log-mel patches of the recorded frontend (96 frames x 64 bands, 0.96 s)",
+            precision="float16",
+            row_names=("frames", "bands"),
+            check=_patch_frames_match,
+            head_frontend=True,
+        ),
+    ),
+    sample_rate=vggish_params.SAMPLE_RATE,
+    window_seconds=vggish_params.EXAMPLE_WINDOW_SECONDS,
+    hop_seconds=vggish_params.EXAMPLE_HOP_SECONDS,
+    frontend=vggish_params.frontend_params,
+    weights=(),
+    licence="none needed (computed, no weights)",
+    make="tagger.embedding.spectrogram:make_extractor",
+    options=("frontend", "hop_seconds", "short_policy"),
+)

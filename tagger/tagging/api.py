@@ -57,7 +57,7 @@ class Head:
         self.model = bundle.load_head(self.folder, compile=False)
         self.labels, self.thresholds = bundle.read_labels(self.folder)
         self.task = self.meta.get("task", "multilabel")
-        self.input_kind = self.meta.get("embedding", "raw")
+        self.input_kind = registry.stored_kind(self.meta.get("embedding"))
         item = [int(d) for d in self.model.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (patches)
         # TensorFlow traces once for every clip length; JAX compiles once per length met
         self._run_head = backend.inference(self.model, [(None, None, *item), (None, None)])
@@ -78,7 +78,7 @@ class Head:
         taggram : np.ndarray, shape (T, n_labels), float32, or None
             The head applied to each patch alone.
         """
-        emb = cache.embedding_as_float({"embedding": np.asarray(embedding)})
+        emb = cache.embedding_as_float({"embedding": np.asarray(embedding), "kind": self.input_kind})
         clip = self._run_head(emb[None], np.ones((1, len(emb)), np.float32))[0]
         if not taggram:
             return clip, None
@@ -93,7 +93,7 @@ class Tagger:
     model : str
         A shipped bundle name (``'music'``, ``'genre10'``), a bundle folder or a run folder.
     weights : str, optional
-        VGGish weights (see :class:`tagger.embedding.embed.Embedder`).
+        VGGish weights (see :class:`tagger.embedding.vggish.extractor.Embedder`).
     pca_params : str, optional
         ``vggish_pca_params.npz``; needed by heads trained on postprocessed embeddings.
     cache_dir : str, optional
@@ -104,7 +104,7 @@ class Tagger:
         Tag although the weights or PCA parameters differ from those the head
         was trained on (recorded in its ``bundle.json``); refused by default.
     **options
-        Other :class:`tagger.embedding.embed.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``,
+        Other :class:`tagger.embedding.vggish.extractor.Embedder` settings (``batch_size``, ``hop_seconds``, ``short_policy``,
         ``dtype``).
 
     Attributes

@@ -54,7 +54,7 @@ def _read(folder, name):
 
 def _embedding(meta, folder):
     prov = meta.get("provenance") or {}
-    kind = meta.get("embedding", "raw")
+    kind = registry.stored_kind(meta.get("embedding"))
     if kind not in registry.kinds():
         raise DataError(
             f"{os.path.join(folder, 'bundle.json')}: embedding {kind!r} is not one of {sorted(registry.kinds())}; was"

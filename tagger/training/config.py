@@ -16,6 +16,7 @@ import os
 import re
 import sys
 
+from ..embedding import registry
 from ..exceptions import DataError, ParameterError, TaggerError
 from .heads import BUILT_BY_TRAINING, HEADS, TASKS, check_members
 
@@ -136,9 +137,15 @@ _RULES = {
 }
 _CHOICES = {
     "optimizer.name": tuple(OPTIMIZERS),
-    "trunk.name": (None, "vggish"),
     "trunk.train": ("none", "fc", "conv4", "all"),
 }
+
+
+def _trunk_models():
+    """``trunk.name``'s choices: null, or a registered model with a fine-tuning hook (VGGish)."""
+    return (None, *(name for name in registry.models() if registry.model(name).trunk is not None))
+
+
 # head settings: ranges by name; types from the builder's defaults (tagger.training.heads)
 _HEAD_RULES = {
     "hidden": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
@@ -206,7 +213,7 @@ def validate(config, *, base_dir=".", check_paths=True):
         path = data_path(cfg, key, base_dir=base_dir)
         if check_paths and not os.path.exists(path):
             raise DataError(f"config key data.{key}: {path} does not exist")
-    choices = {**_CHOICES, "data.task": TASKS, "mux.weighting": WEIGHTINGS}
+    choices = {**_CHOICES, "data.task": TASKS, "mux.weighting": WEIGHTINGS, "trunk.name": _trunk_models()}
     for key, allowed in choices.items():
         if _get(cfg, key) not in allowed:
             _fail(key, _get(cfg, key), f"one of {', '.join(json.dumps(a) for a in allowed)}")

@@ -19,8 +19,7 @@ fine-tuned network, not a cache's embeddings.
 import keras
 from keras import ops
 
-from ..embedding import params
-from ..embedding.vggish import build_vggish, read_weights, set_weights
+from ..embedding import registry
 from ..exceptions import ParameterError
 from .config import OPTIMIZERS
 
@@ -57,13 +56,16 @@ class PerPatch(keras.layers.Layer):
         return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network)}
 
 
-def load_trunk(*, weights=None, train="none", dtype="float32"):
-    """VGGish with official weights, its layers trainable as ``train`` says.
+def load_trunk(*, model="vggish", weights=None, train="none", dtype="float32"):
+    """A model's network (its registry ``trunk`` hook) with its weights, its layers trainable as ``train`` says.
 
     Parameters
     ----------
+    model : str
+        A registered model with a ``trunk`` hook (:class:`tagger.embedding.registry.Model`).
     weights : str, optional
-        Any weight form :func:`tagger.embedding.vggish.read_weights` accepts (default ``$TAGGER_VGGISH_WEIGHTS``).
+        Any weight form the model reads (VGGish: :func:`tagger.embedding.vggish.network.read_weights`, default
+        ``$TAGGER_VGGISH_WEIGHTS``).
     train : {'none', 'fc', 'conv4', 'all'}
     dtype : {'float32', 'float16'}
         float16: Keras mixed precision (the GPU's fast path).
@@ -75,7 +77,10 @@ def load_trunk(*, weights=None, train="none", dtype="float32"):
     """
     if train not in TRAINABLE:
         raise ParameterError(f"config key trunk.train={train!r} must be one of {', '.join(TRAINABLE)}")
-    trunk = set_weights(build_vggish(name=TRUNK_NAME, dtype=dtype), read_weights(weights))
+    spec = registry.model(model)
+    if spec.trunk is None:
+        raise ParameterError(f"config key trunk.name={model!r}: that model has no network to fine-tune")
+    trunk = registry.resolve(spec.trunk)(weights=weights, name=TRUNK_NAME, dtype=dtype)
     for layer in trunk.layers:
         layer.trainable = layer.name in TRAINABLE[train]
     return trunk
@@ -83,7 +88,7 @@ def load_trunk(*, weights=None, train="none", dtype="float32"):
 
 def trunk_model(head, trunk):
     """``head`` on the embeddings ``trunk`` makes of each patch: inputs x (batch, time, 96, 64) and mask."""
-    x = keras.Input((None, params.NUM_FRAMES, params.NUM_BANDS), name="x")
+    x = keras.Input((None, *trunk.input_shape[1:]), name="x")
     mask = keras.Input((None,), name="mask")
     emb = PerPatch(trunk, name="per_patch")(x)
     return keras.Model([x, mask], head([emb, mask]), name=f"{TRUNK_NAME}_{head.name}")

@@ -38,7 +38,7 @@ STARTER = "train.json"
 LARGE = 1000
 
 
-def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw"):
+def starter_config(*, name, index, cache, vocabulary, task, n_train, kind=None):
     """The starter config of a prepared dataset, by the rule of this module.
 
     Parameters
@@ -50,8 +50,8 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw")
     task : {'multilabel', 'singlelabel'}
     n_train : int
         Clips in the training split.
-    kind : str
-        What the cache holds: a registered kind (:func:`tagger.embedding.registry.kinds`) (``raw`` or ``postprocessed``
+    kind : str, optional
+        What the cache holds (default :func:`tagger.embedding.registry.default_kind`): a registered kind (:func:`tagger.embedding.registry.kinds`) (``raw`` or ``postprocessed``
         embeddings, ``features``, ``melspec`` patches).
 
     Returns
@@ -59,6 +59,7 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw")
     dict
         A config that :func:`tagger.training.config.validate` accepts (paths unchecked).
     """
+    kind = registry.stored_kind(kind)
     if kind not in registry.kinds():
         raise DataError(f"kind={kind!r} must be one of {registry.kinds()}")
     if n_train < 1:
@@ -92,7 +93,7 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind="raw")
     return cfg
 
 
-def write_starter(folder, *, index, vocabulary, task, kind="raw", cache="cache", file_name=STARTER):
+def write_starter(folder, *, index, vocabulary, task, kind=None, cache="cache", file_name=STARTER):
     """Write the starter config of a prepared folder beside its index.
 
     ``index``, ``vocabulary`` and ``cache`` are paths inside ``folder``; the

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .. import backend, locks
-from ..embedding import cache, params, registry
+from ..embedding import cache, registry
 from ..exceptions import DataError, ParameterError
 from ..records import write_json_atomic
 from . import ensemble, runs
@@ -106,10 +106,12 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
     """
     from .finetune import load_trunk
 
-    if item != (params.NUM_FRAMES, params.NUM_BANDS):
+    model = registry.model(cfg["trunk"]["name"])
+    if item != tuple(model.input_shape or ()):
         raise DataError(
-            f"config key trunk.name={cfg['trunk']['name']!r} fine-tunes VGGish on its own log-mel patches (a"
-            f" `--frontend melspec` cache, {params.NUM_FRAMES} x {params.NUM_BANDS}); this cache holds items of shape {item}"
+            f"config key trunk.name={model.name!r} fine-tunes {model.name} on its own inputs of shape"
+            f" {model.input_shape} (log-mel patches: a `--frontend melspec` cache); this cache holds items of shape"
+            f" {item}"
         )
     if "patch_shape" in accepts:
         raise ParameterError(
@@ -117,7 +119,7 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
             " (dense, autopool, attention, mlp)"
         )
     dtype = "float16" if backend.gpus() else "float32"  # mixed precision on a GPU (float32 weights: they train)
-    trunk = load_trunk(weights=cfg["trunk"]["weights"], train=cfg["trunk"]["train"], dtype=dtype)
+    trunk = load_trunk(model=model.name, weights=cfg["trunk"]["weights"], train=cfg["trunk"]["train"], dtype=dtype)
     rows, n = [], 0
     standardize = cfg["head"].get("standardize", accepts["standardize"].default if "standardize" in accepts else False)
     for p in patches if standardize else ():  # the head's scaler sees what the trunk makes now
@@ -125,7 +127,7 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
             break
         rows.append(np.asarray(trunk.predict(np.asarray(p[: stats_patches - n], np.float32), verbose=0), np.float32))
         n += len(rows[-1])
-    return trunk, rows, (params.EMBEDDING_SIZE,)
+    return trunk, rows, tuple(model.kinds[0].row_shape)
 
 
 def _reseed(model, seed):

@@ -8,13 +8,15 @@ patches of 96 frames. Computed in float64 as the reference, returned as float32.
 """
 
 import functools
+import os
 import warnings
 
 import numpy as np
 
-from ..exceptions import AudioError, ParameterError, TaggerWarning
+from ...exceptions import AudioError, ParameterError, TaggerWarning
+from ..audio import to_mono
+from ..decode import blocks, describe_error
 from . import params
-from .audio import to_mono
 
 __all__ = [
     "periodic_hann",
@@ -24,6 +26,7 @@ __all__ = [
     "Patcher",
     "waveform_to_patches",
     "n_patches",
+    "decode_messages",
 ]
 
 SHORT_POLICIES = ("pad", "skip")
@@ -226,3 +229,39 @@ def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_
     if len(tail_p):
         return tail_p, tail_t
     return patches, times
+
+
+def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
+    """Yield the messages describing one file's patches (``path`` may be an :class:`tagger.embedding.augment.Augmented` task).
+
+    Yields
+    ------
+    tuple
+        ``("patches", index, patches (n, 96, 64) float32, timestamps (n,))`` zero or more
+        times, then ``("done", index, duration_s, [warning texts])`` or
+        ``("error", index, reason)``.
+    """
+    pending_p, pending_t, n_pending = [], [], 0
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=os.fspath(path))
+
+            def emit(p, t):
+                nonlocal n_pending
+                pending_p.append(p)
+                pending_t.append(t)
+                n_pending += len(p)
+
+            for block in blocks(path, params.SAMPLE_RATE):
+                emit(*patcher.feed(block))
+                if n_pending >= chunk_patches:
+                    yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))
+                    pending_p, pending_t, n_pending = [], [], 0
+            emit(*patcher.finish())
+        if n_pending:
+            yield ("patches", index, np.concatenate(pending_p), np.concatenate(pending_t))
+        texts = [str(w.message) for w in caught]
+        yield ("done", index, patcher.n_samples / params.SAMPLE_RATE, texts)
+    except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
+        yield ("error", index, describe_error(exc))

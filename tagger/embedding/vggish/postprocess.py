@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ..exceptions import DataError, ParameterError
+from ...exceptions import DataError, ParameterError
 from . import params
 
 __all__ = ["Postprocessor", "dequantize"]

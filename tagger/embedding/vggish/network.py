@@ -18,8 +18,8 @@ import os
 
 import numpy as np
 
-from ..exceptions import DataError
-from ..records import write_atomic
+from ...exceptions import DataError
+from ...records import write_atomic
 from . import params
 
 __all__ = [
@@ -37,6 +37,9 @@ __all__ = [
 
 #: the plain weights files: official variable name -> float32 array, no TensorFlow needed to read them
 PLAIN_FORMATS = (".npz", ".safetensors")
+#: the weights protocol every model's weights reader keeps (:func:`tagger.embedding.registry.weights_reader`):
+#: ``WEIGHTS_ENV``, ``PLAIN_FORMATS``, ``resolve_source``, ``check_source``, ``export_weights``
+WEIGHTS_ENV = params.WEIGHTS_ENV
 
 #: Keras layer name -> (official variable scope, kernel shape)
 OFFICIAL_LAYERS = {
@@ -224,7 +227,7 @@ def read_weights(source=None):
         V1 or V2 format), a plain ``.npz`` / ``.safetensors`` file (no
         TensorFlow needed), or a TF Hub handle (downloaded once and cached in
         ``$TFHUB_CACHE_DIR``). Default: ``$TAGGER_VGGISH_WEIGHTS``, else
-        :data:`tagger.embedding.params.VGGISH_HUB_HANDLE`.
+        :data:`tagger.embedding.vggish.params.VGGISH_HUB_HANDLE`.
 
     Returns
     -------
@@ -277,6 +280,18 @@ def network(weights, *, name="vggish", dtype="float32"):
     keras.Model
     """
     return set_weights(build_vggish(name=name, dtype=dtype, initializer="zeros"), weights)
+
+
+def trunk(*, weights=None, name="vggish", dtype="float32"):
+    """VGGish to fine-tune (the registry's ``trunk`` hook): random-initialised layers that train, then the weights
+    of ``weights`` (any form :func:`read_weights` accepts) copied in.
+
+    Returns
+    -------
+    keras.Model
+        (n, 96, 64) -> (n, 128) raw embeddings.
+    """
+    return set_weights(build_vggish(name=name, dtype=dtype), read_weights(weights))
 
 
 def load_vggish(source=None):
