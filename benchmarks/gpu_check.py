@@ -146,6 +146,7 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
     from tagger.embedding.embed import embed_files
     from tagger.embedding.pipeline import iter_embeddings
     from tagger.embedding.vggish.extractor import Embedder
+    from tagger.embedding.vggish.frontend import decode_messages
 
     workers = os.cpu_count()
     best = max(part.data["network"], key=lambda r: r["patches_per_s"])
@@ -160,7 +161,13 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
     n_patches = sum(
         len(r.embedding)
         for r in iter_embeddings(
-            clips, lambda p: np.zeros((len(p), 128), np.float32), batch_size=best["batch"], workers=workers
+            clips,
+            lambda p: np.zeros((len(p), 128), np.float32),
+            target=decode_messages,
+            target_options=dict(hop_seconds=0.96, short_policy="pad", chunk_patches=32),
+            row_shape=(128,),
+            batch_size=best["batch"],
+            workers=workers,
         )
     )
     decode_s = time.perf_counter() - started

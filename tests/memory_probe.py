@@ -25,6 +25,7 @@ def peak_mb():
 
 def main():
     from tagger.embedding.pipeline import iter_embeddings
+    from tagger.embedding.vggish.frontend import decode_messages
 
     n = {"patches": 0}
 
@@ -32,7 +33,10 @@ def main():
         n["patches"] += len(patches)
         return np.zeros((len(patches), 128), np.float32)
 
-    results = list(iter_embeddings([sys.argv[1]], run, batch_size=64, workers=1))
+    options = dict(hop_seconds=0.96, short_policy="pad", chunk_patches=32)
+    results = list(
+        iter_embeddings([sys.argv[1]], run, target=decode_messages, target_options=options, row_shape=(128,), workers=1)
+    )
     if not results[0].ok:
         raise SystemExit(results[0].error)
     print(

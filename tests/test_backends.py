@@ -102,6 +102,28 @@ def test_bad_plain_weights_files_are_clear_errors(ckpt_path, fixture_weights, tm
         vggish.read_weights(str(tmp_path / "short.npz"))
 
 
+def test_weights_with_nan_or_inf_are_refused_by_tensor_before_any_clip_is_cached(fixture_weights, tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from tagger import cli
+
+    nan = dict(fixture_weights)
+    nan["vggish/conv3/conv3_1/weights"] = nan["vggish/conv3/conv3_1/weights"].copy()
+    nan["vggish/conv3/conv3_1/weights"][0, 0, 0, :2] = np.nan
+    np.savez(tmp_path / "nan.npz", **nan)
+    inf = dict(fixture_weights, **{"vggish/fc2/biases": np.full(128, np.inf, np.float32)})
+    save_file({k: np.ascontiguousarray(v) for k, v in inf.items()}, str(tmp_path / "inf.safetensors"))
+    with pytest.raises(DataError, match=r"nan\.npz: not VGGish weights: vggish/conv3/conv3_1/weights holds 2 NaN"):
+        vggish.read_weights(str(tmp_path / "nan.npz"))
+    with pytest.raises(DataError, match=r"vggish/fc2/biases holds 128 NaN or infinite values: the file is damaged"):
+        vggish.read_weights(str(tmp_path / "inf.safetensors"))
+    clip = write_audio(tmp_path / "a.wav", 2.0)
+    code = cli.main(["embed", str(clip), "--out", str(tmp_path / "cache"), "--weights", str(tmp_path / "nan.npz")])
+    assert code == cli.EXIT_ERROR
+    assert "conv3_1/weights holds 2 NaN" in capsys.readouterr().err
+    assert not list((tmp_path / "cache").rglob("*.pkl"))
+
+
 @pytest.mark.backends
 def test_the_backend_runs_vggish_like_the_numpy_reference(plain_weights, fixture_weights, gtzan_files):
     """The network on this process's backend, from the plain file, against the NumPy forward pass."""

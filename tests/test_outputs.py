@@ -29,7 +29,7 @@ WRAPPER = textwrap.dedent(
     import importlib, os, signal, sys, time
     from tagger import cli
     from tagger.tagging import writer
-    Embedder = importlib.import_module("tagger.embedding.embed").Embedder  # (tagger.embed, the attribute, is the function)
+    Embedder = importlib.import_module("tagger.embedding.vggish.extractor").Embedder
     calls, count = {"n": 0}, {"rows": 0}
     real_run, real_rows = Embedder.run, writer.csv_row
     def run(self, patches):

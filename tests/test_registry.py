@@ -1,6 +1,8 @@
 """The model registry: VGGish's kinds as they were, and a toy model registered here running the whole loop."""
 
+import ast
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from tagger.embedding.pipeline import TrackResult
 from tagger.exceptions import DataError, ParameterError
 
 TOY_RATE, TOY_WINDOW = 8000, 0.5
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 class ToyExtractor:
@@ -152,3 +155,116 @@ def test_a_registered_toy_model_embeds_prepares_trains_and_tags(toy, tmp_path):
     with pytest.raises((DataError, ParameterError), match="toy"):
         cache.read_entry(str(cache.entry_path(out / "cache", "quiet/q0.wav")))
     registry.register(TOY)
+
+
+# Adding a model is one folder (or module) plus one registry line: outside the model modules nothing imports a
+# model module, branches on a model or kind name, or writes an embedding size. Exempt, each for its reason:
+MODEL_MODULES = ("tagger.embedding.vggish", "tagger.embedding.features", "tagger.embedding.spectrogram")
+EXEMPT = {
+    "tagger/embedding/registry.py": "names each built-in model's module in one line (BUILT_IN)",
+    "tagger/datasets/audioset.py": "reads Google's released VGGish features (its frontend and hop are theirs)",
+    "tagger/datasets/gtzan.py": "reads the GTZAN feature table, the features model's own values",
+    "tagger/cli/features.py": "`tagger features`, the features model's own command",
+    "tagger/training/finetune.py": "the fine-tuning trunk (reached through the registry's trunk hook)",
+    "tagger/__init__.py": "the package's public names: the default model's Embedder and embed()",
+    "tagger/testing.py": "writes VGGish weight fixtures in Google's official layout",
+}
+EMBEDDING_SIZES = (128,)  # VGGish's; a model's sizes belong in its own folder
+
+
+def _module_name(rel):
+    parts = pathlib.PurePath(rel).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported(tree, name, is_package):
+    """Every module an AST imports, relative imports resolved (``from . import x`` gives ``pkg.x`` too)."""
+    package = name if is_package else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            module = (base + "." + node.module if node.module else base) if node.level else node.module
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def _constants(node):
+    items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+    return [n.value for n in items if isinstance(n, ast.Constant) and not isinstance(n.value, bool)]
+
+
+def _findings(text, name, names, *, is_package=False):
+    """What one module (its source ``text``, its dotted ``name``) does that only a model module may: import a model
+    module, compare with a model or kind name or default to one, write an embedding size as a size default or in
+    a shape."""
+    tree = ast.parse(text)
+    out = []
+    for module in sorted(set(_imported(tree, name, is_package))):
+        if any(module == m or module.startswith(m + ".") for m in MODEL_MODULES):
+            out.append(f"imports {module}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for side in (node.left, *node.comparators):
+                hit = [c for c in _constants(side) if isinstance(c, str) and c in names]
+                if hit:
+                    out.append(f"line {node.lineno} compares with {hit[0]!r}")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            positional = node.args.args
+            defaults = [None] * (len(positional) - len(node.args.defaults)) + node.args.defaults
+            for arg, default in zip(positional + node.args.kwonlyargs, defaults + node.args.kw_defaults):
+                value = _constants(default)[0] if isinstance(default, ast.Constant) and _constants(default) else None
+                if isinstance(value, str) and value in names:
+                    out.append(f"line {node.lineno}: {arg.arg}={value!r} by default")
+                sized = any(w in arg.arg for w in ("embedding", "size", "dim"))
+                if sized and value in EMBEDDING_SIZES:
+                    out.append(f"line {node.lineno}: {arg.arg}={value} by default")
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("zeros", "empty", "ones", "reshape"):
+            if any(c in EMBEDDING_SIZES for arg in node.args for c in _constants(arg)):
+                out.append(f"line {node.lineno}: a shape with an embedding size")
+    return out
+
+
+@pytest.mark.unit
+def test_no_module_outside_the_model_folders_knows_a_model():
+    names = set(registry.models()) | set(registry.kinds())
+    assert {"vggish", "raw", "postprocessed", "features", "melspec"} <= names
+    found = {}
+    for path in sorted((ROOT / "tagger").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        name = _module_name(rel)
+        if rel in EXEMPT or any(name == m or name.startswith(m + ".") for m in MODEL_MODULES):
+            continue
+        hits = _findings(path.read_text(), name, names, is_package=path.stem == "__init__")
+        if hits:
+            found[rel] = hits
+    assert not found, found
+
+
+@pytest.mark.unit
+def test_the_model_knowledge_check_finds_each_thing_it_looks_for():
+    names = set(registry.models()) | set(registry.kinds())
+    planted = (
+        "from ..embedding.vggish import params\n"
+        "from ..embedding import features\n"
+        "def f(kind, *, embedding_size=128, other='melspec'):\n"
+        "    '''(T, 128) in a docstring is fine; so is raw.'''\n"
+        "    if kind == 'raw' or kind in ('features', 'x'):\n"
+        "        return np.zeros((0, 128))\n"
+    )
+    found = sorted(_findings(planted, "tagger.training.planted", names))
+    assert found == sorted(
+        [
+            "imports tagger.embedding.features",
+            "imports tagger.embedding.vggish",
+            "imports tagger.embedding.vggish.params",
+            "line 5 compares with 'raw'",
+            "line 5 compares with 'features'",
+            "line 3: embedding_size=128 by default",
+            "line 3: other='melspec' by default",
+            "line 6: a shape with an embedding size",
+        ]
+    ), found

@@ -17,6 +17,9 @@ from ..training.evaluate import check_run, is_cv_run
 
 __all__ = ["before_backend"]
 
+#: the commands whose positional inputs are audio files, folders or list files
+AUDIO_COMMANDS = ("embed", "tag", "features")
+
 
 def _exists(paths, what):
     for path in paths:
@@ -28,7 +31,7 @@ def before_backend(args):
     """Check a command's paths, model and weights source; raise :class:`~tagger.exceptions.DataError` on the first bad one."""
     command = args.command
     keras_backend.check_choice()
-    if command in ("embed", "tag", "features") and getattr(args, "runner", "local") == "local":
+    if command in AUDIO_COMMANDS and getattr(args, "runner", "local") == "local":
         # Beam runners read their inputs where they run (gs://..., globs): only local runs are checked here
         files.check_inputs(args.inputs)
     if command == "evaluate":

@@ -237,7 +237,8 @@ def read_weights(source=None):
     Raises
     ------
     DataError
-        Missing source, unreadable file, missing or misshapen variables.
+        Missing source, unreadable file, missing or misshapen variables, NaN or infinite values (named by
+        tensor): refused before any clip is embedded.
     """
     source, form = check_source(source)
     reader = {"plain": _read_plain, "hub": _read_hub, "savedmodel": _read_savedmodel, "checkpoint": _read_checkpoint}
@@ -251,8 +252,13 @@ def read_weights(source=None):
             problems.append(f"{name} has shape {tuple(raw[name].shape)}, expected {shape}")
         else:
             weights[name] = np.asarray(raw[name], dtype=np.float32)
+            bad = int(np.size(weights[name]) - np.count_nonzero(np.isfinite(weights[name])))
+            if bad:
+                problems.append(f"{name} holds {bad} NaN or infinite value{'s' * (bad > 1)}")
     if problems:
-        raise DataError(f"{source}: not VGGish weights: " + "; ".join(problems[:6]))
+        damaged = all("NaN or infinite" in p for p in problems)
+        fix = ": the file is damaged; export or download the weights again" if damaged else ""
+        raise DataError(f"{source}: not VGGish weights: " + "; ".join(problems[:6]) + fix)
     return weights
 
 

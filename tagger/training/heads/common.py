@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ...embedding import registry
 from ...exceptions import ParameterError
 
 __all__ = [
@@ -31,10 +32,15 @@ def dropout_layer(rate, name):
 
 
 def inputs(embedding_size, standardize=False, input_stats=None):
-    """Model inputs and the tensor heads build on: ``x``, standardised per dimension when asked."""
+    """Model inputs and the tensor heads build on: ``x``, standardised per dimension when asked.
+
+    ``embedding_size`` None: one row of the default kind (VGGish's 128); training passes its cache's own.
+    """
     import keras
     from keras import layers
 
+    if embedding_size is None:
+        embedding_size = registry.kind(registry.default_kind()).row_shape[0]
     x = keras.Input((None, embedding_size), name="x")
     mask = keras.Input((None,), name="mask")
     if not standardize:

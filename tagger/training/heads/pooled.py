@@ -17,7 +17,7 @@ def dense_head(
     n_layers=2,
     dropout=0.3,
     standardize=False,
-    embedding_size=128,
+    embedding_size=None,
     output_bias=None,
     input_stats=None,
 ):
@@ -48,7 +48,7 @@ def autopool_head(
     dropout=0.3,
     alpha_init=0.0,
     standardize=False,
-    embedding_size=128,
+    embedding_size=None,
     output_bias=None,
     input_stats=None,
 ):
@@ -86,7 +86,7 @@ def attention_head(
     n_layers=2,
     dropout=0.3,
     standardize=False,
-    embedding_size=128,
+    embedding_size=None,
     output_bias=None,
     input_stats=None,
 ):
