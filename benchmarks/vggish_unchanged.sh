@@ -23,10 +23,10 @@ git -C "$ROOT" archive "$OLD" | tar -x -C "$WORK/old"
 mapfile -t CLIPS < <(ls "$SHARED"/data/gtzan/genres/*/*.au | sort)
 export TAGGER_PRECISION=float32 PYTHONDONTWRITEBYTECODE=1
 
-tagger() {  # tagger TREE ARGS...: the CLI of one source tree
+tagger() {  # tagger TREE ARGS...: the CLI of one source tree (its log lines in WORK/log.txt)
     local tree=$1
     shift
-    PYTHONPATH="$tree" python -m tagger "$@"
+    PYTHONPATH="$tree" python -m tagger "$@" 2>>"$WORK/log.txt"
 }
 
 eval "$(python -m tagger.testing "$WORK/fixture" | grep '^export ')"
@@ -41,10 +41,18 @@ for side in old new; do
         --out "$WORK/$side.csv" --taggram "$WORK/$side.taggram" --cache "$WORK/$side.cache" >/dev/null
 done
 same "tag rows (music head, 10 GTZAN tracks)" "$WORK/old.csv" "$WORK/new.csv"
-for f in "$WORK"/old.taggram/*; do same "taggram $(basename "$f")" "$f" "$WORK/new.taggram/$(basename "$f")"; done
-for f in $(cd "$WORK/old.cache" && find . -name '*.pkl' | sort); do
-    same "cache entry $f" "$WORK/old.cache/$f" "$WORK/new.cache/$f"
-done
+n=0
+while IFS= read -r f; do
+    cmp -s "$WORK/old.taggram/$f" "$WORK/new.taggram/$f" || { echo "DIFFERENT: taggram $f"; exit 1; }
+    n=$((n + 1))
+done < <(cd "$WORK/old.taggram" && find . -type f | sort)
+echo "same: $n taggrams"
+n=0
+while IFS= read -r f; do
+    cmp -s "$WORK/old.cache/$f" "$WORK/new.cache/$f" || { echo "DIFFERENT: cache entry $f"; exit 1; }
+    n=$((n + 1))
+done < <(cd "$WORK/old.cache" && find . -name '*.pkl' | sort)
+echo "same: $n cache entries (pickled bytes)"
 
 line=$(tagger "$ROOT" embed "${CLIPS[@]}" --out "$WORK/old.cache" --workers 1 --no-progress)
 echo "$line"
@@ -53,7 +61,7 @@ case $line in "embedded 0, skipped 10 "*) echo "same: the old cache serves the n
 head -n 4 "$WORK/old.csv" >"$WORK/resumed.csv"
 cp "$WORK/old.csv.meta.json" "$WORK/resumed.csv.meta.json" 2>/dev/null || true
 tagger "$ROOT" tag "${CLIPS[@]}" --model music --allow-other-embedding --workers 1 --no-progress \
-    --out "$WORK/resumed.csv" --cache "$WORK/old.cache" >/dev/null
+    --out "$WORK/resumed.csv" --taggram "$WORK/resumed.taggram" --cache "$WORK/old.cache" >/dev/null
 same "an old output cut to 3 rows, resumed by the new code" "$WORK/old.csv" "$WORK/resumed.csv"
 
 tagger "$WORK/old" prepare gtzan "$SHARED/data/gtzan/genres" --out "$WORK/gtzan" --workers 1 --no-progress >/dev/null
