@@ -13,6 +13,7 @@ from helpers import NOT_AUDIO, ROOT, SEQUENCE, run_in_process, write_feature_dat
 
 from tagger.exceptions import DataError
 from tagger.training import starter
+from tagger.training.config import load_config
 
 
 def _python(*args, cwd=None, env=None, timeout=120):
@@ -95,12 +96,24 @@ def test_write_starter_counts_the_training_clips_and_train_reads_it_from_elsewhe
         "cache": "cache",
         "vocabulary": "vocab.json",
         "task": "singlelabel",
+        "relative_to": "config",
     }
     monkeypatch.chdir(tmp_path)
     assert starter.find_starter("data/mine") == "data/mine/train.json"
     cfg = starter.load_starter("data/mine/train.json")
     assert cfg["data"]["index"] == "data/mine/index.csv" and cfg["data"]["cache"] == "data/mine/cache"
     assert cfg["name"] == "mine" and cfg["data"]["task"] == "singlelabel"
+    # the file itself, as `prepare` prints it (`tagger train data/mine/train.json`), from here and from elsewhere
+    assert load_config("data/mine/train.json")["data"] == {**cfg["data"], "relative_to": "working_folder"}
+    monkeypatch.chdir(folder)
+    assert load_config("train.json")["data"]["index"] == "index.csv"
+    # a starter config written before starters said so: relative to its folder all the same, by `tagger train FOLDER`
+    old = {**written, "data": {k: v for k, v in written["data"].items() if k != "relative_to"}}
+    (folder / "train.json").write_text(json.dumps(old))
+    monkeypatch.chdir(tmp_path)
+    assert starter.load_starter("data/mine/train.json")["data"]["index"] == "data/mine/index.csv"
+    with pytest.raises(DataError, match=r"config key data.index: .*/index.csv does not exist"):
+        load_config("data/mine/train.json")  # a hand-written config: paths from the working folder, as documented
 
 
 def test_find_starter_names_the_choices(tmp_path):

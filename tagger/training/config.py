@@ -48,6 +48,9 @@ DEFAULTS = {
         "valid_split": "valid",
         "test_split": "test",
         "cv_folds": 0,  # > 1: cross-validate over the index's `fold` column
+        # relative index, cache and vocabulary paths are taken from the working folder, or from the config file's
+        # own folder ("config": what `tagger prepare` writes, so its starter config trains from anywhere)
+        "relative_to": "working_folder",
     },
     # head: name plus its builder's settings (tagger.training.heads), and members (default 1) for an ensemble
     "head": {"name": "dense", "hidden": 256, "n_layers": 2, "dropout": 0.3},
@@ -136,6 +139,7 @@ _RULES = {
     "trunk.learning_rate_scale": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
 }
 _CHOICES = {
+    "data.relative_to": ("working_folder", "config"),
     "optimizer.name": tuple(OPTIMIZERS),
     "trunk.train": ("none", "fc", "conv4", "all"),
 }
@@ -479,8 +483,10 @@ def data_path(cfg, key, *, base_dir="."):
     return path if os.path.isabs(path) else os.path.abspath(os.path.join(base_dir, path))
 
 
-def load_config(path, *, check_paths=True):
-    """Read and validate a config file; relative data paths are taken from the working directory."""
+def load_config(path, *, check_paths=True, relative_to=None):
+    """Read and validate a config file; relative data paths are taken from the working directory, or from the
+    file's folder where its ``data.relative_to`` (or ``relative_to`` given here) is ``"config"`` (starter
+    configs)."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such config file")
     if os.path.isdir(path):
@@ -498,7 +504,23 @@ def load_config(path, *, check_paths=True):
     if not isinstance(raw, dict):
         raise ParameterError(f"{path}: a config is a JSON object")
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    data = raw.get("data")
+    if isinstance(data, dict) and (relative_to or data.get("relative_to")) == "config":
+        raw = {**raw, "data": relative_to_working_folder(data, os.path.dirname(os.path.abspath(path)))}
     return validate(raw, check_paths=check_paths)
+
+
+def relative_to_working_folder(data, folder):
+    """A config's ``data`` with its relative paths, written relative to ``folder``, made relative to the working
+    folder (``relative_to`` becomes ``working_folder``: what a run folder freezes resolves from where it runs)."""
+    data = dict(data, relative_to="working_folder")
+    for key in _PATH_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            value = os.path.expanduser(os.path.expandvars(value))
+            if not os.path.isabs(value):
+                data[key] = os.path.relpath(os.path.join(folder, value))
+    return data
 
 
 def main(argv=None):

@@ -77,7 +77,13 @@ def starter_config(*, name, index, cache, vocabulary, task, n_train, kind=None):
         head, window = {"name": "attention", "hidden": 256, "n_layers": 2, "dropout": 0.5}, 10
     cfg = {
         "name": name,
-        "data": {"index": index, "cache": cache, "vocabulary": vocabulary, "task": task},
+        "data": {
+            "index": index,
+            "cache": cache,
+            "vocabulary": vocabulary,
+            "task": task,
+            "relative_to": "config",  # its paths are relative to its own folder: it trains from any working folder
+        },
         "head": head,
         "window": window,
         "batch_size": batch,
@@ -147,10 +153,4 @@ def find_starter(folder):
 
 def load_starter(path):
     """Read a starter config, its data paths (relative to its folder) made relative to the working folder; validated."""
-    cfg = load_config(path, check_paths=False)
-    folder = os.path.dirname(os.path.abspath(path))
-    for key in ("index", "cache", "vocabulary"):
-        value = os.path.expanduser(os.path.expandvars(str(cfg["data"][key])))
-        if not os.path.isabs(value):
-            cfg["data"][key] = os.path.relpath(os.path.join(folder, value))
-    return validate(cfg)
+    return load_config(path, relative_to="config")  # also those written before starters said so themselves
