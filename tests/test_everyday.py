@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers import NOT_AUDIO, ROOT, SEQUENCE, run_in_process, write_feature_dataset
 
-from tagger.exceptions import DataError
+from tagger.exceptions import DataError, ParameterError
 from tagger.training import starter
 from tagger.training.config import load_config
 
@@ -241,6 +241,12 @@ def test_evaluate_scores_a_cross_validated_run_on_its_held_out_folds(tmp_path):
         pred.append(np.argmax(clip_scores(model, emb, window=1, task="singlelabel"), 1))
     assert summary["accuracy"] == pytest.approx(float(np.mean(np.concatenate(y) == np.concatenate(pred))))
     assert (run / "eval" / "folds-head" / "metrics.json").exists()
+    # one fold's folder: scored on the clips it held out (never the test split it mostly trained on)
+    one = evaluate(str(run / "fold1"))
+    assert one["split"] == "fold1" and one["fold"] == 1 and one["n_clips"] == len(y[1])
+    assert one["accuracy"] == pytest.approx(float(np.mean(y[1] == pred[1])))
+    with pytest.raises(ParameterError, match=r"fold 1 of the cross-validated run .*: it trained on the other folds"):
+        evaluate(str(run / "fold1"), split="test")
     cli = _python("-m", "tagger", "evaluate", str(run), timeout=600)
     assert cli.returncode == 0 and "(folds, head)" in cli.stdout, cli.stderr[-2000:]
 

@@ -136,7 +136,9 @@ def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
     split : str, optional
         Value of the index's ``split`` column; default :func:`default_split`. A
         cross-validated run scores each fold's head on the fold it was not
-        trained on (``split`` must then be None or ``'folds'``).
+        trained on (``split`` must then be None or ``'folds'``); one fold's
+        folder (``RUN/fold<k>``) is scored on fold k alone (``split`` None or
+        ``'fold<k>'``; any other split it mostly trained on is refused).
     mode : {'head', 'soft', 'hard'}
     out_dir : str, optional
         Default ``run_dir/eval/<split>-<mode>`` (``folds-<mode>`` for a cross-validated run).
@@ -153,13 +155,48 @@ def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
             )
         with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
             return _evaluate_folds(run_dir, mode=mode, out_dir=out_dir, plots=plots)
+    fold = fold_of(run_dir)
+    if fold is not None and split not in (None, f"fold{fold}"):
+        parent = os.path.dirname(os.path.normpath(run_dir))
+        raise ParameterError(
+            f"{run_dir} is fold {fold} of the cross-validated run {parent}: it trained on the other folds, most of"
+            f" split {split!r}; it is scored on its held-out fold (tagger evaluate {run_dir}), the whole run on"
+            f" every fold (tagger evaluate {parent})"
+        )
     model, cfg, labels, thresholds = load_run(run_dir)
     dataset = Dataset(cfg)  # the index and vocabulary, read once for the default split and the scoring
-    split = default_split(dataset) if split is None else split
+    if fold is None:
+        split = default_split(dataset) if split is None else split
     with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
+        if fold is not None:  # one fold of a cross-validated run: the clips it held out, never ones it trained on
+            return _evaluate_fold(
+                run_dir, model, dataset, labels, thresholds, fold, mode=mode, out_dir=out_dir, plots=plots
+            )
         return _evaluate(
             run_dir, model, dataset, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots
         )
+
+
+def fold_of(run_dir):
+    """k where ``run_dir`` is ``fold<k>/`` of a cross-validated run (its parent), else None."""
+    name = os.path.basename(os.path.normpath(run_dir))
+    if name.startswith("fold") and name[4:].isdigit() and is_cv_run(os.path.dirname(os.path.abspath(run_dir))):
+        return int(name[4:])
+    return None
+
+
+def _evaluate_fold(run_dir, model, dataset, labels, thresholds, k, *, mode, out_dir, plots):
+    cfg = dataset.cfg
+    task = cfg["data"]["task"]
+    ids, embeddings, y = dataset.fold(k)
+    if not ids:
+        raise DataError(f"{cfg['data']['index']}: fold {k} has no tracks with labels in the vocabulary")
+    scores = clip_scores(model, embeddings, mode=mode, window=cfg["window"], thresholds=thresholds, task=task)
+    extra = {"fold": k, "protocol": "the fold's held-out clips (out-of-fold)"}
+    split = f"fold{k}"
+    return _report(
+        run_dir, task, y, scores, thresholds, labels, split=split, mode=mode, out_dir=out_dir, plots=plots, extra=extra
+    )
 
 
 def _evaluate(run_dir, model, dataset, labels, thresholds, *, split, mode, out_dir, plots):
