@@ -119,6 +119,7 @@ class ResumableOutput:
         return os.path.normpath(os.path.join(cwd or os.getcwd(), path))
 
     def __enter__(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)  # its lock file sits beside it
         self._lock.__enter__()
         try:
             self._begin(__version__)
@@ -128,7 +129,6 @@ class ResumableOutput:
         return self
 
     def _begin(self, version):
-        os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)
         if self.overwrite:
             for path in {self.out, self.rows_file, self.errors_file, self.meta_path}:
                 if os.path.exists(path):

@@ -406,3 +406,56 @@ def test_records_refuse_a_damaged_middle(tmp_path):
     path.write_bytes(b"path,p\r\na,1\r\nb,2,3\r\nc,3\r\n")
     with pytest.raises(DataError, match="record 2 has 3 fields"):
         records.read_records(str(path), "csv")
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_reader_looping_beside_a_running_writer_never_changes_its_file(tmp_path, kind):
+    """The README's reader (``read_records``) beside a writer that is halfway through a row: the finished file is
+    byte for byte an undisturbed run's, and the reader only ever saw complete rows."""
+    import threading
+
+    from tagger.resumable import ResumableOutput
+
+    rows = [{"path": f'clip {i}\n,"x"', "p": f"{i / 7:.4f}"} for i in range(40)]
+
+    def write(out, pause):
+        with ResumableOutput(
+            out, kind=kind, settings={"s": 1}, compare=lambda old, new: [], fieldnames=["path", "p"]
+        ) as w:
+            append = w._append
+
+            def in_halves(text):  # each record reaches the disk in two writes, a reader may see the first alone
+                append(text[: len(text) // 2])
+                pause()
+                append(text[len(text) // 2 :])
+
+            w._append = in_halves
+            for row in rows:
+                w.row(row)
+
+    write(str(tmp_path / "alone" / f"out.{kind}"), lambda: None)
+    out = str(tmp_path / "beside" / f"out.{kind}")
+    half_written = threading.Event()
+    done = threading.Event()
+    seen = []
+
+    def pause():
+        half_written.set()
+        time.sleep(0.002)
+
+    def reader():
+        while not done.is_set():
+            if os.path.exists(out):
+                _, got = records.read_records(out, kind)
+                seen.append(len(got))
+                assert all(r["path"].startswith("clip ") for r in got)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        write(out, pause)
+    finally:
+        done.set()
+        thread.join()
+    assert half_written.is_set() and len(seen) > 10 and seen == sorted(seen)
+    assert open(out, "rb").read() == open(tmp_path / "alone" / f"out.{kind}", "rb").read()
