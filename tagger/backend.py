@@ -19,6 +19,7 @@ it must not load TensorFlow in a process that runs on JAX or PyTorch.
 """
 
 import contextlib
+import importlib.util
 import os
 
 import numpy as np
@@ -43,11 +44,25 @@ __all__ = [
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
+#: what to install for each backend
+_INSTALL = {
+    "tensorflow": 'pip install "tensorflow"',
+    "jax": 'pip install "vggish-tagger[jax]" (jax[cuda13] on a GPU)',
+    "torch": "pip install torch (the build for your machine: https://pytorch.org/get-started/locally/)",
+}
+
+
 def check_choice():
-    """Refuse a ``KERAS_BACKEND`` tagger does not run on, without importing Keras (:class:`ParameterError`)."""
+    """Refuse a ``KERAS_BACKEND`` tagger does not run on, or whose package is not installed, without importing
+    Keras or the backend (:class:`ParameterError`)."""
     wanted = os.environ.get("KERAS_BACKEND")
     if wanted is not None and wanted not in BACKENDS:
         raise ParameterError(f"KERAS_BACKEND={wanted!r}: tagger runs on one of {', '.join(BACKENDS)}")
+    chosen = wanted or "tensorflow"
+    if importlib.util.find_spec(chosen) is None:
+        others = [b for b in BACKENDS if b != chosen and importlib.util.find_spec(b) is not None]
+        instead = f", or choose an installed one: KERAS_BACKEND={' / '.join(others)}" if others else ""
+        raise ParameterError(f"KERAS_BACKEND={chosen}: {chosen} is not installed here; {_INSTALL[chosen]}{instead}")
 
 
 def name():

@@ -283,3 +283,13 @@ def test_the_backend_name_is_checked_before_keras_loads(monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "theano")
     with pytest.raises(ParameterError, match="KERAS_BACKEND='theano'"):
         backend.name()
+
+
+def test_a_backend_that_is_not_installed_is_named_with_what_to_install(monkeypatch):
+    real = backend.importlib.util.find_spec
+    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda n: None if n == "torch" else real(n))
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    with pytest.raises(ParameterError, match=r"KERAS_BACKEND=torch: torch is not installed here; pip install torch"):
+        backend.check_choice()
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    backend.check_choice()  # installed here (the test extra): no word
