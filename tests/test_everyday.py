@@ -503,6 +503,23 @@ def test_plot_refuses_what_is_not_a_taggram_or_a_run(tmp_path):
         plots.plot_taggram(str(tmp_path / "y.npz"))
     with pytest.raises(DataError, match="no history.csv"):
         plots.plot_run(str(tmp_path))
+    # a tag output given for a taggram; a truncated .npz; a taggram narrower than its labels
+    (tmp_path / "tags.csv").write_text("path,tag_1\na.wav,Music\n")
+    with pytest.raises(DataError, match=r"tags.csv: not a taggram file \(tagger tag --taggram DIR writes one .npz"):
+        plots.plot_taggram(str(tmp_path / "tags.csv"))
+    good = dict(taggram=np.full((31, 10), 0.5, np.float32), labels=np.array([f"t{i}" for i in range(10)]))
+    np.savez(tmp_path / "t.npz", timestamps=np.arange(31) * 0.96, **good)
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "t.npz").read_bytes()[:-200])
+    with pytest.raises(DataError, match="cut.npz: a damaged or truncated taggram file .*tag the clip again"):
+        plots.plot_taggram(str(tmp_path / "cut.npz"))
+    np.savez(tmp_path / "wide.npz", timestamps=np.arange(31) * 0.96, taggram=good["taggram"], labels=np.arange(150))
+    with pytest.raises(DataError, match=r"wide.npz: its taggram \(31, 10\) does not match its 150 labels"):
+        plots.plot_taggram(str(tmp_path / "wide.npz"))
+    # a damaged history: a row cut short, a word where a number belongs
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "history.csv").write_text("epoch,loss,val_score,lr\n0,0.5,0.2,0.001\n1,abc,0.3,0.001\n")
+    with pytest.raises(DataError, match=r"history.csv: a damaged history: line 3 has no number for loss"):
+        plots.plot_run(str(tmp_path / "run"))
 
 
 @pytest.mark.integration

@@ -7,6 +7,7 @@ returns it, so what it drew can be checked line by line, label by label.
 import csv
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -34,14 +35,28 @@ def read_taggram(path):
     """A taggram file that ``tagger tag --taggram`` wrote, as a dict of arrays (and ``path``, ``model`` when recorded)."""
     if not os.path.exists(path):
         raise DataError(f"{path}: no such taggram file")
+    what = "tagger tag --taggram DIR writes one .npz per clip into DIR"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:2] != b"PK":  # an .npz is a zip archive; a tag output or any other file is not
+        raise DataError(f"{path}: not a taggram file ({what}; this file is not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a taggram file ({exc})") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(
+            f"{path}: a damaged or truncated taggram file ({type(exc).__name__}: {exc}); tag the clip"
+            " again to rewrite it"
+        ) from exc
     missing = [k for k in ("taggram", "labels", "timestamps") if k not in data]
     if missing:
         raise DataError(f"{path}: not a taggram file of tagger tag (missing {', '.join(missing)})")
+    taggram, labels, times = data["taggram"], data["labels"], data["timestamps"]
+    if taggram.ndim != 2 or taggram.shape[1] != len(labels) or len(times) != taggram.shape[0]:
+        raise DataError(
+            f"{path}: its taggram {taggram.shape} does not match its {len(labels)} labels and {len(times)} patch"
+            " times (patches x labels expected); tag the clip again to rewrite it"
+        )
     return data
 
 
@@ -83,6 +98,14 @@ def plot_taggram(path, out=None, *, top=10):
     return fig
 
 
+def _number(text):
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def plot_run(run_dir, out=None):
     """A run's training history: loss and the monitored score per epoch, the learning rate, the best epoch marked.
 
@@ -107,12 +130,27 @@ def plot_run(run_dir, out=None):
         )
     if not os.path.exists(path):
         raise DataError(f"{run_dir}: no history.csv (not a run folder of tagger train, or no epoch finished yet)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: a damaged history ({exc})") from exc
     if not rows:
         raise DataError(f"{path}: no epoch recorded yet")
-    epochs = [int(r["epoch"]) for r in rows]
-    column = lambda key: [float(r[key]) for r in rows]  # noqa: E731
+    needed = ("epoch", "loss", "val_score", "lr")
+    columns = {}
+    for line, row in enumerate(rows, start=2):
+        try:
+            for key in needed:
+                columns.setdefault(key, []).append(int(row[key]) if key == "epoch" else float(row[key]))
+        except (KeyError, TypeError, ValueError):
+            bad = {k: row.get(k) for k in needed if k not in row or not _number(row.get(k))}
+            raise DataError(
+                f"{path}: a damaged history: line {line} has no number for {', '.join(bad) or 'a column'} ({bad});"
+                f" the columns {', '.join(needed)} are written by tagger train"
+            ) from None
+    epochs = columns["epoch"]
+    column = columns.__getitem__
     metrics = {}
     if os.path.exists(os.path.join(run_dir, "metrics.json")):
         with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
