@@ -158,6 +158,9 @@ print("EXIT", code, "TENSORFLOW", "tensorflow" in sys.modules, "KERAS", "keras" 
         (["evaluate", "."], ".: not a finished run folder (missing model.keras, config.json, labels.json)"),
         (["evaluate", "--truth", "t.csv", "--model", "music", "{clip}"], "t.csv: no such truth file"),
         (["train", "."], ".: no starter config"),
+        (["tag", "{clip}", "--batch-size", "0"], "argument --batch-size: 0 must be >= 1"),
+        (["embed", "{clip}", "--out", "c", "--workers", "-1"], "argument --workers: -1 must be >= 0"),
+        (["weights", "export", "v.ckpt", "w.bin"], "w.bin: a plain weights file ends in .npz or .safetensors"),
     ],
 )
 def test_usage_errors_stop_before_tensorflow_loads(tmp_path, args, message):
@@ -170,6 +173,30 @@ def test_usage_errors_stop_before_tensorflow_loads(tmp_path, args, message):
         assert "EXIT 1 TENSORFLOW False KERAS False" in done.stdout, done.stdout
     else:
         assert done.returncode == 2 and "tensorflow" not in done.stderr.lower()
+
+
+@pytest.mark.integration
+def test_an_output_in_use_other_options_and_a_bad_precision_are_refused_before_tensorflow_loads(tmp_path):
+    from tagger import locks
+    from tagger.tagging import writer
+    from tagger.tagging.api import describe
+
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"")
+    settings = writer.option_settings(describe("music"), fmt="csv", top_n=5, threshold=None, taggram=None)
+    (tmp_path / "out.csv").write_text("path,duration\r\n")
+    (tmp_path / "out.csv.meta.json").write_text(json.dumps({"settings": settings}))
+
+    def refused(*args, env=None):
+        done = _python("-c", PROBE, "tag", str(clip), *args, cwd=tmp_path, env=env)
+        assert "EXIT 1 TENSORFLOW False KERAS False" in done.stdout, done.stdout + done.stderr[-2000:]
+        return done.stderr
+
+    assert "out.csv was made with other settings (top_n: 5 then, 3 now)" in refused("--out", "out.csv", "--top-n", "3")
+    with locks.exclusive(locks.output_lock_path(str(tmp_path / "busy.csv")), what="this test"):
+        assert "output busy.csv is in use by pid" in refused("--out", "busy.csv")
+    bogus = refused("--out", "x.csv", env={"TAGGER_PRECISION": "bogus"})
+    assert "TAGGER_PRECISION='bogus' must be one of float32, bfloat16, float16, auto" in bogus
 
 
 def test_default_split_is_test_else_valid(tmp_path):

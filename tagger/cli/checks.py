@@ -10,8 +10,13 @@ Each check is the library's own rule (:func:`tagger.embedding.vggish.network.che
 import os
 
 from .. import backend as keras_backend
-from ..embedding import files, registry
+from .. import locks
+from ..embedding import files, provenance, registry
+from ..embedding.embed import default_dtype
 from ..exceptions import DataError
+from ..resumable import check_resume
+from ..tagging import writer
+from ..tagging.api import describe
 from ..training import bundle
 from ..training.evaluate import check_run, is_cv_run
 
@@ -51,3 +56,40 @@ def before_backend(args):
             reader = registry.weights_reader()
             if args.weights or os.environ.get(reader.WEIGHTS_ENV):
                 reader.check_source(args.weights)
+    if hasattr(args, "precision") and args.precision is None:
+        default_dtype()  # TAGGER_PRECISION, when set, names a precision
+    if command == "weights" and getattr(args, "out", None):
+        formats = registry.weights_reader().PLAIN_FORMATS
+        if not str(args.out).endswith(formats):
+            raise DataError(f"{args.out}: a plain weights file ends in {' or '.join(formats)}")
+    if command in ("tag", "features") and getattr(args, "runner", "local") == "local" and not args.overwrite:
+        _output_free(args.out)
+        if command == "tag":
+            _same_options(args)
+
+
+def _output_free(out):
+    """Refuse an output another run holds (the run takes the lock itself later; this only says so before the work)."""
+    if os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        with locks.exclusive(locks.output_lock_path(out), what=f"output {out}"):
+            pass
+
+
+def _same_options(args):
+    """Refuse, before any network loads, a rerun into an output made with another model or other options
+    (the embedding's own settings are compared when the run begins)."""
+    fmt = writer.format_for(args.out, args.format)
+    meta_path = args.out + ".meta.json"
+    if fmt not in writer.FORMATS or not os.path.exists(meta_path):
+        return
+    head = describe(args.model)
+    new = writer.option_settings(
+        head, fmt=fmt, top_n=min(args.top_n, len(head.labels)), threshold=args.threshold, taggram=args.taggram
+    )
+    check_resume(
+        args.out,
+        args.errors or args.out + ".errors.tsv",
+        meta_path,
+        new,
+        compare=lambda old, now: provenance.settings_differences({k: old.get(k) for k in now}, now),
+    )

@@ -19,6 +19,7 @@ __all__ = [
     "add_allow_option",
     "add_pca_option",
     "positive_int",
+    "nonnegative_int",
     "probability",
     "hop_seconds",
     "progress",
@@ -57,7 +58,10 @@ def add_embedding_options(p):
         help="clips shorter than 0.96 s: zero-pad (warn) or skip (report)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, help="patches per network call (default 64 on a CPU, 512 on a GPU)"
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="patches per network call (default 64 on a CPU, 512 on a GPU)",
     )
     p.add_argument(
         "--precision",
@@ -72,7 +76,7 @@ def add_embedding_options(p):
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="decode processes (default: cores - 1, every core when a GPU runs the network; 0: in the main process)",
     )
@@ -156,6 +160,17 @@ def positive_int(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def nonnegative_int(text):
+    """An argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
     return value
 
 

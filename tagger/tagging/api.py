@@ -7,6 +7,7 @@
 
 import logging
 import os
+import types
 
 import numpy as np
 
@@ -50,14 +51,8 @@ class Head:
     """
 
     def __init__(self, model="music"):
-        self.folder = bundle.resolve(model)
-        self.name = os.fspath(model)
-        self.meta = bundle.read_meta(self.folder)
-        self.model_hash = bundle.content_hash(self.folder)
+        vars(self).update(vars(describe(model)))
         self.model = bundle.load_head(self.folder, compile=False)
-        self.labels, self.thresholds = bundle.read_labels(self.folder)
-        self.task = self.meta.get("task", "multilabel")
-        self.input_kind = registry.stored_kind(self.meta.get("embedding"))
         item = [int(d) for d in self.model.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (patches)
         # TensorFlow traces once for every clip length; JAX compiles once per length met
         self._run_head = backend.inference(self.model, [(None, None, *item), (None, None)])
@@ -83,6 +78,30 @@ class Head:
         if not taggram:
             return clip, None
         return clip, self._run_head(emb[:, None], np.ones((len(emb), 1), np.float32))
+
+
+def describe(model="music"):
+    """What a :class:`Head` is, read from its bundle without loading Keras (a command's checks before the network).
+
+    Returns
+    -------
+    types.SimpleNamespace
+        ``folder``, ``name``, ``meta``, ``model_hash``, ``labels``, ``thresholds``, ``task``, ``input_kind``: the
+        attributes of :class:`Head` but its network.
+    """
+    folder = bundle.resolve(model)
+    meta = bundle.read_meta(folder)
+    labels, thresholds = bundle.read_labels(folder)
+    return types.SimpleNamespace(
+        folder=folder,
+        name=os.fspath(model),
+        meta=meta,
+        model_hash=bundle.content_hash(folder),
+        labels=labels,
+        thresholds=thresholds,
+        task=meta.get("task", "multilabel"),
+        input_kind=registry.stored_kind(meta.get("embedding")),
+    )
 
 
 class Tagger:

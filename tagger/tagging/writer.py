@@ -103,6 +103,14 @@ def output_settings(head, extractor, *, fmt, top_n, threshold, taggram):
     """
     return {
         **provenance.of_extractor(extractor),
+        **option_settings(head, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram),
+    }
+
+
+def option_settings(head, *, fmt, top_n, threshold, taggram):
+    """The part of :func:`output_settings` known before any network loads: the model (name, content hash, task;
+    ``head`` may be :func:`tagger.tagging.api.describe`'s) and the options."""
+    return {
         "model": {"name": head.name, "hash": head.model_hash, "task": head.task},
         "format": fmt,
         "top_n": None if fmt == "jsonl" else top_n,  # JSONL holds every probability
