@@ -274,6 +274,10 @@ def test_evaluate_scores_a_cross_validated_run_on_its_held_out_folds(tmp_path):
     assert one["accuracy"] == pytest.approx(float(np.mean(y[1] == pred[1])))
     with pytest.raises(ParameterError, match=r"fold 1 of the cross-validated run .*: it trained on the other folds"):
         evaluate(str(run / "fold1"), split="test")
+    from tagger.training import bundle
+
+    with pytest.raises(DataError, match=r"run: a cross-validated run, a head per fold .* --model .*fold0\)"):
+        bundle.resolve(str(run))  # `tag --model RUN`: which head to use is said, not "no such model"
     cli = _python("-m", "tagger", "evaluate", str(run), timeout=600)
     assert cli.returncode == 0 and "(folds, head)" in cli.stdout, cli.stderr[-2000:]
 
@@ -607,3 +611,38 @@ def test_an_unfinished_run_is_refused_by_tag_evaluate_and_export(tmp_path, capsy
         err = capsys.readouterr().err
         assert f"{run}: an unfinished training run" in err and f"--run-dir {run} (it resumes)" in err, err
     assert not (tmp_path / "b").exists() and not (tmp_path / "t.csv").exists()
+
+
+def test_a_csv_given_as_predictions_and_truth_paths_that_match_nothing_say_what_to_do(tmp_path, monkeypatch):
+    from tagger.training.evaluate import evaluate_truth, predictions_from_jsonl
+
+    (tmp_path / "tags.csv").write_text("path,duration,tag_1,p_1\na.wav,3.0,Music,0.9\n")
+    with pytest.raises(DataError, match=r"tags.csv: not a JSONL output of tagger tag .* --out NAME.jsonl"):
+        predictions_from_jsonl(str(tmp_path / "tags.csv"))
+    (tmp_path / "t.csv").write_text("path,labels\nclips/a.wav,Music\nclips/b.wav,Music\n")
+    monkeypatch.chdir(tmp_path)
+    scores = np.array([[0.9, 0.1], [0.2, 0.7]], np.float32)
+    with pytest.raises(DataError, match=r"no path matches: the truth file names .*clips/a.wav.*, the predictions"):
+        evaluate_truth(["/elsewhere/a.wav", "/elsewhere/b.wav"], scores, ["Music", "Speech"], "t.csv", plots=False)
+
+
+def test_a_split_name_the_index_lacks_is_named_with_the_splits_it_has(tmp_path):
+    from tagger.training.config import validate
+    from tagger.training.train import train
+
+    folder = write_feature_dataset(tmp_path / "f")
+    cfg = {
+        "data": {
+            "index": str(folder / "index.csv"),
+            "cache": str(folder / "cache"),
+            "vocabulary": str(folder / "vocab.json"),
+            "task": "singlelabel",
+            "valid_split": "validation",
+        },
+        "head": {"name": "mlp", "hidden": 8, "n_layers": 1},
+        "window": 1,
+    }
+    message = r"config key data.valid_split='validation' selects no track .*; the index's splits: train, valid"
+    with pytest.raises(DataError, match=message):
+        train(validate(cfg), str(tmp_path / "run"), verbose=0)
+    assert not (tmp_path / "run" / "model.keras").exists()

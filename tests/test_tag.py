@@ -206,6 +206,11 @@ def test_tagger_api_arrays_jsonl_and_cache_reuse(head_dir, ckpt_path, embedder, 
     y = np.sin(np.arange(32000) * 0.05).astype(np.float32)
     df = tagger.tag_arrays([(y, 16000)], names=["sine"])
     assert df.loc[0, "path"] == "sine" and df.loc[0, "tag_1"] in LABELS
+    # one bad array among good ones is listed, never fails the call
+    mixed = tagger.tag_arrays([(y, 16000), (np.zeros(0, np.float32), 16000), (y, 0)], names=["a", "empty", "bad"])
+    assert list(mixed["path"]) == ["a"] and mixed.loc[0].equals(df.loc[0].replace("sine", "a"))
+    assert [n for n, _ in mixed.attrs["errors"]] == ["empty", "bad"]
+    assert "sr=0 must be a positive integer" in mixed.attrs["errors"][1][1]
     paths = [make_audio(f"c{i}.wav", 2.0 + i, seed=i) for i in range(3)]
     first = tagger.tag(paths, top_n=2)
     assert len(first) == 3

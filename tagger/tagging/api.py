@@ -15,7 +15,7 @@ from .. import backend, locks
 from ..embedding import cache, files, provenance, registry
 from ..embedding.extractor import for_head
 from ..embedding.pipeline import refuse_in_bootstrapping_child
-from ..exceptions import DataError, ParameterError
+from ..exceptions import AudioError, DataError, ParameterError
 from ..training import bundle
 from . import writer
 from .results import TagResult
@@ -278,18 +278,30 @@ class Tagger:
         return df
 
     def tag_arrays(self, arrays, *, top_n=5, threshold=None, names=None):
-        """Tag in-memory clips given as ``(y, sr)`` pairs; a DataFrame like :meth:`tag`."""
+        """Tag in-memory clips given as ``(y, sr)`` pairs; a DataFrame like :meth:`tag`: one row per clip that could
+        be tagged, and ``(name, reason)`` for each that could not (an empty or non-finite array, a bad rate) in
+        ``df.attrs['errors']``."""
         import pandas as pd
 
-        rows = []
+        rows, errors = [], []
         for i, (y, sr) in enumerate(arrays):
-            emb, times = self.extractor.embed(y, sr)
-            clip, taggram = self.head.scores(emb, taggram=False)
             name = names[i] if names else f"<array {i}>"
+            try:
+                emb, times = self.extractor.embed(y, sr)
+                if len(emb) == 0:
+                    raise DataError(
+                        "no audio to tag (an empty array, or shorter than a patch with short_policy 'skip')"
+                    )
+            except (AudioError, DataError, ParameterError) as exc:
+                errors.append((name, str(exc)))
+                continue
+            clip, taggram = self.head.scores(emb, taggram=False)
             duration = len(y) / float(sr) if np.ndim(y) == 1 else max(np.shape(y)) / float(sr)
             result = TagResult(i, name, duration=duration, timestamps=times, probabilities=clip, taggram=taggram)
             rows.append(writer.csv_row(self.head, result, top_n=top_n, threshold=threshold))
-        return pd.DataFrame(rows)
+        df = pd.DataFrame(rows)
+        df.attrs["errors"] = errors
+        return df
 
     def clip_scores(self, items, *, workers=None):
         """Clip probabilities of ``(path, track_id)`` pairs, in input order (what ``tagger evaluate --model`` scores).

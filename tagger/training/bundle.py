@@ -8,6 +8,7 @@ heads trained on raw VGGish output). Shipped bundles live in
 ``tagger/models/<name>/``; a run folder from ``tagger train`` works too.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -67,6 +68,13 @@ def resolve(name_or_path):
     candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
     if os.path.exists(os.path.join(candidate, "model.keras")):
         return candidate
+    folds = sorted(glob.glob(os.path.join(glob.escape(os.fspath(name_or_path)), "fold[0-9]*", "model.keras")))
+    if os.path.isdir(name_or_path) and folds:
+        raise DataError(
+            f"{name_or_path}: a cross-validated run, a head per fold and none over all its clips; its folds are"
+            f" scored by tagger evaluate {name_or_path}. To tag, give one fold's head (--model"
+            f" {os.path.dirname(folds[0])}), or train one head on every clip (the config without data.cv_folds)"
+        )
     listed = "".join(f"\n  {name}: {summary}" for name, summary in shipped_summaries().items())
     raise DataError(
         f"{name_or_path}: no such model; give a shipped model, a run or bundle folder, or hf://OWNER/REPO."

@@ -192,6 +192,10 @@ class Dataset:
         self.index = read_index(self.index_path)
         self.vocabulary = read_vocabulary(data_path(cfg, "vocabulary"))
 
+    def split_names(self):
+        """The values of the index's ``split`` column, each once, in order of appearance."""
+        return list(dict.fromkeys(self.index["split"].tolist()))
+
     def split(self, name, *, augmented=False):
         """The tracks whose ``split`` column is ``name`` (:class:`Split`); ``augmented``: with augmented copies."""
         return self._load(self.index[self.index["split"] == name], augmented)

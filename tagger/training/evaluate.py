@@ -333,6 +333,14 @@ def predictions_from_jsonl(path):
     """
     if not os.path.exists(path):
         raise DataError(f"{path}: no such predictions file")
+    with open(path, "rb") as f:
+        start = f.read(1)
+    if start and start != b"{":  # a CSV tag output, or anything else: not a damaged JSONL
+        raise DataError(
+            f"{path}: not a JSONL output of tagger tag (one JSON object per line, with every tag's probability; a CSV"
+            " output holds only the top tags): tag again with --out NAME.jsonl, or score the model itself"
+            " (tagger evaluate --model MODEL --truth ... CLIPS)"
+        )
     _, rows = read_records(path, "jsonl", truncate=False)
     if not rows:
         raise DataError(f"{path}: no predictions (a JSONL output of tagger tag is needed)")
@@ -439,9 +447,18 @@ def evaluate_truth(
         rows_i.append(i)
     not_in_truth = sorted(paths[i] for i in range(len(paths)) if i not in matched)
     if not rows_i:
+        hint = ""
+        if missing and not matched:
+            hint = (
+                f"; no path matches: the truth file names {missing[0]!r}, the predictions {paths[0]!r}. A relative"
+                " path is taken from the working folder: run from the folder the truth file's paths start in, or"
+                " write them as the tagged paths are written"
+                if paths
+                else ""
+            )
         raise DataError(
             f"{truth_file}: no clip of the truth file has predictions and a tag in the model's vocabulary"
-            f" ({len(missing)} missing from the predictions, {len(excluded)} without a usable tag)"
+            f" ({len(missing)} missing from the predictions, {len(excluded)} without a usable tag){hint}"
         )
     y_true, y_score = np.stack(rows_y), scores[rows_i]
     if task == "multilabel":

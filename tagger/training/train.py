@@ -178,13 +178,20 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
     """
     data = cfg["data"]
     labels = read_vocabulary(data_path(cfg, "vocabulary"))
+    dataset = None
     if train_data is None or valid_data is None:
         dataset = Dataset(cfg)
         train_data = train_data or dataset.split(data["train_split"], augmented=True)
         valid_data = valid_data or dataset.split(data["valid_split"])
     for name, part in (("train", train_data), ("valid", valid_data)):
+        if not part.ids and dataset is None:  # given by the caller (a fold of cross-validation)
+            raise DataError(f"{data_path(cfg, 'index')}: the {name} data hold no tracks with labels in the vocabulary")
         if not part.ids:
-            raise DataError(f"{data_path(cfg, 'index')}: the {name} split has no tracks with labels in the vocabulary")
+            key = f"{name}_split"
+            raise DataError(
+                f"{data_path(cfg, 'index')}: config key data.{key}={data[key]!r} selects no track with labels in the"
+                f" vocabulary; the index's splits: {', '.join(map(str, dataset.split_names()))}"
+            )
     check_same_provenance({"train": train_data.embeddings, "valid": valid_data.embeddings}, data_path(cfg, "cache"))
     if cfg["head"]["name"] == ENSEMBLE:  # members trained one by one on these data, then averaged
         return ensemble.fit(
