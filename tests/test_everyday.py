@@ -646,3 +646,15 @@ def test_a_split_name_the_index_lacks_is_named_with_the_splits_it_has(tmp_path):
     with pytest.raises(DataError, match=message):
         train(validate(cfg), str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_a_truncated_model_file_is_named_damaged_not_missing(tmp_path):
+    import shutil
+
+    from tagger.training import bundle
+
+    shutil.copytree(os.path.join(bundle.SHIPPED_DIR, "genre10"), tmp_path / "g")
+    whole = (tmp_path / "g" / "model.keras").read_bytes()
+    (tmp_path / "g" / "model.keras").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"model.keras: a damaged or truncated model file .*Hugging Face cache"):
+        bundle.load_head(str(tmp_path / "g"))

@@ -246,19 +246,37 @@ def load_head(path, *, compile=True):
     DataError
         No such file, or not a loadable model (the reason is in the message).
     """
-    import keras
-
-    from . import finetune, layers  # noqa: F401 - register the custom layers and the fine-tuning trunk's, for loading
-
     path = os.fspath(path)
     if os.path.isdir(path):
         path = os.path.join(path, "model.keras")
     if not os.path.exists(path):
         raise DataError(f"{path}: no saved head")
+    _check_archive(path)
+    import keras
+
+    from . import finetune, layers  # noqa: F401 - register the custom layers and the fine-tuning trunk's, for loading
+
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)  # no code runs from a bundle
     except (ValueError, TypeError, KeyError, OSError) as exc:
         raise DataError(f"{path}: cannot load the head ({exc})") from exc
+
+
+def _check_archive(path):
+    """Refuse a ``.keras`` file that is not a whole zip archive (a copy or download cut short), saying so: Keras's
+    own message for it is "File not found"."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        bad = f"{type(exc).__name__}: {exc}"
+    if bad is not None:
+        raise DataError(
+            f"{path}: a damaged or truncated model file ({bad}); copy or export it again (a Hub head: delete its"
+            " folder in the Hugging Face cache, and it is fetched anew)"
+        )
 
 
 def _meta_bytes(path):
