@@ -320,3 +320,62 @@ def test_the_coverage_diff_follows_lines_across_a_change(tmp_path, monkeypatch, 
     assert diff.main([before, report(tmp_path / "some.json", [1, 2, 3, 4], 5), "--before-source", str(old)]) == 1
     assert "pkg/m.py:5: d = 4" in capsys.readouterr().out
     assert diff.main([before, report(tmp_path / "some.json", [1, 2, 3, 4], 5)]) == 0
+
+
+def test_the_readme_pandas_recipes_read_back_any_file_name(tmp_path):
+    """Each `pandas.read_csv(path, ...)` the README gives, run as written on an errors file and a tag output whose
+    clip names are not UTF-8 or hold a tab and a newline: every name comes back byte for byte."""
+    import os
+
+    import pandas
+
+    from tagger.resumable import ResumableOutput
+
+    recipes = sorted(set(re.findall(r"`(pandas\.read_csv\(path[^`]*\))`", (ROOT / "README.md").read_text())))
+    assert len(recipes) >= 2, recipes
+    names = [b"caf\xe9 \xff.wav", b"tab\tand\nnewline.wav", b"plain.wav"]
+    out, errors = tmp_path / "tags.csv", tmp_path / "tags.csv.errors.tsv"
+    with ResumableOutput(str(out), kind="csv", settings={}, compare=lambda a, b: [], fieldnames=["path", "p"]) as o:
+        for name in names:
+            o.row({"path": os.fsdecode(name), "p": 0.5})
+            o.error(os.fsdecode(name), "AudioError: bad")
+    for recipe in recipes:
+        path = str(errors if "sep=" in recipe else out)
+        df = eval(recipe, {"pandas": pandas, "path": path})  # the README's line, verbatim
+        assert [os.fsencode(p) for p in df["path"]] == names, recipe
+
+
+@pytest.mark.integration
+def test_the_readme_sample_of_tags_csv_is_what_tag_writes(tmp_path, monkeypatch, gtzan_files, mtt_clip, pca_params):
+    """The README's `tagger tag sample ...` and `cat tags.csv`, rerun as printed on the same two clips with the
+    fixture weights: the same summary line, columns, paths and tags, and probabilities to the printed digits."""
+    import csv
+    import io
+    import os
+    import shlex
+    import shutil
+
+    from tagger import cli
+    from tagger.testing import write_fixtures
+
+    found = re.search(
+        r"```\n\$ (tagger tag sample [^\n]*)\n([^\n]*)\n\$ cat tags.csv\n(.*?)\n```",
+        (ROOT / "README.md").read_text(),
+        re.S,
+    )
+    assert found, "the README's sample of tags.csv"
+    command, summary, table = found.groups()
+    (tmp_path / "sample").mkdir()
+    for clip in (gtzan_files[0], mtt_clip):
+        os.symlink(clip, tmp_path / "sample" / clip.name)
+    write_fixtures(str(tmp_path / "fixture"))  # what `python -m tagger.testing fixture` writes
+    shutil.copy(pca_params, tmp_path / "vggish_pca_params.npz")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*shlex.split(command)[1:], "--no-progress"]) == 0
+    want, got = (list(csv.reader(io.StringIO(t))) for t in (table + "\n", (tmp_path / "tags.csv").read_text()))
+    assert got[0] == want[0] and len(got) == len(want)
+    for g, w in zip(got[1:], want[1:]):
+        numbers = [i for i, name in enumerate(want[0]) if name.startswith("p_") or name == "duration"]
+        assert [x for i, x in enumerate(g) if i not in numbers] == [x for i, x in enumerate(w) if i not in numbers]
+        assert all(abs(float(g[i]) - float(w[i])) <= 2e-4 for i in numbers), (g, w)
+    assert summary.startswith("tagged 2, skipped 0")
