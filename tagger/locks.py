@@ -76,8 +76,11 @@ def exclusive(lock_path, *, what, wait=False):
                 f"{what} is in use by {_holder(lock_path)} (lock {lock_path}); wait for it to finish, or stop it"
             ) from None
         command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300]
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {command}\n".encode("utf-8", "replace"))
+        try:  # who holds it, for another run's message; a disk with no space left keeps the lock without it
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {command}\n".encode("utf-8", "replace"))
+        except OSError:
+            pass
         yield lock_path
     finally:
         os.close(fd)  # closing the last descriptor releases the lock

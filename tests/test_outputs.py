@@ -459,3 +459,25 @@ def test_a_reader_looping_beside_a_running_writer_never_changes_its_file(tmp_pat
         thread.join()
     assert half_written.is_set() and len(seen) > 10 and seen == sorted(seen)
     assert open(out, "rb").read() == open(tmp_path / "alone" / f"out.{kind}", "rb").read()
+
+
+def test_a_lock_on_a_full_disk_is_held_without_its_holder_line(tmp_path, monkeypatch):
+    """No space left for the lock file's one line: the lock still holds (a second taker is refused), and the run
+    goes on to its own clean no-space stop instead of an OSError traceback from the lock."""
+    import errno
+
+    real = os.write
+
+    def full(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".lock"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    path = str(tmp_path / "out.csv.lock")
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", full)
+        with locks.exclusive(path, what="output out.csv"):
+            assert open(path).read() == ""
+            with pytest.raises(DataError, match="output out.csv is in use"):
+                with locks.exclusive(path, what="output out.csv"):
+                    pass
