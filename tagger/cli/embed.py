@@ -13,12 +13,11 @@ def add_parser(sub):
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (recursive) or list files")
     p.add_argument("--out", required=True, metavar="CACHE", help="cache folder")
     options.add_embedding_choice(p)
-    p.add_argument(
+    options.add_embedding_alias(
+        p,
         "--postprocess",
-        dest="embedding",
-        action="store_const",
-        const="postprocessed",
-        help="PCA-whiten and quantise to uint8 (official parameters): --embedding vggish:postprocessed",
+        "postprocessed",
+        "PCA-whiten and quantise to uint8 (official parameters): --embedding vggish:postprocessed",
     )
     options.add_pca_option(p)
     p.add_argument("--overwrite", action="store_true", help="re-embed tracks already in the cache")

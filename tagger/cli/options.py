@@ -13,6 +13,7 @@ __all__ = [
     "EXIT_SOME_FAILED",
     "add_embedding_options",
     "add_embedding_choice",
+    "add_embedding_alias",
     "embedding_kind",
     "add_runner_options",
     "add_root_option",
@@ -100,6 +101,11 @@ def embedding_kind(text):
     return kind
 
 
+def add_embedding_alias(p, flag, kind, help):
+    """An older flag that picks one kind: ``--embedding`` by another name (``--postprocess``, ``--features``)."""
+    p.add_argument(flag, dest="embedding", action="store_const", const=kind, help=help)
+
+
 def add_embedding_choice(p, *, what="cache"):
     """``--embedding MODEL[:KIND]``: which model, and which of its kinds, fills the cache (``dest='embedding'``;
     None: the default model's first kind, VGGish's raw embeddings)."""
@@ -152,26 +158,22 @@ def add_pca_option(p):
     p.add_argument("--pca", default=None, help="vggish_pca_params.npz (default $TAGGER_VGGISH_PCA)")
 
 
-def positive_int(text):
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+def _int_at_least(minimum, doc):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
+        return value
+
+    parse.__doc__ = doc
+    return parse
 
 
-def nonnegative_int(text):
-    """An argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+positive_int = _int_at_least(1, "An argparse type: an integer >= 1.")
+nonnegative_int = _int_at_least(0, "An argparse type: an integer >= 0.")
 
 
 def probability(text):

@@ -82,12 +82,11 @@ def add_parser(sub):
     options.add_root_option(p)
     p.add_argument("--no-embed", action="store_true", help="gtzan/mtt: write the index only")
     options.add_embedding_choice(p)
-    p.add_argument(
+    options.add_embedding_alias(
+        p,
         "--features",
-        dest="embedding",
-        action="store_const",
-        const="features",
-        help="cache the 57 handcrafted features of each track instead of VGGish embeddings (--embedding features;"
+        "features",
+        "cache the 57 handcrafted features of each track instead of VGGish embeddings (--embedding features;"
         " gtzan also takes a feature table such as features_30_sec.csv as its source)",
     )
     p.add_argument(

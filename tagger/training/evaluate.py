@@ -167,13 +167,11 @@ def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
     dataset = Dataset(cfg)  # the index and vocabulary, read once for the default split and the scoring
     if fold is None:
         split = default_split(dataset) if split is None else split
+    else:  # one fold of a cross-validated run: the clips it held out, never ones it trained on
+        split = f"fold{fold}"
     with exclusive(folder_lock_path(run_dir), what=f"run folder {run_dir}"):
-        if fold is not None:  # one fold of a cross-validated run: the clips it held out, never ones it trained on
-            return _evaluate_fold(
-                run_dir, model, dataset, labels, thresholds, fold, mode=mode, out_dir=out_dir, plots=plots
-            )
         return _evaluate(
-            run_dir, model, dataset, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots
+            run_dir, model, dataset, labels, thresholds, split=split, mode=mode, out_dir=out_dir, plots=plots, fold=fold
         )
 
 
@@ -185,28 +183,19 @@ def fold_of(run_dir):
     return None
 
 
-def _evaluate_fold(run_dir, model, dataset, labels, thresholds, k, *, mode, out_dir, plots):
+def _evaluate(run_dir, model, dataset, labels, thresholds, *, split, mode, out_dir, plots, fold=None):
+    """Score a head on a split of its index, or (``fold`` k) on fold k alone, the clips a fold's head held out."""
     cfg = dataset.cfg
     task = cfg["data"]["task"]
-    ids, embeddings, y = dataset.fold(k)
+    ids, embeddings, y = dataset.split(split) if fold is None else dataset.fold(fold)
     if not ids:
-        raise DataError(f"{cfg['data']['index']}: fold {k} has no tracks with labels in the vocabulary")
+        what = f"split {split!r}" if fold is None else f"fold {fold}"
+        raise DataError(f"{cfg['data']['index']}: {what} has no tracks with labels in the vocabulary")
     scores = clip_scores(model, embeddings, mode=mode, window=cfg["window"], thresholds=thresholds, task=task)
-    extra = {"fold": k, "protocol": "the fold's held-out clips (out-of-fold)"}
-    split = f"fold{k}"
+    extra = None if fold is None else {"fold": fold, "protocol": "the fold's held-out clips (out-of-fold)"}
     return _report(
         run_dir, task, y, scores, thresholds, labels, split=split, mode=mode, out_dir=out_dir, plots=plots, extra=extra
     )
-
-
-def _evaluate(run_dir, model, dataset, labels, thresholds, *, split, mode, out_dir, plots):
-    cfg = dataset.cfg
-    task = cfg["data"]["task"]
-    ids, embeddings, y = dataset.split(split)
-    if not ids:
-        raise DataError(f"{cfg['data']['index']}: split {split!r} has no tracks with labels in the vocabulary")
-    scores = clip_scores(model, embeddings, mode=mode, window=cfg["window"], thresholds=thresholds, task=task)
-    return _report(run_dir, task, y, scores, thresholds, labels, split=split, mode=mode, out_dir=out_dir, plots=plots)
 
 
 def _report(run_dir, task, y, scores, thresholds, labels, *, split, mode, out_dir, plots, y_pred=None, extra=None):
