@@ -68,7 +68,11 @@ def resolve(name_or_path):
     candidate = os.path.join(SHIPPED_DIR, str(name_or_path))
     if os.path.exists(os.path.join(candidate, "model.keras")):
         return candidate
-    folds = sorted(glob.glob(os.path.join(glob.escape(os.fspath(name_or_path)), "fold[0-9]*", "model.keras")))
+    folds = [
+        p
+        for p in sorted(glob.glob(os.path.join(glob.escape(os.fspath(name_or_path)), "fold*", "model.keras")))
+        if os.path.basename(os.path.dirname(p))[4:].isdigit()
+    ]
     if os.path.isdir(name_or_path) and folds:
         raise DataError(
             f"{name_or_path}: a cross-validated run, a head per fold and none over all its clips; its folds are"
