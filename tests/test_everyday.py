@@ -276,7 +276,7 @@ def test_evaluate_scores_a_cross_validated_run_on_its_held_out_folds(tmp_path):
         evaluate(str(run / "fold1"), split="test")
     from tagger.training import bundle
 
-    with pytest.raises(DataError, match=r"run: a cross-validated run, a head per fold .* --model .*fold0\)"):
+    with pytest.raises(DataError, match=r"run: a cross-validated run, a head per fold .*\(--model .*fold0\)"):
         bundle.resolve(str(run))  # `tag --model RUN`: which head to use is said, not "no such model"
     cli = _python("-m", "tagger", "evaluate", str(run), timeout=600)
     assert cli.returncode == 0 and "(folds, head)" in cli.stdout, cli.stderr[-2000:]
