@@ -110,8 +110,9 @@ def test_genre_nested_cross_validation_and_confusion(audioset_data, tmp_path):
         assert json.loads((tmp_path / "cv" / f"fold{held_out}" / "schedule.json").read_text()) == schedule
         assert refit["n_train"] == (folds != held_out).sum() and refit["n_valid"] == (folds == held_out).sum()
         assert refit["epochs_run"] == len(schedule) and refit["valid_score"] == summary["fold_scores"][k]
-    report = evaluate(str(tmp_path / "cv" / "fold0"), split="valid", mode="hard")
+    report = evaluate(str(tmp_path / "cv" / "fold0"), mode="hard")  # on fold 0, which it held out
     assert np.array(report["confusion"]).shape == (10, 10)
+    assert report["split"] == "fold0" and report["n_clips"] == (folds == 0).sum()
 
 
 @pytest.mark.slow

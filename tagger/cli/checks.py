@@ -24,6 +24,8 @@ __all__ = ["before_backend"]
 
 #: the commands whose positional inputs are audio files, folders or list files
 AUDIO_COMMANDS = ("embed", "tag", "features")
+#: the commands that write a resumable output file (--out), one run at a time
+OUTPUT_COMMANDS = ("tag", "features")
 
 
 def _exists(paths, what):
@@ -62,7 +64,7 @@ def before_backend(args):
         formats = registry.weights_reader().PLAIN_FORMATS
         if not str(args.out).endswith(formats):
             raise DataError(f"{args.out}: a plain weights file ends in {' or '.join(formats)}")
-    if command in ("tag", "features") and getattr(args, "runner", "local") == "local" and not args.overwrite:
+    if command in OUTPUT_COMMANDS and getattr(args, "runner", "local") == "local" and not args.overwrite:
         _output_free(args.out)
         if command == "tag":
             _same_options(args)
