@@ -642,7 +642,7 @@ def test_a_split_name_the_index_lacks_is_named_with_the_splits_it_has(tmp_path):
         "head": {"name": "mlp", "hidden": 8, "n_layers": 1},
         "window": 1,
     }
-    message = r"config key data.valid_split='validation' selects no track .*; the index's splits: train, valid"
+    message = r"config key data.valid_split='validation' selects no tracks .*; the index's splits: train, valid"
     with pytest.raises(DataError, match=message):
         train(validate(cfg), str(tmp_path / "run"), verbose=0)
     assert not (tmp_path / "run" / "model.keras").exists()

@@ -189,7 +189,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
         if not part.ids:
             key = f"{name}_split"
             raise DataError(
-                f"{data_path(cfg, 'index')}: config key data.{key}={data[key]!r} selects no track with labels in the"
+                f"{data_path(cfg, 'index')}: config key data.{key}={data[key]!r} selects no tracks with labels in the"
                 f" vocabulary; the index's splits: {', '.join(map(str, dataset.split_names()))}"
             )
     check_same_provenance({"train": train_data.embeddings, "valid": valid_data.embeddings}, data_path(cfg, "cache"))
