@@ -184,10 +184,10 @@ def test_beam_csv_and_errors_keep_names_with_newlines_quotes_and_tabs(head, ckpt
     for i, name in enumerate(names):
         write_audio(folder / name, 1.5, freq=300.0 * (i + 1), seed=i)
     (folder / "bad\nempty.wav").write_bytes(b"")
-    out = tmp_path / "beam.csv"
+    out = tmp_path / "not" / "yet" / "beam.csv"  # a folder the run makes, as a local `tagger tag` does
     args = ["tag", str(folder), "--model", str(head), "--weights", ckpt_path, "--runner", "beam", "--out", str(out)]
     assert cli.main(args) == cli.EXIT_SOME_FAILED
-    shards = sorted(glob.glob(str(tmp_path / "beam-*-of-*.csv")))
+    shards = sorted(glob.glob(str(out.parent / "beam-*-of-*.csv")))
     rows = pd.concat([pd.read_csv(s) for s in shards])
     assert sorted(os.path.basename(p) for p in rows["path"]) == sorted(names)  # one row per clip
     errors = pd.read_csv(str(out) + ".errors.tsv", sep="\t")
