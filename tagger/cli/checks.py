@@ -61,9 +61,7 @@ def before_backend(args):
     if hasattr(args, "precision") and args.precision is None:
         default_dtype()  # TAGGER_PRECISION, when set, names a precision
     if command == "weights" and getattr(args, "out", None):
-        formats = registry.weights_reader().PLAIN_FORMATS
-        if not str(args.out).endswith(formats):
-            raise DataError(f"{args.out}: a plain weights file ends in {' or '.join(formats)}")
+        registry.weights_reader().check_plain_target(args.out)
     if command in OUTPUT_COMMANDS and getattr(args, "runner", "local") == "local" and not args.overwrite:
         _output_free(args.out)
         if command == "tag":

@@ -166,8 +166,8 @@ class Model:
         The module that reads its weights (VGGish: :mod:`tagger.embedding.vggish.network`), keeping the weights
         protocol: ``WEIGHTS_ENV`` (the environment variable of the default source), ``PLAIN_FORMATS`` (file
         endings read without TensorFlow), ``resolve_source(source) -> str``, ``check_source(source)`` (raises
-        :class:`~tagger.exceptions.DataError` before any work) and ``export_weights(source, out) -> id``
-        (``tagger weights export``). None: the model has no weights.
+        :class:`~tagger.exceptions.DataError` before any work), ``check_plain_target(out)`` (the same, for an
+        export's target) and ``export_weights(source, out) -> id`` (``tagger weights export``). None: the model has no weights.
     decode : callable or str, optional
         Its decode workers' job (or where it is): a module-level generator ``decode(index, path, *, hop_seconds,
         short_policy, chunk_patches)`` yielding ``("patches", index, inputs, timestamps)`` messages, then

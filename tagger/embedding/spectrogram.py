@@ -27,7 +27,7 @@ from .kernels import import_librosa
 from .pipeline import iter_embeddings
 from .registry import Kind, Model
 from .vggish import params as vggish_params
-from .vggish.frontend import decode_messages, waveform_to_patches
+from .vggish.frontend import decode_messages, decode_options, waveform_to_patches
 
 __all__ = ["PatchExtractor", "PATCH_DTYPE", "FRONTENDS", "course_patches", "course_messages", "make_extractor"]
 
@@ -98,7 +98,7 @@ class PatchExtractor:
             target, options = course_messages, {}
         else:
             target = decode_messages
-            options = dict(hop_seconds=self.hop_seconds, short_policy=self.short_policy, chunk_patches=32)
+            options = decode_options(hop_seconds=self.hop_seconds, short_policy=self.short_policy)
         rows = (params.COURSE_PATCH_FRAMES, params.COURSE_N_MELS) if self.course else vggish_params.PATCH_SHAPE
         return iter_embeddings(
             paths,

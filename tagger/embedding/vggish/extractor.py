@@ -18,7 +18,7 @@ from ..augment import Augmented
 from ..embed import guard_difference, resolve_dtype
 from ..pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
 from . import params
-from .frontend import decode_messages, waveform_to_patches
+from .frontend import decode_messages, decode_options, waveform_to_patches
 from .network import build_vggish, network, read_weights, resolve_source
 from .network import weights_id as vggish_weights_id
 from .postprocess import Postprocessor
@@ -314,7 +314,7 @@ class Embedder:
             paths,
             self.run,
             target=decode_messages,
-            target_options=dict(hop_seconds=self.hop_seconds, short_policy=self.short_policy, chunk_patches=32),
+            target_options=decode_options(hop_seconds=self.hop_seconds, short_policy=self.short_policy),
             row_shape=(params.EMBEDDING_SIZE,),
             batch_size=self.batch_size,
             workers=default_workers(gpu=self.on_gpu) if workers is None else workers,

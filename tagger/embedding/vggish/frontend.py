@@ -27,6 +27,7 @@ __all__ = [
     "waveform_to_patches",
     "n_patches",
     "decode_messages",
+    "decode_options",
 ]
 
 SHORT_POLICIES = ("pad", "skip")
@@ -229,6 +230,12 @@ def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_
     if len(tail_p):
         return tail_p, tail_t
     return patches, times
+
+
+def decode_options(*, hop_seconds, short_policy, chunk_patches=32):
+    """The settings of :func:`decode_messages` as a decode pool takes them (``chunk_patches``: patches per message
+    from a worker)."""
+    return dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches)
 
 
 def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):

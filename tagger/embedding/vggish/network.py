@@ -38,7 +38,8 @@ __all__ = [
 #: the plain weights files: official variable name -> float32 array, no TensorFlow needed to read them
 PLAIN_FORMATS = (".npz", ".safetensors")
 #: the weights protocol every model's weights reader keeps (:func:`tagger.embedding.registry.weights_reader`):
-#: ``WEIGHTS_ENV``, ``PLAIN_FORMATS``, ``resolve_source``, ``check_source``, ``export_weights``
+#: ``WEIGHTS_ENV``, ``PLAIN_FORMATS``, ``resolve_source``, ``check_source``, ``check_plain_target``,
+#: ``export_weights``
 WEIGHTS_ENV = params.WEIGHTS_ENV
 
 #: Keras layer name -> (official variable scope, kernel shape)
@@ -313,6 +314,12 @@ def load_vggish(source=None):
     return network(weights), weights_id(weights)
 
 
+def check_plain_target(out):
+    """Refuse an export target that is not a plain weights file (``.npz`` or ``.safetensors``)."""
+    if not os.fspath(out).endswith(PLAIN_FORMATS):
+        raise DataError(f"{os.fspath(out)}: a plain weights file ends in {' or '.join(PLAIN_FORMATS)}")
+
+
 def export_weights(source, out):
     """Write VGGish weights from any form :func:`read_weights` reads as a plain file that needs no TensorFlow.
 
@@ -330,8 +337,7 @@ def export_weights(source, out):
         :func:`weights_id` of the weights: the same for the source and the file.
     """
     out = os.fspath(out)
-    if not out.endswith(PLAIN_FORMATS):
-        raise DataError(f"{out}: a plain weights file ends in {' or '.join(PLAIN_FORMATS)}")
+    check_plain_target(out)
     weights = read_weights(source)
     if out.endswith(".safetensors"):
         from safetensors.numpy import save
