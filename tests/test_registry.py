@@ -73,9 +73,13 @@ def toy():
     registry.unregister("toy")
 
 
-def test_the_built_in_kinds_are_vggish_features_and_patches(capsys):
-    assert registry.models() == ("vggish", "features", "melspec")
-    assert registry.kinds() == ("raw", "postprocessed", "features", "melspec")
+def test_the_built_in_kinds_are_vggish_features_patches_and_musicnn(capsys):
+    networks = ("musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd")
+    assert registry.models() == ("vggish", "features", "melspec", *networks)
+    musicnn = [f"{n}:{layer}" for n in networks[:2] for layer in ("max_pool", "mean_pool", "penultimate")]
+    assert registry.kinds() == ("raw", "postprocessed", "features", "melspec", *musicnn, "vgg-mtt:pool5", "vgg-msd:pool5")
+    assert [registry.kind(f"musicnn-msd:{k}").row_shape for k in ("max_pool", "penultimate")] == [(753,), (200,)]
+    assert registry.kind("vgg-mtt:pool5").row_shape == (256,) and registry.kind("vgg-mtt:pool5").model == "vgg-mtt"
     raw, post = registry.kind("raw"), registry.kind("postprocessed")
     assert raw.row_shape == post.row_shape == (128,) and (raw.dtype, post.dtype) == ("float32", "uint8")
     assert post.served_by == "raw" and post.pca and not post.cast
@@ -159,7 +163,7 @@ def test_a_registered_toy_model_embeds_prepares_trains_and_tags(toy, tmp_path):
 
 # Adding a model is one folder (or module) plus one registry line: outside the model modules nothing imports a
 # model module, branches on a model or kind name, or writes an embedding size. Exempt, each for its reason:
-MODEL_MODULES = ("tagger.embedding.vggish", "tagger.embedding.features", "tagger.embedding.spectrogram")
+MODEL_MODULES = registry.BUILT_IN  # each model's own module or folder
 EXEMPT = {
     "tagger/embedding/registry.py": "names each built-in model's module in one line (BUILT_IN)",
     "tagger/datasets/audioset.py": "reads Google's released VGGish features (its frontend and hop are theirs)",

@@ -14,10 +14,13 @@ kind            model     one row            stored as  notes
 ``postprocessed`` vggish  (128,) per patch   uint8      PCA-whitened, quantised; raw entries serve it
 ``features``    features  (57,) per clip     float32    computed in float64
 ``melspec``     melspec   (frames, bands)    float16    the recorded frontend's patches
+``…:max_pool``  musicnn-  (753,) per patch   float32    also ``:mean_pool``, ``:penultimate`` (200,); musicnn-mtt,
+                mtt ...                                 musicnn-msd; ``vgg-mtt:pool5``, ``vgg-msd:pool5`` (256,)
 ==============  ========  =================  =========  ========================================================
 
 Each built-in model is a module or folder of its own that declares its spec as
-``SPEC`` (VGGish: :mod:`tagger.embedding.vggish`), named by one line of
+``SPEC`` (VGGish: :mod:`tagger.embedding.vggish`), or its specs as ``SPECS`` (musicnn's four networks:
+:mod:`tagger.embedding.musicnn`, kinds ``musicnn-mtt:max_pool`` ...), named by one line of
 :data:`BUILT_IN` and imported on the registry's first use. A new model is one
 :class:`Model` passed to :func:`register` (a test registers a toy one): its
 kinds then cache, train, tag and export like these. Nothing here imports a
@@ -54,6 +57,7 @@ BUILT_IN = (
     "tagger.embedding.vggish",
     "tagger.embedding.features",
     "tagger.embedding.spectrogram",
+    "tagger.embedding.musicnn",
 )
 
 
@@ -163,7 +167,8 @@ class Model:
     input_shape : tuple of int, optional
         One network input (VGGish: a (96, 64) log-mel patch), for a model with a network.
     weights_reader : str, optional
-        The module that reads its weights (VGGish: :mod:`tagger.embedding.vggish.network`), keeping the weights
+        The module that reads its weights (VGGish: :mod:`tagger.embedding.vggish.network`), or
+        ``'module:factory'``, ``factory(model_name)`` giving an object (musicnn's ``WeightsReader``), keeping the weights
         protocol: ``WEIGHTS_ENV`` (the environment variable of the default source), ``PLAIN_FORMATS`` (file
         endings read without TensorFlow), ``resolve_source(source) -> str``, ``check_source(source)`` (raises
         :class:`~tagger.exceptions.DataError` before any work), ``check_plain_target(out)`` (the same, for an
@@ -205,7 +210,9 @@ def _built_in():
     if not _LOADED:
         _LOADED.append(True)
         for name in BUILT_IN:
-            register(importlib.import_module(name).SPEC, replace=True)
+            module = importlib.import_module(name)
+            for spec in getattr(module, "SPECS", None) or (module.SPEC,):
+                register(spec, replace=True)
 
 
 def register(spec, *, replace=False):
@@ -291,11 +298,13 @@ def make(kind_name=None, **options):
 
 
 def weights_reader(name=None):
-    """The weights-reading module of a model (default: the default model), imported now (see
-    :attr:`Model.weights_reader` for its protocol)."""
+    """The weights reader of a model (default: the default model), imported now (see :attr:`Model.weights_reader`
+    for its protocol): its module, or what ``'module:factory'`` makes for the model's name."""
     spec = model(models()[0] if name is None else name)
     if spec.weights_reader is None:
         raise ParameterError(f"model {spec.name!r} has no weights to read")
+    if ":" in spec.weights_reader:
+        return resolve(spec.weights_reader)(spec.name)
     return importlib.import_module(spec.weights_reader)
 
 
