@@ -77,7 +77,15 @@ def test_the_built_in_kinds_are_vggish_features_patches_and_musicnn(capsys):
     networks = ("musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd")
     assert registry.models() == ("vggish", "features", "melspec", *networks)
     musicnn = [f"{n}:{layer}" for n in networks[:2] for layer in ("max_pool", "mean_pool", "penultimate")]
-    assert registry.kinds() == ("raw", "postprocessed", "features", "melspec", *musicnn, "vgg-mtt:pool5", "vgg-msd:pool5")
+    assert registry.kinds() == (
+        "raw",
+        "postprocessed",
+        "features",
+        "melspec",
+        *musicnn,
+        "vgg-mtt:pool5",
+        "vgg-msd:pool5",
+    )
     assert [registry.kind(f"musicnn-msd:{k}").row_shape for k in ("max_pool", "penultimate")] == [(753,), (200,)]
     assert registry.kind("vgg-mtt:pool5").row_shape == (256,) and registry.kind("vgg-mtt:pool5").model == "vgg-mtt"
     raw, post = registry.kind("raw"), registry.kind("postprocessed")
