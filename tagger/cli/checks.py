@@ -11,7 +11,7 @@ import os
 
 from .. import backend as keras_backend
 from .. import locks
-from ..embedding import files, provenance, registry
+from ..embedding import files, provenance
 from ..embedding.embed import default_dtype
 from ..exceptions import DataError
 from ..resumable import check_resume
@@ -19,6 +19,7 @@ from ..tagging import writer
 from ..tagging.api import describe
 from ..training import bundle
 from ..training.evaluate import check_run, is_cv_run
+from . import startup
 
 __all__ = ["before_backend"]
 
@@ -55,13 +56,13 @@ def before_backend(args):
         _exists([args.pca], "PCA parameter file")
     if command in ("embed", "tag", "evaluate") and hasattr(args, "weights"):
         if command != "evaluate" or args.model:
-            reader = registry.weights_reader()
-            if args.weights or os.environ.get(reader.WEIGHTS_ENV):
+            reader = startup.weights_reader(args)
+            if reader is not None and (args.weights or os.environ.get(reader.WEIGHTS_ENV)):
                 reader.check_source(args.weights)
     if hasattr(args, "precision") and args.precision is None:
         default_dtype()  # TAGGER_PRECISION, when set, names a precision
     if command == "weights" and getattr(args, "out", None):
-        registry.weights_reader().check_plain_target(args.out)
+        startup.weights_reader(args).check_plain_target(args.out)
     if command in OUTPUT_COMMANDS and getattr(args, "runner", "local") == "local" and not args.overwrite:
         _output_free(args.out)
         if command == "tag":

@@ -1,6 +1,7 @@
 """``tagger models`` (the shipped heads, a line each) and ``tagger export`` (a run -> a Hub-ready bundle with its card)."""
 
 from ..embedding import registry
+from ..exceptions import DataError
 from ..training import bundle
 from . import options, startup
 
@@ -43,8 +44,19 @@ def run_models(args):
         spec = registry.model(name)
         kinds = ", ".join(f"{k.name} {k.shape_text()} {k.dtype}" for k in spec.kinds)
         weights = f"weights: {', '.join(spec.weights)}" if spec.weights else "no weights"
-        print(f"  {name}: {kinds}; {spec.sample_rate} Hz; {weights}; licence: {spec.licence}")
+        print(f"  {name}: {kinds}; {spec.sample_rate} Hz; {weights}{_found(spec)}; licence: {spec.licence}")
     return options.EXIT_OK
+
+
+def _found(spec):
+    """Where a model's default weights are, or that they are not there (checked on disk; nothing is read)."""
+    if not spec.weights_reader:
+        return ""
+    try:
+        source, form = registry.weights_reader(spec.name).check_source(None)
+    except DataError:
+        return " (not found here)"
+    return f" (found: {source})" if form != "hub" else f" (from {source} on first use)"
 
 
 def run_export(args):

@@ -42,9 +42,10 @@ def add_embedding_options(p):
     p.add_argument(
         "--weights",
         default=None,
-        help="VGGish weights: a SavedModel folder, vggish_model.ckpt, a TF Hub handle, or a plain .npz/.safetensors"
-        " file (`tagger weights export`; no TensorFlow needed) (default $TAGGER_VGGISH_WEIGHTS, else"
-        " https://tfhub.dev/google/vggish/1)",
+        help="the network's weights. VGGish: a SavedModel folder, vggish_model.ckpt, a TF Hub handle, or a plain"
+        " .npz/.safetensors file (`tagger weights export`; no TensorFlow needed) (default $TAGGER_VGGISH_WEIGHTS,"
+        " else https://tfhub.dev/google/vggish/1). musicnn's networks: a checkpoint folder or a plain file"
+        " (default: its folder in $TAGGER_MUSICNN_WEIGHTS, else in the installed musicnn package)",
     )
     p.add_argument(
         "--hop",
@@ -96,6 +97,8 @@ def embedding_kind(text):
     kinds = [k.name for k in registry.model(name).kinds]
     if not kind:
         return kinds[0]
+    if text in kinds:  # a kind named with its model (musicnn-mtt:max_pool)
+        return text
     if kind not in kinds:
         raise argparse.ArgumentTypeError(f"{text!r}: model {name} makes {', '.join(kinds)}, not {kind!r}")
     return kind
@@ -115,7 +118,8 @@ def add_embedding_choice(p, *, what="cache"):
         default=None,
         metavar="MODEL[:KIND]",
         help=f"what to {what}: a model of `tagger models` and one of its kinds (default vggish: raw VGGish"
-        " embeddings; vggish:postprocessed, features, melspec)",
+        " embeddings; vggish:postprocessed, features, melspec, musicnn-mtt[:max_pool|:mean_pool|:penultimate],"
+        " musicnn-msd, vgg-mtt, vgg-msd)",
     )
 
 

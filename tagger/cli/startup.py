@@ -11,7 +11,7 @@ from .. import backend as keras_backend
 from ..console import filtered_stderr
 from ..embedding import registry
 
-__all__ = ["backend", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
+__all__ = ["backend", "weights_reader", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
 
 # TensorFlow's native start-up lines (glog INFO/WARNING, the absl banner, CUDA probing on machines
 # without a GPU): written to file descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says
@@ -21,6 +21,28 @@ _STARTUP_NOISE = re.compile(
     r"|E\d{4} \S+ +\d+ \S+:\d+\] .*(cuInit|cuda|CUDA)"
     r"|To enable the following instructions: )"
 )
+
+
+def weights_model(args):
+    """The embedding model a command's ``--weights`` is for: the kind of ``--embedding``, else the kind of
+    ``--model``'s head (``bundle.json``), else the default model (VGGish)."""
+    kind = getattr(args, "embedding", None)
+    if kind is None and getattr(args, "model", None) and args.command in ("tag", "evaluate"):
+        from ..exceptions import TaggerError
+        from ..training import bundle
+
+        try:
+            kind = bundle.read_meta(bundle.resolve(args.model)).get("embedding")
+        except TaggerError:
+            kind = None  # a bad --model is the command's own error, named where it loads
+    return registry.kind(registry.stored_kind(kind)).model
+
+
+def weights_reader(args):
+    """The weights reader (:func:`tagger.embedding.registry.weights_reader`) of :func:`weights_model`, or None
+    where that model has no weights (handcrafted features, log-mel patches)."""
+    name = weights_model(args)
+    return registry.weights_reader(name) if registry.model(name).weights_reader else None
 
 
 def backend(args):
@@ -35,11 +57,14 @@ def backend(args):
     chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
     if chosen != "tensorflow":
         keras_backend.name()  # a bad KERAS_BACKEND is a clear error, before any work
-    reader = registry.weights_reader()  # the default model's (VGGish's) weights: what --weights gives
-    if hasattr(args, "weights"):  # embed, tag, prepare, evaluate: --weights, else the environment, else TF Hub
+    reader = weights_reader(args)  # the weights of the model the command runs: what --weights gives
+    weights = None
+    if reader is None:
+        pass
+    elif hasattr(args, "weights"):  # embed, tag, prepare, evaluate: --weights, else the environment, else TF Hub
         weights = reader.resolve_source(args.weights)
-    else:  # `tagger weights export SOURCE OUT`
-        weights = getattr(args, "source", None) if args.command == "weights" else None
+    elif args.command == "weights":  # `tagger weights export SOURCE OUT`
+        weights = getattr(args, "source", None)
     tensorflow_weights = weights is not None and not weights.endswith(reader.PLAIN_FORMATS)
     if (chosen == "tensorflow" or tensorflow_weights) and not args.verbose and "tensorflow" not in sys.modules:
         _load_tensorflow_quietly()

@@ -17,7 +17,7 @@ import json
 import os
 
 from ..embedding import registry
-from ..exceptions import DataError
+from ..exceptions import DataError, TaggerError
 from ..records import write_json_atomic
 
 __all__ = ["AUDIOSET_LICENSE", "FIELDS", "shipped_card", "run_card", "write_card", "render", "summary_line"]
@@ -202,6 +202,15 @@ def _hub_license(text):
     return text.lower() if text.lower() in HUB_LICENSES else "other"
 
 
+def _model_tag(embedding):
+    """The Hub tag of the embedding model a head reads (``vggish``, ``musicnn-mtt`` ...)."""
+    kind = embedding.get("kind") or (embedding.get("provenance") or {}).get("kind")
+    try:
+        return registry.kind(registry.stored_kind(kind)).model
+    except TaggerError:
+        return "embedding"
+
+
 def render(card, labels):
     """``MODEL.md``: Hugging Face's YAML header, then the card's fields for people."""
     q = card["quality"]
@@ -211,7 +220,7 @@ def render(card, labels):
         "---",
         f"license: {_hub_license(card['license'])}",
         "library_name: tagger",
-        "tags: [audio, music-tagging, vggish, audio-classification]",
+        f"tags: [audio, music-tagging, {_model_tag(emb)}, audio-classification]",
         "---",
         "",
         f"# {card['name']}",
@@ -222,7 +231,8 @@ def render(card, labels):
         f" ({card['task']}): {', '.join(labels[:12])}{' ...' if len(labels) > 12 else ''} (all in labels.json)",
         f"- **Head**: {card['head']}",
         f"- **Trained on**: {card['trained_on']}",
-        f"- **Protocol**: {card['protocol']}; seed {card['seed']}; {card['epochs']} epochs",
+        f"- **Protocol**: {card['protocol']}"
+        + (f"; seed {card['seed']}; {card['epochs']} epochs" if card.get("seed") is not None else ""),
         f"- **Quality**: {q['metric']} {q['value']:.4f}{std} ({q['protocol']})",
         f"- **Thresholds**: {card['thresholds']['chosen_on']}",
         f"- **Needs**: {emb['needs']}"

@@ -46,6 +46,7 @@ __all__ = [
     "PLAIN_FORMATS",
     "WEIGHTS_ENV",
     "WeightsReader",
+    "output_layer",
 ]
 
 #: plain weights files: variable name -> float32 array, no TensorFlow needed to read them
@@ -308,6 +309,13 @@ def network(weights, name="musicnn-mtt", *, dtype="float32"):
             fields = _BN if len(values) == 4 else ("kernel", "bias")
             layer.set_weights([weights[f"{layer.name}/{f}"] for f in fields])
     return model
+
+
+def output_layer(weights, name="musicnn-mtt"):
+    """The network's own tagging layer: ``(kernel (D, 50), bias (50,))`` from ``penultimate`` (musicnn, D = 200) or
+    ``pool5`` (vgg, D = 256) to its 50 logits (what its shipped taggers are: :mod:`experiments.ship_musicnn_taggers`)."""
+    layer = "dense_1" if params.network(name)[1] == "musicnn" else "dense"
+    return weights[f"{layer}/kernel"], weights[f"{layer}/bias"]
 
 
 def check_plain_target(out):
