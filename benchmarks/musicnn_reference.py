@@ -1,6 +1,6 @@
 """musicnn's own outputs on the shared clips, the reference tagger's port is tested against (issue 38).
 
-    python benchmarks/musicnn_reference.py --musicnn DIR [--shared ../shared] [--out tests/data/musicnn_reference.npz]
+    python benchmarks/musicnn_reference.py --musicnn DIR [--shared ../shared] [--out tests/musicnn_reference.npz]
 
 Runs musicnn 0.1.0's own ``extractor()`` (installed apart from tagger's packages: ``pip install --no-deps
 --target DIR musicnn``) in a child process started from another folder with ``TF_USE_LEGACY_KERAS=1``, as
@@ -110,7 +110,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--musicnn", required=True, metavar="DIR", help="folder musicnn is installed in (--target)")
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", "../shared"))
-    ap.add_argument("--out", default="tests/data/musicnn_reference.npz")
+    ap.add_argument("--out", default="tests/musicnn_reference.npz")
     args = ap.parse_args()
     paths = clips(args.shared)
     arrays, tops = {}, {}

@@ -1,5 +1,5 @@
 """musicnn beside VGGish: its frontend's patch policy, its weights' sources and forms, parity with musicnn's own
-outputs on the eleven shared clips (tests/data/musicnn_reference.npz, made by benchmarks/musicnn_reference.py), its
+outputs on the eleven shared clips (tests/musicnn_reference.npz, made by benchmarks/musicnn_reference.py), its
 shipped taggers' top tags, and the whole loop on its embeddings.
 
 The real weights come from musicnn's wheel, installed apart from tagger's packages (``pip install --no-deps
@@ -21,7 +21,7 @@ from tagger.embedding.musicnn import frontend, network, params
 from tagger.exceptions import DataError, ParameterError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "tests/data/musicnn_reference.npz"
+REFERENCE = ROOT / "tests/musicnn_reference.npz"
 NETWORKS = tuple(params.NETWORKS)
 
 
@@ -207,3 +207,83 @@ def test_each_shipped_tagger_is_its_networks_own_output_layer_with_its_own_test_
     assert meta["provenance"]["weights"] == network.weights_id(weights, name) and meta["card"]["license"] == "ISC"
     labels = json.loads(pathlib.Path(folder, "labels.json").read_text())
     assert labels == list(params.LABELS[params.NETWORKS[name][2]]) and len(labels) == kernel.shape[1]
+
+
+@pytest.mark.backends
+def test_a_plain_weights_file_gives_musicnns_outputs_on_this_backend(shared, musicnn_weights, reference, tmp_path):
+    """The exported file (no TensorFlow needed to read it) on the backend in force: musicnn's own outputs on a clip."""
+    from tagger.embedding.extractor import make
+
+    clip = shared / "data/gtzan/genres/blues/blues.00000.au"
+    for name, layer in (("musicnn-mtt", "max_pool"), ("vgg-msd", "pool5")):
+        plain = tmp_path / f"{name}.safetensors"
+        wid = network.export_weights(None, plain, name)
+        extractor = make(f"{name}:{layer}", weights=str(plain), batch_size=4)
+        assert extractor.network_id == wid and extractor.dtype == "float32"
+        values, times = extractor.embed(*_decoded(clip))
+        want = reference[f"{params.NETWORKS[name][0]}/blues.00000/{layer}"]
+        assert values.shape == want.shape and np.abs(values - want).max() / np.abs(want).max() < 5e-4
+        assert times[1] == pytest.approx(2.992)
+
+
+def _decoded(path):
+    import soundfile as sf
+
+    y, sr = sf.read(path, dtype="float32")
+    return y, sr
+
+
+@pytest.mark.slow
+def test_the_whole_loop_on_musicnn_embeddings(shared, musicnn_weights, tmp_path):
+    """prepare -> train -> evaluate -> tag (and its taggram plot) -> tag with Beam -> export -> tag with the bundle,
+    on musicnn-mtt's penultimate layer of the ten shared GTZAN tracks."""
+    import glob
+
+    from helpers import make_config
+
+    from tagger import cli
+
+    genres = shared / "data/gtzan/genres"
+    quiet = ["--workers", "0", "--no-progress"]
+    kind = "musicnn-mtt:penultimate"
+    data = tmp_path / "data"
+    assert cli.main(["prepare", "gtzan", str(genres), "--embedding", kind, "--out", str(data), *quiet]) == 0
+    entry = next((data / "cache").rglob("*.pkl"))
+    index = pd.read_csv(data / "index.csv")
+    assert len(index) == 10 and set(index["split"]) >= {"train", "valid"}
+    config = {
+        **make_config(data, data={"task": "singlelabel"}),
+        "head": {"name": "dense", "hidden": 16, "n_layers": 1},
+        "window": 5,
+        "batch_size": 8,
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "mux": {"n_active": 3, "rate": 2.0},
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    run = tmp_path / "run"
+    assert cli.main(["train", str(tmp_path / "cfg.json"), "--run-dir", str(run), "--quiet"]) == 0
+    meta = json.loads((run / "bundle.json").read_text())
+    assert meta["embedding"] == kind and meta["provenance"]["weights"].startswith("musicnn-mtt-sha1:")
+    assert cli.main(["evaluate", str(run), "--split", "valid", "--out", str(tmp_path / "eval")]) == 0
+    assert json.loads((tmp_path / "eval/metrics.json").read_text())["n_clips"] == (index["split"] == "valid").sum()
+    clips = [str(genres / "blues/blues.00000.au"), str(genres / "rock/rock.00000.au")]
+    tagged = ["tag", *clips, "--model", str(run), *quiet]
+    assert cli.main([*tagged, "--out", str(tmp_path / "local.csv"), "--taggram", str(tmp_path / "grams")]) == 0
+    gram = next((tmp_path / "grams").rglob("blues.00000.au.npz"))
+    assert np.load(gram)["taggram"].shape == (10, 10)  # ten 3-s patches, ten genres
+    assert cli.main(["plot", "taggram", str(gram), "--out", str(tmp_path / "gram.png")]) == 0
+    assert (tmp_path / "gram.png").stat().st_size > 5000
+    assert cli.main([*tagged, "--runner", "beam", "--out", str(tmp_path / "beam.csv")]) == 0
+    local = pd.read_csv(tmp_path / "local.csv").sort_values("path")
+    beam = pd.concat(pd.read_csv(s) for s in glob.glob(str(tmp_path / "beam-*-of-*.csv"))).sort_values("path")
+    np.testing.assert_allclose(beam.filter(like="p_").to_numpy(), local.filter(like="p_").to_numpy(), atol=1e-4)
+    assert cli.main(["export", str(run), "--out", str(tmp_path / "bundle"), "--name", "gtzan-musicnn"]) == 0
+    again = ["tag", *clips, "--model", str(tmp_path / "bundle"), *quiet, "--out", str(tmp_path / "bundle.csv")]
+    assert cli.main(again) == 0
+    np.testing.assert_allclose(
+        pd.read_csv(tmp_path / "bundle.csv").filter(like="p_").to_numpy(),
+        pd.read_csv(tmp_path / "local.csv").filter(like="p_").to_numpy(),
+        atol=1e-6,
+    )
+    assert entry.stat().st_size < 20_000  # 10 x 200 float32 values and the record

@@ -50,6 +50,8 @@ class MusicnnExtractor:
 
     pca_id = None
     postprocessor = None
+    hop_seconds = params.PATCH_SECONDS  # fixed: musicnn's patches do not overlap (what a Beam job's settings record)
+    guard_tolerance = None  # no precision guard (float32 unless asked)
 
     def __init__(self, name, layer, *, weights=None, batch_size=None, short_policy="pad", dtype=None):
         refuse_in_bootstrapping_child()

@@ -92,8 +92,10 @@ def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, short_policy="pad"):
     return patches_of(log_mel(y), short_policy=short_policy)
 
 
-def decode_messages(index, path, *, short_policy, chunk_patches=None):
-    """The decode workers' job (:func:`tagger.embedding.pipeline.iter_embeddings`): one file's patches.
+def decode_messages(index, path, *, short_policy, chunk_patches=None, hop_seconds=None):
+    """The decode workers' job (:func:`tagger.embedding.pipeline.iter_embeddings`, and the Beam pipeline's
+    ``Decode``, which also passes a ``hop_seconds`` and a ``chunk_patches``): one file's patches, in chunks of
+    ``chunk_patches`` (all at once without one); the hop is musicnn's own.
 
     The whole file is decoded (the centred STFT and the float16 rounding are musicnn's on whole clips); files
     longer than :data:`tagger.embedding.params.WHOLE_FILE_MAX_SECONDS` are refused.
@@ -111,8 +113,9 @@ def decode_messages(index, path, *, short_policy, chunk_patches=None):
             if len(y) == 0:
                 raise AudioError(f"{os.fspath(path)}: no audio samples")
             patches, times = patches_of(log_mel(y), short_policy=short_policy)
-        if len(patches):
-            yield ("patches", index, patches, times)
+        step = chunk_patches or max(1, len(patches))
+        for start in range(0, len(patches), step):
+            yield ("patches", index, patches[start : start + step], times[start : start + step])
         yield ("done", index, len(y) / params.SAMPLE_RATE, [str(w.message) for w in caught])
     except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, never fatal
         yield ("error", index, describe_error(exc))
