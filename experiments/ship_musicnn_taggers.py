@@ -110,6 +110,8 @@ def ship(name, weights_dir, out_root):
     def write(out):
         head.save(os.path.join(out, "model.keras"))
         write_json_atomic(list(params.LABELS[dataset]), os.path.join(out, "labels.json"))
+        # every tag listed, none chosen (null): the bundle is whole, and readers use 0.5 where a tag/no-tag answer is asked
+        write_json_atomic({t: None for t in params.LABELS[dataset]}, os.path.join(out, "thresholds.json"))
         write_json_atomic(
             {"task": f"{dataset.lower()}50", "source": f"musicnn 0.1.0 {folder}", "test": params.TEST_FIGURES[folder]},
             os.path.join(out, "metrics.json"),

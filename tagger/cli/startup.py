@@ -10,6 +10,8 @@ import sys
 from .. import backend as keras_backend
 from ..console import filtered_stderr
 from ..embedding import registry
+from ..exceptions import TaggerError
+from ..training import bundle
 
 __all__ = ["backend", "weights_reader", "quiet_beam_logging", "Terminated", "sigterm_as_interrupt"]
 
@@ -28,9 +30,6 @@ def weights_model(args):
     ``--model``'s head (``bundle.json``), else the default model (VGGish)."""
     kind = getattr(args, "embedding", None)
     if kind is None and getattr(args, "model", None) and args.command in ("tag", "evaluate"):
-        from ..exceptions import TaggerError
-        from ..training import bundle
-
         try:
             kind = bundle.read_meta(bundle.resolve(args.model)).get("embedding")
         except TaggerError:
