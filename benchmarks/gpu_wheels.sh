@@ -10,12 +10,18 @@ cd "$(dirname "$0")"
 version="${1:-3.12}"
 rm -rf wheels
 mkdir -p wheels
-# the versions of setup.py's pins where tagger pins them; the helpers at the versions this checkout's tests use
+# the versions of the lock CI installs with (.ci/constraints.txt), never a copy of them here
+lock=../.ci/constraints.txt
+pinned() {
+  local name
+  for name in "$@"; do
+    grep -i -m1 "^${name}==" "$lock" || { echo "$name is not in $lock" >&2; exit 1; }
+  done
+}
+# msgpack, joblib, numpy, pandas, scikit-learn, tqdm: there already
+mapfile -t wanted < <(pinned keras optree namex soundfile soxr cffi pycparser pescador decorator pyzmq)
 python3 -m pip download --quiet --no-deps --only-binary=:all: --dest wheels \
   --python-version "$version" --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
-  --platform manylinux_2_28_x86_64 --implementation cp \
-  keras==3.15.1 optree==0.20.0 namex==0.1.0 \
-  soundfile==0.14.0 soxr==0.5.0.post1 cffi==2.1.1 pycparser==3.12 \
-  pescador==3.0.0 decorator==5.3.1 pyzmq==27.3.0  # msgpack, joblib, numpy, pandas, scikit-learn, tqdm: there already
+  --platform manylinux_2_28_x86_64 --implementation cp "${wanted[@]}"
 du -sh wheels
 ls wheels

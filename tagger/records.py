@@ -7,6 +7,8 @@ hand), keeps every complete record and truncates an incomplete tail, so a
 rerun appends after the last complete record.
 """
 
+from __future__ import annotations
+
 import csv
 import errno
 import io
@@ -14,6 +16,7 @@ import json
 import os
 import secrets
 import shutil
+from typing import Any, Callable, Iterator, Sequence
 
 from .exceptions import DataError, ParameterError
 
@@ -34,7 +37,7 @@ __all__ = [
 ERRORS_HEADER = ("path", "error")
 
 
-def _lines(data):
+def _lines(data: bytes) -> Iterator[bytes]:
     """Split bytes after each b'\\n' only (UTF-8 never holds that byte inside a character)."""
     start = 0
     while start < len(data):
@@ -44,17 +47,19 @@ def _lines(data):
         start = end
 
 
-def _parse_delimited(data, delimiter, path):
+def _parse_delimited(data: bytes, delimiter: str, path: str) -> tuple[list[str] | None, list[dict[str, Any]], int]:
     """(header, rows, complete byte length) of a CSV/TSV held in ``data``."""
     consumed = []
 
-    def feed():
+    def feed() -> Iterator[str]:
         for line in _lines(data):
             consumed.append(len(line))
             yield line.decode("utf-8", "surrogateescape")
 
     reader = csv.reader(feed(), delimiter=delimiter, strict=True)
-    header, rows, good = None, [], 0
+    header: list[str] | None = None
+    rows: list[dict[str, Any]] = []
+    good = 0
     while True:
         mark = len(consumed)
         try:
@@ -83,7 +88,7 @@ def _parse_delimited(data, delimiter, path):
     return header, rows, good
 
 
-def _parse_jsonl(data, path):
+def _parse_jsonl(data: bytes, path: str) -> tuple[None, list[dict[str, Any]], int]:
     rows, good = [], 0
     for line in _lines(data):
         if not line.endswith(b"\n"):
@@ -96,7 +101,7 @@ def _parse_jsonl(data, path):
     return None, rows, good
 
 
-def read_records(path, kind, *, truncate=False):
+def read_records(path: str, kind: str, *, truncate: bool = False) -> tuple[list[str] | None, list[dict[str, Any]]]:
     """Complete records of an appendable file; an incomplete tail is cut away.
 
     Parameters
@@ -132,7 +137,7 @@ def read_records(path, kind, *, truncate=False):
     return header, rows
 
 
-def read_errors(path, *, truncate=False):
+def read_errors(path: str, *, truncate: bool = False) -> list[tuple[str, str]]:
     """``(path, error)`` rows of an errors file written by :class:`ErrorsWriter` (empty when missing).
 
     ``truncate``: as :func:`read_records` (the writer's, on resume).
@@ -145,11 +150,11 @@ def read_errors(path, *, truncate=False):
 
 #: how every record file is opened: UTF-8, with file names that are not valid UTF-8 kept byte for byte
 #: (``surrogateescape``: read back with the same setting, ``os.fsencode(name)`` gives the original bytes)
-TEXT = {"encoding": "utf-8", "errors": "surrogateescape"}
+TEXT: dict[str, Any] = {"encoding": "utf-8", "errors": "surrogateescape"}
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-def delimited_line(values, delimiter=","):
+def delimited_line(values: Sequence[Any], delimiter: str = ",") -> str:
     """One CSV/TSV record without its line end, quoted as the csv module quotes (newlines, tabs, quotes survive).
 
     The one quoting of every delimited output, local or Beam shard.
@@ -159,7 +164,7 @@ def delimited_line(values, delimiter=","):
     return out.getvalue()[:-2]
 
 
-def no_space(path, exc, kept="finished work is kept"):
+def no_space(path: str, exc: OSError, kept: str = "finished work is kept") -> DataError:
     """The error of a write that found the disk full (or over quota): names the path, says nothing is lost."""
     return DataError(
         f"{path}: could not be written: {exc.strerror or 'no space left on the device'}; {kept}, and a rerun"
@@ -170,14 +175,14 @@ def no_space(path, exc, kept="finished work is kept"):
 class ErrorsWriter:
     """Append ``path<TAB>error`` records (csv-quoted, so any path or message survives) to an errors file."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
         fresh = not os.path.exists(path) or os.path.getsize(path) == 0
         self.file = open(path, "a", newline="", **TEXT)
         if fresh:
             self._append(delimited_line(ERRORS_HEADER, "\t"))
 
-    def _append(self, line):
+    def _append(self, line: str) -> None:
         try:
             self.file.write(line + "\r\n")
             self.file.flush()
@@ -186,20 +191,20 @@ class ErrorsWriter:
                 raise no_space(self.path, exc) from exc
             raise
 
-    def write(self, path, error):
+    def write(self, path: str, error: str) -> None:
         self._append(delimited_line((path, error), "\t"))
 
-    def close(self):
+    def close(self) -> None:
         self.file.close()
 
-    def __enter__(self):
+    def __enter__(self) -> ErrorsWriter:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def write_atomic(path, write, *, binary=False, fsync=False):
+def write_atomic(path: str, write: Callable[[Any], Any], *, binary: bool = False, fsync: bool = False) -> str:
     """Write a file atomically: ``write(f)`` fills a temporary file in the same folder (made if missing), then a rename.
 
     The file gets the permissions the umask allows (``mkstemp`` would make
@@ -227,7 +232,7 @@ def write_atomic(path, write, *, binary=False, fsync=False):
                 break
             except FileExistsError:  # another writer's: not ours to remove
                 tmp = None
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as f:
             write(f)
             if fsync:
                 f.flush()
@@ -242,7 +247,9 @@ def write_atomic(path, write, *, binary=False, fsync=False):
     return path
 
 
-def write_folder_atomic(path, write, *, overwrite=False, what="folder"):
+def write_folder_atomic(
+    path: str, write: Callable[[str], Any], *, overwrite: bool = False, what: str = "folder"
+) -> str:
     """Write a folder of files whole or not at all: ``write(tmp)`` fills a temporary sibling, then a rename.
 
     The sibling (``.NAME.tmp-*``, in the same folder so the rename is atomic) gets the permissions the umask
@@ -292,11 +299,11 @@ def write_folder_atomic(path, write, *, overwrite=False, what="folder"):
     return path
 
 
-def _create(path):
+def _create(path: str) -> int:
     """Create ``path`` (it must not exist) for writing: the umask's permissions, as ``open`` gives."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
 
 
-def write_json_atomic(obj, path, *, indent=1):
+def write_json_atomic(obj: Any, path: str, *, indent: int = 1) -> str:
     """Write JSON to ``path`` atomically (:func:`write_atomic`)."""
     return write_atomic(path, lambda f: json.dump(obj, f, indent=indent))

@@ -1,7 +1,7 @@
 """Shared fixtures (the real data in ../shared, fixture VGGish weights, synthetic audio; helpers in helpers.py),
 the test tiers and the budget printed at the end of every run.
 
-Tiers (markers registered in pyproject.toml; ``docs``: the Tests section of the README):
+Tiers (markers registered in pyproject.toml; ``docs``: docs/development.md's Tests section):
 
 - ``unit``: every test not marked otherwise, given the marker here. In-process, synthetic data; starting a
   process (``subprocess``, a spawned decode worker) fails the test with a sentence saying to mark it.

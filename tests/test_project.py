@@ -1,4 +1,4 @@
-"""The project's own promises: README commands, CI script, import hygiene."""
+"""The project's own promises: README and docs commands, CI script, import hygiene."""
 
 import ast
 import graphlib
@@ -215,51 +215,95 @@ def marked_tests(mark):
     return found
 
 
-def test_the_readme_names_every_slow_test_and_why():
-    """The development section's table lists each test marked slow (so the fast lane's gaps are written down)."""
+def test_the_development_page_names_every_slow_test_and_why():
+    """The development page's table (docs/development.md) lists each test marked slow (so the fast lane's gaps are
+    written down)."""
     slow = marked_tests("slow")
     assert len(slow) > 20, slow
-    development = (ROOT / "README.md").read_text().split("## Development", 1)[1]
+    development = (ROOT / "docs" / "development.md").read_text()
     missing = [name for name in sorted(slow) if f"`{name}`" not in development and f"::{name}`" not in development]
-    assert not missing, f"slow tests the README's table does not name: {missing}"
+    assert not missing, f"slow tests the development page's table does not name: {missing}"
+
+
+def test_setup_states_ranges_and_the_lock_holds_every_package():
+    """setup.py gives ranges (no exact pin: tagger installs beside other packages); the lock (.ci/constraints.txt,
+    made by .ci/lock.sh) fixes an allowed version of each requirement of every extra."""
+    from packaging.requirements import Requirement
+
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("install_requires", "extras_require")}
+    wanted = [Requirement(r) for r in kw["install_requires"] + [r for rs in kw["extras_require"].values() for r in rs]]
+    pinned = [str(r) for r in wanted if any(s.operator == "==" for s in r.specifier)]
+    assert not pinned, f"exact pins in setup.py (they belong in the lock): {pinned}"
+    assert all(r.specifier for r in wanted), [str(r) for r in wanted if not r.specifier]  # a tested lower bound each
+    lock = {}
+    for line in (ROOT / ".ci/constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith(("#", " ")):
+            name, version = line.split("==")
+            lock[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    for r in wanted:
+        name = re.sub(r"[-_.]+", "-", r.name).lower()
+        assert name in lock and lock[name] in r.specifier, f"{r}: the lock holds {lock.get(name)}; run .ci/lock.sh"
+
+
+def test_the_documented_api_is_type_checked_and_the_wheel_says_so():
+    """Every module of the API reference (docs/reference/api.md's ``::: tagger...``) is one mypy checks (pyproject.toml,
+    every function annotated), and the package data ships the ``py.typed`` marker."""
+    import tomllib
+
+    checked = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"])
+    documented = re.findall(r"^::: (tagger\S*)", (ROOT / "docs/reference/api.md").read_text(), flags=re.M)
+    modules = set()
+    for name in documented:
+        parts = name.split(".")
+        while parts and not (ROOT / ("/".join(parts) + ".py")).exists():
+            parts.pop()  # tagger.tagging.api.Tagger -> tagger/tagging/api.py
+        modules.add("/".join(parts) + ".py")
+    assert len(modules) >= 8 and modules <= checked, sorted(modules - checked)
+    assert (ROOT / "tagger" / "py.typed").exists() and '"py.typed"' in (ROOT / "setup.py").read_text()
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("builds-the-checkout")  # with tests/test_cloud.py: both build from the checkout
-def test_adding_an_extra_changes_no_installed_version(tmp_path):
-    """What pip would install for the base set, and for the base set with every extra, resolved as into a fresh
-    environment (``--dry-run --ignore-installed``, no environment made): no package of the base set may come in
-    another version with the extras (the base pins what the extras need). One resolve holds all the extras: an
-    extra that moves a base package alone moves it with the others too (their requirements only add), in two
-    resolves instead of four."""
+def test_with_the_lock_adding_an_extra_changes_nothing(tmp_path):
+    """What pip would install from the lock for the base set, and for the base set with every extra, resolved as
+    into a fresh environment (``--dry-run --ignore-installed -c .ci/constraints.txt``, no environment made): no
+    package of the base set comes in another version with the extras, and every package comes from the lock."""
     import json
+
+    lock = ROOT / ".ci" / "constraints.txt"
 
     def resolve(target, name):
         report = tmp_path / f"{name}.json"
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "-q", "--report", str(report)]
-            + [target],
+            + ["-c", str(lock), target],
             capture_output=True,
             text=True,
             timeout=1800,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         return {
-            i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]
+            re.sub(r"[-_.]+", "-", i["metadata"]["name"]).lower(): i["metadata"]
             for i in json.loads(report.read_text())["install"]
         }
 
     resolved = resolve(str(ROOT), "base")
     base = {name: meta["version"] for name, meta in resolved.items()}
     extras = resolved["vggish-tagger"]["provides_extra"]
-    assert {"beam", "jax", "test"} <= set(extras), extras
+    assert {"beam", "docs", "jax", "test"} <= set(extras), extras
     every = ",".join(sorted(extras))
-    changed = {}
+    changed, unlocked = {}, []
+    locked = {re.sub(r"[-_.]+", "-", ln.split("==")[0]).lower() for ln in lock.read_text().splitlines() if "==" in ln}
     for name, meta in resolve(f"{ROOT}[{every}]", "extras").items():
         version = meta["version"]
         if base.get(name, version) != version and name != "vggish-tagger":
             changed[f"[{every}] {name}"] = f"{base[name]} -> {version}"
+        if name not in locked and name != "vggish-tagger":
+            unlocked.append(name)
     assert not changed, changed
+    assert not unlocked, f"packages the lock does not fix (run .ci/lock.sh): {unlocked}"
 
 
 def test_a_cached_fixture_folder_is_built_once_and_never_served_changed(tmp_path, monkeypatch):
@@ -322,8 +366,8 @@ def test_the_coverage_diff_follows_lines_across_a_change(tmp_path, monkeypatch, 
     assert diff.main([before, report(tmp_path / "some.json", [1, 2, 3, 4], 5)]) == 0
 
 
-def test_the_readme_pandas_recipes_read_back_any_file_name(tmp_path):
-    """Each `pandas.read_csv(path, ...)` the README gives, run as written on an errors file and a tag output whose
+def test_the_docs_pandas_recipes_read_back_any_file_name(tmp_path):
+    """Each `pandas.read_csv(path, ...)` the README and the docs pages give, run as written on an errors file and a tag output whose
     clip names are not UTF-8 or hold a tab and a newline: every name comes back byte for byte."""
     import os
 
@@ -331,7 +375,9 @@ def test_the_readme_pandas_recipes_read_back_any_file_name(tmp_path):
 
     from tagger.resumable import ResumableOutput
 
-    recipes = sorted(set(re.findall(r"`(pandas\.read_csv\(path[^`]*\))`", (ROOT / "README.md").read_text())))
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "\n".join(p.read_text() for p in pages)
+    recipes = sorted(set(re.findall(r"`(pandas\.read_csv\(path[^`]*\))`", text)))
     assert len(recipes) >= 2, recipes
     names = [b"caf\xe9 \xff.wav", b"tab\tand\nnewline.wav", b"plain.wav"]
     out, errors = tmp_path / "tags.csv", tmp_path / "tags.csv.errors.tsv"
@@ -341,13 +387,13 @@ def test_the_readme_pandas_recipes_read_back_any_file_name(tmp_path):
             o.error(os.fsdecode(name), "AudioError: bad")
     for recipe in recipes:
         path = str(errors if "sep=" in recipe else out)
-        df = eval(recipe, {"pandas": pandas, "path": path})  # the README's line, verbatim
+        df = eval(recipe, {"pandas": pandas, "path": path})  # the page's line, verbatim
         assert [os.fsencode(p) for p in df["path"]] == names, recipe
 
 
 @pytest.mark.integration
-def test_the_readme_sample_of_tags_csv_is_what_tag_writes(tmp_path, monkeypatch, gtzan_files, mtt_clip, pca_params):
-    """The README's `tagger tag sample ...` and `cat tags.csv`, rerun as printed on the same two clips with the
+def test_the_docs_sample_of_tags_csv_is_what_tag_writes(tmp_path, monkeypatch, gtzan_files, mtt_clip, pca_params):
+    """The tagging guide's `tagger tag sample ...` and `cat tags.csv` (docs/guide/tagging.md), rerun as printed on the same two clips with the
     fixture weights: the same summary line, columns, paths and tags, and probabilities to the printed digits."""
     import csv
     import io
@@ -360,10 +406,10 @@ def test_the_readme_sample_of_tags_csv_is_what_tag_writes(tmp_path, monkeypatch,
 
     found = re.search(
         r"```\n\$ (tagger tag sample [^\n]*)\n([^\n]*)\n\$ cat tags.csv\n(.*?)\n```",
-        (ROOT / "README.md").read_text(),
+        (ROOT / "docs" / "guide" / "tagging.md").read_text(),
         re.S,
     )
-    assert found, "the README's sample of tags.csv"
+    assert found, "the tagging guide's sample of tags.csv"
     command, summary, table = found.groups()
     (tmp_path / "sample").mkdir()
     for clip in (gtzan_files[0], mtt_clip):

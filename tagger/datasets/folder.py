@@ -11,8 +11,11 @@ given a group column, grouped, so one artist's clips never sit on both
 sides; folds are stratified by each clip's first label.
 """
 
+from __future__ import annotations
+
 import logging
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +34,7 @@ LAYOUTS = ("table", "genre")
 TASKS = ("auto", "multilabel", "singlelabel")
 
 
-def read_labels(path, audio_dir, *, group=None):
+def read_labels(path: str, audio_dir: str, *, group: str | None = None) -> dict[str, tuple[str, Any, str]]:
     """The labels table as ``{absolute path: (labels, group)}``.
 
     Raises
@@ -64,23 +67,23 @@ def read_labels(path, audio_dir, *, group=None):
 
 
 def prepare(
-    audio_dir,
-    out_dir,
+    audio_dir: str,
+    out_dir: str,
     *,
-    labels=None,
-    layout="table",
-    group=None,
-    task="auto",
-    valid=0.15,
-    test=0.15,
-    n_folds=5,
-    seed=0,
-    root=None,
-    extractor=None,
-    augment=0,
-    workers=None,
-    progress=None,
-):
+    labels: str | None = None,
+    layout: str = "table",
+    group: str | None = None,
+    task: str = "auto",
+    valid: float = 0.15,
+    test: float = 0.15,
+    n_folds: int = 5,
+    seed: int = 0,
+    root: str | None = None,
+    extractor: Any = None,
+    augment: int = 0,
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Write ``index.csv`` (with ``split`` and ``fold``), ``vocab.json`` and ``task.json``; embed into ``out_dir/cache``.
 
     Parameters
@@ -214,7 +217,7 @@ def prepare(
     }
 
 
-def _split(groups, *, valid, test, seed):
+def _split(groups: list[Any], *, valid: float, test: float, seed: int) -> list[str]:
     """Seeded train / valid / test per item, whole groups on one side."""
     unique = np.array(sorted(set(groups)))
     order = np.random.default_rng(seed).permutation(unique)

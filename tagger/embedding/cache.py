@@ -481,7 +481,7 @@ HIT, MISSING, SOURCE_CHANGED, OTHER_SETTINGS, OLD_FORMAT, WRONG_KIND, UNREADABLE
     "unreadable",
     "invalid",
 )
-#: verdict -> what every command does with it (the README's cache table):
+#: verdict -> what every command does with it (the cache table of docs/design.md):
 #: ``use`` the entry; ``embed`` the clip and store it; ``replace`` the entry with a new one (with a warning);
 #: ``keep``: never used and never replaced without ``--overwrite`` (someone else's work). In a cache this
 #: process cannot write, ``embed`` and ``replace`` compute the clip for the run alone, without storing it.

@@ -8,8 +8,11 @@ An extractor's arrays come first (VGGish's is :class:`tagger.embedding.vggish.ex
 files them, one cache entry per track, resumable.
 """
 
+from __future__ import annotations
+
 import logging
 import os
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -30,7 +33,7 @@ DTYPES = params.PRECISIONS
 FLOAT16_TOLERANCE = 0.01
 
 
-def default_dtype():
+def default_dtype() -> str:
     """The precision an unset ``dtype`` / ``--precision`` means: ``$TAGGER_PRECISION``, else ``'auto'``."""
     value = os.environ.get(params.PRECISION_ENV) or "auto"
     if value not in DTYPES:
@@ -38,7 +41,7 @@ def default_dtype():
     return value
 
 
-def resolve_dtype(dtype):
+def resolve_dtype(dtype: str | None) -> str:
     """The precision to compute in: ``None`` -> :func:`default_dtype`; ``'auto'`` -> :func:`tagger.backend.auto_dtype`
     (bfloat16 or float16 on a GPU; bfloat16 on a CPU with AMX or AVX512_BF16 under TensorFlow; else float32)."""
     if dtype is None:
@@ -48,7 +51,7 @@ def resolve_dtype(dtype):
     return backend.auto_dtype() if dtype == "auto" else dtype
 
 
-def guard_difference(low, reference):
+def guard_difference(low: np.ndarray, reference: np.ndarray) -> float:
     """The precision guard's metric: ``max |low - reference| / max |reference|`` (inf where ``low`` is not finite)."""
     low, reference = np.asarray(low, np.float64), np.asarray(reference, np.float64)
     if not np.all(np.isfinite(low)):
@@ -60,11 +63,20 @@ class EmbedSummary(dict):
     """Counts of an :func:`embed_files` run: total, embedded, skipped, failed; ``failures`` list."""
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self["failed"] == 0
 
 
-def embed_files(inputs, cache_dir, *, extractor, include=(), exclude=(), root=None, **options):
+def embed_files(
+    inputs: Iterable[str] | str,
+    cache_dir: str,
+    *,
+    extractor: Any,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    root: str | None = None,
+    **options: Any,
+) -> EmbedSummary:
     """Embed audio files into the cache, one entry per track (track id: path relative to ``root``).
 
     Parameters
@@ -89,7 +101,7 @@ def embed_files(inputs, cache_dir, *, extractor, include=(), exclude=(), root=No
     return embed_items(items, cache_dir, extractor=extractor, **options)
 
 
-def plan(items, view):
+def plan(items: list[tuple[str, str]], view: Any) -> tuple[list[tuple[str, str, Any]], int]:
     """Split items into those to embed and those whose entry already serves, by the cache policy's verdicts.
 
     Entries the policy keeps (other settings, an older format) stop the run
@@ -123,7 +135,16 @@ def plan(items, view):
     return todo, n_done
 
 
-def embed_items(items, cache_dir, *, extractor, overwrite=False, workers=None, errors_file=None, progress=None):
+def embed_items(
+    items: list[tuple[str, str]],
+    cache_dir: str,
+    *,
+    extractor: Any,
+    overwrite: bool = False,
+    workers: int | None = None,
+    errors_file: str | None = None,
+    progress: bool | None = None,
+) -> EmbedSummary:
     """Embed ``(path, track_id)`` pairs into the cache.
 
     Entries that already serve (same frontend and network, same audio, and
@@ -209,7 +230,7 @@ def embed_items(items, cache_dir, *, extractor, overwrite=False, workers=None, e
     return summary
 
 
-def _write_errors(path, failures):
+def _write_errors(path: str, failures: list[tuple[str, str]]) -> None:
     """Write the failures as an errors file (quoted TSV); remove a stale file when there are none."""
     if not failures:
         if os.path.exists(path):

@@ -16,10 +16,15 @@ dataset adapters, :class:`tagger.tagging.api.Tagger`) relies on
 :func:`for_head` makes the extractor a trained head's ``bundle.json`` asks for.
 """
 
-from typing import Protocol, runtime_checkable
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, runtime_checkable
 
 from ..exceptions import ParameterError
 from . import registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Extractor", "make", "for_head"]
 
@@ -47,23 +52,23 @@ class Extractor(Protocol):
     """
 
     kind: str
-    frontend: dict
+    frontend: dict[str, Any]
     network_id: str
     pca_id: object
     postprocessor: object
     dtype: str
     short_policy: str
 
-    def embed(self, y, sr):
+    def embed(self, y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
         """One waveform ``y`` (samples, any rate ``sr`` in Hz) -> ``(values (T, ...), timestamps (T,) seconds)``."""
 
-    def finalize(self, values):
+    def finalize(self, values: np.ndarray) -> np.ndarray:
         """Values as the extractor returns them (postprocessed where that applies) from its raw form."""
 
-    def iter_files(self, paths, *, workers=None, raw=False):
+    def iter_files(self, paths: Iterable[str], *, workers: int | None = None, raw: bool = False) -> Iterator[Any]:
         """Files decoded in parallel -> :class:`tagger.embedding.pipeline.TrackResult` in input order."""
 
-    def settle(self, paths):
+    def settle(self, paths: list[str]) -> None:
         """Fix what depends on the run's own audio before its provenance is recorded (a run's first step).
 
         VGGish: the precision guard measures the first files (:meth:`tagger.embedding.vggish.extractor.Embedder.settle`);
@@ -71,7 +76,14 @@ class Extractor(Protocol):
         """
 
 
-def make(kind=None, *, weights=None, pca_params=None, frontend=None, **options):
+def make(
+    kind: str | None = None,
+    *,
+    weights: str | None = None,
+    pca_params: str | None = None,
+    frontend: dict[str, Any] | str | None = None,
+    **options: Any,
+) -> Extractor:
     """The extractor of a kind, made by its model in the registry (:func:`tagger.embedding.registry.make`).
 
     Parameters
@@ -102,7 +114,7 @@ def make(kind=None, *, weights=None, pca_params=None, frontend=None, **options):
     return registry.make(kind, **{k: v for k, v in given.items() if k in spec.options and v is not None})
 
 
-def for_head(meta, **options):
+def for_head(meta: dict[str, Any], **options: Any) -> Extractor:
     """The extractor a trained head takes, from its ``bundle.json`` (``meta``): its kind and recorded frontend.
 
     For a head that takes patches, the patches are made as it was trained on them (course or VGGish frontend, its

@@ -28,9 +28,11 @@ network: each model names its extractor factory (``'module:function'``),
 imported when an extractor is first made.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
 from ..exceptions import ParameterError
 
@@ -108,30 +110,30 @@ class Kind:
 
     name: str
     model: str
-    row_shape: tuple
+    row_shape: tuple[int | None, ...]
     dtype: str
     description: str
     per_clip: bool = False
-    precision: str = None
+    precision: str | None = None
     pca: bool = False
-    served_by: str = None
+    served_by: str | None = None
     cast: bool = True
-    row_names: tuple = ()
-    check: Callable = None
+    row_names: tuple[str, ...] = ()
+    check: Callable[..., bool] | None = None
     head_frontend: bool = False
-    to_float: Callable = None
-    postprocessor: Callable = None
+    to_float: Callable[..., Any] | str | None = None
+    postprocessor: Callable[..., Any] | str | None = None
 
-    def shape_text(self):
+    def shape_text(self) -> str:
         """The entry shape in words, e.g. ``'(T>0, 128)'``."""
         names = self.row_names or ("D",) * len(self.row_shape)
         dims = ", ".join(name if d is None else str(d) for d, name in zip(self.row_shape, names))
         return f"({'1' if self.per_clip else 'T>0'}, {dims})"
 
-    def fits(self, values, frontend=None):
+    def fits(self, values: Any, frontend: dict[str, Any] | None = None) -> bool:
         """Whether an array has this kind's shape: rows > 0 (one per clip where ``per_clip``), every fixed
         dimension as declared, none empty, and what ``check(values, frontend)`` asks of a recorded frontend."""
-        shape = getattr(values, "shape", ())
+        shape: tuple[int, ...] = tuple(getattr(values, "shape", ()))
         if len(shape) != 1 + len(self.row_shape) or 0 in shape or (self.per_clip and shape[0] != 1):
             return False
         if any(want is not None and got != want for got, want in zip(shape[1:], self.row_shape)):
@@ -185,27 +187,27 @@ class Model:
     """
 
     name: str
-    kinds: tuple
+    kinds: tuple[Kind, ...]
     sample_rate: int
     window_seconds: float
     hop_seconds: float
-    frontend: Callable
-    weights: tuple
+    frontend: Callable[[], dict[str, Any]]
+    weights: tuple[str, ...]
     licence: str
-    make: Callable
-    options: tuple = ()
-    input_shape: tuple = None
-    weights_reader: str = None
-    decode: Callable = None
-    trunk: Callable = None
+    make: Callable[..., Any] | str
+    options: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] | None = None
+    weights_reader: str | None = None
+    decode: Callable[..., Any] | str | None = None
+    trunk: Callable[..., Any] | str | None = None
 
 
-_MODELS = {}
-_KINDS = {}
-_LOADED = []
+_MODELS: dict[str, Model] = {}
+_KINDS: dict[str, Kind] = {}
+_LOADED: list[bool] = []
 
 
-def _built_in():
+def _built_in() -> None:
     """Register the built-in models once (on first use, so that importing the registry loads no model)."""
     if not _LOADED:
         _LOADED.append(True)
@@ -215,7 +217,7 @@ def _built_in():
                 register(spec, replace=True)
 
 
-def register(spec, *, replace=False):
+def register(spec: Model, *, replace: bool = False) -> Model:
     """Add a model (and its kinds) to the registry.
 
     Raises
@@ -242,14 +244,14 @@ def register(spec, *, replace=False):
     return spec
 
 
-def unregister(name):
+def unregister(name: str) -> None:
     """Remove a model and its kinds (a test's toy model, after the test)."""
     _built_in()
     for k in _MODELS.pop(name).kinds:
         _KINDS.pop(k.name, None)
 
 
-def model(name):
+def model(name: str) -> Model:
     """The :class:`Model` of a name."""
     _built_in()
     try:
@@ -258,7 +260,7 @@ def model(name):
         raise ParameterError(f"model={name!r} must be one of {tuple(_MODELS)}") from None
 
 
-def kind(name):
+def kind(name: str) -> Kind:
     """The :class:`Kind` of a name."""
     _built_in()
     try:
@@ -267,37 +269,37 @@ def kind(name):
         raise ParameterError(f"kind={name!r} must be one of {kinds()}") from None
 
 
-def kinds():
+def kinds() -> tuple[str, ...]:
     """Every registered kind's name, the default model's first."""
     _built_in()
     return tuple(_KINDS)
 
 
-def models():
+def models() -> tuple[str, ...]:
     """Every registered model's name, the default first."""
     _built_in()
     return tuple(_MODELS)
 
 
-def default_kind():
+def default_kind() -> str:
     """The default kind: the default model's first (VGGish's ``raw``)."""
     return model(models()[0]).kinds[0].name
 
 
-def stored_kind(name):
+def stored_kind(name: str | None) -> str:
     """The kind a stored record names (a ``bundle.json``'s ``embedding``, a record's ``kind``): ``name``, else the
     default kind where it names none (records made before kinds were recorded hold VGGish's)."""
     return name or default_kind()
 
 
-def make(kind_name=None, **options):
+def make(kind_name: str | None = None, **options: Any) -> Any:
     """The extractor of a kind (default :func:`default_kind`; :func:`tagger.embedding.extractor.make` documents
     the options)."""
     spec = kind(default_kind() if kind_name is None else kind_name)
     return resolve(model(spec.model).make)(spec.name, **options)
 
 
-def weights_reader(name=None):
+def weights_reader(name: str | None = None) -> Any:
     """The weights reader of a model (default: the default model), imported now (see :attr:`Model.weights_reader`
     for its protocol): its module, or what ``'module:factory'`` makes for the model's name."""
     spec = model(models()[0] if name is None else name)
@@ -308,7 +310,7 @@ def weights_reader(name=None):
     return importlib.import_module(spec.weights_reader)
 
 
-def resolve(ref):
+def resolve(ref: Callable[..., Any] | str) -> Callable[..., Any]:
     """A spec's callable: itself, or where it is (``'package.module:function'``, imported now, so that a model's
     network stays unloaded until it is used)."""
     if not isinstance(ref, str):

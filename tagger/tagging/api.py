@@ -5,9 +5,12 @@
 >>> df = tagger.tag_arrays([(y, sr)])                 # arrays work too
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import types
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -19,6 +22,11 @@ from ..exceptions import AudioError, DataError, ParameterError
 from ..training import bundle
 from . import writer
 from .results import TagResult
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..embedding.extractor import Extractor
 
 __all__ = ["Head", "Tagger", "TagResult", "check_trained_on"]
 
@@ -50,14 +58,24 @@ class Head:
         :func:`tagger.training.bundle.content_hash` of the bundle.
     """
 
-    def __init__(self, model="music"):
+    model: Any
+    name: str
+    folder: str
+    meta: dict[str, Any]
+    labels: list[str]
+    thresholds: np.ndarray
+    task: str
+    input_kind: str
+    model_hash: str
+
+    def __init__(self, model: str = "music") -> None:
         vars(self).update(vars(describe(model)))
         self.model = bundle.load_head(self.folder, compile=False)
         item = [int(d) for d in self.model.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (patches)
         # TensorFlow traces once for every clip length; JAX compiles once per length met
         self._run_head = backend.inference(self.model, [(None, None, *item), (None, None)])
 
-    def scores(self, embedding, *, taggram=True):
+    def scores(self, embedding: np.ndarray, *, taggram: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """Clip probabilities and the per-patch taggram of one clip.
 
         Parameters
@@ -80,7 +98,7 @@ class Head:
         return clip, self._run_head(emb[:, None], np.ones((len(emb), 1), np.float32))
 
 
-def describe(model="music"):
+def describe(model: str = "music") -> types.SimpleNamespace:
     """What a :class:`Head` is, read from its bundle without loading Keras (a command's checks before the network).
 
     Returns
@@ -134,15 +152,15 @@ class Tagger:
 
     def __init__(
         self,
-        model="music",
+        model: str = "music",
         *,
-        weights=None,
-        pca_params=None,
-        cache_dir=None,
-        extractor=None,
-        allow_other_embedding=False,
-        **options,
-    ):
+        weights: str | None = None,
+        pca_params: str | None = None,
+        cache_dir: str | None = None,
+        extractor: Extractor | None = None,
+        allow_other_embedding: bool = False,
+        **options: Any,
+    ) -> None:
         refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
         self.head = Head(model)
         if extractor is None:
@@ -163,7 +181,9 @@ class Tagger:
     model_hash = property(lambda self: self.head.model_hash, doc="Content hash of the head's bundle.")
     folder = property(lambda self: self.head.folder, doc="The head's bundle or run folder.")
 
-    def iter_tag(self, items, *, workers=None, taggram=True):
+    def iter_tag(
+        self, items: Iterable[tuple[str, str]], *, workers: int | None = None, taggram: bool = True
+    ) -> Iterator[TagResult]:
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
 
         With a cache, the cache policy (:class:`tagger.embedding.cache.CacheView`)
@@ -179,7 +199,8 @@ class Tagger:
         items = list(items)
         self.extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
         if self.cache_dir is None:
-            yield from self._tag(items, [None] * len(items), None, None, workers=workers, taggram=taggram)
+            nothing = [None] * len(items)  # no verdicts, no fingerprints: no cache
+            yield from self._tag(items, nothing, nothing, None, workers=workers, taggram=taggram)
             return
         view = cache.CacheView(self.cache_dir, provenance.of_extractor(self.extractor))
         if not view.writable:
@@ -188,7 +209,7 @@ class Tagger:
         with locks.exclusive(locks.folder_lock_path(self.cache_dir), what=f"cache {self.cache_dir}"):
             yield from self._tag(items, *self._plan(items, view), view, workers=workers, taggram=taggram)
 
-    def _plan(self, items, view):
+    def _plan(self, items: list[tuple[str, str]], view: Any) -> tuple[list[Any], list[Any]]:
         """The policy's verdict on each item's entry, and the audio fingerprints it judged by; warnings for the rest."""
         prints = [files.fingerprint(path) for path, _ in items]
         verdicts = [view.judge(track_id, print_) for (_, track_id), print_ in zip(items, prints)]
@@ -206,7 +227,16 @@ class Tagger:
                 log.warning("%s; re-embedded%s", v.message, "" if view.writable else " for this run (read-only cache)")
         return verdicts, prints
 
-    def _tag(self, items, verdicts, prints, view, *, workers, taggram):
+    def _tag(
+        self,
+        items: list[tuple[str, str]],
+        verdicts: list[Any],
+        prints: list[Any],
+        view: Any,
+        *,
+        workers: int | None,
+        taggram: bool,
+    ) -> Iterator[TagResult]:
         todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
         stream = self.extractor.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
         spec = registry.kind(self.head.input_kind)
@@ -259,7 +289,17 @@ class Tagger:
                 not_stored,
             )
 
-    def tag(self, inputs, *, top_n=5, threshold=None, include=(), exclude=(), workers=None, root=None):
+    def tag(
+        self,
+        inputs: Iterable[str] | str,
+        *,
+        top_n: int = 5,
+        threshold: float | None = None,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        workers: int | None = None,
+        root: str | None = None,
+    ) -> pd.DataFrame:
         """Tag files and folders; a DataFrame with one row per good clip (failures in ``df.attrs['errors']``).
 
         ``root``: the folder cache track ids are relative to (default: the working folder).
@@ -277,7 +317,14 @@ class Tagger:
         df.attrs["errors"] = errors
         return df
 
-    def tag_arrays(self, arrays, *, top_n=5, threshold=None, names=None):
+    def tag_arrays(
+        self,
+        arrays: Iterable[tuple[np.ndarray, int]],
+        *,
+        top_n: int = 5,
+        threshold: float | None = None,
+        names: list[str] | None = None,
+    ) -> pd.DataFrame:
         """Tag in-memory clips given as ``(y, sr)`` pairs; a DataFrame like :meth:`tag`: one row per clip that could
         be tagged, and ``(name, reason)`` for each that could not (an empty or non-finite array, a bad rate) in
         ``df.attrs['errors']``."""
@@ -303,7 +350,9 @@ class Tagger:
         df.attrs["errors"] = errors
         return df
 
-    def clip_scores(self, items, *, workers=None):
+    def clip_scores(
+        self, items: list[tuple[str, str]], *, workers: int | None = None
+    ) -> tuple[list[str], np.ndarray, list[Any]]:
         """Clip probabilities of ``(path, track_id)`` pairs, in input order (what ``tagger evaluate --model`` scores).
 
         Returns
@@ -331,7 +380,7 @@ class Tagger:
         return paths, np.stack(rows), failed
 
 
-def check_trained_on(head, extractor, *, allow=False):
+def check_trained_on(head: Head, extractor: Extractor, *, allow: bool = False) -> None:
     """Refuse a head fed by embeddings other than those it was trained on (the provenance in its ``bundle.json``).
 
     ``allow``: warn instead (``--allow-other-embedding``).

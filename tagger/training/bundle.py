@@ -8,11 +8,14 @@ heads trained on raw VGGish output). Shipped bundles live in
 ``tagger/models/<name>/``; a run folder from ``tagger train`` works too.
 """
 
+from __future__ import annotations
+
 import glob
 import hashlib
 import json
 import os
 import shutil
+from typing import Any
 
 import numpy as np
 
@@ -40,14 +43,14 @@ SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models")
 FILES = ("model.keras", "labels.json", "thresholds.json", "metrics.json")
 
 
-def shipped():
+def shipped() -> list[str]:
     """Names of the bundles shipped with the package."""
     if not os.path.isdir(SHIPPED_DIR):
         return []
     return sorted(n for n in os.listdir(SHIPPED_DIR) if os.path.exists(os.path.join(SHIPPED_DIR, n, "model.keras")))
 
 
-def shipped_summaries():
+def shipped_summaries() -> dict[str, str]:
     """Shipped bundle name -> the one-line summary of its model card (``tagger models``)."""
     out = {}
     for name in shipped():
@@ -58,7 +61,7 @@ def shipped_summaries():
     return out
 
 
-def resolve(name_or_path):
+def resolve(name_or_path: str) -> str:
     """Folder of a shipped bundle name, a bundle folder, a run folder or a Hub head (``hf://OWNER/REPO[@REVISION]``)."""
     if hub.is_hub(name_or_path):
         return hub.fetch(name_or_path)
@@ -86,7 +89,7 @@ def resolve(name_or_path):
     )
 
 
-def check_finished(folder):
+def check_finished(folder: str) -> None:
     """Refuse a run folder whose training has not finished (a head, but no ``metrics.json``: killed or running).
 
     Its ``model.keras`` is the best epoch so far and its thresholds are not chosen yet: tagging, evaluating or
@@ -99,7 +102,7 @@ def check_finished(folder):
         )
 
 
-def read_labels(folder):
+def read_labels(folder: str) -> tuple[list[str], np.ndarray]:
     """Labels and per-tag thresholds of a bundle or run folder.
 
     Returns
@@ -121,7 +124,16 @@ def read_labels(folder):
     return labels, np.array([0.5 if stored.get(t) is None else stored[t] for t in labels])
 
 
-def write_meta(folder, *, embedding, task, window, note="", frontend=None, provenance=None):
+def write_meta(
+    folder: str,
+    *,
+    embedding: str,
+    task: str,
+    window: int,
+    note: str = "",
+    frontend: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write ``bundle.json``: what a head expects (used by run folders and exported bundles alike).
 
     ``frontend``: the settings of its inputs (default: the VGGish frontend, or
@@ -140,7 +152,7 @@ def write_meta(folder, *, embedding, task, window, note="", frontend=None, prove
     return meta
 
 
-def read_meta(folder):
+def read_meta(folder: str) -> dict[str, Any]:
     """``bundle.json`` of a bundle or run folder."""
     path = os.path.join(folder, "bundle.json")
     if not os.path.exists(path):
@@ -149,7 +161,7 @@ def read_meta(folder):
         return json.load(f)
 
 
-def export(run_dir, out_dir, *, embedding, task, window, note=""):
+def export(run_dir: str, out_dir: str, *, embedding: str, task: str, window: int, note: str = "") -> str:
     """Copy a run's model (without optimizer state), labels, thresholds and metrics into a bundle folder with ``bundle.json``."""
     missing = [f for f in FILES if not os.path.exists(os.path.join(run_dir, f))]
     if missing:
@@ -174,7 +186,9 @@ def export(run_dir, out_dir, *, embedding, task, window, note=""):
     return out_dir
 
 
-def export_run(run_dir, out_dir, *, name=None, license=None, overwrite=False):
+def export_run(
+    run_dir: str, out_dir: str, *, name: str | None = None, license: str | None = None, overwrite: bool = False
+) -> dict[str, Any]:
     """``tagger export``: a run's head as a Hub-ready bundle folder, with its model card, whole or not at all.
 
     The bundle (:func:`export`) with ``MODEL.md`` and the card's fields in
@@ -211,7 +225,7 @@ def export_run(run_dir, out_dir, *, name=None, license=None, overwrite=False):
     meta = read_meta(run_dir)
     card = cards.run_card(run_dir, name=name, license=license)  # every question answered before a file is written
 
-    def write(folder):
+    def write(folder: str) -> None:
         export(
             run_dir,
             folder,
@@ -227,7 +241,7 @@ def export_run(run_dir, out_dir, *, name=None, license=None, overwrite=False):
     return card
 
 
-def load_head(path, *, compile=True):
+def load_head(path: str, *, compile: bool = True) -> Any:
     """Load a saved head: the one loader behind training resume, evaluation, export and tagging.
 
     Registers tagger's custom layers (and the fine-tuning trunk's) first, so
@@ -266,7 +280,7 @@ def load_head(path, *, compile=True):
         raise DataError(f"{path}: cannot load the head ({exc})") from exc
 
 
-def _check_archive(path):
+def _check_archive(path: str) -> None:
     """Refuse a ``.keras`` file that is not a whole zip archive (a copy or download cut short), saying so: Keras's
     own message for it is "File not found"."""
     import zipfile
@@ -283,7 +297,7 @@ def _check_archive(path):
         )
 
 
-def _meta_bytes(path):
+def _meta_bytes(path: str) -> bytes:
     """``bundle.json`` as hashed: without its model card, which never changes an output.
 
     A card is written after the rest (:func:`tagger.training.card.write_card`), so the
@@ -302,7 +316,7 @@ def _meta_bytes(path):
     return json.dumps(meta, indent=1).encode()
 
 
-def content_hash(folder):
+def content_hash(folder: str) -> str:
     """SHA-256 (first 16 hex digits) of what decides a head's output: model, labels, thresholds, bundle.json (less its card)."""
     digest = hashlib.sha256()
     for name in ("model.keras", "labels.json", "thresholds.json", "bundle.json"):

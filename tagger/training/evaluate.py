@@ -7,8 +7,11 @@ Both write ``metrics.json``, ``per_tag.csv`` and PNG plots (per-tag PR-AUC
 bars for tagging, a confusion matrix for genres).
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +40,7 @@ __all__ = [
 MODES = ("head", "soft", "hard")
 
 
-def check_run(run_dir):
+def check_run(run_dir: str) -> None:
     """Refuse what is not a finished run folder (no such folder, or its head, config or labels missing)."""
     if not os.path.isdir(run_dir):
         raise DataError(f"{run_dir}: no such run folder")
@@ -48,7 +51,7 @@ def check_run(run_dir):
     check_finished(run_dir)
 
 
-def load_run(run_dir):
+def load_run(run_dir: str) -> tuple[Any, dict[str, Any], list[str], np.ndarray]:
     """Load a run folder's best model, config, labels and thresholds."""
     check_run(run_dir)
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
@@ -57,7 +60,15 @@ def load_run(run_dir):
     return load_head(run_dir, compile=False), cfg, labels, thresholds
 
 
-def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, task="multilabel"):
+def clip_scores(
+    model: Any,
+    embeddings: list[np.ndarray],
+    *,
+    mode: str = "head",
+    window: int = 10,
+    thresholds: np.ndarray | None = None,
+    task: str = "multilabel",
+) -> np.ndarray:
     """Clip-level scores.
 
     Parameters
@@ -81,16 +92,17 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
         raise ParameterError(f"mode={mode!r} must be one of {MODES}")
     if mode == "head":
         return predict_tracks(model, embeddings)
-    pieces, owner = [], []
+    pieces, owners = [], []
     for i, emb in enumerate(embeddings):
         for start in range(0, len(emb), window):
             pieces.append(emb[start : start + window])
-            owner.append(i)
-    owner = np.array(owner)
+            owners.append(i)
+    owner = np.array(owners)
     scores = predict_tracks(model, pieces)
     if mode == "hard":
         if task == "multilabel":
-            scores = (scores >= (0.5 if thresholds is None else thresholds)[None, :]).astype(np.float32)
+            cut = np.full(scores.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)
+            scores = (scores >= cut[None, :]).astype(np.float32)
         else:
             scores = np.eye(scores.shape[1], dtype=np.float32)[np.argmax(scores, 1)]
     out = np.zeros((len(embeddings), scores.shape[1]), np.float32)
@@ -98,7 +110,7 @@ def clip_scores(model, embeddings, *, mode="head", window=10, thresholds=None, t
     return out / np.bincount(owner, minlength=len(embeddings))[:, None]
 
 
-def default_split(dataset):
+def default_split(dataset: Any) -> str:
     """The split ``tagger evaluate RUN`` scores when none is named: ``test`` where the index has one, else ``valid``.
 
     ``dataset``: the run's :class:`tagger.training.dataset.Dataset`.
@@ -114,7 +126,7 @@ def default_split(dataset):
     )
 
 
-def is_cv_run(run_dir):
+def is_cv_run(run_dir: str) -> bool:
     """Whether ``run_dir`` is a cross-validated run: a ``metrics.json`` with ``cv_folds`` and a head per fold, none on top."""
     path = os.path.join(run_dir, "metrics.json")
     if os.path.exists(os.path.join(run_dir, "model.keras")) or not os.path.exists(path):
@@ -126,7 +138,9 @@ def is_cv_run(run_dir):
         return False
 
 
-def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
+def evaluate(
+    run_dir: str, *, split: str | None = None, mode: str = "head", out_dir: str | None = None, plots: bool = True
+) -> dict[str, Any]:
     """Evaluate a run on one split of its dataset, or a cross-validated run on its held-out folds.
 
     Parameters
@@ -175,7 +189,7 @@ def evaluate(run_dir, *, split=None, mode="head", out_dir=None, plots=True):
         )
 
 
-def fold_of(run_dir):
+def fold_of(run_dir: str) -> int | None:
     """k where ``run_dir`` is ``fold<k>/`` of a cross-validated run (its parent), else None."""
     name = os.path.basename(os.path.normpath(run_dir))
     if name.startswith("fold") and name[4:].isdigit() and is_cv_run(os.path.dirname(os.path.abspath(run_dir))):
@@ -183,7 +197,19 @@ def fold_of(run_dir):
     return None
 
 
-def _evaluate(run_dir, model, dataset, labels, thresholds, *, split, mode, out_dir, plots, fold=None):
+def _evaluate(
+    run_dir: str,
+    model: Any,
+    dataset: Any,
+    labels: list[str],
+    thresholds: np.ndarray,
+    *,
+    split: str,
+    mode: str,
+    out_dir: str | None,
+    plots: bool,
+    fold: int | None = None,
+) -> dict[str, Any]:
     """Score a head on a split of its index, or (``fold`` k) on fold k alone, the clips a fold's head held out."""
     cfg = dataset.cfg
     task = cfg["data"]["task"]
@@ -198,7 +224,21 @@ def _evaluate(run_dir, model, dataset, labels, thresholds, *, split, mode, out_d
     )
 
 
-def _report(run_dir, task, y, scores, thresholds, labels, *, split, mode, out_dir, plots, y_pred=None, extra=None):
+def _report(
+    run_dir: str,
+    task: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    labels: list[str],
+    *,
+    split: str,
+    mode: str,
+    out_dir: str | None,
+    plots: bool,
+    y_pred: np.ndarray | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     import pandas as pd
 
     from .metrics import multilabel_report, singlelabel_report
@@ -217,7 +257,7 @@ def _report(run_dir, task, y, scores, thresholds, labels, *, split, mode, out_di
     return summary
 
 
-def _evaluate_folds(run_dir, *, mode, out_dir, plots):
+def _evaluate_folds(run_dir: str, *, mode: str, out_dir: str | None, plots: bool) -> dict[str, Any]:
     """Each ``fold{k}/`` head on fold k, which it was not trained on and which chose nothing; pooled."""
     found = sorted(n for n in os.listdir(run_dir) if n.startswith("fold") and n[4:].isdigit())
     if not found or not os.path.exists(os.path.join(run_dir, found[0], "config.json")):
@@ -231,7 +271,7 @@ def _evaluate_folds(run_dir, *, mode, out_dir, plots):
     if missing:
         raise DataError(f"{run_dir}: not a finished cross-validated run (missing {', '.join(missing)})")
     ys, all_scores, preds, used = [], [], [], []
-    labels = None
+    labels: list[str] = []
     for k in folds:
         model, _, labels, thresholds = load_run(os.path.join(run_dir, f"fold{k}"))
         ids, embeddings, y = dataset.fold(k)
@@ -260,11 +300,11 @@ def _evaluate_folds(run_dir, *, mode, out_dir, plots):
     )
 
 
-def _key(path):
+def _key(path: str) -> str:
     return os.path.normpath(os.fspath(path))
 
 
-def read_truth(path):
+def read_truth(path: str) -> dict[str, list[str]]:
     """A truth file: ``path,labels`` (``|``-joined tags; single- or multi-label).
 
     Returns
@@ -288,7 +328,7 @@ def read_truth(path):
     return truth
 
 
-def read_mapping(path):
+def read_mapping(path: str) -> dict[str, str]:
     """A tag mapping: CSV ``truth,model`` (or a JSON object): ground-truth tag -> model tag."""
 
     if not os.path.exists(path):
@@ -308,7 +348,7 @@ def read_mapping(path):
     return dict(zip(df.iloc[:, 0].str.strip(), df.iloc[:, 1].str.strip()))
 
 
-def predictions_from_jsonl(path):
+def predictions_from_jsonl(path: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray, str | None]:
     """Clip probabilities and chosen tags of a ``tagger tag`` JSONL output.
 
     Returns
@@ -350,20 +390,20 @@ def predictions_from_jsonl(path):
 
 
 def evaluate_truth(
-    paths,
-    scores,
-    labels,
-    truth_file,
+    paths: list[str],
+    scores: np.ndarray,
+    labels: list[str],
+    truth_file: str,
     *,
-    task="multilabel",
-    thresholds=None,
-    chosen=None,
-    mapping_file=None,
-    out_dir=None,
-    plots=True,
-    source=None,
-    overwrite=False,
-):
+    task: str = "multilabel",
+    thresholds: np.ndarray | None = None,
+    chosen: np.ndarray | None = None,
+    mapping_file: str | None = None,
+    out_dir: str | None = None,
+    plots: bool = True,
+    source: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Score predictions against a truth file.
 
     Parameters
@@ -402,18 +442,22 @@ def evaluate_truth(
     truth = read_truth(truth_file)
     mapping = read_mapping(mapping_file) if mapping_file else {}
     position = {t: i for i, t in enumerate(labels)}
-    predicted = {}
+    predicted: dict[str, int] = {}
     for i, path in enumerate(paths):
         predicted.setdefault(_key(path), i)
         predicted.setdefault(os.path.abspath(path), i)
-    unknown, rows_y, rows_i, excluded, matched = {}, [], [], [], set()
-    missing = []
+    unknown: dict[str, int] = {}
+    rows_y: list[Any] = []
+    rows_i: list[int] = []
+    excluded: list[Any] = []
+    matched: set[int] = set()
+    missing: list[str] = []
     for key, tags in truth.items():
-        i = predicted.get(key, predicted.get(os.path.abspath(key)))
-        if i is None:
+        at = predicted.get(key, predicted.get(os.path.abspath(key)))
+        if at is None:
             missing.append(key)
             continue
-        matched.add(i)
+        matched.add(at)
         known = []
         for tag in tags:
             name = mapping.get(tag, tag)
@@ -433,7 +477,7 @@ def evaluate_truth(
         y = np.zeros(len(labels), np.float32)
         y[known] = 1.0
         rows_y.append(y)
-        rows_i.append(i)
+        rows_i.append(at)
     not_in_truth = sorted(paths[i] for i in range(len(paths)) if i not in matched)
     if not rows_i:
         hint = ""
@@ -480,7 +524,7 @@ def evaluate_truth(
     return summary
 
 
-def _refuse_another_evaluation(out_dir, summary, *, overwrite):
+def _refuse_another_evaluation(out_dir: str, summary: dict[str, Any], *, overwrite: bool) -> None:
     """An evaluation folder is replaced only by the same evaluation (truth and predictions), or with ``overwrite``."""
     path = os.path.join(out_dir, "metrics.json")
     if overwrite or not os.path.exists(path):
@@ -499,7 +543,7 @@ def _refuse_another_evaluation(out_dir, summary, *, overwrite):
         )
 
 
-def _plot(out_dir, task, rows, summary, labels):
+def _plot(out_dir: str, task: str, rows: Any, summary: dict[str, Any], labels: list[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,10 +10,13 @@ from (seed, epoch) alone, and the early stopping and learning-rate schedule
 state is checkpointed with the model.
 """
 
+from __future__ import annotations
+
 import inspect
 import logging
 import os
 import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,7 +35,7 @@ __all__ = ["build_run_head", "fit", "epoch_seed", "cross_validate", "refit_fold"
 log = logging.getLogger(__name__)
 
 
-def _optimizer(cfg):
+def _optimizer(cfg: dict[str, Any]) -> Any:
     import keras
 
     opt = cfg["optimizer"]
@@ -52,7 +55,7 @@ def _optimizer(cfg):
     )
 
 
-def build_run_head(cfg, embeddings, y):
+def build_run_head(cfg: dict[str, Any], embeddings: Any, y: np.ndarray) -> Any:
     """The config's head for this training data: output bias at the label priors, scaler from its patches.
 
     Parameters
@@ -68,7 +71,9 @@ def build_run_head(cfg, embeddings, y):
     task, name = cfg["data"]["task"], cfg["head"]["name"]
     head = {k: v for k, v in cfg["head"].items() if k != "name"}
     accepts = inspect.signature(HEADS[name]).parameters
-    item = tuple(int(d) for d in embeddings[0].shape[1:])  # (128,) VGGish, (57,) features, (96, 64) log-mel patches
+    item: tuple[int | None, ...] = tuple(
+        int(d) for d in embeddings[0].shape[1:]
+    )  # (128,) VGGish, (57,) features, (96, 64) log-mel patches
     trunk = None
     if cfg["trunk"]["name"]:
         trunk, embeddings, item = _trunk(cfg, name, accepts, embeddings, item)
@@ -98,7 +103,9 @@ def build_run_head(cfg, embeddings, y):
     return trunk_model(model, trunk)
 
 
-def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
+def _trunk(
+    cfg: dict[str, Any], name: str, accepts: Any, patches: Any, item: Any, stats_patches: int = 4096
+) -> tuple[Any, Any, tuple[int | None, ...]]:
     """The VGGish trunk of a fine-tuning config, and what the head on top sees: embedding rows.
 
     Returns the trunk, the embeddings of (up to ``stats_patches``) training
@@ -130,7 +137,7 @@ def _trunk(cfg, name, accepts, patches, item, stats_patches=4096):
     return trunk, rows, tuple(model.kinds[0].row_shape)
 
 
-def _reseed(model, seed):
+def _reseed(model: Any, seed: int) -> None:
     """Set every random generator inside the model (dropout masks) from ``seed``.
 
     Called at each epoch start so an epoch's randomness depends on (seed,
@@ -146,7 +153,16 @@ def _reseed(model, seed):
                 value.state.assign(np.array([rng.integers(1, 2**31), 0], dtype=value.state.dtype))
 
 
-def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbose=1, on_epoch=None):
+def fit(
+    cfg: dict[str, Any],
+    run_dir: str,
+    *,
+    train_data: Any = None,
+    valid_data: Any = None,
+    schedule: Any = None,
+    verbose: int = 1,
+    on_epoch: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """Train ``cfg``'s head into ``run_dir`` (resuming when it holds a checkpoint).
 
     The data are loaded and checked first; then the run folder is made and
@@ -186,7 +202,7 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
     for name, part in (("train", train_data), ("valid", valid_data)):
         if not part.ids and dataset is None:  # given by the caller (a fold of cross-validation)
             raise DataError(f"{data_path(cfg, 'index')}: the {name} data hold no tracks with labels in the vocabulary")
-        if not part.ids:
+        if not part.ids and dataset is not None:
             key = f"{name}_split"
             raise DataError(
                 f"{data_path(cfg, 'index')}: config key data.{key}={data[key]!r} selects no tracks with labels in the"
@@ -206,12 +222,21 @@ def fit(cfg, run_dir, *, train_data=None, valid_data=None, schedule=None, verbos
         return _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch)
 
 
-def epoch_seed(seed, epoch):
+def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's stream, mixup and dropout masks: from (seed, epoch) alone, so a resumed run repeats."""
     return int(seed) * 100_003 + int(epoch)
 
 
-def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epoch=None):
+def _fit(
+    cfg: dict[str, Any],
+    run_dir: str,
+    labels: list[str],
+    train_data: Any,
+    valid_data: Any,
+    schedule: list[float] | None,
+    verbose: int,
+    on_epoch: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     runs.init_run(run_dir, cfg, labels, schedule)
     model, state, batch_size = _start(cfg, run_dir, train_data)
     board = runs.Scalars(run_dir, backend=backend.name())
@@ -238,12 +263,12 @@ def _fit(cfg, run_dir, labels, train_data, valid_data, schedule, verbose, on_epo
     return _finish(cfg, run_dir, labels, state, train_data, valid_data, refit=schedule is not None)
 
 
-def _provenance_of(cfg, track_id):
+def _provenance_of(cfg: dict[str, Any], track_id: str) -> Any:
     """The provenance of one training entry (data given as plain lists, without a recorded provenance)."""
     return cache.dataset_provenance(cache.CacheView(data_path(cfg, "cache")).load([track_id]))
 
 
-def _start(cfg, run_dir, train_data):
+def _start(cfg: dict[str, Any], run_dir: str, train_data: Any) -> tuple[Any, dict[str, Any], int]:
     """The model and loop state: from the newest checkpoint, else a fresh head; and the global batch size."""
     import keras
 
@@ -274,7 +299,15 @@ def _start(cfg, run_dir, train_data):
     return model, state, cfg["batch_size"] * replicas
 
 
-def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule):
+def _train_epoch(
+    cfg: dict[str, Any],
+    model: Any,
+    train_data: Any,
+    valid_data: Any,
+    epoch: int,
+    batch_size: int,
+    schedule: list[float] | None,
+) -> dict[str, Any]:
     """One epoch on its own (seed, epoch) stream, then the validation score; the history row."""
     import keras
 
@@ -317,7 +350,9 @@ def _train_epoch(cfg, model, train_data, valid_data, epoch, batch_size, schedule
     }
 
 
-def _update_state(cfg, run_dir, model, state, row, *, refit):
+def _update_state(
+    cfg: dict[str, Any], run_dir: str, model: Any, state: dict[str, Any], row: dict[str, Any], *, refit: bool
+) -> bool:
     """Keep the best model; early stopping and learning-rate reduction (a refit keeps its last epoch)."""
     es, rl = cfg["early_stopping"], cfg["reduce_lr"]
     # a refit keeps its last epoch: the validation data chooses nothing there
@@ -338,7 +373,16 @@ def _update_state(cfg, run_dir, model, state, row, *, refit):
     return improved
 
 
-def _finish(cfg, run_dir, labels, state, train_data, valid_data, *, refit):
+def _finish(
+    cfg: dict[str, Any],
+    run_dir: str,
+    labels: list[str],
+    state: dict[str, Any],
+    train_data: Any,
+    valid_data: Any,
+    *,
+    refit: bool,
+) -> dict[str, Any]:
     """Thresholds (multi-label: chosen on validation) and ``metrics.json`` of the kept model."""
     from .metrics import monitor_score
 
@@ -359,14 +403,16 @@ def _finish(cfg, run_dir, labels, state, train_data, valid_data, *, refit):
     return metrics
 
 
-def refit_fold(cfg, run_dir, k, schedule, *, verbose=1, dataset=None):
+def refit_fold(
+    cfg: dict[str, Any], run_dir: str, k: int, schedule: Any, *, verbose: int = 1, dataset: Any = None
+) -> dict[str, Any]:
     """Refit on every fold but k with a fixed schedule and score on fold k, which chose nothing; its metrics."""
     dataset = dataset or Dataset(cfg)
     train_data, valid_data = dataset.without_folds(k, augmented=True), dataset.fold(k)
     return fit(cfg, run_dir, train_data=train_data, valid_data=valid_data, schedule=schedule, verbose=verbose)
 
 
-def cross_validate(cfg, run_dir, *, verbose=1):
+def cross_validate(cfg: dict[str, Any], run_dir: str, *, verbose: int = 1) -> dict[str, Any]:
     """Nested cross-validation over the index's ``fold`` column; summary in ``run_dir/metrics.json``.
 
     For each held-out fold k (:meth:`Dataset.nested_folds`), a head trained on the
@@ -399,15 +445,15 @@ def cross_validate(cfg, run_dir, *, verbose=1):
     return summary
 
 
-def train(cfg, run_dir, *, verbose=1):
+def train(cfg: dict[str, Any] | str, run_dir: str, *, verbose: int = 1) -> dict[str, Any]:
     """Train per the config: cross-validation when ``data.cv_folds > 1``, else one run.
 
     The config is validated first, so a bad value fails before the run folder exists.
     """
-    cfg = validate(cfg)
-    if int(cfg["data"]["cv_folds"]) > 1:
-        Dataset(cfg).nested_folds()  # a bad fold setting fails before the run folder exists
+    config = validate(cfg)
+    if int(config["data"]["cv_folds"]) > 1:
+        Dataset(config).nested_folds()  # a bad fold setting fails before the run folder exists
         os.makedirs(run_dir, exist_ok=True)
         with locks.exclusive(locks.folder_lock_path(run_dir), what=f"run folder {run_dir}"):
-            return cross_validate(cfg, run_dir, verbose=verbose)
-    return fit(cfg, run_dir, verbose=verbose)
+            return cross_validate(config, run_dir, verbose=verbose)
+    return fit(config, run_dir, verbose=verbose)

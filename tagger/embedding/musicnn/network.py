@@ -29,6 +29,8 @@ import numpy as np
 
 from ...exceptions import DataError
 from ...records import write_atomic
+from ..weights import PLAIN_FORMATS
+from ..weights import read_plain as _read_plain
 from . import params
 
 __all__ = [
@@ -49,8 +51,6 @@ __all__ = [
     "output_layer",
 ]
 
-#: plain weights files: variable name -> float32 array, no TensorFlow needed to read them
-PLAIN_FORMATS = (".npz", ".safetensors")
 #: the weights protocol (:attr:`tagger.embedding.registry.Model.weights_reader`)
 WEIGHTS_ENV = params.WEIGHTS_ENV
 
@@ -245,18 +245,6 @@ def _read_checkpoint(source):
     except Exception as exc:  # noqa: BLE001 - TensorFlow raises many types here
         raise DataError(f"{source}: cannot read checkpoint ({exc})") from exc
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-
-
-def _read_plain(path):
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-
-            return load_file(path)
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except Exception as exc:  # noqa: BLE001 - zip, header and safetensors errors come in many types
-        raise DataError(f"{path}: cannot read a plain weights file ({type(exc).__name__}: {exc})") from exc
 
 
 def read_weights(source=None, name="musicnn-mtt"):

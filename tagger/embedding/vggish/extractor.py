@@ -5,8 +5,11 @@
 >>> embed_files(["music/"], "cache/", extractor=emb)  # tagger.embedding.embed: one pickle per track
 """
 
+from __future__ import annotations
+
 import logging
 import warnings
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -71,18 +74,18 @@ class Embedder:
 
     def __init__(
         self,
-        weights=None,
+        weights: str | None = None,
         *,
-        batch_size=None,
-        hop_seconds=params.EXAMPLE_HOP_SECONDS,
-        short_policy="pad",
-        postprocess=False,
-        pca_params=None,
-        dtype=None,
-        guard_tolerance=precision.GUARD_TOLERANCE,
-        model=None,
-        weights_id=None,
-    ):
+        batch_size: int | None = None,
+        hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+        short_policy: str = "pad",
+        postprocess: bool = False,
+        pca_params: str | None = None,
+        dtype: str | None = None,
+        guard_tolerance: float | None = precision.GUARD_TOLERANCE,
+        model: Any = None,
+        weights_id: str | None = None,
+    ) -> None:
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
         self.on_gpu = bool(backend.gpus())
         if batch_size is None:
@@ -101,7 +104,7 @@ class Embedder:
         self.guard_tolerance = guard_tolerance
         #: the precision guard's outcome: None (float32, or no guard), else a dict with the metric's ``difference``,
         #: the ``tolerance``, the ``patches`` it was measured on and ``fell_back`` (``{'pending': True}`` until then)
-        self.guard = None
+        self.guard: dict[str, Any] | None = None
         self._sealed = False  # a run's provenance is recorded: a tripped guard must stop it, not relabel it
         if model is not None:
             reference, self.weights_id = model, weights_id or "unknown"
@@ -126,7 +129,7 @@ class Embedder:
         self._reference = reference  # float32 weights (or model) for the guard; None once it has measured
         self._use(net, dtype)
 
-    def _use(self, net, dtype):
+    def _use(self, net: Any, dtype: str) -> None:
         """Run ``net`` (compute precision ``dtype``) from now on: one fixed batch shape, traced or compiled once."""
         self.dtype = dtype
         # the network (what cache entries record); the whole embedding is the provenance record
@@ -135,16 +138,16 @@ class Embedder:
         self._forward = backend.inference(net, [(self.batch_size, params.NUM_FRAMES, params.NUM_BANDS)])
 
     @property
-    def model(self):
+    def model(self) -> Any:
         """The Keras network that runs (in :attr:`dtype`)."""
         return self._net
 
     @property
-    def guard_pending(self):
+    def guard_pending(self) -> bool:
         """Whether the precision guard has yet to measure this embedder's first real patches."""
         return bool(self.guard and self.guard.get("pending"))
 
-    def check_precision(self, patches):
+    def check_precision(self, patches: np.ndarray) -> dict[str, Any] | None:
         """The precision guard, on real patches (no padding); a no-op once it has measured, or without a guard.
 
         Parameters
@@ -174,7 +177,7 @@ class Embedder:
         want = np.asarray(keras.ops.convert_to_numpy(reference(real, training=False)), np.float32)
         got = self._run(real)
         difference = guard_difference(got, want)
-        tolerance = self.guard["tolerance"]
+        tolerance = self.guard["tolerance"] if self.guard else precision.GUARD_TOLERANCE  # set: the guard is pending
         fell_back = not difference <= tolerance
         self.guard = {
             "difference": difference,
@@ -201,7 +204,7 @@ class Embedder:
         self._reference = None
         return self.guard
 
-    def settle(self, paths, *, max_files=16):
+    def settle(self, paths: list[str], *, max_files: int = 16) -> None:
         """Fix the precision before a run records its provenance: the guard measures the run's first files.
 
         Decodes ``paths`` in order, here, until :data:`~tagger.embedding.params.GUARD_PATCHES` patches (or
@@ -231,7 +234,7 @@ class Embedder:
                 self.check_precision(np.concatenate(found))
         self._sealed = True
 
-    def _first_patches(self, path, count):
+    def _first_patches(self, path: str, count: int) -> np.ndarray:
         """About the first ``count`` patches of a file, decoding no more of it than they need (a long file's
         start, not the whole of it)."""
         need = int((count * self.hop_seconds + 2 * params.EXAMPLE_WINDOW_SECONDS) * params.SAMPLE_RATE)
@@ -246,7 +249,7 @@ class Embedder:
         patches, _ = waveform_to_patches(np.concatenate(blocks), hop_seconds=self.hop_seconds, short_policy="skip")
         return patches[:count]
 
-    def run(self, patches):
+    def run(self, patches: np.ndarray) -> np.ndarray:
         """Raw embeddings of patches (the precision guard measures the first call's, unless :meth:`settle` did).
 
         Parameters
@@ -262,7 +265,7 @@ class Embedder:
             self.check_precision(patches)
         return self._run(patches)
 
-    def _run(self, patches):
+    def _run(self, patches: np.ndarray) -> np.ndarray:
         outs = []
         for start in range(0, len(patches), self.batch_size):
             chunk = patches[start : start + self.batch_size]
@@ -272,11 +275,11 @@ class Embedder:
             outs.append(self._forward(chunk)[:n])
         return np.concatenate(outs) if outs else np.zeros((0, params.EMBEDDING_SIZE), np.float32)
 
-    def finalize(self, emb):
+    def finalize(self, emb: np.ndarray) -> np.ndarray:
         """Apply the postprocessor when enabled: (T, 128) float32 -> uint8; else unchanged."""
         return self.postprocessor(emb) if self.postprocessor is not None else emb
 
-    def embed(self, y, sr):
+    def embed(self, y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
         """Embed a waveform.
 
         Parameters
@@ -295,16 +298,16 @@ class Embedder:
         return self.finalize(self.run(patches)), times
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         """``'postprocessed'`` or ``'raw'``: what :meth:`embed` returns."""
         return "raw" if self.postprocessor is None else "postprocessed"
 
     @property
-    def pca_id(self):
+    def pca_id(self) -> str | None:
         """Id of the PCA parameters in use (None without postprocessing)."""
         return None if self.postprocessor is None else self.postprocessor.id
 
-    def iter_files(self, paths, *, workers=None, raw=False):
+    def iter_files(self, paths: Iterable[str], *, workers: int | None = None, raw: bool = False) -> Iterator[Any]:
         """Embed files in parallel; yield :class:`tagger.embedding.pipeline.TrackResult` in input order.
 
         Embeddings in the results are already postprocessed when enabled,
@@ -324,7 +327,9 @@ class Embedder:
             yield result
 
 
-def embed(y, sr, *, embedder=None, weights=None, **options):
+def embed(
+    y: np.ndarray, sr: int, *, embedder: Embedder | None = None, weights: str | None = None, **options: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """Embed a waveform with VGGish (loads the network when no ``embedder`` is given).
 
     Parameters
@@ -349,6 +354,6 @@ def embed(y, sr, *, embedder=None, weights=None, **options):
     return embedder.embed(y, sr)
 
 
-def make_extractor(kind, *, weights=None, pca_params=None, **options):
+def make_extractor(kind: str, *, weights: str | None = None, pca_params: str | None = None, **options: Any) -> Embedder:
     """VGGish's extractor factory (its :class:`tagger.embedding.registry.Model`'s ``make``): ``raw`` or ``postprocessed``."""
     return Embedder(weights, postprocess=kind == "postprocessed", pca_params=pca_params, **options)

@@ -20,6 +20,8 @@ import numpy as np
 
 from ...exceptions import DataError
 from ...records import write_atomic
+from ..weights import PLAIN_FORMATS
+from ..weights import read_plain as _read_plain
 from . import params
 
 __all__ = [
@@ -35,8 +37,6 @@ __all__ = [
     "PLAIN_FORMATS",
 ]
 
-#: the plain weights files: official variable name -> float32 array, no TensorFlow needed to read them
-PLAIN_FORMATS = (".npz", ".safetensors")
 #: the weights protocol every model's weights reader keeps (:func:`tagger.embedding.registry.weights_reader`):
 #: ``WEIGHTS_ENV``, ``PLAIN_FORMATS``, ``resolve_source``, ``check_source``, ``check_plain_target``,
 #: ``export_weights``
@@ -157,19 +157,6 @@ def _read_checkpoint(path):
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{path}: cannot read checkpoint ({exc})") from exc
     return {_strip(k): reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-
-
-def _read_plain(path):
-    """An ``.npz`` or ``.safetensors`` file of official names -> arrays."""
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-
-            return load_file(path)
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except Exception as exc:  # noqa: BLE001 - zip, header and safetensors errors come in many types
-        raise DataError(f"{path}: cannot read a plain weights file ({type(exc).__name__}: {exc})") from exc
 
 
 def _read_hub(handle):

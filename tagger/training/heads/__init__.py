@@ -16,6 +16,8 @@ Modules: :mod:`.common` (inputs, dense stack, output bias), :mod:`.pooled` (head
 over embedding rows), :mod:`.cnn` (heads over log-mel patches).
 """
 
+from typing import Any, Callable
+
 import numpy as np
 
 from ...exceptions import ParameterError
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 #: every head, by name: the heads over embedding rows, then those over log-mel patches
-HEADS = {**pooled.HEADS, **cnn.HEADS}
+HEADS: dict[str, Callable[..., Any]] = {**pooled.HEADS, **cnn.HEADS}
 #: heads that take log-mel patches (``frontend: melspec`` caches) rather than embedding rows
 PATCH_HEADS = tuple(cnn.HEADS)
 #: builder arguments training sets (from the data), never a config
