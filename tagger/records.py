@@ -119,6 +119,17 @@ def read_records(path: str, kind: str, *, truncate: bool = False) -> tuple[list[
         The header row (None for JSONL, or an empty file).
     rows : list of dict
         One per complete record (CSV/TSV: header -> value).
+
+    Examples
+    --------
+    A tag output cut short by a kill: the finished rows, not the half-written one (``TMP``: a folder):
+
+    >>> import os
+    >>> path = os.path.join(TMP, "tags.csv")
+    >>> with open(path, "w", encoding="utf-8") as f:
+    ...     _ = f.write("path,tag_1\\na.wav,Blues\\nb.wav,Ja")
+    >>> read_records(path, "csv")
+    (['path', 'tag_1'], [{'path': 'a.wav', 'tag_1': 'Blues'}])
     """
     if not os.path.exists(path):
         return None, []

@@ -131,3 +131,33 @@ def test_every_page_is_in_the_navigation():
     generated = {"reference/cli.md", "reference/models.md"}
     pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
     assert sorted(set(nav)) == sorted(pages | generated)
+
+
+EXAMPLES = [
+    "tagger.tagging.api.Tagger",
+    "tagger.embedding.vggish.extractor.Embedder",
+    "tagger.embedding.embed.embed_files",
+    "tagger.embedding.registry.kinds",
+    "tagger.records.read_records",
+]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_docstring_examples_run(name, tmp_path, monkeypatch, ckpt_path, pca_params):
+    """The numpydoc Examples of the five most used entry points, run as doctests with the names they state
+    (``WEIGHTS``: the fixture weights, ``PCA``: the official PCA parameters, ``CLIPS``, ``CACHE``, ``TMP``)."""
+    import doctest
+    import importlib
+
+    module_name, _, attr = name.rpartition(".")
+    obj = getattr(importlib.import_module(module_name), attr)
+    _clips(tmp_path / "clips", 2, 0)
+    monkeypatch.chdir(tmp_path)
+    names = {"WEIGHTS": ckpt_path, "PCA": str(pca_params), "CLIPS": str(tmp_path / "clips")}
+    names.update({"CACHE": str(tmp_path / "cache"), "TMP": str(tmp_path)})
+    tests = doctest.DocTestFinder(recurse=False).find(obj, name, globs={**vars(sys.modules[module_name]), **names})
+    assert tests and tests[0].examples, f"{name} has no Examples"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0

@@ -96,6 +96,20 @@ def embed_files(
     Returns
     -------
     EmbedSummary
+
+    Examples
+    --------
+    A folder of clips into a cache, then again: the second run finds every entry done (``CLIPS``: a folder of
+    two clips; ``CACHE``: the cache folder; ``WEIGHTS``: the path of VGGish's weights):
+
+    >>> from tagger.embedding import extractor
+    >>> vggish = extractor.make("raw", weights=WEIGHTS, dtype="float32")
+    >>> first = embed_files([CLIPS], CACHE, extractor=vggish, workers=0, progress=False)
+    >>> first["embedded"], first["failed"]
+    (2, 0)
+    >>> again = embed_files([CLIPS], CACHE, extractor=vggish, workers=0, progress=False)
+    >>> again["embedded"], again["skipped"]
+    (0, 2)
     """
     items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
     return embed_items(items, cache_dir, extractor=extractor, **options)

@@ -270,7 +270,17 @@ def kind(name: str) -> Kind:
 
 
 def kinds() -> tuple[str, ...]:
-    """Every registered kind's name, the default model's first."""
+    """Every registered kind's name, the default model's first.
+
+    Examples
+    --------
+    >>> from tagger.embedding import registry
+    >>> registry.kinds()[:2]
+    ('raw', 'postprocessed')
+    >>> spec = registry.kind("musicnn-mtt:penultimate")
+    >>> spec.model, spec.shape_text()
+    ('musicnn-mtt', '(T>0, 200)')
+    """
     _built_in()
     return tuple(_KINDS)
 

@@ -70,6 +70,19 @@ class Embedder:
     model : keras.Model, optional
         An already built float32 VGGish (``weights`` is then ignored); give ``weights_id`` too.
     weights_id : str, optional
+
+    Examples
+    --------
+    A 128-d embedding per 0.96 s of any waveform, at any rate (``WEIGHTS``: the path of VGGish's weights):
+
+    >>> import numpy as np
+    >>> embedder = Embedder(WEIGHTS, dtype="float32")
+    >>> tone = np.sin(2 * np.pi * 440 * np.arange(3 * 22050) / 22050)
+    >>> embeddings, timestamps = embedder.embed(tone, 22050)
+    >>> embeddings.shape, embeddings.dtype
+    ((3, 128), dtype('float32'))
+    >>> timestamps.round(2).tolist()
+    [0.0, 0.96, 1.92]
     """
 
     def __init__(
