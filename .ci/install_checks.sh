@@ -20,8 +20,12 @@ python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" . >/dev/null
 wheel=$(ls "$work"/dist/vggish_tagger-*.whl)
 echo "built $(basename "$wheel")"
 
-unit_tier() {  # the unit tier of the checkout's tests, run by the environment's python
-  (cd "$root" && "$1/bin/python" -m pytest -q -n 2 -m unit -p no:cacheprovider 2>&1 | tail -3)
+failed=0
+unit_tier() {  # the unit tier of the checkout's tests, run by the environment's python; a failure is counted
+  if ! (cd "$root" && "$1/bin/python" -m pytest -q -n 2 -m unit -p no:cacheprovider -rfs > "$1.unit.log" 2>&1); then
+    failed=1
+  fi
+  grep -E "^(FAILED|SKIPPED)|passed|failed" "$1.unit.log" | tail -12
 }
 
 echo "== 1. beside numpy, pandas, scikit-learn and matplotlib one minor below the lock"
@@ -51,3 +55,4 @@ python3 -m venv "$work/lowest"
 echo
 "$work/lowest/bin/python" -m pip check
 unit_tier "$work/lowest"
+exit "$failed"

@@ -11,7 +11,7 @@ import mkdocs_gen_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ["COLUMNS"] = "100"  # argparse wraps help at the terminal's width: one width for every build
+os.environ["COLUMNS"] = "80"  # argparse wraps help at the terminal's width: one width for every build (the page's)
 
 
 def _commands(parser, prefix):

@@ -1,0 +1,96 @@
+"""VGGish's log-mel frontend in keras.ops (tagger.embedding.vggish.device_frontend) against the reference frontend:
+log-mel within 1e-3 absolute, embeddings within 1e-4 of max, on every backend; its own frontend kind."""
+
+import numpy as np
+import pytest
+
+from tagger.embedding import provenance
+from tagger.embedding.vggish import device_frontend, frontend, params
+
+SR = params.SAMPLE_RATE
+LOG_MEL_TOLERANCE = 1e-3  # absolute, in log units (issue 40)
+EMBEDDING_TOLERANCE = 1e-4  # max |difference| / max |reference|
+
+
+def synthetic():
+    """Full-scale sines from 50 Hz to 7.9 kHz, clicks, silence and noise: 3 s each, 16 kHz."""
+    t = np.arange(3 * SR) / SR
+    out = {f"sine {hz} Hz": np.sin(2 * np.pi * hz * t) for hz in (50, 125, 440, 1000, 3000, 7000, 7900)}
+    clicks = np.zeros(3 * SR)
+    clicks[::4000] = 1.0
+    out.update(clicks=clicks, silence=np.zeros(3 * SR), noise=np.random.default_rng(0).uniform(-1, 1, 3 * SR))
+    return {name: y.astype(np.float32) for name, y in out.items()}
+
+
+def _device(fn, y, **kwargs):
+    import keras
+
+    return keras.ops.convert_to_numpy(fn(y[None], **kwargs))[0]
+
+
+def _float32_floor(y):
+    """What NumPy reaches in float32 (frames, window, FFT, mel and log all float32) against the float64 reference."""
+    frames = np.lib.stride_tricks.sliding_window_view(y, params.STFT_WINDOW_SAMPLES)[:: params.STFT_HOP_SAMPLES]
+    window = frontend.periodic_hann(params.STFT_WINDOW_SAMPLES).astype(np.float32)
+    spectrum = np.abs(np.fft.rfft(frames * window, params.FFT_LENGTH)).astype(np.float32)
+    return np.log(spectrum @ frontend.mel_matrix().astype(np.float32) + np.float32(params.LOG_OFFSET))
+
+
+@pytest.mark.backends
+def test_the_device_log_mel_is_the_reference_within_float32_rounding():
+    """Every complete frame, on signals where float32 rounding shows most (full-scale tones beside near-empty
+    bins); the NumPy float32 floor is printed beside it (pytest -s)."""
+    for name, y in synthetic().items():
+        reference = frontend.log_mel_spectrogram(y)
+        got = _device(device_frontend.log_mel, y)
+        assert got.shape == reference.shape, name
+        diff, floor = np.max(np.abs(got - reference)), np.max(np.abs(_float32_floor(y) - reference))
+        print(f"{name}: device {diff:.2e}, NumPy float32 {floor:.2e}")
+        assert diff <= LOG_MEL_TOLERANCE, (name, diff)
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("hop_seconds", [0.96, 0.48])
+def test_device_patches_start_where_the_reference_patches_start(hop_seconds):
+    """The same patches in the same places (no frame 56 samples late, none lost), at both hops."""
+    y = np.random.default_rng(1).standard_normal(int(4.3 * SR)).astype(np.float32) * 0.3
+    reference, _ = frontend.waveform_to_patches(y, SR, hop_seconds=hop_seconds)
+    got = _device(device_frontend.patches, y, hop_seconds=hop_seconds)
+    assert got.shape == reference.shape
+    assert np.max(np.abs(got - reference)) <= LOG_MEL_TOLERANCE
+
+
+def test_too_little_audio_is_refused_naming_the_need():
+    from tagger.exceptions import ParameterError
+
+    with pytest.raises(ParameterError, match="at least 400"):
+        device_frontend.log_mel(np.zeros((1, 399), np.float32))
+    with pytest.raises(ParameterError, match="15,600 samples"):
+        device_frontend.patches(np.zeros((1, 15599), np.float32))
+
+
+def test_its_entries_are_their_own_frontend_kind():
+    """The provenance names the frontend kind: an entry of one frontend never serves a reader of the other."""
+    common = dict(weights="vggish-sha1:x", precision="float32", kind="raw")
+    reference = provenance.record(frontend=params.frontend_params(), **common)
+    device = provenance.record(frontend=device_frontend.frontend_params(), **common)
+    assert provenance.differences(reference, device) == [
+        "frontend: {frontend_kind=None} (cached), {frontend_kind=device} (wanted)"
+    ]
+    assert provenance.differences(device, device) == []
+
+
+@pytest.mark.backends
+def test_on_the_shared_audio_embeddings_stay_within_1e_4(gtzan_files, mtt_clip, embedder):
+    """The ten GTZAN tracks and the MagnaTagATune clip: log-mel within 1e-3, and the fixture network's embeddings
+    of the two frontends' patches within 1e-4 of max (both in float32)."""
+    from tagger.embedding.audio import load
+
+    for path in [*gtzan_files, mtt_clip]:
+        y = load(str(path), sample_rate=SR)
+        reference, _ = frontend.waveform_to_patches(y, SR)
+        got = _device(device_frontend.patches, y)
+        assert got.shape == reference.shape, path.name
+        assert np.max(np.abs(got - reference)) <= LOG_MEL_TOLERANCE, path.name
+        want, have = embedder.run(reference), embedder.run(got)
+        assert np.max(np.abs(have - want)) / np.max(np.abs(want)) <= EMBEDDING_TOLERANCE, path.name
