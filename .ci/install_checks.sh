@@ -50,7 +50,9 @@ unit_tier "$work/beside"
 echo "== 2. the lowest versions setup.py allows (uv --resolution lowest-direct)"
 python3 -m venv "$work/lowest"
 "$work/lowest/bin/python" -m pip install --quiet "uv==0.13.9"
-"$work/lowest/bin/python" -m uv pip install --quiet --resolution lowest-direct "${wheel}[test]"
+# the checkout, not the wheel: uv takes a source tree's requirements as direct ones (a wheel's as transitive, which
+# lowest-direct leaves at their newest)
+"$work/lowest/bin/python" -m uv pip install --quiet --resolution lowest-direct "${root}[test]"
 "$work/lowest/bin/python" -m pip list --format=freeze | grep -iE "^(tensorflow|keras|numpy|pandas|scikit-learn|matplotlib|librosa|soundfile|soxr|pescador|optuna|audiomentations|huggingface.hub|safetensors|pyarrow|tqdm|threadpoolctl|tensorflow-hub|tf-keras|tensorboard|pytest|pytest-xdist)==" | tr '\n' ' '
 echo
 "$work/lowest/bin/python" -m pip check

@@ -94,3 +94,57 @@ def test_on_the_shared_audio_embeddings_stay_within_1e_4(gtzan_files, mtt_clip, 
         assert np.max(np.abs(got - reference)) <= LOG_MEL_TOLERANCE, path.name
         want, have = embedder.run(reference), embedder.run(got)
         assert np.max(np.abs(have - want)) / np.max(np.abs(want)) <= EMBEDDING_TOLERANCE, path.name
+
+
+def test_a_patcher_can_hand_over_each_patchs_samples():
+    """output='audio': the 15,600 samples each log-mel patch is made from, at the same times, fed in any blocks;
+    a short clip is zero-padded to one patch as the log-mel patcher pads it."""
+    y = np.random.default_rng(2).standard_normal(int(3.5 * SR)).astype(np.float32)
+    for hop in (0.96, 0.48):
+        mels, times = frontend.waveform_to_patches(y, SR, hop_seconds=hop)
+        patcher = frontend.Patcher(hop_seconds=hop, output="audio")
+        pieces = [patcher.feed(block) for block in np.array_split(y, 7)]
+        audio = np.concatenate([p for p, _ in pieces])
+        assert audio.shape == (len(mels), params.PATCH_SAMPLES)
+        assert np.array_equal(np.concatenate([t for _, t in pieces]), times)
+        step = params.hop_frames(hop) * params.STFT_HOP_SAMPLES
+        assert all(np.array_equal(audio[i], y[i * step : i * step + params.PATCH_SAMPLES]) for i in range(len(audio)))
+    with pytest.warns(Warning, match="zero-padded"):
+        short, _ = frontend.waveform_to_patches(y[:8000], SR, output="audio")
+    assert short.shape == (1, params.PATCH_SAMPLES) and not short[0, 8000:].any()
+
+
+@pytest.mark.backends
+def test_an_embedder_on_the_device_frontend_embeds_as_the_reference_one(ckpt_path, embedder):
+    """Embedder(frontend_kind='device'): the same embeddings within 1e-4 of max, the same times, and a frontend
+    record that names its kind."""
+    from tagger.embedding.vggish.extractor import Embedder
+
+    device = Embedder(ckpt_path, batch_size=16, dtype="float32", frontend_kind="device")
+    assert device.frontend == {**embedder.frontend, "frontend_kind": "device"}
+    assert device.network_id == embedder.network_id  # the same network; the frontend is told apart on its own
+    for name, y in synthetic().items():
+        want, want_t = embedder.embed(y, SR)
+        have, have_t = device.embed(y, SR)
+        assert np.array_equal(have_t, want_t), name
+        scale = max(np.max(np.abs(want)), 1e-12)
+        assert np.max(np.abs(have - want)) / scale <= EMBEDDING_TOLERANCE, name
+
+
+def test_embed_with_the_device_frontend_keeps_its_entries_apart(tmp_path, ckpt_path, make_audio, capsys):
+    """`tagger embed --frontend device` fills a cache; the reference frontend's run is refused there naming the
+    option that reuses the entries; the device run again skips them; a Beam run is refused before any work."""
+    from tagger import cli
+
+    for name in ("a.wav", "b.wav"):
+        make_audio(f"clips/{name}", 2.0)
+    common = ["embed", str(tmp_path / "clips"), "--out", str(tmp_path / "cache"), "--weights", ckpt_path]
+    common += ["--workers", "0", "--no-progress", "--precision", "float32"]
+    assert cli.main([*common, "--frontend", "device"]) == 0
+    assert "embedded 2" in capsys.readouterr().out
+    assert cli.main(common) == 1
+    assert "(--frontend device reuses them)" in capsys.readouterr().err
+    assert cli.main([*common, "--frontend", "device"]) == 0
+    assert "skipped 2" in capsys.readouterr().out
+    assert cli.main([*common, "--frontend", "device", "--runner", "beam"]) != 0
+    assert "--frontend device runs with the network in this process" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from .. import backend as keras_backend
 from .. import locks
 from ..embedding import files, provenance
 from ..embedding.embed import default_dtype
-from ..exceptions import DataError
+from ..exceptions import DataError, ParameterError
 from ..resumable import check_resume
 from ..tagging import writer
 from ..tagging.api import describe
@@ -59,6 +59,11 @@ def before_backend(args):
             reader = startup.weights_reader(args)
             if reader is not None and (args.weights or os.environ.get(reader.WEIGHTS_ENV)):
                 reader.check_source(args.weights)
+    if getattr(args, "frontend_kind", None) == "device" and getattr(args, "runner", "local") != "local":
+        raise ParameterError(
+            "--frontend device runs with the network in this process; the Beam pipeline's workers make the reference"
+            " frontend's patches: leave out --frontend device, or run without --runner"
+        )
     if hasattr(args, "precision") and args.precision is None:
         default_dtype()  # TAGGER_PRECISION, when set, names a precision
     if command == "weights" and getattr(args, "out", None):

@@ -23,6 +23,7 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true", help="re-embed tracks already in the cache")
     p.add_argument("--errors", default=None, metavar="FILE", help="failures file (default CACHE/errors.tsv)")
     options.add_embedding_options(p)
+    options.add_frontend_option(p)
     options.add_root_option(p)
     options.add_runner_options(p)
     p.set_defaults(func=run)

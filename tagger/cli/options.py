@@ -212,7 +212,21 @@ def progress(args):
 
 def network_options(args):
     """The VGGish settings of the embedding options, as :class:`tagger.embedding.vggish.extractor.Embedder` keywords."""
-    return dict(batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
+    found = dict(batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
+    return {**found, "frontend_kind": getattr(args, "frontend_kind", None)}  # --frontend, where a command has it
+
+
+def add_frontend_option(p):
+    """``--frontend reference|device``: where VGGish's log-mel is computed (``embed``, ``tag``)."""
+    p.add_argument(
+        "--frontend",
+        dest="frontend_kind",
+        choices=("reference", "device"),
+        default=None,
+        help="where VGGish's log-mel is computed: reference (NumPy in the decode workers, the default) or device"
+        " (keras.ops in float32 with the network, in its batch; within 1e-4 of the reference's embeddings). Its"
+        " cache entries are its own: those of the other frontend are kept, not reused",
+    )
 
 
 def extractor_from(args, kind=None, **settings):

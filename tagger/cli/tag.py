@@ -49,6 +49,7 @@ def add_parser(sub):
     )
     options.add_allow_option(p)
     options.add_embedding_options(p)
+    options.add_frontend_option(p)
     options.add_root_option(p)
     options.add_runner_options(p)
     p.set_defaults(func=run)

@@ -24,10 +24,12 @@ from ...exceptions import ParameterError
 from . import params
 from .frontend import mel_matrix, periodic_hann
 
-__all__ = ["KIND", "frontend_params", "log_mel", "patches", "n_frames"]
+__all__ = ["KIND", "FRONTENDS", "frontend_params", "log_mel", "patches", "n_frames", "with_frontend"]
 
 #: the ``frontend_kind`` this frontend's entries record (the reference frontend's entries record none)
 KIND = "device"
+#: the two frontends an embedder can run: the reference (NumPy, in the decode workers) or this one
+FRONTENDS = ("reference", KIND)
 
 
 def frontend_params(*, hop_seconds=params.EXAMPLE_HOP_SECONDS):
@@ -116,3 +118,41 @@ def patches(audio, *, hop_seconds=params.EXAMPLE_HOP_SECONDS):
         raise ParameterError(f"{n} frames: at least one patch ({params.NUM_FRAMES} frames, 15,600 samples) is needed")
     index = np.arange(count, dtype=np.int32)[:, None] * hop + np.arange(params.NUM_FRAMES, dtype=np.int32)[None, :]
     return ops.take(frames, ops.convert_to_tensor(index), axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _layer_class():
+    import keras
+
+    class DeviceLogMel(keras.layers.Layer):
+        """(batch, samples) 16 kHz audio -> (batch, frames, 64) log-mel, in float32 whatever the network's precision."""
+
+        def __init__(self, **kwargs):
+            super().__init__(dtype="float32", **kwargs)
+
+        def call(self, audio):
+            return log_mel(audio)
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], n_frames(int(input_shape[1])), params.NUM_MEL_BINS)
+
+    return DeviceLogMel
+
+
+def with_frontend(net):
+    """A network over 96 x 64 patches as one over the 15,600 samples of each patch: this frontend, then ``net``.
+
+    Parameters
+    ----------
+    net : keras.Model
+        ``(n, 96, 64) -> (n, ...)``, in any precision (the frontend stays float32).
+
+    Returns
+    -------
+    keras.Model
+        ``(n, 15600) float32 -> (n, ...)``; its weights are ``net``'s (shared, not copied).
+    """
+    import keras
+
+    audio = keras.Input((params.PATCH_SAMPLES,), dtype="float32", name="patch_audio")
+    return keras.Model(audio, net(_layer_class()(name="device_log_mel")(audio)), name=f"{net.name}_on_audio")

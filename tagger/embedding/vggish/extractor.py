@@ -20,7 +20,7 @@ from ..audio import iter_blocks
 from ..augment import Augmented
 from ..embed import guard_difference, resolve_dtype
 from ..pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
-from . import params
+from . import device_frontend, params
 from .frontend import decode_messages, decode_options, waveform_to_patches
 from .network import build_vggish, network, read_weights, resolve_source
 from .network import weights_id as vggish_weights_id
@@ -70,6 +70,11 @@ class Embedder:
     model : keras.Model, optional
         An already built float32 VGGish (``weights`` is then ignored); give ``weights_id`` too.
     weights_id : str, optional
+    frontend_kind : {'reference', 'device'}, optional
+        Where the log-mel is computed: ``'reference'`` (the default; NumPy, float64, in the decode workers; the patches
+        Google's code makes) or ``'device'`` (:mod:`tagger.embedding.vggish.device_frontend`: ``keras.ops`` in
+        float32, with the network, which then takes each patch's 15,600 samples). The entries of the two are
+        kept apart by the provenance (``frontend_kind`` in the frontend record).
 
     Examples
     --------
@@ -98,6 +103,7 @@ class Embedder:
         guard_tolerance: float | None = precision.GUARD_TOLERANCE,
         model: Any = None,
         weights_id: str | None = None,
+        frontend_kind: str | None = None,
     ) -> None:
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
         self.on_gpu = bool(backend.gpus())
@@ -107,8 +113,14 @@ class Embedder:
             raise ParameterError(f"batch_size={batch_size} must be >= 1")
         if guard_tolerance is not None and not guard_tolerance >= 0:
             raise ParameterError(f"guard_tolerance={guard_tolerance!r} must be >= 0 (or None: no guard)")
+        frontend_kind = frontend_kind or "reference"
+        if frontend_kind not in device_frontend.FRONTENDS:
+            raise ParameterError(f"frontend_kind={frontend_kind!r} must be one of {device_frontend.FRONTENDS}")
         dtype = resolve_dtype(dtype)
-        self.frontend = params.frontend_params(hop_seconds=hop_seconds)
+        self.frontend_kind = frontend_kind
+        self._on_audio = frontend_kind == device_frontend.KIND
+        frontend_of = device_frontend.frontend_params if self._on_audio else params.frontend_params
+        self.frontend = frontend_of(hop_seconds=hop_seconds)
         self.hop_seconds = hop_seconds
         self.weights_source = None if model is not None else resolve_source(weights)  # what a Beam worker loads
         self.short_policy = short_policy
@@ -148,7 +160,11 @@ class Embedder:
         # the network (what cache entries record); the whole embedding is the provenance record
         self.network_id = self.weights_id + ("" if dtype == "float32" else "+" + dtype)
         self._net = net
-        self._forward = backend.inference(net, [(self.batch_size, params.NUM_FRAMES, params.NUM_BANDS)])
+        shape: tuple[int, ...] = (params.NUM_FRAMES, params.NUM_BANDS)
+        runs = net
+        if self._on_audio:  # the frontend runs with the network: each input is a patch's 15,600 samples
+            runs, shape = device_frontend.with_frontend(net), (params.PATCH_SAMPLES,)
+        self._forward = backend.inference(runs, [(self.batch_size, *shape)])
 
     @property
     def model(self) -> Any:
@@ -187,7 +203,8 @@ class Embedder:
         reference = self._reference
         if isinstance(reference, dict):  # official weights: a float32 network for this one check
             reference = network(reference, name="vggish_guard")
-        want = np.asarray(keras.ops.convert_to_numpy(reference(real, training=False)), np.float32)
+        frames = device_frontend.log_mel(real) if self._on_audio else real  # the float32 network takes log-mel
+        want = np.asarray(keras.ops.convert_to_numpy(reference(frames, training=False)), np.float32)
         got = self._run(real)
         difference = guard_difference(got, want)
         tolerance = self.guard["tolerance"] if self.guard else precision.GUARD_TOLERANCE  # set: the guard is pending
@@ -258,9 +275,17 @@ class Embedder:
             if got >= need:
                 break
         if not blocks:
-            return np.zeros((0, params.NUM_FRAMES, params.NUM_BANDS), np.float32)
-        patches, _ = waveform_to_patches(np.concatenate(blocks), hop_seconds=self.hop_seconds, short_policy="skip")
+            shape = (params.PATCH_SAMPLES,) if self._on_audio else (params.NUM_FRAMES, params.NUM_BANDS)
+            return np.zeros((0, *shape), np.float32)
+        patches, _ = waveform_to_patches(
+            np.concatenate(blocks), hop_seconds=self.hop_seconds, short_policy="skip", output=self._output
+        )
         return patches[:count]
+
+    @property
+    def _output(self) -> str:
+        """What a patch is on its way to the network (:data:`.frontend.OUTPUTS`)."""
+        return "audio" if self._on_audio else "log_mel"
 
     def run(self, patches: np.ndarray) -> np.ndarray:
         """Raw embeddings of patches (the precision guard measures the first call's, unless :meth:`settle` did).
@@ -268,6 +293,7 @@ class Embedder:
         Parameters
         ----------
         patches : np.ndarray, shape (n, 96, 64), float32
+            Log-mel patches; with the device frontend, each patch's samples, shape (n, 15600).
 
         Returns
         -------
@@ -307,7 +333,9 @@ class Embedder:
         timestamps : np.ndarray, shape (T,), float64
             Patch start times in seconds.
         """
-        patches, times = waveform_to_patches(y, sr, hop_seconds=self.hop_seconds, short_policy=self.short_policy)
+        patches, times = waveform_to_patches(
+            y, sr, hop_seconds=self.hop_seconds, short_policy=self.short_policy, output=self._output
+        )
         return self.finalize(self.run(patches)), times
 
     @property
@@ -330,7 +358,9 @@ class Embedder:
             paths,
             self.run,
             target=decode_messages,
-            target_options=decode_options(hop_seconds=self.hop_seconds, short_policy=self.short_policy),
+            target_options=decode_options(
+                hop_seconds=self.hop_seconds, short_policy=self.short_policy, output=self._output
+            ),
             row_shape=(params.EMBEDDING_SIZE,),
             batch_size=self.batch_size,
             workers=default_workers(gpu=self.on_gpu) if workers is None else workers,

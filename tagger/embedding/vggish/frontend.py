@@ -31,6 +31,9 @@ __all__ = [
 ]
 
 SHORT_POLICIES = ("pad", "skip")
+#: what a :class:`Patcher` emits per patch: its log-mel (this module's frontend, 96 x 64), or its 15,600 samples
+#: for a frontend on the network's device (:mod:`.device_frontend`)
+OUTPUTS = ("log_mel", "audio")
 
 
 def periodic_hann(window_length):
@@ -115,11 +118,17 @@ class Patcher:
         :class:`AudioError`.
     name : str
         The source's name, used in warnings and errors.
+    output : {'log_mel', 'audio'}
+        Each patch as its log-mel (96, 64), or as the 15,600 samples it is computed from (the device frontend's
+        input: :func:`tagger.embedding.vggish.device_frontend.log_mel` of them is the patch).
     """
 
-    def __init__(self, *, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad", name="<array>"):
+    def __init__(self, *, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad", name="<array>", output="log_mel"):
         if short_policy not in SHORT_POLICIES:
             raise ParameterError(f"short_policy={short_policy!r} must be one of {SHORT_POLICIES}")
+        if output not in OUTPUTS:
+            raise ParameterError(f"output={output!r} must be one of {OUTPUTS}")
+        self.output = output
         self.hop_frames = params.hop_frames(hop_seconds)
         self.hop = self.hop_frames * params.STFT_HOP_SAMPLES
         self.short_policy = short_policy
@@ -131,7 +140,8 @@ class Patcher:
         self.peak = 0.0
 
     def _empty(self):
-        return np.zeros((0, params.NUM_FRAMES, params.NUM_MEL_BINS), np.float32), np.zeros(0)
+        shape = (params.PATCH_SAMPLES,) if self.output == "audio" else (params.NUM_FRAMES, params.NUM_MEL_BINS)
+        return np.zeros((0, *shape), np.float32), np.zeros(0)
 
     def feed(self, block):
         """Add samples; return the patches now complete.
@@ -158,9 +168,12 @@ class Patcher:
         if n == 0:
             return self._empty()
         used = (n - 1) * self.hop + params.PATCH_SAMPLES
-        log_mel = log_mel_spectrogram(self._buf[:used])
-        starts = np.arange(n) * self.hop_frames
-        patches = np.stack([log_mel[s : s + params.NUM_FRAMES] for s in starts]).astype(np.float32)
+        if self.output == "audio":
+            patches = np.stack([self._buf[i * self.hop : i * self.hop + params.PATCH_SAMPLES] for i in range(n)])
+        else:
+            log_mel = log_mel_spectrogram(self._buf[:used])
+            starts = np.arange(n) * self.hop_frames
+            patches = np.stack([log_mel[s : s + params.NUM_FRAMES] for s in starts]).astype(np.float32)
         times = (self.n_emitted + np.arange(n)) * self.hop / params.SAMPLE_RATE
         consumed = n * self.hop
         self._skip = max(0, consumed - len(self._buf))
@@ -204,7 +217,9 @@ class Patcher:
         return self.feed(np.zeros(0, np.float32))
 
 
-def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad"):
+def waveform_to_patches(
+    y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad", output="log_mel"
+):
     """Log-mel patches of a whole waveform (``vggish_input.waveform_to_examples``).
 
     Parameters
@@ -217,14 +232,16 @@ def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_
         Patch hop in seconds.
     short_policy : {'pad', 'skip'}
         See :class:`Patcher`.
+    output : {'log_mel', 'audio'}
+        See :class:`Patcher`.
 
     Returns
     -------
-    patches : np.ndarray, shape (T, 96, 64), float32
+    patches : np.ndarray, shape (T, 96, 64) (``'audio'``: (T, 15600)), float32
     timestamps : np.ndarray, shape (T,), float64
         Patch start times in seconds.
     """
-    patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy)
+    patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, output=output)
     patches, times = patcher.feed(to_mono(y, sr))
     tail_p, tail_t = patcher.finish()
     if len(tail_p):
@@ -232,19 +249,19 @@ def waveform_to_patches(y, sr=params.SAMPLE_RATE, *, hop_seconds=params.EXAMPLE_
     return patches, times
 
 
-def decode_options(*, hop_seconds, short_policy, chunk_patches=32):
+def decode_options(*, hop_seconds, short_policy, chunk_patches=32, output="log_mel"):
     """The settings of :func:`decode_messages` as a decode pool takes them (``chunk_patches``: patches per message
-    from a worker)."""
-    return dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches)
+    from a worker; ``output``: what a patch is, see :class:`Patcher`)."""
+    return dict(hop_seconds=hop_seconds, short_policy=short_policy, chunk_patches=chunk_patches, output=output)
 
 
-def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
+def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches, output="log_mel"):
     """Yield the messages describing one file's patches (``path`` may be an :class:`tagger.embedding.augment.Augmented` task).
 
     Yields
     ------
     tuple
-        ``("patches", index, patches (n, 96, 64) float32, timestamps (n,))`` zero or more
+        ``("patches", index, patches (n, 96, 64) float32 (output "audio": (n, 15600)), timestamps (n,))`` zero or more
         times, then ``("done", index, duration_s, [warning texts])`` or
         ``("error", index, reason)``.
     """
@@ -252,7 +269,7 @@ def decode_messages(index, path, *, hop_seconds, short_policy, chunk_patches):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=os.fspath(path))
+            patcher = Patcher(hop_seconds=hop_seconds, short_policy=short_policy, name=os.fspath(path), output=output)
 
             def emit(p, t):
                 nonlocal n_pending
