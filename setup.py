@@ -29,19 +29,19 @@ setup(
     # CI runs is the lock, .ci/constraints.txt (made by .ci/lock.sh).
     install_requires=[
         "tensorflow>=2.21,<3",  # TensorFlow 3 is a new major (and tf-keras follows TensorFlow's minor)
-        "keras>=3.12,<4",  # TensorFlow 2.21 needs Keras >= 3.12; Keras 4 is a new major: saved heads' format
+        "keras>=3.15,<4",  # the shipped heads were saved by Keras 3.15 (3.12 cannot read them); Keras 4: a new major
         "tensorflow-hub>=0.16.1",  # --weights hub handles (imports only with tf-keras)
         "setuptools>=65,<81",  # tensorflow_hub 0.16 imports pkg_resources, which setuptools 81 removed
         "tf-keras>=2.21",
         "librosa>=0.10.2",  # 0.10's zero-padded centred frames, as musicnn's frontend is tested on
         "soundfile>=0.12.1",
-        "soxr>=0.3.7",
+        "soxr>=0.4",  # the first soxr built for NumPy 2
         "pescador>=3.0,<4",  # TrackMux builds on pescador 3's Streamer and buffer_stream
         "pandas>=2.2.2",  # the first pandas 2.2 built for NumPy 2
         "numpy>=2.0",
         "scikit-learn>=1.5",
         "tqdm>=4.66",
-        "threadpoolctl>=3.5",
+        "threadpoolctl>=3.7",  # before 3.7 it runs ldconfig (find_library) whenever scikit-learn is imported
         "tensorboard>=2.21",
         "matplotlib>=3.9",  # the first matplotlib built for NumPy 2
         "pyarrow>=16",  # tagger features writes Parquet

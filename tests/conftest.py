@@ -19,6 +19,9 @@ import subprocess
 import time
 import warnings
 
+# NumPy < 2.2 runs `lscpu` the first time numpy.testing is imported (scipy imports it): imported here, before the
+# unit tier's guard against starting processes, not inside a test
+import numpy.testing  # noqa: F401
 import pytest
 from fixture_cache import cached_folder, code_hash, files_hash
 from helpers import SHARED, write_audio

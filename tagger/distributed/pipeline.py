@@ -35,6 +35,11 @@ __all__ = ["run_embed", "run_tag", "settings_of"]
 
 def settings_of(embedder, *, cache_dir, postprocess, pca_params):
     """What the workers need, as plain values (the embedder itself stays on the launcher)."""
+    if getattr(embedder, "frontend_kind", None) == "device":  # workers make the reference frontend's patches
+        raise ParameterError(
+            "the Beam pipeline runs the reference frontend: make the embedder with frontend_kind='reference'"
+            " (--frontend device runs locally only)"
+        )
     return {
         "weights": embedder.weights_source,
         "batch_size": embedder.batch_size,

@@ -1,0 +1,93 @@
+"""The reference frontend (NumPy, in the decode workers) against the device frontend (keras.ops, with the network),
+per precision: `tagger embed`'s clips/s end to end, the CPU seconds it spends per clip over all its processes, and
+the network alone (VGGish on precomputed patches; with the device frontend, on each patch's samples, so the
+frontend is part of it). Issue 40's stage table, in part: read, resample and pickling are not yet timed apart.
+
+    python benchmarks/frontend_stages.py [--clips 24] [--weights CKPT]
+
+Clips: the ten GTZAN tracks of ../shared (30 s each), cycled under distinct names. Without --weights, random
+weights in the official layout (speed does not depend on the values). Prints the CPU with the table.
+"""
+
+import argparse
+import os
+import pathlib
+import resource
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def cpu_name():
+    text = pathlib.Path("/proc/cpuinfo").read_text()
+    name = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+    flags = [f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in text]
+    return f"{name} ({os.cpu_count()} cores{', ' + ', '.join(flags) if flags else ''})"
+
+
+def cpu_seconds():
+    """User + system seconds of this process and of its finished children (the decode workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=24)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))
+    args = ap.parse_args()
+
+    from tagger import backend
+    from tagger.embedding.audio import load
+    from tagger.embedding.embed import embed_files
+    from tagger.embedding.vggish import frontend, params
+    from tagger.embedding.vggish.extractor import Embedder
+    from tagger.testing import random_weights, write_checkpoint
+
+    work = pathlib.Path(tempfile.mkdtemp(prefix="frontend-stages-"))
+    try:
+        weights = args.weights or str(work / "w" / "vggish_model.ckpt")
+        if not args.weights:
+            write_checkpoint(random_weights(0), weights)
+        tracks = sorted(pathlib.Path(args.shared, "data/gtzan/genres").glob("*/*.au"))
+        (work / "clips").mkdir()
+        for i in range(args.clips):
+            shutil.copy(tracks[i % len(tracks)], work / "clips" / f"{i:03d}_{tracks[i % len(tracks)].name}")
+        waves = [load(str(t), sample_rate=params.SAMPLE_RATE) for t in tracks]
+        fastest = backend.auto_dtype()
+        rows = []
+        for dtype in dict.fromkeys(["float32", fastest]):
+            for kind in ("reference", "device"):
+                emb = Embedder(weights, dtype=dtype, frontend_kind=kind, guard_tolerance=None)
+                output = "audio" if kind == "device" else "log_mel"
+                inputs = np.concatenate([frontend.waveform_to_patches(w, output=output)[0] for w in waves])
+                emb.run(inputs[: emb.batch_size])  # traced
+                t0 = time.perf_counter()
+                emb.run(inputs)
+                network = len(waves) / (time.perf_counter() - t0)
+                cache = work / f"cache-{dtype}-{kind}"
+                embed_files([str(work / "clips")], str(cache), extractor=emb, progress=False)  # warm: workers, kernels
+                shutil.rmtree(cache)
+                c0, t0 = cpu_seconds(), time.perf_counter()
+                summary = embed_files([str(work / "clips")], str(cache), extractor=emb, progress=False)
+                wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                assert summary["embedded"] == args.clips, summary
+                rows.append((dtype, kind, args.clips / wall, cpu / args.clips, network))
+        print(f"CPU: {cpu_name()}; {args.clips} GTZAN clips of 30 s; backend {backend.name()}")
+        print(f"{'precision':10s} {'frontend':10s} {'embed clips/s':>14s} {'CPU s/clip':>11s} {'network clips/s':>16s}")
+        for dtype, kind, rate, cpu, network in rows:
+            print(f"{dtype:10s} {kind:10s} {rate:14.2f} {cpu:11.3f} {network:16.2f}   ({rate / network:.0%} of network)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
