@@ -84,7 +84,9 @@ def main():
         print(f"CPU: {cpu_name()}; {args.clips} GTZAN clips of 30 s; backend {backend.name()}")
         print(f"{'precision':10s} {'frontend':10s} {'embed clips/s':>14s} {'CPU s/clip':>11s} {'network clips/s':>16s}")
         for dtype, kind, rate, cpu, network in rows:
-            print(f"{dtype:10s} {kind:10s} {rate:14.2f} {cpu:11.3f} {network:16.2f}   ({rate / network:.0%} of network)")
+            print(
+                f"{dtype:10s} {kind:10s} {rate:14.2f} {cpu:11.3f} {network:16.2f}   ({rate / network:.0%} of network)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
