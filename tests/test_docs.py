@@ -161,3 +161,18 @@ def test_the_docstring_examples_run(name, tmp_path, monkeypatch, ckpt_path, pca_
     for test in tests:
         runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_readme_quality_figures_are_the_cards():
+    """Each figure in the README's table of shipped models is in the model card summary of a model its row names."""
+    from tagger.training import bundle
+
+    summaries = bundle.shipped_summaries()
+    table = (ROOT / "README.md").read_text().split("## Shipped models", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 5, rows
+    for row in rows:
+        names = [n for n in re.findall(r"`([^`]+)`", row.split("|")[1]) if n in summaries]
+        figures = re.findall(r"\d+\.\d+", row.split("|")[3])
+        assert names and figures, row
+        assert all(any(f in summaries[n] for n in names) for f in figures), (row, {n: summaries[n] for n in names})
