@@ -176,3 +176,21 @@ def test_the_readme_quality_figures_are_the_cards():
         figures = re.findall(r"\d+\.\d+", row.split("|")[3])
         assert names and figures, row
         assert all(any(f in summaries[n] for n in names) for f in figures), (row, {n: summaries[n] for n in names})
+
+
+def test_the_offline_message_the_getting_started_page_shows_is_the_codes(monkeypatch, tmp_path):
+    """Getting started shows what `tagger tag` prints without network or weights: each piece of it (between the
+    page's '...') is in the message the reader raises for an unreachable TF Hub."""
+    from tagger.embedding.vggish import network
+    from tagger.exceptions import DataError
+
+    shown = re.search(
+        r"```\n(tagger tag: error: cannot fetch VGGish weights[^\n]*)\n```", (DOCS / "getting-started.md").read_text()
+    )
+    assert shown, "getting-started.md's offline message"
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
+    with pytest.raises(DataError) as info:
+        network.read_weights(network.params.VGGISH_HUB_HANDLE.replace("tfhub.dev", "tfhub.invalid"))
+    message = "tagger tag: error: " + str(info.value).replace("tfhub.invalid", "tfhub.dev")
+    pieces = [p.strip(" .(<") for p in re.split(r"\.\.\.|<urlopen error", shown.group(1)) if p.strip(" .(<)>")]
+    assert pieces and all(p in message for p in pieces), (pieces, message)
