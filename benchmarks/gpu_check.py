@@ -143,10 +143,12 @@ def measure_network(part, weights, patches, size):
 
 
 def measure_end_to_end(part, backend, weights, clips, work, size):
+    from tagger.embedding.audio import load
     from tagger.embedding.embed import embed_files
     from tagger.embedding.pipeline import iter_embeddings
     from tagger.embedding.vggish.extractor import Embedder
     from tagger.embedding.vggish.frontend import decode_messages
+    from tagger.embedding.vggish.params import PATCH_SAMPLES
 
     workers = os.cpu_count()
     best = max(part.data["network"], key=lambda r: r["patches_per_s"])
@@ -180,9 +182,26 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
         "transfer": calls * best["batch"] / seconds / per_clip,
         "network": best["patches_per_s"] / per_clip,
     }
+    # the device frontend (tagger embed --frontend device): the same run with the log-mel on the network's device,
+    # and its float32 embeddings of the first clip against the reference frontend's (issue 40: within 1e-4)
+    dev = Embedder(str(weights), batch_size=best["batch"], dtype=best["dtype"], frontend_kind="device")
+    dev.run(np.zeros((best["batch"], PATCH_SAMPLES), np.float32))
+    started = time.perf_counter()
+    summary = embed_files(clips, work / f"cache-{backend}-device", extractor=dev, workers=workers, overwrite=True)
+    device_s = time.perf_counter() - started
+    if summary["failed"]:
+        raise RuntimeError(f"tagger embed --frontend device failed on {summary['failed']} synthetic clips")
+    y = load(str(clips[0]), sample_rate=16000)
+    want = Embedder(str(weights), batch_size=64, dtype="float32").embed(y, 16000)[0]
+    have = Embedder(str(weights), batch_size=64, dtype="float32", frontend_kind="device").embed(y, 16000)[0]
+    device_frontend = {
+        "clips_per_s": round(len(clips) / device_s, 2),
+        "float32_difference": float(np.max(np.abs(have - want)) / np.max(np.abs(want))),
+    }
     part.add(
         "end_to_end",
         {
+            "device_frontend": device_frontend,
             "clips": len(clips),
             "clip_seconds": size["seconds"],
             "workers": workers,
@@ -336,6 +355,12 @@ def table(report):
                 f" {e['workers']} workers, {e['dtype']} batch {e['batch']}); limit: {e['limit']} {e['stage_clips_per_s']},"
                 f" overhead {e['overhead_s']} s (worker start-up, compiling, writes)"
             )
+            if "device_frontend" in e:
+                d = e["device_frontend"]
+                lines.append(
+                    f"    tagger embed --frontend device: {d['clips_per_s']} clips/s; float32 embeddings within"
+                    f" {d['float32_difference']:.2e} of the reference frontend's"
+                )
         if "training" in part:
             t = part["training"]
             lines.append(
