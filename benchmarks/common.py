@@ -10,6 +10,28 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (every figure a benchmark prints names it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def cpu_name():
+    """The CPU's model name, its core count and the bfloat16 flags it has (what sets ``--precision auto``)."""
+    try:
+        flags = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    extra = [f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    return f"{cpu_model()} ({os.cpu_count()} cores{', ' + ', '.join(extra) if extra else ''})"
+
+
 def parser(doc):
     """The options every throughput benchmark takes; scripts add their own."""
     import argparse

@@ -28,6 +28,8 @@ import tempfile
 import time
 from statistics import median
 
+import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,17 +44,6 @@ for p in paths:
     top_tags(p, model=model, topN=3, print_tags=False)
 print(len(paths) / (time.perf_counter() - t0))
 """
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def timed(fn, repeats):
@@ -109,7 +100,7 @@ def main():
         weights, paths, kind, patches = inputs(args, tmp)
         n = len(paths)
         bf16 = [f for f in backend.CPU_BFLOAT16_FLAGS if f in flags] or ["no bfloat16 flag"]
-        print(f"CPU: {cpu_model()} ({', '.join(bf16)}), {os.cpu_count()} cores, Keras backend {backend.name()}")
+        print(f"CPU: {common.cpu_model()} ({', '.join(bf16)}), {os.cpu_count()} cores, Keras backend {backend.name()}")
         print(f"clips: {n} x 30 s ({kind}), {len(patches)} patches, batch {args.batch_size}, head {args.model}")
         rows = {}
         for label, precision in precisions.items():

@@ -24,16 +24,13 @@ import numpy as np  # noqa: E402 - after the thread setting
 import soundfile as sf  # noqa: E402
 
 
-def cpu_name():
-    text = pathlib.Path("/proc/cpuinfo").read_text()
-    return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))
     args = ap.parse_args()
+    from common import cpu_model
+
     from tagger.embedding.audio import iter_blocks
 
     tracks = sorted(pathlib.Path(args.shared, "data/gtzan/genres").glob("*/*.au"))
@@ -50,7 +47,7 @@ def main():
                 out = pathlib.Path(work, f"{t.stem}.{fmt}")
                 sf.write(out, y, sr, subtype=subtype)
                 files[fmt].append(out)
-        print(f"CPU: {cpu_name()}; one core; ms per 30 s of audio (read + resample to 16 kHz), median of 10 tracks")
+        print(f"CPU: {cpu_model()}; one core; ms per 30 s of audio (read + resample to 16 kHz), median of 10 tracks")
         costs = {}
         for fmt, paths in files.items():
             per_track = []

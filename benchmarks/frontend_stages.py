@@ -25,13 +25,6 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def cpu_name():
-    text = pathlib.Path("/proc/cpuinfo").read_text()
-    name = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-    flags = [f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in text]
-    return f"{name} ({os.cpu_count()} cores{', ' + ', '.join(flags) if flags else ''})"
-
-
 def cpu_seconds():
     """User + system seconds of this process and of its finished children (the decode workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -44,6 +37,8 @@ def main():
     ap.add_argument("--weights", default=None)
     ap.add_argument("--shared", default=os.environ.get("TAGGER_SHARED", str(ROOT.parent / "shared")))
     args = ap.parse_args()
+
+    from common import cpu_name
 
     from tagger import backend
     from tagger.embedding.audio import load

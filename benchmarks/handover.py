@@ -11,7 +11,6 @@ patches a clip), with the CPU: the ceiling one consumer puts on `tagger embed`, 
 
 import argparse
 import multiprocessing as mp
-import pathlib
 import time
 
 import numpy as np
@@ -34,9 +33,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=400)
     args = ap.parse_args()
-    text = pathlib.Path("/proc/cpuinfo").read_text()
-    cpu = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-    print(f"CPU: {cpu}; one producer, one consumer, {args.messages} messages of 32 patches")
+    from common import cpu_model
+
+    print(f"CPU: {cpu_model()}; one producer, one consumer, {args.messages} messages of 32 patches")
     ctx = mp.get_context("spawn")
     for name, (shape, dtype) in PAYLOADS.items():
         queue = ctx.Queue(maxsize=4)

@@ -41,15 +41,6 @@ print("SECONDS", time.perf_counter() - t0)
 """
 
 
-def cpu_name():
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text()
-            extra = [f for f in ("avx512_bf16", "amx_tile") if f" {f}" in flags]
-            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores{', ' + ', '.join(extra) if extra else ''})"
-    return "unknown CPU"
-
-
 def musicnn_seconds(folder, network, paths):
     from musicnn_reference import CHILD
 
@@ -105,6 +96,8 @@ def main():
     tagger.extractor.run(every)
     network_s = time.perf_counter() - t0
     theirs_s = musicnn_seconds(args.musicnn, folder, paths)
+
+    from common import cpu_name
 
     print(f"CPU: {cpu_name()}; {args.clips} clips (the 11 shared ones cycled), {args.network} ({folder})")
     print(f"{'':38s} {'clips/s':>8s}")

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from common import cpu_model
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GOAL_S, GOAL_MB = 3.0, 300
 
@@ -32,14 +34,6 @@ atexit.register(report)
 from tagger.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def cpu():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def tagger(args, *, cwd, env=None, hold=None):
@@ -124,7 +118,7 @@ def main():
         if seconds > GOAL_S or (peak != "?" and float(peak) > GOAL_MB):
             over.append(name)
     print(
-        f"CPU: {cpu()}; {os.cpu_count()} cores. Goal {GOAL_S:g} s and {GOAL_MB} MB each; over it: "
+        f"CPU: {cpu_model()}; {os.cpu_count()} cores. Goal {GOAL_S:g} s and {GOAL_MB} MB each; over it: "
         f"{', '.join(over) if over else 'none'}"
     )
     print(json.dumps({"work": str(work)}))
