@@ -21,7 +21,7 @@ from ..augment import Augmented
 from ..embed import guard_difference, resolve_dtype
 from ..pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
 from . import device_frontend, params
-from .frontend import decode_messages, decode_options, waveform_to_patches
+from .frontend import decode_messages, decode_options, patch_shape, waveform_to_patches
 from .network import build_vggish, network, read_weights, resolve_source
 from .network import weights_id as vggish_weights_id
 from .postprocess import Postprocessor
@@ -160,11 +160,9 @@ class Embedder:
         # the network (what cache entries record); the whole embedding is the provenance record
         self.network_id = self.weights_id + ("" if dtype == "float32" else "+" + dtype)
         self._net = net
-        shape: tuple[int, ...] = (params.NUM_FRAMES, params.NUM_BANDS)
-        runs = net
-        if self._on_audio:  # the frontend runs with the network: each input is a patch's 15,600 samples
-            runs, shape = device_frontend.with_frontend(net), (params.PATCH_SAMPLES,)
-        self._forward = backend.inference(runs, [(self.batch_size, *shape)])
+        # with the device frontend, the frontend runs with the network: each input is a patch's 15,600 samples
+        runs = device_frontend.with_frontend(net) if self._on_audio else net
+        self._forward = backend.inference(runs, [(self.batch_size, *patch_shape(self._output))])
 
     @property
     def model(self) -> Any:
@@ -195,8 +193,9 @@ class Embedder:
             The guard trips after the run's provenance was recorded (:meth:`settle` found no audio to
             measure): the run stops rather than mislabel its output.
         """
-        if not self.guard_pending or len(patches) == 0:
-            return self.guard
+        guard = self.guard
+        if guard is None or not guard.get("pending") or len(patches) == 0:  # guard_pending, spelled out for mypy
+            return guard
         import keras
 
         real = np.asarray(patches[: precision.GUARD_PATCHES], dtype=np.float32)
@@ -207,7 +206,7 @@ class Embedder:
         want = np.asarray(keras.ops.convert_to_numpy(reference(frames, training=False)), np.float32)
         got = self._run(real)
         difference = guard_difference(got, want)
-        tolerance = self.guard["tolerance"] if self.guard else precision.GUARD_TOLERANCE  # set: the guard is pending
+        tolerance = guard["tolerance"]
         fell_back = not difference <= tolerance
         self.guard = {
             "difference": difference,
@@ -275,8 +274,7 @@ class Embedder:
             if got >= need:
                 break
         if not blocks:
-            shape = (params.PATCH_SAMPLES,) if self._on_audio else (params.NUM_FRAMES, params.NUM_BANDS)
-            return np.zeros((0, *shape), np.float32)
+            return np.zeros((0, *patch_shape(self._output)), np.float32)
         patches, _ = waveform_to_patches(
             np.concatenate(blocks), hop_seconds=self.hop_seconds, short_policy="skip", output=self._output
         )

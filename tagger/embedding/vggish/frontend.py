@@ -26,6 +26,7 @@ __all__ = [
     "Patcher",
     "waveform_to_patches",
     "n_patches",
+    "patch_shape",
     "decode_messages",
     "decode_options",
 ]
@@ -102,6 +103,13 @@ def n_patches(n_samples, *, hop_seconds=params.EXAMPLE_HOP_SECONDS):
     return 1 + (n_samples - params.PATCH_SAMPLES) // hop
 
 
+def patch_shape(output="log_mel"):
+    """One patch as a :class:`Patcher` with this ``output`` emits it: (96, 64) log-mel, or ``'audio'``: (15600,)."""
+    if output not in OUTPUTS:
+        raise ParameterError(f"output={output!r} must be one of {OUTPUTS}")
+    return (params.PATCH_SAMPLES,) if output == "audio" else (params.NUM_FRAMES, params.NUM_MEL_BINS)
+
+
 class Patcher:
     """Turn a 16 kHz waveform fed in blocks into log-mel patches.
 
@@ -126,8 +134,7 @@ class Patcher:
     def __init__(self, *, hop_seconds=params.EXAMPLE_HOP_SECONDS, short_policy="pad", name="<array>", output="log_mel"):
         if short_policy not in SHORT_POLICIES:
             raise ParameterError(f"short_policy={short_policy!r} must be one of {SHORT_POLICIES}")
-        if output not in OUTPUTS:
-            raise ParameterError(f"output={output!r} must be one of {OUTPUTS}")
+        self._shape = patch_shape(output)  # refuses an unknown output
         self.output = output
         self.hop_frames = params.hop_frames(hop_seconds)
         self.hop = self.hop_frames * params.STFT_HOP_SAMPLES
@@ -140,8 +147,7 @@ class Patcher:
         self.peak = 0.0
 
     def _empty(self):
-        shape = (params.PATCH_SAMPLES,) if self.output == "audio" else (params.NUM_FRAMES, params.NUM_MEL_BINS)
-        return np.zeros((0, *shape), np.float32), np.zeros(0)
+        return np.zeros((0, *self._shape), np.float32), np.zeros(0)
 
     def feed(self, block):
         """Add samples; return the patches now complete.
