@@ -212,8 +212,13 @@ def progress(args):
 
 def network_options(args):
     """The VGGish settings of the embedding options, as :class:`tagger.embedding.vggish.extractor.Embedder` keywords."""
-    found = dict(batch_size=args.batch_size, hop_seconds=args.hop, short_policy=args.short, dtype=args.precision)
-    return {**found, "frontend_kind": getattr(args, "frontend_kind", None)}  # --frontend, where a command has it
+    return dict(
+        batch_size=args.batch_size,
+        hop_seconds=args.hop,
+        short_policy=args.short,
+        dtype=args.precision,
+        frontend_kind=getattr(args, "frontend_kind", None),  # --frontend, where a command has it
+    )
 
 
 def add_frontend_option(p):

@@ -349,12 +349,11 @@ def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerpri
             # only the precision differs (machines whose `auto` differs, AMX or not): the entries' own reuses them
             if named == ["precision"]:
                 hint = f" (--precision {entry['provenance']['precision']} reuses them)"
-            # only the frontend kind differs (reference or device log-mel): the entries' own frontend reuses them
-            have, wanted = dict(entry["provenance"].get("frontend") or {}), dict(want.get("frontend") or {})
-            if named == ["frontend"] and have.pop("frontend_kind", None) != wanted.pop("frontend_kind", None):
-                if have == wanted:
-                    kind = entry["provenance"]["frontend"].get("frontend_kind") or "reference"
-                    hint = f" (--frontend {kind} reuses them)"
+            elif named == ["frontend"]:  # only the frontend kind (reference or device log-mel): its own reuses them
+                have, wanted = dict(entry["provenance"].get("frontend") or {}), dict(want.get("frontend") or {})
+                kind = have.pop("frontend_kind", None)
+                if kind != wanted.pop("frontend_kind", None) and have == wanted:
+                    hint = f" (--frontend {kind or 'reference'} reuses them)"
             raise StaleEntry(f"{path}: made with other {', '.join(named)} settings: {'; '.join(diff)}{hint}", reason)
     return entry
 
