@@ -12,10 +12,12 @@ Tiers (markers registered in pyproject.toml; ``docs``: docs/development.md's Tes
 
 import collections
 import importlib.metadata
+import json
 import multiprocessing.util
 import os
 import platform
 import subprocess
+import sys
 import time
 import warnings
 
@@ -224,3 +226,30 @@ def pytest_terminal_summary(terminalreporter):
     write(
         f"{'all':<12} {sum(_BUDGET.tests.values()):4d} tests {sum(_BUDGET.seconds.values()):8.1f} s; wall {wall:.1f} s"
     )
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """``(env, calls)``: PATH with recording gcloud and gsutil (tests/fake_gcloud.py); gs:// lives in tmp_path/gcs.
+
+    For tests/test_cloud.py and the cloud tutorial (tests/test_docs.py)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("gcloud", "gsutil"):
+        target = bin_dir / tool
+        with open(os.path.join(os.path.dirname(__file__), "fake_gcloud.py"), encoding="utf-8") as f:
+            target.write_text(f"#!{sys.executable}\n" + f.read())
+        target.chmod(0o755)
+    (tmp_path / "gcs").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+        "FAKE_LOG": str(tmp_path / "calls.jsonl"),
+        "FAKE_GCS": str(tmp_path / "gcs"),
+    }
+
+    def calls():
+        path = tmp_path / "calls.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    return env, calls

@@ -28,31 +28,6 @@ RUNNER = os.path.join(ROOT, "cloud", "run_job.sh")
 pytestmark = pytest.mark.xdist_group("builds-the-checkout")
 
 
-@pytest.fixture
-def fake(tmp_path):
-    """PATH with recording gcloud and gsutil; gs:// lives in tmp_path/gcs."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("gcloud", "gsutil"):
-        target = bin_dir / tool
-        with open(os.path.join(ROOT, "tests", "fake_gcloud.py"), encoding="utf-8") as f:
-            target.write_text(f"#!{sys.executable}\n" + f.read())
-        target.chmod(0o755)
-    (tmp_path / "gcs").mkdir()
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-        "FAKE_LOG": str(tmp_path / "calls.jsonl"),
-        "FAKE_GCS": str(tmp_path / "gcs"),
-    }
-
-    def calls():
-        path = tmp_path / "calls.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-    return env, calls
-
-
 # a config as `tagger-cloud submit` sees it: data paths are relative to the job's work folder (checked in the bucket)
 CONFIG = {
     "data": {

@@ -52,28 +52,21 @@ def _set_up(name, tmp_path, fake_gcs):
             (tmp_path / "map.csv").write_text(table + "\n")
 
 
-@pytest.fixture
-def fake_cloud(tmp_path):
-    """The tests' recording gcloud on PATH (tests/fake_gcloud.py); gs:// lives in tmp_path/gcs."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    target = bin_dir / "gcloud"
-    target.write_text(f"#!{sys.executable}\n" + (ROOT / "tests" / "fake_gcloud.py").read_text())
-    target.chmod(0o755)
-    (tmp_path / "gcs").mkdir()
-    return {
-        "PATH": f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-        "FAKE_LOG": str(tmp_path / "calls.jsonl"),
-        "FAKE_GCS": str(tmp_path / "gcs"),
-    }
-
-
+# Beam's DirectRunner is the whole-job tier; `cloud/tagger-cloud submit` builds a wheel from the checkout, so it
+# shares tests/test_cloud.py's worker (two builds at once would write the same build/ folder). The marks stay in the
+# decorator, where tests/test_project.py reads which tests are slow
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "name",
-    [p.stem if p.stem != "beam" else pytest.param(p.stem, marks=pytest.mark.slow) for p in TUTORIALS],
+    [
+        pytest.param(
+            p.stem,
+            marks={"beam": pytest.mark.slow, "cloud": pytest.mark.xdist_group("builds-the-checkout")}.get(p.stem, ()),
+        )
+        for p in TUTORIALS
+    ],
 )
-def test_each_tutorial_runs_as_written(name, tmp_path, monkeypatch, fake_cloud, weights_dir):
+def test_each_tutorial_runs_as_written(name, tmp_path, monkeypatch, fake, weights_dir):
     """Every command of the tutorial's bash blocks, in order, from one folder: `tagger ...` through
     ``tagger.cli.main`` in this process (exit status 0 each), `export` into the environment, `cloud/tagger-cloud`
     with the recording gcloud; the fixture weights are the session's (what `python -m tagger.testing fixture`
@@ -104,7 +97,7 @@ def test_each_tutorial_runs_as_written(name, tmp_path, monkeypatch, fake_cloud, 
         elif words[0] == "cloud/tagger-cloud":
             done = subprocess.run(
                 [str(ROOT / words[0]), *words[1:]],
-                env={**os.environ, **fake_cloud},
+                env={**os.environ, **{k: fake[0][k] for k in ("PATH", "FAKE_LOG", "FAKE_GCS")}},
                 capture_output=True,
                 text=True,
                 timeout=600,
