@@ -19,8 +19,11 @@ it must not load TensorFlow in a process that runs on JAX or PyTorch.
 """
 
 import contextlib
+import glob
 import importlib.util
+import json
 import os
+import sys
 
 import numpy as np
 
@@ -30,6 +33,9 @@ __all__ = [
     "check_choice",
     "BACKENDS",
     "name",
+    "planned_name",
+    "gpu_possible",
+    "planned_auto_dtype",
     "gpus",
     "gpu_capability",
     "auto_dtype",
@@ -82,6 +88,67 @@ def name():
     import keras
 
     return keras.backend.backend()
+
+
+def planned_name():
+    """The Keras backend this process will run, known without importing Keras (:func:`name` once it is imported).
+
+    Keras's own rule: ``KERAS_BACKEND``, else the ``backend`` of ``keras.json`` in ``$KERAS_HOME`` (default
+    ``~/.keras``), else TensorFlow.
+
+    Returns
+    -------
+    str or None
+        None where ``keras.json`` cannot be read (the caller then asks :func:`name`).
+    """
+    if "keras" in sys.modules:
+        return name()
+    check_choice()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    folder = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    config = os.path.join(folder, "keras.json")
+    if not os.path.exists(config):
+        return "tensorflow"
+    try:
+        with open(config, encoding="utf-8") as f:
+            chosen = json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return chosen if chosen in BACKENDS else None
+
+
+#: device nodes one of which is there wherever a backend can see an accelerator (NVIDIA, AMD ROCm, TPU)
+_ACCELERATOR_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/accel*", "/dev/vfio/[0-9]*")
+
+
+def _accelerator_nodes():
+    return [node for pattern in _ACCELERATOR_NODES for node in glob.glob(pattern)]
+
+
+def gpu_possible():
+    """Whether a backend could see an accelerator here, judged from device nodes without importing one (Linux).
+
+    False only where none of :data:`_ACCELERATOR_NODES` exists (an NVIDIA GPU's not counted where
+    ``CUDA_VISIBLE_DEVICES`` hides every GPU); on another OS True: only :func:`gpus` can tell there.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    nodes = _accelerator_nodes()
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        nodes = [node for node in nodes if not node.startswith("/dev/nvidia")]
+    return bool(nodes)
+
+
+def planned_auto_dtype():
+    """What :func:`auto_dtype` will say, known without importing a backend; None where only the backend can tell
+    (an accelerator may be there, or the backend is unknown)."""
+    if "keras" in sys.modules:
+        return auto_dtype()
+    chosen = planned_name()
+    if chosen is None or gpu_possible():
+        return None
+    return cpu_dtype(cpu_flags(), chosen)
 
 
 def gpus():

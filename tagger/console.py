@@ -30,7 +30,7 @@ def progress_bar(work, *, desc, unit="clip", progress=None):
 
 
 #: one redirect of file descriptor 2 at a time: two threads interleaving theirs would leave it on a closed file
-_STDERR_REDIRECT = threading.Lock()
+_STDERR_REDIRECT = threading.RLock()  # re-entered where TensorFlow loads inside another filtered block
 
 
 @contextlib.contextmanager

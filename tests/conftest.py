@@ -18,6 +18,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -39,6 +40,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # the suite's numerics are float32 references, whatever this CPU's `auto` is (bfloat16 with AMX or AVX512_BF16):
 # tests of the default itself clear it (tests/test_precision.py)
 os.environ["TAGGER_PRECISION"] = "float32"
+# the weights-id memo (tagger.embedding.weights) of this run's own, not the user's ~/.cache/tagger
+os.environ["TAGGER_CACHE_HOME"] = tempfile.mkdtemp(prefix="tagger-cache-home-")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import NOT_AUDIO, ROOT, SEQUENCE, run_in_process, write_feature_dataset
+from helpers import NOT_AUDIO, ROOT, SEQUENCE, run_in_process, write_audio, write_feature_dataset
 
 from tagger.exceptions import DataError, ParameterError
 from tagger.training import starter
@@ -173,6 +173,26 @@ def test_usage_errors_stop_before_tensorflow_loads(tmp_path, args, message):
         assert "EXIT 1 TENSORFLOW False KERAS False" in done.stdout, done.stdout
     else:
         assert done.returncode == 2 and "tensorflow" not in done.stderr.lower()
+
+
+@pytest.mark.integration
+def test_reruns_with_nothing_to_do_load_no_tensorflow(tmp_path, plain_weights, pca_params):
+    """`tag` and `embed` again over what is done: the answer from the output and the cache, before Keras loads."""
+    write_audio(tmp_path / "clips" / "a.wav", 2.0)
+    weights = tmp_path / "vggish.npz"
+    weights.write_bytes(plain_weights.read_bytes())  # a file the memo has not seen: the first run reads it
+    env = {"TAGGER_VGGISH_WEIGHTS": str(weights), "TAGGER_VGGISH_PCA": str(pca_params)}
+    tag = ["tag", "clips", "--model", "genre10", "--out", "tags.csv", "--cache", "cache", "--workers", "0"]
+    first = _python("-c", PROBE, *tag, cwd=tmp_path, env=env)
+    assert "EXIT 0 TENSORFLOW True" in first.stdout, first.stdout + first.stderr[-2000:]
+    rows = (tmp_path / "tags.csv").read_bytes()
+    for argv, line in [
+        (tag, "tagged 0, skipped 1 (done before), failed 0 of 1 files -> tags.csv"),
+        (["embed", "clips", "--out", "cache", "--workers", "0"], "embedded 0, skipped 1 (already cached)"),
+    ]:
+        done = _python("-c", PROBE, *argv, cwd=tmp_path, env=env)
+        assert line in done.stdout and "EXIT 0 TENSORFLOW False KERAS False" in done.stdout, done.stdout + done.stderr
+    assert (tmp_path / "tags.csv").read_bytes() == rows
 
 
 @pytest.mark.integration

@@ -8,6 +8,7 @@ references are float32 ones; these tests clear it where they test the default.
 
 import json
 import pathlib
+import sys
 import warnings
 
 import numpy as np
@@ -231,3 +232,27 @@ def test_the_guard_decodes_only_the_start_of_a_long_file(ckpt_path, tmp_path, mo
     emb.settle([long])
     assert emb.guard["patches"] == params.GUARD_PATCHES
     assert 64 * 0.96 * 16000 <= sum(decoded) < 120 * 16000  # about a minute of the ten
+
+
+@pytest.mark.parametrize("cpu,expected", sorted(CPUS.items()))
+def test_auto_is_known_without_a_backend_where_no_accelerator_can_be_seen(on_cpu, monkeypatch, tmp_path, cpu, expected):
+    """What a rerun with nothing to do relies on (tagger.embedding.extractor.plan): auto's precision before Keras loads."""
+    on_cpu(cpu)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # a command's first steps: Keras not imported yet
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    nodes = []
+    monkeypatch.setattr(backend, "_accelerator_nodes", lambda: list(nodes))
+    assert backend.planned_name() == "tensorflow" and backend.planned_auto_dtype() == expected  # no keras.json
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert backend.planned_name() == "jax" and backend.planned_auto_dtype() == "float32"
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # the environment wins over keras.json, as in Keras
+    assert backend.planned_auto_dtype() == expected
+    nodes.append("/dev/nvidia0")  # a GPU may be there: only the backend can tell
+    assert backend.gpu_possible() and backend.planned_auto_dtype() is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not backend.gpu_possible() and backend.planned_auto_dtype() == expected
+    (tmp_path / "keras.json").write_text("{not json")
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert backend.planned_name() is None and backend.planned_auto_dtype() is None

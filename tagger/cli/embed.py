@@ -40,14 +40,14 @@ def run(args):
     startup.backend(args)
     beam = distributed.check_runner(args.runner, dry_run=args.dry_run)
     kind = registry.stored_kind(args.embedding)
-    embedder = options.extractor_from(args, kind, pca_params=args.pca)
+    embedder = options.deferred_extractor_from(args, kind, pca_params=args.pca)  # made where a track needs it
     filters = dict(include=args.include, exclude=args.exclude, root=args.root, errors_file=args.errors)
     if beam:
         startup.quiet_beam_logging(args)
         summary = distributed.run_embed(
             args.inputs,
             args.out,
-            embedder=embedder,
+            embedder=embedder.get(),
             runner=args.runner,
             pipeline_args=args.pipeline_args,
             postprocess=registry.kind(kind).pca,

@@ -239,6 +239,11 @@ def extractor_from(args, kind=None, **settings):
     return extractor.make(kind, weights=args.weights, **network_options(args), **settings)
 
 
+def deferred_extractor_from(args, kind=None, **settings):
+    """:func:`extractor_from`'s extractor, made on first need (:func:`tagger.embedding.extractor.deferred`)."""
+    return extractor.deferred(kind, weights=args.weights, **network_options(args), **settings)
+
+
 def files_done(summary, line):
     """Print a file command's summary line (and where its failures are listed); the exit status."""
     print(line)

@@ -1,6 +1,8 @@
 """What the command does around a command: the Keras backend loaded (TensorFlow's start-up lines hidden), Beam's quietened, SIGTERM as Ctrl-C."""
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import re
@@ -45,17 +47,16 @@ def weights_reader(args):
 
 
 def backend(args):
-    """Called by each command where it first needs Keras: the backend loaded, its start-up lines hidden unless -v.
+    """Called by each command before its work: a bad ``KERAS_BACKEND`` refused, and TensorFlow's start-up lines
+    hidden (unless -v) whenever it loads.
 
-    TensorFlow is loaded when it is the backend (``KERAS_BACKEND`` unset or
-    ``tensorflow``) or when the command reads VGGish weights in one of
-    TensorFlow's forms (a checkpoint, a SavedModel, a TF Hub handle); on
-    ``jax`` or ``torch`` with a plain ``.npz`` / ``.safetensors`` file it is
-    never imported.
+    TensorFlow loads where it is the backend (``KERAS_BACKEND`` unset or ``tensorflow``) or where the command
+    reads VGGish weights in one of TensorFlow's forms (a checkpoint, a SavedModel, a TF Hub handle), and only when
+    the command first needs it: a rerun with nothing to do never loads it. On ``jax`` or ``torch`` with a plain
+    ``.npz`` / ``.safetensors`` file it is never imported.
     """
     chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if chosen != "tensorflow":
-        keras_backend.name()  # a bad KERAS_BACKEND is a clear error, before any work
+    keras_backend.check_choice()  # a bad KERAS_BACKEND is a clear error, before any work
     reader = weights_reader(args)  # the weights of the model the command runs: what --weights gives
     weights = None
     if reader is None:
@@ -66,18 +67,32 @@ def backend(args):
         weights = getattr(args, "source", None)
     tensorflow_weights = weights is not None and not weights.endswith(reader.PLAIN_FORMATS)
     if (chosen == "tensorflow" or tensorflow_weights) and not args.verbose and "tensorflow" not in sys.modules:
-        _load_tensorflow_quietly()
+        if not any(isinstance(finder, _QuietTensorFlow) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _QuietTensorFlow())
 
 
-def _load_tensorflow_quietly():
-    """Load TensorFlow and Keras, and probe devices, with their native start-up lines hidden."""
-    with filtered_stderr(_STARTUP_NOISE):
-        import tensorflow as tf
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` where the path finder does, and has its module run with the start-up lines hidden
+    (and the CUDA probe made then, not mid-command); leaves ``sys.meta_path`` when it has run. Finds nothing else.
+    (A spec only looked at, as :func:`importlib.util.find_spec` does, is never run.)"""
 
-        tf.config.list_physical_devices()  # the CUDA probe prints its lines now, not mid-command
-        import keras  # noqa: F401
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module  # this find's own loader (a new one for each find)
 
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # deprecation chatter of the checkpoint reader
+        def exec_quietly(module):
+            sys.meta_path[:] = [f for f in sys.meta_path if f is not self]
+            with filtered_stderr(_STARTUP_NOISE):
+                run(module)
+                module.config.list_physical_devices()
+            logging.getLogger("tensorflow").setLevel(logging.ERROR)  # deprecation chatter of the checkpoint reader
+
+        spec.loader.exec_module = exec_quietly
+        return spec
 
 
 def _quiet_beam(record):

@@ -21,6 +21,7 @@ from ..console import progress_bar
 from ..exceptions import DataError, ParameterError
 from ..records import ErrorsWriter
 from . import cache, files, params, provenance
+from .extractor import Deferred, Planned
 
 __all__ = ["embed_files", "embed_items", "plan", "EmbedSummary", "default_dtype", "resolve_dtype", "guard_difference"]
 
@@ -84,7 +85,7 @@ def embed_files(
     inputs : sequence of str
         Files, folders, list files (see :func:`tagger.embedding.files.collect`).
     cache_dir : str
-    extractor : tagger.embedding.extractor.Extractor
+    extractor : tagger.embedding.extractor.Extractor or tagger.embedding.extractor.Deferred
     include, exclude : sequence of str
         Glob filters.
     root : str, optional
@@ -175,7 +176,9 @@ def embed_items(
     ----------
     items : sequence of (str, str)
     cache_dir : str
-    extractor : tagger.embedding.extractor.Extractor
+    extractor : tagger.embedding.extractor.Extractor or tagger.embedding.extractor.Deferred
+        A :class:`~tagger.embedding.extractor.Deferred` one is made only where an item needs it: a run whose
+        every item the cache serves under its planned record embeds nothing and loads no network.
     overwrite : bool
     workers : int, optional
         Decode processes (see :func:`tagger.embedding.pipeline.iter_embeddings`).
@@ -195,6 +198,12 @@ def embed_items(
     """
     cache_dir = os.fspath(cache_dir)
     errors_file = errors_file or os.path.join(cache_dir, "errors.tsv")
+    if isinstance(extractor, Deferred):
+        if extractor.planned is not None and not overwrite and not extractor.made:
+            done = _served(items, cache_dir, extractor.planned, errors_file)
+            if done is not None:
+                return done
+        extractor = extractor.get()
     extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
     view = cache.CacheView(cache_dir, provenance.of_extractor(extractor), overwrite=overwrite)
     if not view.writable:
@@ -242,6 +251,21 @@ def embed_items(
             _write_errors(errors_file, summary["failures"])
     summary["errors_file"] = errors_file
     return summary
+
+
+def _served(items: list[tuple[str, str]], cache_dir: str, planned: Planned, errors_file: str) -> EmbedSummary | None:
+    """The summary of a run whose every item the cache serves under the planned record (nothing to embed: the
+    extractor is never made), or None where any item would need it. As a run that embeds nothing, it clears a
+    stale errors file, under the cache's lock."""
+    view = cache.CacheView(cache_dir, provenance.of_extractor(planned))
+    if not all(view.judge(track_id, files.fingerprint(path)).action == "use" for path, track_id in items):
+        return None
+    if view.writable:
+        with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):
+            _write_errors(errors_file, [])
+    return EmbedSummary(
+        total=len(items), embedded=0, skipped=len(items), failed=0, failures=[], errors_file=errors_file
+    )
 
 
 def _write_errors(path: str, failures: list[tuple[str, str]]) -> None:

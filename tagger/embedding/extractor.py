@@ -18,7 +18,8 @@ dataset adapters, :class:`tagger.tagging.api.Tagger`) relies on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Protocol, runtime_checkable
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from ..exceptions import ParameterError
 from . import registry
@@ -26,7 +27,7 @@ from . import registry
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Extractor", "make", "for_head"]
+__all__ = ["Extractor", "Planned", "Deferred", "make", "plan", "deferred", "for_head", "plan_for_head"]
 
 
 @runtime_checkable
@@ -105,13 +106,92 @@ def make(
     -------
     Extractor
     """
+    kind, taken = _settings(kind, dict(options, weights=weights, pca_params=pca_params, frontend=frontend))
+    return registry.make(kind, **taken)
+
+
+def _settings(kind: str | None, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A kind's name and the settings its model takes of ``given`` (an unknown setting refused)."""
     kind = registry.stored_kind(kind)
     spec = registry.model(registry.kind(kind).model)
-    given = dict(options, weights=weights, pca_params=pca_params, frontend=frontend)
     unknown = sorted(set(given) - {o for name in registry.models() for o in registry.model(name).options})
     if unknown:
         raise ParameterError(f"{', '.join(unknown)}: no registered model takes such a setting")
-    return registry.make(kind, **{k: v for k, v in given.items() if k in spec.options and v is not None})
+    return kind, {k: v for k, v in given.items() if k in spec.options and v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """What an extractor of given settings would record, known without making it (:func:`plan`).
+
+    It has the attributes of an :class:`Extractor` that the provenance record reads
+    (:func:`tagger.embedding.provenance.of_extractor`), and its PCA postprocessor, which serves a postprocessed
+    head from raw cache entries; it embeds nothing. A run whose every clip is in the cache or the output under
+    this record has nothing to do and never makes the extractor (:func:`tagger.embedding.embed.embed_items`,
+    :func:`tagger.tagging.writer.tag_to_file`).
+    """
+
+    kind: str
+    frontend: dict[str, Any]
+    network_id: str
+    pca_id: str | None
+    dtype: str
+    short_policy: str
+    postprocessor: Any = None
+
+
+def plan(
+    kind: str | None = None,
+    *,
+    weights: str | None = None,
+    pca_params: str | None = None,
+    frontend: dict[str, Any] | str | None = None,
+    **options: Any,
+) -> Planned | None:
+    """The :class:`Planned` record of :func:`make`'s extractor (same arguments), or None where only making it can tell.
+
+    A model plans through its :attr:`tagger.embedding.registry.Model.plan`: VGGish knows its record when its
+    weights' id is remembered for the files as they are (:func:`tagger.embedding.weights.recall_id`) and its
+    precision does not depend on an accelerator; its precision guard is assumed to pass (a run that found it
+    tripped recorded float32, which this record does not match: that run's entries are judged after the network
+    is made). A model without a plan gives None.
+    """
+    kind, taken = _settings(kind, dict(options, weights=weights, pca_params=pca_params, frontend=frontend))
+    planner = registry.model(registry.kind(kind).model).plan
+    return None if planner is None else registry.resolve(planner)(kind, **taken)
+
+
+class Deferred:
+    """An extractor made on first need (:meth:`get`), with what it would record known before (``planned``).
+
+    Parameters
+    ----------
+    make : callable
+        ``make() -> Extractor``.
+    planned : Planned or None
+        :func:`plan`'s record of the same settings (None: unknown until it is made).
+    """
+
+    def __init__(self, make: Callable[[], Extractor], planned: Planned | None) -> None:
+        self._make = make
+        self.planned = planned
+        self._made: Extractor | None = None
+
+    @property
+    def made(self) -> bool:
+        """Whether :meth:`get` has made the extractor."""
+        return self._made is not None
+
+    def get(self) -> Extractor:
+        """The extractor, made the first time (the network loads then)."""
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+
+def deferred(kind: str | None = None, **settings: Any) -> Deferred:
+    """:func:`make`'s extractor, made on first need, with :func:`plan`'s record of it (same arguments)."""
+    return Deferred(lambda: make(kind, **settings), plan(kind, **settings))
 
 
 def for_head(meta: dict[str, Any], **options: Any) -> Extractor:
@@ -121,3 +201,8 @@ def for_head(meta: dict[str, Any], **options: Any) -> Extractor:
     hop); a model takes only its own settings, so features and patches need no VGGish weights.
     """
     return make(registry.stored_kind(meta.get("embedding")), frontend=meta.get("frontend"), **options)
+
+
+def plan_for_head(meta: dict[str, Any], **options: Any) -> Planned | None:
+    """:func:`plan` of :func:`for_head`'s extractor."""
+    return plan(registry.stored_kind(meta.get("embedding")), frontend=meta.get("frontend"), **options)

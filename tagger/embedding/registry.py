@@ -180,6 +180,11 @@ class Model:
         short_policy, chunk_patches)`` yielding ``("patches", index, inputs, timestamps)`` messages, then
         ``("done", ...)`` or ``("error", ...)`` (:func:`tagger.embedding.pipeline.iter_embeddings`); the Beam
         pipeline runs models that have one.
+    plan : callable or str, optional
+        ``plan(kind, **options) -> Planned or None`` (or where it is): what its extractor of these settings would
+        record (:class:`tagger.embedding.extractor.Planned`), known without making it (no network, no reading of
+        the weights), or None where only making it can tell; None: the model cannot plan, and a run always
+        makes its extractor.
     trunk : callable or str, optional
         The fine-tuning hook (:mod:`tagger.training.finetune`): ``trunk(*, weights, name, dtype) -> keras.Model``,
         its network with trainable weights, ``(n, *input_shape) -> (n, *row_shape of its first kind)``; None: the
@@ -200,6 +205,7 @@ class Model:
     weights_reader: str | None = None
     decode: Callable[..., Any] | str | None = None
     trunk: Callable[..., Any] | str | None = None
+    plan: Callable[..., Any] | str | None = None
 
 
 _MODELS: dict[str, Model] = {}

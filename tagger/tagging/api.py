@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import backend, locks
 from ..embedding import cache, files, provenance, registry
-from ..embedding.extractor import for_head
+from ..embedding.extractor import Deferred, Planned, for_head, plan_for_head
 from ..embedding.pipeline import refuse_in_bootstrapping_child
 from ..exceptions import AudioError, DataError, ParameterError
 from ..training import bundle
@@ -178,27 +178,77 @@ class Tagger:
         **options: Any,
     ) -> None:
         refuse_in_bootstrapping_child()  # an unguarded script re-run by a decode worker stops here, fast
-        self.head = Head(model)
-        if extractor is None:
-            extractor = for_head(self.head.meta, weights=weights, pca_params=pca_params, **options)
-        elif extractor.kind != self.head.input_kind:
-            raise ParameterError(
-                f"model {model!r} takes {self.head.input_kind} inputs; the given extractor makes {extractor.kind}"
-            )
-        self.extractor = extractor
+        self._about = describe(model)
+        self._head: Head | None = None
         self.cache_dir = cache_dir
-        check_trained_on(self.head, extractor, allow=allow_other_embedding)
+        self._allow = allow_other_embedding
+        if extractor is not None:
+            if extractor.kind != self._about.input_kind:
+                raise ParameterError(
+                    f"model {model!r} takes {self._about.input_kind} inputs; the given extractor makes {extractor.kind}"
+                )
+            self._extractor = Deferred(lambda: extractor, None)
+        else:
+            settings = dict(weights=weights, pca_params=pca_params, **options)
+            self._extractor = Deferred(
+                lambda: for_head(self._about.meta, **settings), plan_for_head(self._about.meta, **settings)
+            )
+        if self._extractor.planned is not None:  # the network and the head load where a clip needs them
+            check_trained_on(self._about, self._extractor.planned, allow=allow_other_embedding)
+        else:
+            self.extractor  # noqa: B018 - made now: its errors are the constructor's, as they always were
 
-    # what a tag output records and formats: the head's
-    name = property(lambda self: self.head.name, doc="The model as given.")
-    labels = property(lambda self: self.head.labels, doc="The head's vocabulary.")
-    thresholds = property(lambda self: self.head.thresholds, doc="Per-tag thresholds, shape (n_labels,).")
-    task = property(lambda self: self.head.task, doc="``'multilabel'`` or ``'singlelabel'``.")
-    model_hash = property(lambda self: self.head.model_hash, doc="Content hash of the head's bundle.")
-    folder = property(lambda self: self.head.folder, doc="The head's bundle or run folder.")
+    @property
+    def head(self) -> Head:
+        """The :class:`Head`, loaded (Keras) the first time a clip is scored."""
+        if self._head is None:
+            self._head = Head(self._about.folder)
+            self._head.name = self._about.name
+        return self._head
+
+    @property
+    def extractor(self) -> Extractor:
+        """What feeds the head, made (the network loaded) the first time it is needed."""
+        made = self._extractor.made
+        extractor = self._extractor.get()
+        if not made and self._extractor.planned is None:
+            check_trained_on(self._about, extractor, allow=self._allow)
+        return extractor
+
+    @property
+    def planned(self) -> Planned | None:
+        """What :attr:`extractor` records, known without making it (:func:`tagger.embedding.extractor.plan`), or None."""
+        return None if self._extractor.made else self._extractor.planned
+
+    # what a tag output records and formats: the head's, read from its bundle without Keras
+    name = property(lambda self: self._about.name, doc="The model as given.")
+    labels = property(lambda self: self._about.labels, doc="The head's vocabulary.")
+    thresholds = property(lambda self: self._about.thresholds, doc="Per-tag thresholds, shape (n_labels,).")
+    task = property(lambda self: self._about.task, doc="``'multilabel'`` or ``'singlelabel'``.")
+    model_hash = property(lambda self: self._about.model_hash, doc="Content hash of the head's bundle.")
+    folder = property(lambda self: self._about.folder, doc="The head's bundle or run folder.")
+
+    def source_for(self, items: list[tuple[str, str]]) -> Extractor | Planned:
+        """What makes the embeddings of a run over ``items``, its provenance fixed: the planned record where the
+        cache serves every item under it (nothing to embed: the network is never loaded), else the extractor,
+        settled on the items (its precision guard measured: :meth:`tagger.embedding.extractor.Extractor.settle`).
+        """
+        planned = self.planned
+        if planned is not None and self.cache_dir is not None:
+            view = cache.CacheView(self.cache_dir, provenance.of_extractor(planned))
+            if all(view.judge(track_id, files.fingerprint(path)).hit for path, track_id in items):
+                return planned
+        extractor = self.extractor
+        extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
+        return extractor
 
     def iter_tag(
-        self, items: Iterable[tuple[str, str]], *, workers: int | None = None, taggram: bool = True
+        self,
+        items: Iterable[tuple[str, str]],
+        *,
+        workers: int | None = None,
+        taggram: bool = True,
+        source: Extractor | Planned | None = None,
     ) -> Iterator[TagResult]:
         """Tag ``(path, track_id)`` pairs; yield :class:`TagResult` in input order.
 
@@ -210,20 +260,23 @@ class Tagger:
         embedded and stored (raw, so heads of either kind reuse them); entries
         the policy keeps (other settings, an older format) are embedded for the
         run and left as they are. A cache this process cannot write is used
-        read-only. The cache is locked while it is written.
+        read-only. The cache is locked while it is written. Where the cache
+        holds every item, the network is not loaded.
+
+        ``source``: what :meth:`source_for` gave for a run these items are part of (default: its answer for them).
         """
         items = list(items)
-        self.extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
+        source = self.source_for(items) if source is None else source
         if self.cache_dir is None:
             nothing = [None] * len(items)  # no verdicts, no fingerprints: no cache
-            yield from self._tag(items, nothing, nothing, None, workers=workers, taggram=taggram)
+            yield from self._tag(items, nothing, nothing, None, source, workers=workers, taggram=taggram)
             return
-        view = cache.CacheView(self.cache_dir, provenance.of_extractor(self.extractor))
+        view = cache.CacheView(self.cache_dir, provenance.of_extractor(source))
         if not view.writable:
-            yield from self._tag(items, *self._plan(items, view), view, workers=workers, taggram=taggram)
+            yield from self._tag(items, *self._plan(items, view), view, source, workers=workers, taggram=taggram)
             return
         with locks.exclusive(locks.folder_lock_path(self.cache_dir), what=f"cache {self.cache_dir}"):
-            yield from self._tag(items, *self._plan(items, view), view, workers=workers, taggram=taggram)
+            yield from self._tag(items, *self._plan(items, view), view, source, workers=workers, taggram=taggram)
 
     def _plan(self, items: list[tuple[str, str]], view: Any) -> tuple[list[Any], list[Any]]:
         """The policy's verdict on each item's entry, and the audio fingerprints it judged by; warnings for the rest."""
@@ -249,13 +302,15 @@ class Tagger:
         verdicts: list[Any],
         prints: list[Any],
         view: Any,
+        source: Extractor | Planned,
         *,
         workers: int | None,
         taggram: bool,
     ) -> Iterator[TagResult]:
         todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
+        # a planned source serves only where the cache holds every item (source_for); another clip needs the network
         stream = self.extractor.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
-        spec = registry.kind(self.head.input_kind)
+        spec = registry.kind(self._about.input_kind)
         kind = spec.served_by or spec.name  # stored as the kind that serves it (raw, for a postprocessed head)
         not_stored = 0
         for i, (path, track_id) in enumerate(items):
@@ -266,7 +321,7 @@ class Tagger:
                 except DataError as exc:  # removed or replaced by another process since the check
                     yield TagResult(i, path, track_id, error=str(exc))
                     continue
-                emb = cache.embedding_for(entry, self.extractor.postprocessor)
+                emb = cache.embedding_for(entry, source.postprocessor)
                 times, duration, error = entry["timestamps"], entry["duration"], None
             else:
                 r = next(stream)
@@ -281,12 +336,12 @@ class Tagger:
                                 emb,
                                 times,
                                 kind=kind,
-                                frontend=self.extractor.frontend,
-                                weights=self.extractor.network_id,
+                                frontend=source.frontend,
+                                weights=source.network_id,
                                 source=path,
                                 fingerprint=prints[i],
                                 duration=duration,
-                                short_policy=self.extractor.short_policy,
+                                short_policy=source.short_policy,
                             ),
                         )
                     else:
@@ -396,7 +451,7 @@ class Tagger:
         return paths, np.stack(rows), failed
 
 
-def check_trained_on(head: Head, extractor: Extractor, *, allow: bool = False) -> None:
+def check_trained_on(head: Any, extractor: Extractor | Planned, *, allow: bool = False) -> None:
     """Refuse a head fed by embeddings other than those it was trained on (the provenance in its ``bundle.json``).
 
     ``allow``: warn instead (``--allow-other-embedding``).

@@ -187,24 +187,45 @@ def tag_to_file(
         raise ParameterError(f"format={fmt!r} must be one of {FORMATS}")
     top_n = check_options(tagger, top_n=top_n, threshold=threshold)
     items = files.collect(inputs, include=include, exclude=exclude, root=root, required=True)
-    tagger.extractor.settle([p for p, _ in items])  # the precision guard, before the settings record it
-    settings = output_settings(tagger, tagger.extractor, fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
-    output = ResumableOutput(
-        out,
-        kind=fmt,
-        settings=settings,
-        compare=provenance.settings_differences,
-        fieldnames=row_fields(top_n) if fmt == "csv" else None,
-        errors_file=errors_file,
-        overwrite=overwrite,
-    )
+    options = dict(fmt=fmt, top_n=top_n, threshold=threshold, taggram=taggram_dir)
+
+    def output_of(source):
+        return ResumableOutput(
+            out,
+            kind=fmt,
+            settings=output_settings(tagger, source, **options),
+            compare=provenance.settings_differences,
+            fieldnames=row_fields(top_n) if fmt == "csv" else None,
+            errors_file=errors_file,
+            overwrite=overwrite,
+        )
+
+    pending = items
+    if tagger.planned is not None and not overwrite and os.path.exists(out + ".meta.json"):
+        # a rerun: what is left, judged by the settings the network would record (neither it nor the head loads)
+        try:
+            with output_of(tagger.planned) as begun:
+                pending = begun.pending(items)
+                if not pending:
+                    failed, errors = begun.failed, begun.errors_file
+                    return {
+                        "total": len(items),
+                        "tagged": 0,
+                        "skipped": len(items),
+                        "failed": failed,
+                        "errors_file": errors,
+                    }
+        except ParameterError:
+            pending = items  # other settings as planned: the network's own record decides, below
+    source = tagger.source_for(pending)  # the precision guard, before the settings record it
+    output = output_of(source)
     with output:
         todo = output.pending(items)
         summary = {"total": len(items), "tagged": 0, "errors_file": output.errors_file}
         summary["skipped"] = len(items) - len(todo)
         bar = progress_bar(len(todo), desc="tag", progress=progress)
         try:
-            for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir)):
+            for r in tagger.iter_tag(todo, workers=workers, taggram=bool(taggram_dir), source=source):
                 if r.ok:
                     row = csv_row(tagger, r, top_n=top_n, threshold=threshold)
                     output.row(row if fmt == "csv" else json_record(tagger, r, row))

@@ -42,6 +42,7 @@ SPEC = Model(
     weights=("TF1 checkpoint", "SavedModel", ".npz", ".safetensors"),
     licence="Apache-2.0 (Google's released VGGish weights)",
     make="tagger.embedding.vggish.extractor:make_extractor",
+    plan="tagger.embedding.vggish.extractor:plan_extractor",
     options=("weights", "pca_params", "batch_size", "hop_seconds", "short_policy", "dtype", "frontend_kind"),
     input_shape=params.PATCH_SHAPE,
     weights_reader="tagger.embedding.vggish.network",

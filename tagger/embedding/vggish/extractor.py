@@ -16,9 +16,11 @@ import numpy as np
 from ... import backend
 from ...exceptions import DataError, ParameterError, TaggerWarning
 from .. import params as precision
+from .. import weights as memo
 from ..audio import iter_blocks
 from ..augment import Augmented
-from ..embed import guard_difference, resolve_dtype
+from ..embed import default_dtype, guard_difference, resolve_dtype
+from ..extractor import Planned
 from ..pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
 from . import device_frontend, params
 from .frontend import decode_messages, decode_options, patch_shape, waveform_to_patches
@@ -26,9 +28,32 @@ from .network import build_vggish, network, read_weights, resolve_source
 from .network import weights_id as vggish_weights_id
 from .postprocess import Postprocessor
 
-__all__ = ["Embedder", "embed", "make_extractor"]
+__all__ = ["Embedder", "embed", "make_extractor", "plan_extractor"]
 
 log = logging.getLogger(__name__)
+
+
+def _check(*, batch_size: int | None, guard_tolerance: float | None, frontend_kind: str | None) -> str:
+    """Refuse settings no :class:`Embedder` takes; the frontend kind in force (default ``'reference'``)."""
+    if batch_size is not None and batch_size < 1:
+        raise ParameterError(f"batch_size={batch_size} must be >= 1")
+    if guard_tolerance is not None and not guard_tolerance >= 0:
+        raise ParameterError(f"guard_tolerance={guard_tolerance!r} must be >= 0 (or None: no guard)")
+    frontend_kind = frontend_kind or "reference"
+    if frontend_kind not in device_frontend.FRONTENDS:
+        raise ParameterError(f"frontend_kind={frontend_kind!r} must be one of {device_frontend.FRONTENDS}")
+    return frontend_kind
+
+
+def _frontend(frontend_kind: str, hop_seconds: float) -> dict[str, Any]:
+    """The frontend record of a frontend kind (the device frontend's names itself)."""
+    on_audio = frontend_kind == device_frontend.KIND
+    return (device_frontend.frontend_params if on_audio else params.frontend_params)(hop_seconds=hop_seconds)
+
+
+def _network_id(weights_id: str, dtype: str) -> str:
+    """What cache entries record as the network: the weights' id, with the precision where it is not float32."""
+    return weights_id + ("" if dtype == "float32" else "+" + dtype)
 
 
 class Embedder:
@@ -106,21 +131,14 @@ class Embedder:
         frontend_kind: str | None = None,
     ) -> None:
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
+        frontend_kind = _check(batch_size=batch_size, guard_tolerance=guard_tolerance, frontend_kind=frontend_kind)
         self.on_gpu = bool(backend.gpus())
         if batch_size is None:
             batch_size = 512 if self.on_gpu else 64  # a GPU needs big batches to be busy; a CPU gains nothing
-        if batch_size < 1:
-            raise ParameterError(f"batch_size={batch_size} must be >= 1")
-        if guard_tolerance is not None and not guard_tolerance >= 0:
-            raise ParameterError(f"guard_tolerance={guard_tolerance!r} must be >= 0 (or None: no guard)")
-        frontend_kind = frontend_kind or "reference"
-        if frontend_kind not in device_frontend.FRONTENDS:
-            raise ParameterError(f"frontend_kind={frontend_kind!r} must be one of {device_frontend.FRONTENDS}")
         dtype = resolve_dtype(dtype)
         self.frontend_kind = frontend_kind
         self._on_audio = frontend_kind == device_frontend.KIND
-        frontend_of = device_frontend.frontend_params if self._on_audio else params.frontend_params
-        self.frontend = frontend_of(hop_seconds=hop_seconds)
+        self.frontend = _frontend(frontend_kind, hop_seconds)
         self.hop_seconds = hop_seconds
         self.weights_source = None if model is not None else resolve_source(weights)  # what a Beam worker loads
         self.short_policy = short_policy
@@ -136,8 +154,10 @@ class Embedder:
         else:
             # the weights are read once and copied straight into the network that runs (no float32 model
             # beside a bfloat16 one): only the guard keeps the float32 values, and only until it has measured
+            files = memo.signature(self.weights_source)  # the files as they are read (the memo's key)
             reference = read_weights(weights)
             self.weights_id = vggish_weights_id(reference)
+            memo.remember_id(self.weights_source, files, self.weights_id, model="vggish")
         if dtype == "float32":
             net = model if model is not None else network(reference)
             reference = None
@@ -158,7 +178,7 @@ class Embedder:
         """Run ``net`` (compute precision ``dtype``) from now on: one fixed batch shape, traced or compiled once."""
         self.dtype = dtype
         # the network (what cache entries record); the whole embedding is the provenance record
-        self.network_id = self.weights_id + ("" if dtype == "float32" else "+" + dtype)
+        self.network_id = _network_id(self.weights_id, dtype)
         self._net = net
         # with the device frontend, the frontend runs with the network: each input is a patch's 15,600 samples
         runs = device_frontend.with_frontend(net) if self._on_audio else net
@@ -398,3 +418,50 @@ def embed(
 def make_extractor(kind: str, *, weights: str | None = None, pca_params: str | None = None, **options: Any) -> Embedder:
     """VGGish's extractor factory (its :class:`tagger.embedding.registry.Model`'s ``make``): ``raw`` or ``postprocessed``."""
     return Embedder(weights, postprocess=kind == "postprocessed", pca_params=pca_params, **options)
+
+
+def plan_extractor(
+    kind: str,
+    *,
+    weights: str | None = None,
+    pca_params: str | None = None,
+    batch_size: int | None = None,
+    hop_seconds: float = params.EXAMPLE_HOP_SECONDS,
+    short_policy: str = "pad",
+    dtype: str | None = None,
+    guard_tolerance: float | None = precision.GUARD_TOLERANCE,
+    frontend_kind: str | None = None,
+) -> Planned | None:
+    """What :func:`make_extractor`'s :class:`Embedder` of these settings would record, without making it (its
+    :class:`tagger.embedding.registry.Model`'s ``plan``; :func:`tagger.embedding.extractor.plan`).
+
+    Returns
+    -------
+    Planned or None
+        None where the weights' id is not remembered for their files as they are now (a TF Hub handle, weights
+        never read here, a changed file), or ``auto`` precision depends on an accelerator or on a backend that only
+        Keras can name. With a precision guard, the record is the one a run whose guard passes makes.
+
+    Raises
+    ------
+    ParameterError, DataError
+        As :class:`Embedder` would: a bad setting, missing PCA parameters.
+    """
+    frontend_kind = _check(batch_size=batch_size, guard_tolerance=guard_tolerance, frontend_kind=frontend_kind)
+    dtype = dtype or default_dtype()
+    if dtype == "auto":
+        dtype = backend.planned_auto_dtype()
+    weights_id = memo.recall_id(resolve_source(weights), model="vggish")
+    if dtype is None or weights_id is None:
+        return None
+    resolve_dtype(dtype)  # a named precision is one of those tagger computes in
+    postprocessor = Postprocessor(pca_params) if kind == "postprocessed" else None
+    return Planned(
+        kind=kind,
+        frontend=_frontend(frontend_kind, hop_seconds),
+        network_id=_network_id(weights_id, dtype),
+        pca_id=None if postprocessor is None else postprocessor.id,
+        dtype=dtype,
+        short_policy=short_policy,
+        postprocessor=postprocessor,
+    )
