@@ -68,12 +68,13 @@ def test_script_without_a_main_guard_tags_every_file(tmp_path, ckpt_path, gtzan_
 
 
 def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(
-    tmp_path, shared, ckpt_path, gtzan_files, capsys
+    tmp_path, shared, ckpt_path, gtzan_files, capsys, monkeypatch
 ):
     """`tagger evaluate --truth` (tagging now, or from a JSONL output) gives the run folder's own metrics."""
     import json
 
     from tagger import cli
+    from tagger.cli import evaluate as evaluate_command
 
     genres = shared / "data/gtzan/genres"
     assert (
@@ -185,6 +186,11 @@ def test_evaluate_from_a_truth_file_equals_evaluating_the_prepared_dataset(
     assert f"tagged-eval holds another evaluation (model {run} (" in capsys.readouterr().err
     assert (tmp_path / "tagged-eval" / "metrics.json").read_bytes() == before
     assert cli.main([*again, str(tmp_path / "jsonl-eval")]) == cli.EXIT_OK
+    # refused before a clip is tagged: the model's evaluation into the folder of the predictions' one
+    monkeypatch.setattr(evaluate_command, "tagger_from", lambda args: pytest.fail("tagged before the refusal"))
+    tag_again = ["evaluate", *valid["path"], "--model", str(run), "--weights", ckpt_path, *common]
+    assert cli.main([*tag_again, "--out", str(tmp_path / "jsonl-eval")]) == cli.EXIT_ERROR
+    assert "jsonl-eval holds another evaluation (" in capsys.readouterr().err
     assert cli.main([*again, str(tmp_path / "tagged-eval"), "--overwrite"]) == cli.EXIT_OK
     assert json.loads((tmp_path / "tagged-eval" / "metrics.json").read_text())["predictions"].endswith("tags.jsonl")
 

@@ -5,7 +5,8 @@ import sys
 
 from ..embedding import files
 from ..exceptions import ParameterError
-from ..training.evaluate import evaluate, evaluate_truth, predictions_from_jsonl
+from ..tagging.api import describe
+from ..training.evaluate import check_evaluation_folder, evaluate, evaluate_truth, predictions_from_jsonl
 from . import options, startup
 from .tag import tagger_from
 
@@ -85,7 +86,7 @@ def _scores(args):
             raise ParameterError(f"--predictions takes no inputs (got {args.target})")
         paths, labels, scores, chosen, task = predictions_from_jsonl(args.predictions)
         scored = dict(task=args.task or task or "multilabel", thresholds=None, chosen=chosen)
-        return paths, scores, labels, dict(scored, source=os.path.abspath(args.predictions)), []
+        return paths, scores, labels, dict(scored, source=_source(args)), []
     startup.backend(args)
     if not args.target:
         raise ParameterError("--model needs the clips to tag: tagger evaluate --model MODEL --truth TRUTH.csv INPUT...")
@@ -93,10 +94,21 @@ def _scores(args):
     items = files.collect(args.target, include=args.include, exclude=args.exclude)
     paths, scores, failed = tagger.clip_scores(items, workers=args.workers)
     scored = dict(task=tagger.task, thresholds=tagger.thresholds, chosen=None)
-    return paths, scores, tagger.labels, dict(scored, source=f"model {args.model} ({tagger.model_hash})"), failed
+    return paths, scores, tagger.labels, dict(scored, source=_source(args)), failed
+
+
+def _source(args):
+    """What made the scores, as the evaluation records it: the predictions file, or the model and its content hash."""
+    if args.predictions:
+        return os.path.abspath(args.predictions)
+    return f"model {args.model} ({describe(args.model).model_hash})"
 
 
 def _against_truth(args):
+    if bool(args.predictions) == bool(args.model):
+        raise ParameterError("--truth needs either --model MODEL with the clips to tag, or --predictions tags.jsonl")
+    # another evaluation in --out is refused before any clip is tagged
+    check_evaluation_folder(args.out, truth_file=args.truth, source=_source(args), overwrite=args.overwrite)
     paths, scores, labels, scored, failed = _scores(args)
     summary = evaluate_truth(
         paths, scores, labels, args.truth, mapping_file=args.map, out_dir=args.out, overwrite=args.overwrite, **scored

@@ -513,8 +513,7 @@ def evaluate_truth(
         mapping_to_unknown_tags={k: v for k, v in mapping.items() if v not in position},
         tags_without_positives=[t for t, col in zip(labels, y_true.T) if col.sum() == 0],
     )
-    out_dir = out_dir or os.path.splitext(truth_file)[0] + "-eval"
-    _refuse_another_evaluation(out_dir, summary, overwrite=overwrite)
+    out_dir = check_evaluation_folder(out_dir, truth_file=truth_file, source=source, overwrite=overwrite)
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(summary, os.path.join(out_dir, "metrics.json"))
     pd.DataFrame(per_tag).to_csv(os.path.join(out_dir, "per_tag.csv"), index=False)
@@ -524,23 +523,36 @@ def evaluate_truth(
     return summary
 
 
-def _refuse_another_evaluation(out_dir: str, summary: dict[str, Any], *, overwrite: bool) -> None:
-    """An evaluation folder is replaced only by the same evaluation (truth and predictions), or with ``overwrite``."""
+def check_evaluation_folder(
+    out_dir: str | None, *, truth_file: str, source: str | None, overwrite: bool = False
+) -> str:
+    """The folder an evaluation against ``truth_file`` writes (default: the truth file's name with ``-eval``),
+    refused where it holds another evaluation (other truth or predictions), unless ``overwrite``; the same
+    evaluation is replaced. :func:`evaluate_truth` applies it, and ``tagger evaluate --truth`` before it tags.
+
+    Raises
+    ------
+    ParameterError
+        The folder holds another evaluation.
+    DataError
+        Its ``metrics.json`` cannot be read.
+    """
+    out_dir = out_dir or os.path.splitext(truth_file)[0] + "-eval"
     path = os.path.join(out_dir, "metrics.json")
     if overwrite or not os.path.exists(path):
-        return
+        return out_dir
     try:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: unreadable ({exc}); pass --overwrite to replace it, or --out another folder") from exc
     then = {k: old.get(k) for k in ("truth", "predictions")}
-    now = {k: summary.get(k) for k in ("truth", "predictions")}
-    if then != now:
+    if then != {"truth": os.path.abspath(truth_file), "predictions": source}:
         raise ParameterError(
             f"{out_dir} holds another evaluation ({then['predictions']} against {then['truth']}); pass --overwrite"
             " to replace it, or --out another folder"
         )
+    return out_dir
 
 
 def _plot(out_dir: str, task: str, rows: Any, summary: dict[str, Any], labels: list[str]) -> None:
