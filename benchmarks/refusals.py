@@ -92,6 +92,11 @@ def main():
         capture_output=True,
     )
 
+    (work / "truth.csv").write_text(f"path,labels\n{clip},Music\n")
+    (work / "truth-eval").mkdir(exist_ok=True)  # another evaluation's folder: the default --out of truth.csv
+    (work / "truth-eval" / "metrics.json").write_text(
+        json.dumps({"truth": str(work / "truth.csv"), "predictions": str(work / "other.jsonl")})
+    )
     cases = [
         ("tag: --out in use by another run", [*tag, "--out", "busy.csv"], {}, "busy.csv"),
         (
@@ -109,6 +114,12 @@ def main():
         ("tag: a model that does not exist", ["tag", str(clip), "--model", "nope", "--out", "x.csv"], {}, None),
         ("weights export to .bin", ["weights", "export", ckpt, "w.bin"], {}, None),
         ("embed: missing --weights file", ["embed", str(clip), "--out", "c2", "--weights", "none.npz"], {}, None),
+        (
+            "evaluate --truth: --out holds another evaluation",
+            ["evaluate", str(clip), "--truth", "truth.csv", "--model", "music", "--allow-other-embedding"],
+            {},
+            None,
+        ),
         ("no-op: tag rerun, every clip done", [*tag, "--out", "done.csv", "--cache", "cache"], {}, None),
         ("no-op: embed rerun, every clip cached", ["embed", str(clip), "--out", "cache", "--no-progress"], {}, None),
     ]
