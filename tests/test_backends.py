@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    GENRES,
     HEAD_LABELS,
     KILLER,
     SEQUENCE,
@@ -241,11 +242,14 @@ def test_jax_embeds_and_tags_the_gtzan_tracks_as_tensorflow_does(plain_weights, 
 
 @pytest.mark.backends
 @pytest.mark.slow
-def test_a_head_trains_is_killed_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path):
-    """On this process's backend: dropout, mixup and a learning-rate schedule, killed after epoch 2 of 4."""
+@pytest.mark.parametrize("head", ["mlp", "feature_attention", "multilevel_attention"])
+def test_a_head_trains_is_killed_resumes_and_ends_where_an_uninterrupted_run_ends(tmp_path, head):
+    """On this process's backend: dropout, mixup and a learning-rate schedule, killed after epoch 2 of 4; the run
+    then tags a clip in a fresh interpreter."""
     data = write_feature_dataset(tmp_path / "data")
+    shape = {"n_layers": 2, "levels": 2} if head == "multilevel_attention" else {"n_layers": 1}
     settings = {
-        "head": {"name": "mlp", "hidden": 16, "n_layers": 1, "dropout": 0.2},
+        "head": {"name": head, "hidden": 16, "dropout": 0.2, **shape, "standardize": True},
         "window": 1,
         "batch_size": 16,
         "epochs": 4,
@@ -277,6 +281,15 @@ def test_a_head_trains_is_killed_resumes_and_ends_where_an_uninterrupted_run_end
     assert len(a) == len(b) == 4
     np.testing.assert_allclose(a[["loss", "val_score", "lr"]], b[["loss", "val_score", "lr"]], rtol=1e-6)
     assert list((tmp_path / "whole/tensorboard").glob("events.out.tfevents.*"))  # scalars on every backend
+    clip = write_audio(tmp_path / "clip.wav", 3.0)
+    tagged = tagger_process(
+        ["tag", str(clip), "--model", str(tmp_path / "resumed"), "--out", "t.jsonl", "--workers", "0"],
+        backend_name=name,
+        cwd=tmp_path,
+    )
+    assert tagged.returncode == 0, tagged.stderr[-3000:]
+    row = json.loads((tmp_path / "t.jsonl").read_text())
+    assert sorted(row["probabilities"]) == sorted(GENRES) and abs(sum(row["probabilities"].values()) - 1) < 1e-4
 
 
 def test_the_backend_name_is_checked_before_keras_loads(monkeypatch):

@@ -3,6 +3,9 @@ import pytest
 
 from tagger.exceptions import ParameterError
 
+#: the heads over embedding rows that pool over time, each tested alike
+POOLED = ["dense", "autopool", "attention", "feature_attention", "multilevel_attention"]
+
 
 def autopool_reference(x, alpha, mask):
     """NumPy AutoPool: sum_t x * softmax_t(alpha * x) over unmasked steps."""
@@ -72,7 +75,7 @@ def test_autopool_config_round_trip(tmp_path):
     np.testing.assert_allclose(np.asarray(model((x, m))), np.asarray(again((x, m))), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
+@pytest.mark.parametrize("name", POOLED)
 @pytest.mark.parametrize("task", ["multilabel", "singlelabel"])
 def test_heads_shapes_and_outputs(name, task):
     from tagger.training.heads import build_head
@@ -92,7 +95,7 @@ def test_heads_shapes_and_outputs(name, task):
     np.testing.assert_allclose(np.asarray(model((x2, mask), training=False)), out, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
+@pytest.mark.parametrize("name", POOLED)
 def test_standardize_is_the_training_scaler_and_survives_saving(name, tmp_path):
     import keras
 
@@ -123,7 +126,7 @@ def test_standardize_is_the_training_scaler_and_survives_saving(name, tmp_path):
 
 
 @pytest.mark.backends
-@pytest.mark.parametrize("name", ["dense", "autopool", "attention"])
+@pytest.mark.parametrize("name", POOLED)
 def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, tmp_path):
     import keras
 
@@ -162,8 +165,39 @@ def test_ensemble_trains_each_member_on_its_slice_and_averages_to_predict(name, 
 def test_unknown_head_lists_valid_names():
     from tagger.training.heads import HEADS, build_head
 
-    assert {"attention", "autopool", "dense", "mlp", "cnn4", "cnn_gru", "parallel_cnn", "cnn_lstm"} <= set(HEADS)
+    assert {*POOLED, "mlp", "cnn4", "cnn_gru", "parallel_cnn", "cnn_lstm"} <= set(HEADS)
     with pytest.raises(ParameterError, match=", ".join(sorted(HEADS))):
         build_head("transformer", 3, "multilabel")
     with pytest.raises(ParameterError, match="bad settings"):
         build_head("dense", 3, "multilabel", depth=4)
+
+
+def test_the_attention_heads_follow_their_papers_structure():
+    """feature_attention pools ``hidden`` features over time (weights: a sigmoid normalised by its sum) before the
+    classifier; multilevel_attention pools predictions at the last ``levels`` blocks, each with its own attention."""
+    import keras
+
+    from tagger.training.heads import build_head
+    from tagger.training.layers import AttentionPool1D
+
+    feature = build_head("feature_attention", 7, "multilabel", hidden=12, n_layers=2)
+    pool = feature.get_layer("feature_pool")
+    assert pool.normalization == "sum" and tuple(pool.output.shape) == (None, 12)
+    values, attention = feature.get_layer("feature_values"), feature.get_layer("feature_attention")
+    assert attention.get_config()["activation"] == "sigmoid" and values.get_config()["activation"] == "linear"
+    # the weights: attention / its sum over the real steps, against a NumPy oracle
+    rng = np.random.default_rng(3)
+    v, a = rng.standard_normal((2, 4, 3)).astype(np.float32), rng.uniform(0, 1, (2, 4, 3)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], np.float32)
+    got = np.asarray(AttentionPool1D(normalization="sum")([v, a], mask=mask))
+    w = a * mask[..., None]
+    np.testing.assert_allclose(got, (v * w / w.sum(1, keepdims=True)).sum(1), rtol=1e-5)
+    multi = build_head("multilevel_attention", 7, "singlelabel", hidden=12, n_layers=3, levels=2)
+    pools = [layer for layer in multi.layers if isinstance(layer, AttentionPool1D)]
+    assert [p.name for p in pools] == ["level0_attention", "level1_attention"]
+    assert tuple(multi.get_layer("levels").output.shape) == (None, 14)
+    sources = {p.name: p.input[0]._keras_history[0].input._keras_history[0].name for p in pools}
+    assert sources == {"level0_attention": "patch_dropout1", "level1_attention": "patch_dropout2"}
+    with pytest.raises(ParameterError, match="levels=3 must be an integer from 1 to n_layers=2"):
+        build_head("multilevel_attention", 7, "multilabel", n_layers=2, levels=3)
+    assert keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(pool)).normalization == "sum"

@@ -67,19 +67,44 @@ class MaskedMean(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tagger")
 class AttentionPool1D(keras.layers.Layer):
-    """Decision-level attention (Kong et al., 2018): ``y_c = sum_t p_tc * softmax_t(a_tc)``.
+    """Attention over time (Kong et al., 2018): ``y_c = sum_t v_tc * w_tc``, the weights ``w`` normalised over time.
 
-    Call arguments: ``[predictions, attention_logits]``, both (batch, time, classes); mask (batch, time).
+    Parameters
+    ----------
+    normalization : {'softmax', 'sum'}
+        ``'softmax'`` (the default): ``w = softmax_t(a)`` of attention logits ``a``. ``'sum'``: ``w = a / sum_t a``
+        of attention in (0, 1) (a sigmoid's), clipped to [1e-7, 1 - 1e-7] first, as Kong et al.'s released
+        code does for feature-level attention (TASLP 2019).
+
+    Call arguments: ``[values, attention]``, both (batch, time, channels); mask (batch, time): masked steps get
+    no weight. Output: (batch, channels).
     """
 
+    def __init__(self, normalization="softmax", **kwargs):
+        super().__init__(**kwargs)
+        if normalization not in ("softmax", "sum"):
+            raise ValueError(f"normalization={normalization!r} must be 'softmax' or 'sum'")
+        self.normalization = normalization
+
     def call(self, inputs, mask=None):
-        predictions, logits = inputs
+        values, attention = inputs
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        return ops.sum(predictions * _masked_softmax(logits, mask), axis=1)
+        if self.normalization == "softmax":
+            weights = _masked_softmax(attention, mask)
+        else:
+            weights = ops.clip(attention, 1e-7, 1.0 - 1e-7) * _mask_weights(mask, attention)
+            weights = weights / ops.maximum(ops.sum(weights, axis=1, keepdims=True), 1e-12)
+        return ops.sum(values * weights, axis=1)
 
     def compute_mask(self, inputs, mask=None):
         return None
+
+    def get_config(self):
+        config = super().get_config()
+        if self.normalization != "softmax":  # absent when the default: heads saved before it load alike
+            config["normalization"] = self.normalization
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tagger")

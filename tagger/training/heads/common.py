@@ -75,17 +75,22 @@ def input_stats(embeddings):
     return mean.tolist(), np.maximum(squares / n - mean**2, 1e-6).tolist()
 
 
-def dense_stack(h, *, hidden, n_layers, dropout, prefix):
-    """[Dense, BatchNorm, ReLU, Dropout] x n_layers (Dense acts per patch on 3-D input)."""
+def dense_stack(h, *, hidden, n_layers, dropout, prefix, levels=False):
+    """[Dense, BatchNorm, ReLU, Dropout] x n_layers (Dense acts per patch on 3-D input).
+
+    ``levels``: return every block's output (a list, the input first), not only the last.
+    """
     from keras import layers
 
+    outputs = [h]
     for i in range(n_layers):
         h = layers.Dense(hidden, name=f"{prefix}_dense{i}")(h)
         h = layers.BatchNormalization(name=f"{prefix}_bn{i}")(h)
         h = layers.Activation("relu", name=f"{prefix}_relu{i}")(h)
         if dropout:
             h = dropout_layer(dropout, name=f"{prefix}_dropout{i}")(h)
-    return h
+        outputs.append(h)
+    return outputs if levels else h
 
 
 def final_activation(task):
