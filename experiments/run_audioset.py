@@ -81,7 +81,7 @@ def main():
         vocab = name.split("_")[1]
         if args.only and vocab != args.only:
             continue
-        if args.heads and name.split("_")[-1] not in args.heads.split(","):
+        if args.heads and name.split("_", 2)[2] not in args.heads.split(","):  # audioset_<vocab>_<head>
             continue
         cfg = load_config(path)
         started = time.perf_counter()
