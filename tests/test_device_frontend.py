@@ -148,3 +148,26 @@ def test_embed_with_the_device_frontend_keeps_its_entries_apart(tmp_path, ckpt_p
     assert "skipped 2" in capsys.readouterr().out
     assert cli.main([*common, "--frontend", "device", "--runner", "beam"]) != 0
     assert "--frontend device runs with the network in this process" in capsys.readouterr().err
+
+
+def test_prepare_takes_the_frontend_kind_and_keeps_the_older_spellings(tmp_path, ckpt_path, make_audio, capsys):
+    """`prepare --frontend device` fills its cache as `embed --frontend device` does; `--frontend device` with a
+    model that has no VGGish log-mel is refused; `--frontend melspec` still caches log-mel patches."""
+    from tagger import cli
+    from tagger.embedding import cache
+
+    for i, genre in enumerate(("rock", "rock", "jazz", "jazz")):
+        make_audio(f"lab/{genre}/{i}.wav", 2.0, freq=300 + 100 * i)
+    common = ["prepare", "folder", str(tmp_path / "lab"), "--layout", "genre", "--weights", ckpt_path]
+    common += ["--workers", "0", "--no-progress", "--precision", "float32", "--root", str(tmp_path / "lab")]
+    assert cli.main([*common, "--out", str(tmp_path / "dev"), "--frontend", "device"]) == 0
+    entry = cache.read_entry(str(tmp_path / "dev/cache"), "rock/0.wav")
+    assert entry["provenance"]["frontend"]["frontend_kind"] == "device" and entry["provenance"]["kind"] == "raw"
+    capsys.readouterr()
+    refused = [*common, "--out", str(tmp_path / "f"), "--frontend", "device", "--embedding", "features"]
+    assert cli.main(refused) == 1
+    assert "--frontend device computes VGGish's log-mel with its network; features has no such frontend" in (
+        capsys.readouterr().err
+    )
+    assert cli.main([*common, "--out", str(tmp_path / "mel"), "--frontend", "melspec"]) == 0
+    assert cache.read_entry(str(tmp_path / "mel/cache"), "rock/0.wav")["provenance"]["kind"] == "melspec"

@@ -15,6 +15,8 @@ __all__ = ["add_parser", "run"]
 #: ``--frontend`` (the older spelling of ``--embedding melspec``) -> the kind cached and its frontend
 #: (:class:`tagger.embedding.spectrogram.PatchExtractor`)
 PATCH_FRONTENDS = {"melspec": ("melspec", "vggish"), "melspec-course": ("melspec", "course")}
+#: ``--frontend``'s own values since the device frontend: where VGGish's log-mel is computed (``frontend_kind``)
+FRONTEND_KINDS = ("reference", "device")
 
 
 #: which options each adapter takes (the epilog of ``tagger prepare --help``)
@@ -91,11 +93,13 @@ def add_parser(sub):
     )
     p.add_argument(
         "--frontend",
-        choices=("vggish", *PATCH_FRONTENDS),
-        default="vggish",
-        help="vggish: cache VGGish embeddings (default); melspec: cache the 96 x 64 log-mel patches"
-        " (float16, 381 KB per 30 s clip) for the CNN heads and fine-tuning (--embedding melspec); melspec-course:"
-        " the course projects' 128 x 128 patches (22,050 Hz, FFT 1024, hop 512, 128 mels; 360 KB per 30 s clip)",
+        choices=(*FRONTEND_KINDS, "vggish", *PATCH_FRONTENDS),
+        default=None,
+        help="where VGGish's log-mel is computed, as for embed and tag: reference (NumPy in the decode workers, the"
+        " default) or device (keras.ops with the network). Older spellings of --embedding, kept: vggish (VGGish"
+        " embeddings, the default); melspec: the 96 x 64 log-mel patches (float16, 381 KB per 30 s clip) for the"
+        " CNN heads and fine-tuning (--embedding melspec); melspec-course: the course projects' 128 x 128 patches"
+        " (22,050 Hz, FFT 1024, hop 512, 128 mels; 360 KB per 30 s clip)",
     )
     p.add_argument(
         "--augment",
@@ -110,6 +114,9 @@ def add_parser(sub):
 
 
 def run(args):
+    # --frontend reference|device says where VGGish's log-mel is computed (as embed's and tag's); its other values
+    # are older spellings of --embedding
+    args.frontend_kind = args.frontend if args.frontend in FRONTEND_KINDS else None
     startup.backend(args)
     if args.dataset == "audioset":
         return _audioset(args)
@@ -132,7 +139,13 @@ def _kind(args):
                 " two different inputs, choose one"
             )
         return kind
-    return registry.stored_kind(args.embedding)
+    kind = registry.stored_kind(args.embedding)
+    if args.frontend == "device" and "frontend_kind" not in registry.model(registry.kind(kind).model).options:
+        raise ParameterError(
+            f"--frontend device computes VGGish's log-mel with its network; {kind} has no such frontend: leave out"
+            " --frontend, or cache VGGish embeddings"
+        )
+    return kind
 
 
 def _extractor(args):
