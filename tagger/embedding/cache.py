@@ -38,7 +38,7 @@ import numpy as np
 
 from ..exceptions import DataError, ParameterError
 from ..records import write_atomic
-from . import provenance, registry
+from . import files, provenance, registry
 
 __all__ = [
     "FORMAT",
@@ -599,6 +599,11 @@ class CacheView:
         except DataError as exc:
             return Verdict(UNREADABLE, message=str(exc), overwrite=self.overwrite)
         return Verdict(HIT, entry, overwrite=self.overwrite)
+
+    def serves(self, items):
+        """Whether every ``(path, track_id)`` item's entry is a hit, judged against its audio as it is now (what a
+        run whose extractor is not made yet asks: :func:`tagger.embedding.extractor.plan`)."""
+        return all(self.judge(track_id, files.fingerprint(path)).hit for path, track_id in items)
 
     def read(self, track_id):
         """A hit's entry, read again when its turn comes.

@@ -235,8 +235,7 @@ class Tagger:
         """
         planned = self.planned
         if planned is not None and self.cache_dir is not None:
-            view = cache.CacheView(self.cache_dir, provenance.of_extractor(planned))
-            if all(view.judge(track_id, files.fingerprint(path)).hit for path, track_id in items):
+            if cache.CacheView(self.cache_dir, provenance.of_extractor(planned)).serves(items):
                 return planned
         extractor = self.extractor
         extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
