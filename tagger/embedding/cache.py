@@ -600,7 +600,7 @@ class CacheView:
             return Verdict(UNREADABLE, message=str(exc), overwrite=self.overwrite)
         return Verdict(HIT, entry, overwrite=self.overwrite)
 
-    def serves(self, items):
+    def holds_all(self, items):
         """Whether every ``(path, track_id)`` item's entry is a hit, judged against its audio as it is now (what a
         run whose extractor is not made yet asks: :func:`tagger.embedding.extractor.plan`)."""
         return all(self.judge(track_id, files.fingerprint(path)).hit for path, track_id in items)

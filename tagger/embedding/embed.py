@@ -258,7 +258,7 @@ def _served(items: list[tuple[str, str]], cache_dir: str, planned: Planned, erro
     extractor is never made), or None where any item would need it. As a run that embeds nothing, it clears a
     stale errors file, under the cache's lock."""
     view = cache.CacheView(cache_dir, provenance.of_extractor(planned))
-    if not view.serves(items):
+    if not view.holds_all(items):
         return None
     if view.writable:
         with locks.exclusive(locks.folder_lock_path(cache_dir), what=f"cache {cache_dir}"):

@@ -235,7 +235,7 @@ class Tagger:
         """
         planned = self.planned
         if planned is not None and self.cache_dir is not None:
-            if cache.CacheView(self.cache_dir, provenance.of_extractor(planned)).serves(items):
+            if cache.CacheView(self.cache_dir, provenance.of_extractor(planned)).holds_all(items):
                 return planned
         extractor = self.extractor
         extractor.settle([p for p, _ in items])  # the precision is fixed before the provenance is recorded
