@@ -1,7 +1,10 @@
 """The reference frontend (NumPy, in the decode workers) against the device frontend (keras.ops, with the network),
 per precision: `tagger embed`'s clips/s end to end, the CPU seconds it spends per clip over all its processes, and
 the network alone (VGGish on precomputed patches; with the device frontend, on each patch's samples, so the
-frontend is part of it). Issue 40's stage table, in part: read, resample and pickling are not yet timed apart.
+frontend is part of it). First, each stage of one 30-s clip timed apart in this process: read (soundfile, at the
+file's rate), resample (soxr to 16 kHz), the reference log-mel (NumPy), the device log-mel (keras.ops, the clip's
+patches in one batch), the hand-over's pickling (dumps + loads of one clip's patches: log-mel, or float32 audio for
+the device frontend), and the network per clip in each precision; milliseconds, median over the ten tracks.
 
     python benchmarks/frontend_stages.py [--clips 24] [--weights CKPT]
 
@@ -58,6 +61,7 @@ def main():
             shutil.copy(tracks[i % len(tracks)], work / "clips" / f"{i:03d}_{tracks[i % len(tracks)].name}")
         waves = [load(str(t), sample_rate=params.SAMPLE_RATE) for t in tracks]
         fastest = backend.auto_dtype()
+        stages(tracks, weights, fastest)
         rows = []
         for dtype in dict.fromkeys(["float32", fastest]):
             for kind in ("reference", "device"):
@@ -84,6 +88,62 @@ def main():
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _ms(fn, repeats=3):
+    """The best of ``repeats`` calls of ``fn``, in milliseconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
+def stages(tracks, weights, fastest):
+    """Print each stage's milliseconds per 30-s clip (median over the tracks), timed apart in this process."""
+    import pickle
+
+    import soundfile as sf
+    import soxr
+    from common import cpu_name
+
+    from tagger.embedding.vggish import device_frontend, frontend, params
+    from tagger.embedding.vggish.extractor import Embedder
+
+    per = {}
+
+    def add(stage, ms, seconds):
+        per.setdefault(stage, []).append(ms * 30.0 / seconds)
+
+    for track in tracks:
+        y, sr = sf.read(str(track), dtype="float32")
+        seconds = len(y) / sr
+        add("read (soundfile)", _ms(lambda: sf.read(str(track), dtype="float32")), seconds)
+        add("resample (soxr to 16 kHz)", _ms(lambda: soxr.resample(y, sr, params.SAMPLE_RATE)), seconds)
+        w = soxr.resample(y, sr, params.SAMPLE_RATE).astype(np.float32)
+        mel, times = frontend.waveform_to_patches(w, output="log_mel")
+        audio, _ = frontend.waveform_to_patches(w, output="audio")
+        add(
+            "frontend: reference log-mel (NumPy)",
+            _ms(lambda: frontend.waveform_to_patches(w, output="log_mel")),
+            seconds,
+        )
+        device_frontend.log_mel(audio)  # traced
+        add("frontend: device log-mel (keras.ops)", _ms(lambda: device_frontend.log_mel(audio)), seconds)
+        for what, patches in (("log-mel patches", mel), ("float32 patch audio", audio)):
+            message = ("patches", 0, patches, times)
+            add(f"hand-over: pickle {what}", _ms(lambda: pickle.loads(pickle.dumps(message, protocol=5))), seconds)
+    for dtype in dict.fromkeys(["float32", fastest]):
+        emb = Embedder(weights, dtype=dtype, guard_tolerance=None)
+        y, sr = sf.read(str(tracks[0]), dtype="float32")
+        mel, _ = frontend.waveform_to_patches(soxr.resample(y, sr, params.SAMPLE_RATE), output="log_mel")
+        batch = np.concatenate([mel] * 3)
+        emb.run(batch)  # traced
+        per[f"network ({dtype})"] = [_ms(lambda: emb.run(batch)) / 3 * 30.0 / (len(y) / sr)]
+    print(f"CPU: {cpu_name()}; per stage, ms per 30-s clip (median of {len(tracks)} GTZAN tracks; this process)")
+    for stage, values in per.items():
+        print(f"  {stage:40s} {float(np.median(values)):8.1f}")
 
 
 if __name__ == "__main__":
