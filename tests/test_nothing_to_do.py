@@ -10,10 +10,11 @@ import shutil
 import pytest
 from helpers import write_audio
 
-from tagger.embedding import extractor, provenance
+from tagger.embedding import cache, extractor, files, provenance
 from tagger.embedding import weights as memo
 from tagger.embedding.embed import embed_files
 from tagger.embedding.extractor import Deferred
+from tagger.exceptions import DataError
 from tagger.tagging import api, writer
 
 SETTINGS = [
@@ -132,3 +133,16 @@ def test_a_tag_rerun_loads_nothing_and_a_cached_tag_loads_only_the_head(tmp_path
     assert pathlib.Path(fresh).read_text(encoding="utf-8") == rows
     meta = [json.loads(pathlib.Path(p + ".meta.json").read_text(encoding="utf-8"))["settings"] for p in (out, fresh)]
     assert meta[0] == meta[1]  # the same recorded settings, the network's made or planned
+    # an entry removed after the run chose the plan: the network is made for that clip, and must make what the plan
+    # says (a plan it does not keep to stops the run rather than store mislabelled entries)
+    items = files.collect([str(clips)])
+    late = api.Tagger("genre10", **settings)
+    source = late.source_for(items)
+    assert source is late.planned
+    os.remove(cache.entry_path(settings["cache_dir"], items[0][1]))
+    assert [r.ok for r in late.iter_tag(items, source=source, workers=0)] == [True, True]
+    assert late.planned is None  # made, for the missing clip
+    other = api.Tagger("genre10", **settings)
+    hoped = dataclasses.replace(other.planned, dtype="bfloat16", network_id=other.planned.network_id + "+bfloat16")
+    with pytest.raises(DataError, match="went missing during the run"):
+        list(other.iter_tag(items, source=hoped, workers=0))

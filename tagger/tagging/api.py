@@ -307,7 +307,15 @@ class Tagger:
         taggram: bool,
     ) -> Iterator[TagResult]:
         todo = [i for i in range(len(items)) if verdicts[i] is None or not verdicts[i].hit]
-        # a planned source serves only where the cache holds every item (source_for); another clip needs the network
+        if todo and isinstance(source, Planned):  # the cache held every item when the run began (source_for)
+            made = self.extractor
+            made.settle([items[i][0] for i in todo])
+            if provenance.of_extractor(made) != provenance.of_extractor(source):
+                raise DataError(
+                    f"entries of the cache {self.cache_dir} went missing during the run, and the network now makes"
+                    f" other embeddings than its output records ({provenance.describe(provenance.of_extractor(made))});"
+                    " rerun"
+                )
         stream = self.extractor.iter_files([items[i][0] for i in todo], workers=workers, raw=True) if todo else iter(())
         spec = registry.kind(self._about.input_kind)
         kind = spec.served_by or spec.name  # stored as the kind that serves it (raw, for a postprocessed head)
