@@ -1,4 +1,4 @@
-"""What the command does around a command: the Keras backend loaded (TensorFlow's start-up lines hidden), Beam's quietened, SIGTERM as Ctrl-C."""
+"""What the command does around a command: a bad backend refused, TensorFlow's start-up lines hidden whenever it loads, Beam's quietened, SIGTERM as Ctrl-C."""
 
 import contextlib
 import importlib.abc
