@@ -104,28 +104,21 @@ def attention_head(
     import keras
     from keras import layers
 
-    from ..layers import AttentionPool1D
-
     x, mask, h = inputs(embedding_size, standardize, input_stats)
     h = dense_stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
-    attention = layers.Dense(n_outputs, name="attention_logits")(h)
     if task == "multilabel":
-        per_patch = layers.Dense(
-            n_outputs, activation="sigmoid", bias_initializer=output_bias_initializer(output_bias), name="patch_output"
-        )(h)
-        out = AttentionPool1D(name="output")([per_patch, attention], mask=mask)
+        out = _decision_attention(h, mask, n_outputs, task, output_bias=output_bias, pool_name="output")
     else:
-        per_patch = layers.Dense(n_outputs, bias_initializer=output_bias_initializer(output_bias), name="patch_logits")(
-            h
-        )
-        pooled = AttentionPool1D(name="attention")([per_patch, attention], mask=mask)
+        pooled = _decision_attention(h, mask, n_outputs, task, output_bias=output_bias, pool_name="attention")
         out = layers.Activation("softmax", name="output")(pooled)
     return keras.Model([x, mask], out, name="attention")
 
 
-def _decision_attention(h, mask, n_outputs, task, *, output_bias, prefix):
+def _decision_attention(h, mask, n_outputs, task, *, output_bias, prefix="", pool_name=None):
     """Decision-level attention over one level's per-patch features: (batch, time, d) -> (batch, n_outputs)
-    probabilities pooled over time (multi-label), or pooled logits (single-label)."""
+    probabilities pooled over time (multi-label), or pooled logits (single-label). The ``attention`` head's, and
+    each level's of ``multilevel_attention``; layers named with ``prefix``, the pool ``pool_name`` (default
+    ``<prefix>attention``)."""
     from keras import layers
 
     from ..layers import AttentionPool1D
@@ -142,7 +135,7 @@ def _decision_attention(h, mask, n_outputs, task, *, output_bias, prefix):
         per_patch = layers.Dense(
             n_outputs, bias_initializer=output_bias_initializer(output_bias), name=f"{prefix}patch_logits"
         )(h)
-    return AttentionPool1D(name=f"{prefix}attention")([per_patch, attention], mask=mask)
+    return AttentionPool1D(name=pool_name or f"{prefix}attention")([per_patch, attention], mask=mask)
 
 
 def feature_attention_head(
