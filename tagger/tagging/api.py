@@ -40,6 +40,8 @@ class Head:
     ----------
     model : str
         A shipped bundle name (``'music'``, ``'genre10'``), a bundle folder or a run folder.
+    described : types.SimpleNamespace, optional
+        :func:`describe` of ``model``, where it was read already (the bundle is not read and hashed again).
 
     Attributes
     ----------
@@ -68,8 +70,8 @@ class Head:
     input_kind: str
     model_hash: str
 
-    def __init__(self, model: str = "music") -> None:
-        vars(self).update(vars(describe(model)))
+    def __init__(self, model: str = "music", *, described: types.SimpleNamespace | None = None) -> None:
+        vars(self).update(vars(described if described is not None else describe(model)))
         self.model = bundle.load_head(self.folder, compile=False)
         item = [int(d) for d in self.model.inputs[0].shape[2:]]  # [128] (VGGish), [57] (features), [96, 64] (patches)
         # TensorFlow traces once for every clip length; JAX compiles once per length met
@@ -202,8 +204,7 @@ class Tagger:
     def head(self) -> Head:
         """The :class:`Head`, loaded (Keras) the first time a clip is scored."""
         if self._head is None:
-            self._head = Head(self._about.folder)
-            self._head.name = self._about.name
+            self._head = Head(self._about.name, described=self._about)
         return self._head
 
     @property
