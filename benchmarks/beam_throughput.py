@@ -41,7 +41,7 @@ def main():
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="tagger-bench-"))
     try:
         weights, paths, kind, patches = inputs(args, tmp)
-        emb = Embedder(weights, batch_size=args.batch_size)
+        emb = Embedder(weights, batch_size=args.batch_size, frontend_kind="reference")  # Beam's frontend
         emb.run(patches[: args.batch_size])  # trace + warm up
         n = len(paths)
         local, beam = [], []

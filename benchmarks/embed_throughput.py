@@ -85,7 +85,9 @@ def main():
             f"device       : {'GPU ' + str(tf.config.list_physical_devices('GPU')) if tf.config.list_physical_devices('GPU') else 'CPU'}"
         )
         for precision in dict.fromkeys(args.precision):
-            low = Embedder(weights, batch_size=args.batch_size, dtype=precision, guard_tolerance=None)
+            low = Embedder(
+                weights, batch_size=args.batch_size, dtype=precision, guard_tolerance=None, frontend_kind="reference"
+            )  # the network alone, on log-mel patches
             low.run(patches[: args.batch_size])
             t0 = time.perf_counter()
             low_out = low.run(patches)

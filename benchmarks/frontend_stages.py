@@ -135,7 +135,7 @@ def stages(tracks, weights, fastest):
             message = ("patches", 0, patches, times)
             add(f"hand-over: pickle {what}", _ms(lambda: pickle.loads(pickle.dumps(message, protocol=5))), seconds)
     for dtype in dict.fromkeys(["float32", fastest]):
-        emb = Embedder(weights, dtype=dtype, guard_tolerance=None)
+        emb = Embedder(weights, dtype=dtype, guard_tolerance=None, frontend_kind="reference")  # on log-mel
         y, sr = sf.read(str(tracks[0]), dtype="float32")
         mel, _ = frontend.waveform_to_patches(soxr.resample(y, sr, params.SAMPLE_RATE), output="log_mel")
         batch = np.concatenate([mel] * 3)

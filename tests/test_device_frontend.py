@@ -6,6 +6,7 @@ import pytest
 
 from tagger.embedding import provenance
 from tagger.embedding.vggish import device_frontend, frontend, params
+from tagger.exceptions import ParameterError
 
 SR = params.SAMPLE_RATE
 LOG_MEL_TOLERANCE = 1e-3  # absolute, in log units (issue 40)
@@ -80,6 +81,35 @@ def test_its_entries_are_their_own_frontend_kind():
     assert provenance.differences(device, device) == []
 
 
+@pytest.mark.parametrize(
+    "cached,wanted,hint",
+    [
+        (("bfloat16", "device"), ("float32", "reference"), "--precision bfloat16"),  # the AMX machine's, by default
+        (("bfloat16", "reference"), ("float32", "reference"), "--precision bfloat16 --frontend reference"),
+        (("float32", "device"), ("bfloat16", "device"), "--precision float32 --frontend device"),
+        (("float32", "device"), ("float32", "reference"), "--frontend device"),
+        (("bfloat16", "reference"), ("bfloat16", "device"), "--frontend reference"),
+    ],
+)
+def test_a_refusal_names_the_options_that_reuse_the_entries(cached, wanted, hint):
+    """The frontend follows the precision by default, so it is named only where the entries' is not the default
+    of the precision named."""
+    from tagger.embedding.cache import _reuse_hint
+
+    def record(precision, kind):
+        frontend = (device_frontend.frontend_params if kind == "device" else params.frontend_params)()
+        return provenance.record(frontend=frontend, weights="vggish-sha1:x", precision=precision, kind="raw")
+
+    have, want = record(*cached), record(*wanted)
+    named = [d.split(":", 1)[0] for d in provenance.differences(have, want)]
+    assert _reuse_hint(have, want, named) == f" ({hint} reuses them)"
+    # a rerun with those options (and the defaults for the rest) wants just what the entries hold
+    options = dict(zip(hint.split()[::2], hint.split()[1::2]))
+    precision = options.get("--precision", wanted[0])
+    kind = options.get("--frontend", device_frontend.default_kind(precision))
+    assert provenance.differences(have, record(precision, kind)) == []
+
+
 @pytest.mark.backends
 def test_on_the_shared_audio_embeddings_stay_within_1e_4(gtzan_files, mtt_clip, embedder):
     """The ten GTZAN tracks and the MagnaTagATune clip: log-mel within 1e-3, and the fixture network's embeddings
@@ -109,9 +139,13 @@ def test_a_patcher_can_hand_over_each_patchs_samples():
         assert np.array_equal(np.concatenate([t for _, t in pieces]), times)
         step = params.hop_frames(hop) * params.STFT_HOP_SAMPLES
         assert all(np.array_equal(audio[i], y[i * step : i * step + params.PATCH_SAMPLES]) for i in range(len(audio)))
+        # and back: each patch's own samples give the reference's log-mel patch (what a guard's fallback runs on)
+        np.testing.assert_allclose(frontend.log_mel_of_samples(audio), mels, rtol=0, atol=1e-6)
     with pytest.warns(Warning, match="zero-padded"):
         short, _ = frontend.waveform_to_patches(y[:8000], SR, output="audio")
     assert short.shape == (1, params.PATCH_SAMPLES) and not short[0, 8000:].any()
+    with pytest.raises(ParameterError, match=r"patches of shape \(2, 96, 64\): expected \(T, 15600\) samples"):
+        frontend.log_mel_of_samples(np.zeros((2, 96, 64)))
 
 
 @pytest.mark.backends

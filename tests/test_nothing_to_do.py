@@ -19,7 +19,7 @@ from tagger.tagging import api, writer
 
 SETTINGS = [
     dict(kind="raw", dtype="float32"),
-    dict(kind="raw", dtype="bfloat16", hop_seconds=0.48, short_policy="skip", frontend_kind="device"),
+    dict(kind="raw", dtype="bfloat16", hop_seconds=0.48, short_policy="skip"),  # the device frontend, by default
     dict(kind="postprocessed", dtype="float32", pca=True),
 ]
 
@@ -45,6 +45,7 @@ def test_the_planned_record_is_the_made_extractors_and_needs_the_files_as_they_w
     made = extractor.make(kind, **settings)
     planned = extractor.plan(kind, **settings)
     assert provenance.of_extractor(planned) == provenance.of_extractor(made)
+    assert made.frontend.get("frontend_kind", "reference") == ("reference" if made.dtype == "float32" else "device")
     assert planned.postprocessor is None or planned.postprocessor.id == made.pca_id
     stat = os.stat(own_weights)
     os.utime(own_weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # touched: read again

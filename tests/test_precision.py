@@ -81,6 +81,12 @@ def test_the_api_and_the_cli_share_one_default(on_cpu, cpu, ckpt_path):
     emb = Embedder(ckpt_path, batch_size=16, **{k: v for k, v in network_options(args).items() if k != "batch_size"})
     assert emb.dtype == Embedder(ckpt_path, batch_size=16).dtype == CPUS[cpu]
     assert emb.network_id.endswith("+bfloat16") == (CPUS[cpu] == "bfloat16")  # recorded as what it resolved to
+    # the frontend follows the precision: the device's with a bfloat16 network, the reference's with a float32 one
+    frontend_kind = "device" if CPUS[cpu] == "bfloat16" else "reference"
+    assert emb.frontend_kind == Embedder(ckpt_path, batch_size=16).frontend_kind == frontend_kind
+    assert emb.frontend.get("frontend_kind", "reference") == frontend_kind  # what its entries record
+    beam = build_parser().parse_args(["embed", "x.wav", "--out", "c", "--runner", "dataflow"])
+    assert network_options(beam)["frontend_kind"] == "reference"  # the Beam workers make the reference's patches
 
 
 def test_the_environment_sets_the_default_and_a_bad_value_is_named(on_cpu, monkeypatch):
@@ -160,23 +166,32 @@ def test_a_tripped_guard_makes_a_tag_output_record_float32(ckpt_path, clips, tmp
     assert meta["settings"]["precision"] == "float32", meta
 
 
-def test_the_guard_measures_the_first_call_of_the_array_api(ckpt_path, gtzan_files):
+def test_the_guard_measures_the_first_call_of_the_array_api(ckpt_path, embedder, gtzan_files):
+    """The default frontend falls back with the precision: the float32 reference's embeddings, from the call
+    whose patches were already cut as samples for the device frontend."""
     emb = Embedder(ckpt_path, batch_size=16, dtype="bfloat16", guard_tolerance=0)
+    assert emb.frontend_kind == "device"
+    y = audio.load(gtzan_files[0])
     with pytest.warns(TaggerWarning, match="first 31 patches"):  # a 30 s clip: all it has
-        emb.embed(audio.load(gtzan_files[0]), vggish_params.SAMPLE_RATE)
-    assert emb.dtype == "float32"
+        got, _ = emb.embed(y, vggish_params.SAMPLE_RATE)
+    assert emb.dtype == "float32" and emb.frontend_kind == "reference" and emb.frontend == embedder.frontend
+    np.testing.assert_allclose(got, embedder.embed(y, vggish_params.SAMPLE_RATE)[0], rtol=0, atol=1e-5)
+    named = Embedder(ckpt_path, batch_size=16, dtype="bfloat16", guard_tolerance=0, frontend_kind="device")
+    with pytest.warns(TaggerWarning, match="falling back to float32"):
+        named.embed(y[: 3 * vggish_params.SAMPLE_RATE], vggish_params.SAMPLE_RATE)
+    assert named.dtype == "float32" and named.frontend_kind == "device"  # a frontend asked for is kept
 
 
 def test_a_guard_that_trips_after_the_provenance_is_recorded_stops_the_run(ckpt_path, gtzan_files):
     """A Beam worker (or a run whose first files gave no audio) cannot relabel what its settings recorded."""
-    emb = Embedder(ckpt_path, batch_size=16, dtype="bfloat16", guard_tolerance=0)
+    emb = Embedder(ckpt_path, batch_size=16, dtype="bfloat16", guard_tolerance=0, frontend_kind="reference")
     emb.settle([str(gtzan_files[0].parent / "missing.au")])  # no audio to measure: the first batch will be
     patches, _ = frontend.waveform_to_patches(audio.load(gtzan_files[0]))
     with pytest.raises(DataError, match=r"already records bfloat16: rerun with --precision float32"):
         emb.run(patches)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ok = Embedder(ckpt_path, batch_size=16, dtype="bfloat16")  # the stated tolerance passes
+        ok = Embedder(ckpt_path, batch_size=16, dtype="bfloat16", frontend_kind="reference")  # the tolerance passes
         ok.settle(())
         assert ok.run(patches).shape == (len(patches), 128) and not ok.guard["fell_back"]
 
@@ -201,7 +216,8 @@ def test_a_cache_filled_on_an_amx_machine_is_refused_by_default_elsewhere(on_cpu
     plain = Embedder(ckpt_path, batch_size=16)
     assert plain.dtype == "float32"
     with pytest.raises(
-        DataError, match=r"precision: bfloat16 \(cached\), float32 \(wanted\) \(--precision bfloat16 reuses them\)"
+        DataError,
+        match=r"precision: bfloat16 \(cached\), float32 \(wanted\); frontend: .* \(--precision bfloat16 reuses them\)",
     ):
         embed_files([clips], cache_dir, extractor=plain, workers=0, progress=False)
     # the precision the entries name, asked for explicitly, reuses them all (slowly on this CPU, but only to

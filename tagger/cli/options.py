@@ -212,12 +212,15 @@ def progress(args):
 
 def network_options(args):
     """The VGGish settings of the embedding options, as :class:`tagger.embedding.vggish.extractor.Embedder` keywords."""
+    frontend_kind = getattr(args, "frontend_kind", None)  # --frontend, where a command has it
+    if frontend_kind is None and getattr(args, "runner", "local") != "local":
+        frontend_kind = "reference"  # the Beam pipeline's workers make the reference frontend's patches
     return dict(
         batch_size=args.batch_size,
         hop_seconds=args.hop,
         short_policy=args.short,
         dtype=args.precision,
-        frontend_kind=getattr(args, "frontend_kind", None),  # --frontend, where a command has it
+        frontend_kind=frontend_kind,
     )
 
 
@@ -228,9 +231,10 @@ def add_frontend_option(p):
         dest="frontend_kind",
         choices=("reference", "device"),
         default=None,
-        help="where VGGish's log-mel is computed: reference (NumPy in the decode workers, the default) or device"
-        " (keras.ops in float32 with the network, in its batch; within 1e-4 of the reference's embeddings). Its"
-        " cache entries are its own: those of the other frontend are kept, not reused",
+        help="where VGGish's log-mel is computed: reference (NumPy in the decode workers) or device (keras.ops in"
+        " float32 with the network, in its batch; within 1e-4 of the reference's embeddings). Default: reference"
+        " where the network computes in float32, device where it computes in bfloat16 or float16 (--precision)."
+        " The cache entries of each are their own: those of the other frontend are kept, not reused",
     )
 
 

@@ -151,6 +151,7 @@ class ExtractorModelHandler(ModelHandler):
             short_policy=s["short_policy"],
             dtype=s["dtype"],
             guard_tolerance=s.get("guard_tolerance"),
+            frontend_kind="reference",  # the decode workers make the reference frontend's patches (settings_of)
         )
         # the settings' provenance is the job's: this worker's precision guard measures its first batch, and
         # a trip stops the job (DataError) rather than write float32 entries the settings call bfloat16

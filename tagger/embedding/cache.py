@@ -345,17 +345,34 @@ def check_entry(entry, *, path="<entry>", frontend=None, weights=None, fingerpri
         reason, diff = serving(entry["provenance"], want)
         if reason is not None:
             named = [d.split(":", 1)[0] for d in diff]
-            hint = ""
-            # only the precision differs (machines whose `auto` differs, AMX or not): the entries' own reuses them
-            if named == ["precision"]:
-                hint = f" (--precision {entry['provenance']['precision']} reuses them)"
-            elif named == ["frontend"]:  # only the frontend kind (reference or device log-mel): its own reuses them
-                have, wanted = dict(entry["provenance"].get("frontend") or {}), dict(want.get("frontend") or {})
-                kind = have.pop("frontend_kind", None)
-                if kind != wanted.pop("frontend_kind", None) and have == wanted:
-                    hint = f" (--frontend {kind or 'reference'} reuses them)"
+            hint = _reuse_hint(entry["provenance"], want, named)
             raise StaleEntry(f"{path}: made with other {', '.join(named)} settings: {'; '.join(diff)}{hint}", reason)
     return entry
+
+
+def _reuse_hint(have, want, named):
+    """The options that make a run want what an entry holds, where only its precision (machines whose ``auto``
+    differs, AMX or not) or its frontend kind (reference or device log-mel) differ; else ``''``.
+
+    A precision's default frontend (:func:`.vggish.device_frontend.default_kind`) follows it, so the frontend is
+    named only where the entry's is not the default of the precision the options give.
+    """
+    from .vggish.device_frontend import default_kind
+
+    cached, wanted = dict(have.get("frontend") or {}), dict(want.get("frontend") or {})
+    kind = cached.pop("frontend_kind", None) or "reference"
+    if "frontend" in named and (kind == (wanted.pop("frontend_kind", None) or "reference") or cached != wanted):
+        return ""  # more than the frontend kind differs: no option reuses them
+    if set(named) - {"precision", "frontend"}:
+        return ""
+    options = {}
+    if "precision" in named:
+        options["--precision"] = have["precision"]
+    if "frontend" in named or ("precision" in named and kind != default_kind(have["precision"])):
+        options["--frontend"] = kind
+    if "--precision" in options and options.get("--frontend") == default_kind(options["--precision"]):
+        del options["--frontend"]  # the precision's own default frontend: naming the precision is enough
+    return f" ({' '.join(f'{k} {v}' for k, v in options.items())} reuses them)" if options else ""
 
 
 def serving(have, want):

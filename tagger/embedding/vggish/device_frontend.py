@@ -24,12 +24,33 @@ from ...exceptions import ParameterError
 from . import params
 from .frontend import mel_matrix, periodic_hann
 
-__all__ = ["KIND", "FRONTENDS", "frontend_params", "log_mel", "patches", "n_frames", "with_frontend"]
+__all__ = ["KIND", "FRONTENDS", "default_kind", "frontend_params", "log_mel", "patches", "n_frames", "with_frontend"]
 
 #: the ``frontend_kind`` this frontend's entries record (the reference frontend's entries record none)
 KIND = "device"
 #: the two frontends an embedder can run: the reference (NumPy, in the decode workers) or this one
 FRONTENDS = ("reference", KIND)
+
+
+def default_kind(dtype):
+    """The frontend an embedder runs when none is named: this one where the network computes in another precision
+    than float32, the reference frontend where it computes in float32.
+
+    The rule follows the precision alone, so it is as deterministic as the precision (``auto`` reads the CPU's
+    flags and the backend; :func:`tagger.backend.auto_dtype`): float32 runs, their outputs and caches stay the
+    reference frontend's; a bfloat16 CPU or a GPU computes the log-mel in the network's process, in its batch,
+    and its decode workers only read and resample.
+
+    Parameters
+    ----------
+    dtype : str
+        The network's compute precision, resolved (``'float32'``, ``'bfloat16'``, ``'float16'``).
+
+    Returns
+    -------
+    {'reference', 'device'}
+    """
+    return "reference" if dtype == "float32" else KIND
 
 
 def frontend_params(*, hop_seconds=params.EXAMPLE_HOP_SECONDS):

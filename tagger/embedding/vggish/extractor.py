@@ -23,7 +23,7 @@ from ..embed import default_dtype, guard_difference, resolve_dtype
 from ..extractor import Planned
 from ..pipeline import default_workers, iter_embeddings, refuse_in_bootstrapping_child
 from . import device_frontend, params
-from .frontend import decode_messages, decode_options, patch_shape, waveform_to_patches
+from .frontend import decode_messages, decode_options, log_mel_of_samples, patch_shape, waveform_to_patches
 from .network import build_vggish, network, read_weights, resolve_source
 from .network import weights_id as vggish_weights_id
 from .postprocess import Postprocessor
@@ -33,16 +33,14 @@ __all__ = ["Embedder", "embed", "make_extractor", "plan_extractor"]
 log = logging.getLogger(__name__)
 
 
-def _check(*, batch_size: int | None, guard_tolerance: float | None, frontend_kind: str | None) -> str:
-    """Refuse settings no :class:`Embedder` takes; the frontend kind in force (default ``'reference'``)."""
+def _check(*, batch_size: int | None, guard_tolerance: float | None, frontend_kind: str | None) -> None:
+    """Refuse settings no :class:`Embedder` takes."""
     if batch_size is not None and batch_size < 1:
         raise ParameterError(f"batch_size={batch_size} must be >= 1")
     if guard_tolerance is not None and not guard_tolerance >= 0:
         raise ParameterError(f"guard_tolerance={guard_tolerance!r} must be >= 0 (or None: no guard)")
-    frontend_kind = frontend_kind or "reference"
-    if frontend_kind not in device_frontend.FRONTENDS:
+    if frontend_kind is not None and frontend_kind not in device_frontend.FRONTENDS:
         raise ParameterError(f"frontend_kind={frontend_kind!r} must be one of {device_frontend.FRONTENDS}")
-    return frontend_kind
 
 
 def _frontend(frontend_kind: str, hop_seconds: float) -> dict[str, Any]:
@@ -96,10 +94,14 @@ class Embedder:
         An already built float32 VGGish (``weights`` is then ignored); give ``weights_id`` too.
     weights_id : str, optional
     frontend_kind : {'reference', 'device'}, optional
-        Where the log-mel is computed: ``'reference'`` (the default; NumPy, float64, in the decode workers; the patches
+        Where the log-mel is computed: ``'reference'`` (NumPy, float64, in the decode workers; the patches
         Google's code makes) or ``'device'`` (:mod:`tagger.embedding.vggish.device_frontend`: ``keras.ops`` in
         float32, with the network, which then takes each patch's 15,600 samples). The entries of the two are
-        kept apart by the provenance (``frontend_kind`` in the frontend record).
+        kept apart by the provenance (``frontend_kind`` in the frontend record). Default
+        (:func:`~tagger.embedding.vggish.device_frontend.default_kind`): the reference frontend where the network
+        computes in float32, the device frontend where it computes in bfloat16 or float16. Where the precision
+        guard falls back to float32 before the run records its provenance, the default frontend falls back with it
+        to the reference's (a frontend named here is kept), so every float32 run's entries are the same.
 
     Examples
     --------
@@ -131,15 +133,16 @@ class Embedder:
         frontend_kind: str | None = None,
     ) -> None:
         refuse_in_bootstrapping_child()  # before loading anything: see its docstring
-        frontend_kind = _check(batch_size=batch_size, guard_tolerance=guard_tolerance, frontend_kind=frontend_kind)
+        _check(batch_size=batch_size, guard_tolerance=guard_tolerance, frontend_kind=frontend_kind)
         self.on_gpu = bool(backend.gpus())
         if batch_size is None:
             batch_size = 512 if self.on_gpu else 64  # a GPU needs big batches to be busy; a CPU gains nothing
         dtype = resolve_dtype(dtype)
-        self.frontend_kind = frontend_kind
-        self._on_audio = frontend_kind == device_frontend.KIND
-        self.frontend = _frontend(frontend_kind, hop_seconds)
+        #: whether the frontend is the precision's default (then a guard's fallback to float32 takes the reference's)
+        self._default_frontend = frontend_kind is None
+        frontend_kind = frontend_kind or device_frontend.default_kind(dtype)
         self.hop_seconds = hop_seconds
+        self._set_frontend(frontend_kind)
         self.weights_source = None if model is not None else resolve_source(weights)  # what a Beam worker loads
         self.short_policy = short_policy
         self.batch_size = int(batch_size)
@@ -173,6 +176,12 @@ class Embedder:
                 reference = None
         self._reference = reference  # float32 weights (or model) for the guard; None once it has measured
         self._use(net, dtype)
+
+    def _set_frontend(self, frontend_kind: str) -> None:
+        """Compute the log-mel with this frontend from now on (before :meth:`_use` makes the forward pass)."""
+        self.frontend_kind = frontend_kind
+        self._on_audio = frontend_kind == device_frontend.KIND
+        self.frontend = _frontend(frontend_kind, self.hop_seconds)
 
     def _use(self, net: Any, dtype: str) -> None:
         """Run ``net`` (compute precision ``dtype``) from now on: one fixed batch shape, traced or compiled once."""
@@ -246,6 +255,8 @@ class Embedder:
                     " --precision float32 (dtype='float32')"
                 )
             warnings.warn(f"{message}: falling back to float32 for this run", TaggerWarning, stacklevel=2)
+            if self._default_frontend:  # float32's default frontend: its entries are those of any float32 run
+                self._set_frontend(device_frontend.default_kind("float32"))
             self._use(reference, "float32")
         else:
             log.info("precision guard: %s", message)
@@ -319,7 +330,10 @@ class Embedder:
         """
         patches = np.asarray(patches, dtype=np.float32)
         if self.guard_pending:
+            output = self._output
             self.check_precision(patches)
+            if self._output != output:  # fell back to float32 and its reference frontend: these are samples
+                patches = log_mel_of_samples(patches)
         return self._run(patches)
 
     def _run(self, patches: np.ndarray) -> np.ndarray:
@@ -447,7 +461,7 @@ def plan_extractor(
     ParameterError, DataError
         As :class:`Embedder` would: a bad setting, missing PCA parameters.
     """
-    frontend_kind = _check(batch_size=batch_size, guard_tolerance=guard_tolerance, frontend_kind=frontend_kind)
+    _check(batch_size=batch_size, guard_tolerance=guard_tolerance, frontend_kind=frontend_kind)
     dtype = dtype or default_dtype()
     if dtype == "auto":
         dtype = backend.planned_auto_dtype()
@@ -455,6 +469,7 @@ def plan_extractor(
     if dtype is None or weights_id is None:
         return None
     resolve_dtype(dtype)  # a named precision is one of those tagger computes in
+    frontend_kind = frontend_kind or device_frontend.default_kind(dtype)
     postprocessor = Postprocessor(pca_params) if kind == "postprocessed" else None
     return Planned(
         kind=kind,

@@ -95,6 +95,30 @@ def log_mel_spectrogram(y):
     return np.log(spectrum @ mel_matrix() + params.LOG_OFFSET)
 
 
+def log_mel_of_samples(patches):
+    """The reference frontend's log-mel patches of patches given as their samples (a :class:`Patcher`'s
+    ``output='audio'``).
+
+    A patch's 96 frames are made of its own 15,600 samples alone, so these are the patches the reference frontend
+    makes of the whole waveform.
+
+    Parameters
+    ----------
+    patches : np.ndarray, shape (T, 15600), float32
+
+    Returns
+    -------
+    np.ndarray, shape (T, 96, 64), float32
+    """
+    patches = np.asarray(patches, dtype=np.float32)
+    if patches.ndim != 2 or patches.shape[1] != params.PATCH_SAMPLES:
+        raise ParameterError(f"patches of shape {patches.shape}: expected (T, {params.PATCH_SAMPLES}) samples")
+    out = np.zeros((len(patches), params.NUM_FRAMES, params.NUM_MEL_BINS), np.float32)
+    for i, samples in enumerate(patches):
+        out[i] = log_mel_spectrogram(samples)
+    return out
+
+
 def n_patches(n_samples, *, hop_seconds=params.EXAMPLE_HOP_SECONDS):
     """Number of complete patches in ``n_samples`` samples at 16 kHz."""
     if n_samples < params.PATCH_SAMPLES:
