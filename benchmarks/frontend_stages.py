@@ -4,7 +4,9 @@ the network alone (VGGish on precomputed patches; with the device frontend, on e
 frontend is part of it). First, each stage of one 30-s clip timed apart in this process: read (soundfile, at the
 file's rate), resample (soxr to 16 kHz), the reference log-mel (NumPy), the device log-mel (keras.ops, the clip's
 patches in one batch), the hand-over's pickling (dumps + loads of one clip's patches: log-mel, or float32 audio for
-the device frontend), and the network per clip in each precision; milliseconds, median over the ten tracks.
+the device frontend), their transfer through the pipeline's queue from a spawned process (benchmarks/handover.py),
+and the network per clip in each precision; milliseconds, median over the ten tracks. The end-to-end rows mark
+the frontend each precision runs by default.
 
     python benchmarks/frontend_stages.py [--clips 24] [--weights CKPT]
 
@@ -46,7 +48,7 @@ def main():
     from tagger import backend
     from tagger.embedding.audio import load
     from tagger.embedding.embed import embed_files
-    from tagger.embedding.vggish import frontend, params
+    from tagger.embedding.vggish import device_frontend, frontend, params
     from tagger.embedding.vggish.extractor import Embedder
     from tagger.testing import random_weights, write_checkpoint
 
@@ -83,8 +85,10 @@ def main():
         print(f"CPU: {cpu_name()}; {args.clips} GTZAN clips of 30 s; backend {backend.name()}")
         print(f"{'precision':10s} {'frontend':10s} {'embed clips/s':>14s} {'CPU s/clip':>11s} {'network clips/s':>16s}")
         for dtype, kind, rate, cpu, network in rows:
+            default = "  (the default)" if kind == device_frontend.default_kind(dtype) else ""
             print(
                 f"{dtype:10s} {kind:10s} {rate:14.2f} {cpu:11.3f} {network:16.2f}   ({rate / network:.0%} of network)"
+                + default
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -141,6 +145,11 @@ def stages(tracks, weights, fastest):
         batch = np.concatenate([mel] * 3)
         emb.run(batch)  # traced
         per[f"network ({dtype})"] = [_ms(lambda: emb.run(batch)) / 3 * 30.0 / (len(y) / sr)]
+    from handover import PAYLOADS, transfer_rate
+
+    for what, payload in (("log-mel patches", "log-mel patches, float32"), ("float32 audio", "patch audio, float32")):
+        # one spawned producer to this process through the pipeline's kind of queue (31 patches a 30-s clip)
+        per[f"hand-over: transfer {what} (queue)"] = [1000 * 31 / 32 / transfer_rate(*PAYLOADS[payload], 300)]
     print(f"CPU: {cpu_name()}; per stage, ms per 30-s clip (median of {len(tracks)} GTZAN tracks; this process)")
     for stage, values in per.items():
         print(f"  {stage:40s} {float(np.median(values)):8.1f}")

@@ -29,6 +29,21 @@ def producer(queue, shape, dtype, n):
     queue.put(None)
 
 
+def transfer_rate(shape, dtype, messages):
+    """Messages per second from one spawned producer through the pipeline's kind of queue to this process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue(maxsize=4)
+    worker = ctx.Process(target=producer, args=(queue, shape, dtype, messages))
+    worker.start()
+    queue.get()  # the producer is up
+    started, n = time.perf_counter(), 1
+    while queue.get() is not None:
+        n += 1
+    seconds = time.perf_counter() - started
+    worker.join()
+    return n / seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=400)
@@ -36,22 +51,10 @@ def main():
     from common import cpu_model
 
     print(f"CPU: {cpu_model()}; one producer, one consumer, {args.messages} messages of 32 patches")
-    ctx = mp.get_context("spawn")
     for name, (shape, dtype) in PAYLOADS.items():
-        queue = ctx.Queue(maxsize=4)
-        worker = ctx.Process(target=producer, args=(queue, shape, dtype, args.messages))
-        worker.start()
-        queue.get()  # the producer is up
-        started, n = time.perf_counter(), 1
-        while queue.get() is not None:
-            n += 1
-        seconds = time.perf_counter() - started
-        worker.join()
+        rate = transfer_rate(shape, dtype, args.messages)
         megabytes = np.prod(shape) * np.dtype(dtype).itemsize / 1e6
-        print(
-            f"  {name:26s} {n / seconds:6.0f} messages/s {n * megabytes / seconds:6.0f} MB/s"
-            f" {n * 32 / seconds / 31:6.0f} clips/s"
-        )
+        print(f"  {name:26s} {rate:6.0f} messages/s {rate * megabytes:6.0f} MB/s {rate * 32 / 31:6.0f} clips/s")
 
 
 if __name__ == "__main__":
