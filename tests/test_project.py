@@ -23,6 +23,23 @@ def test_ci_runs_the_readme_test_command():
     assert test_command.strip() in ci_lines
 
 
+#: what the device tool sends to a GPU machine: the tracked files and the GPU check's wheels (benchmarks/gpu_wheels.sh,
+#: 5.4 MiB with the lock of 2026-12) must fit its 64 MiB together, or the GPU check cannot run at all
+TRAVEL_LIMIT_MIB, WHEELS_ROOM_MIB = 64, 8
+
+
+@pytest.mark.integration  # asks git for the tracked files
+def test_the_tracked_files_leave_room_for_the_gpu_checks_wheels():
+    """A shipped head of 30 MB more would stop the GPU check from travelling: ship such a head on the Hub instead."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: no tracked files to weigh")
+    sizes = {p: (ROOT / p).stat().st_size for p in listed.stdout.decode().split("\0") if p and (ROOT / p).is_file()}
+    mib = sum(sizes.values()) / 2**20
+    largest = sorted(sizes, key=sizes.get, reverse=True)[:3]
+    assert mib <= TRAVEL_LIMIT_MIB - WHEELS_ROOM_MIB, f"{mib:.1f} MiB tracked; the largest: {largest}"
+
+
 @pytest.mark.integration
 def test_frontend_modules_do_not_import_tensorflow():
     """Decoding, caching, outputs, locks and config validation (`tagger-cloud submit`) never load TensorFlow."""
