@@ -84,7 +84,7 @@ def test_its_entries_are_their_own_frontend_kind():
 @pytest.mark.parametrize(
     "cached,wanted,hint",
     [
-        (("bfloat16", "device"), ("float32", "reference"), "--precision bfloat16"),  # the AMX machine's, by default
+        (("bfloat16", "device"), ("float32", "reference"), "--precision bfloat16 --frontend device"),  # AMX's default
         (("bfloat16", "reference"), ("float32", "reference"), "--precision bfloat16 --frontend reference"),
         (("float32", "device"), ("bfloat16", "device"), "--precision float32 --frontend device"),
         (("float32", "device"), ("float32", "reference"), "--frontend device"),
@@ -92,8 +92,8 @@ def test_its_entries_are_their_own_frontend_kind():
     ],
 )
 def test_a_refusal_names_the_options_that_reuse_the_entries(cached, wanted, hint):
-    """The frontend follows the precision by default, so it is named only where the entries' is not the default
-    of the precision named."""
+    """With the precision, the frontend is named too (its default follows the precision): the options reuse the
+    entries whatever the defaults."""
     from tagger.embedding.cache import _reuse_hint
 
     def record(precision, kind):

@@ -217,7 +217,7 @@ def test_a_cache_filled_on_an_amx_machine_is_refused_by_default_elsewhere(on_cpu
     assert plain.dtype == "float32"
     with pytest.raises(
         DataError,
-        match=r"precision: bfloat16 \(cached\), float32 \(wanted\); frontend: .* \(--precision bfloat16 reuses them\)",
+        match=r"precision: bfloat16 \(cached\), float32 \(wanted\); frontend: .* \(--precision bfloat16 --frontend device reuses them\)",
     ):
         embed_files([clips], cache_dir, extractor=plain, workers=0, progress=False)
     # the precision the entries name, asked for explicitly, reuses them all (slowly on this CPU, but only to

@@ -354,25 +354,23 @@ def _reuse_hint(have, want, named):
     """The options that make a run want what an entry holds, where only its precision (machines whose ``auto``
     differs, AMX or not) or its frontend kind (reference or device log-mel) differ; else ``''``.
 
-    A precision's default frontend (:func:`.vggish.device_frontend.default_kind`) follows it, so the frontend is
-    named only where the entry's is not the default of the precision the options give.
+    With the precision, the frontend kind is named too for a model whose extractor takes one: its default may
+    follow the precision (VGGish's does), so naming both reuses the entries whatever the defaults.
     """
-    from .vggish.device_frontend import default_kind
-
     cached, wanted = dict(have.get("frontend") or {}), dict(want.get("frontend") or {})
     kind = cached.pop("frontend_kind", None) or "reference"
     if "frontend" in named and (kind == (wanted.pop("frontend_kind", None) or "reference") or cached != wanted):
         return ""  # more than the frontend kind differs: no option reuses them
     if set(named) - {"precision", "frontend"}:
         return ""
-    options = {}
-    if "precision" in named:
-        options["--precision"] = have["precision"]
-    if "frontend" in named or ("precision" in named and kind != default_kind(have["precision"])):
-        options["--frontend"] = kind
-    if "--precision" in options and options.get("--frontend") == default_kind(options["--precision"]):
-        del options["--frontend"]  # the precision's own default frontend: naming the precision is enough
-    return f" ({' '.join(f'{k} {v}' for k, v in options.items())} reuses them)" if options else ""
+    try:
+        takes_kind = "frontend_kind" in registry.model(registry.kind(have["kind"]).model).options
+    except ParameterError:  # a kind no registered model makes
+        takes_kind = False
+    options = [f"--precision {have['precision']}"] if "precision" in named else []
+    if "frontend" in named or (takes_kind and options):
+        options.append(f"--frontend {kind}")
+    return f" ({' '.join(options)} reuses them)"
 
 
 def serving(have, want):
