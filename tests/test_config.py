@@ -14,7 +14,8 @@ from tagger.training.config import DEFAULTS, ensemble_members, load_config
 # (change to a valid config, what the error names); a "search" change goes through `tagger tune`
 BAD = [
     # unknown keys and heads
-    ({"optimiser": {}}, "unknown config key 'optimiser'"),
+    ({"optimiser": {}}, "unknown config key 'optimiser' (did you mean 'optimizer'?)"),
+    ({"mixup_alpha": 0.4}, "unknown config key 'mixup_alpha' (did you mean 'mixup'?)"),  # the α of its Beta
     ({"mux": {"n_active": 4, "rates": 2}}, "unknown config key mux.'rates'"),
     ({"head": {"name": "transformer"}}, "unknown head"),
     ({"head": {"name": "dense", "depth": 3}}, "head.'depth'"),

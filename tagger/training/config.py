@@ -9,6 +9,7 @@ same checks from the shell (``tagger-cloud submit`` does, before any cloud call)
 """
 
 import copy
+import difflib
 import inspect
 import json
 import math
@@ -93,7 +94,9 @@ def _merge(defaults, given, where):
     out = copy.deepcopy(defaults)
     for key, value in given.items():
         if key not in defaults:
-            raise ParameterError(f"unknown config key {where}{key!r}; valid keys: {', '.join(sorted(defaults))}")
+            near = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6) or [k for k in defaults if k in key]
+            hint = f" (did you mean {where}{near[0]!r}?)" if near else ""
+            raise ParameterError(f"unknown config key {where}{key!r}{hint}; valid keys: {', '.join(sorted(defaults))}")
         if isinstance(defaults[key], dict) and not isinstance(value, dict):
             raise ParameterError(f"config key {where}{key!r} must be a mapping")
         if key in _FREE_SECTIONS:
