@@ -63,40 +63,35 @@ def _runs(results):
     return [e for e in results.values() if "ablation" in e]
 
 
-def _fold_scores(run, k):
-    """(selection-fold score, held-out-fold score) of outer fold k of a nested run; None where it is not here."""
-    paths = (pathlib.Path(run, f"fold{k}-select", "metrics.json"), pathlib.Path(run, f"fold{k}", "metrics.json"))
-    if not all(p.exists() for p in paths):
-        return None
-    return tuple(json.loads(p.read_text())["valid_score"] for p in paths)
+def _select_score(task, head, k, run=None):
+    """The score on outer fold k's selection fold of a nested run (its best epoch there): ``run``'s, else the
+    recipe's own run (``runs/audioset_<task>_<head>``) or the same member of the task's ensemble run (the same
+    config, data and seed)."""
+    folder = pathlib.Path(run or f"runs/audioset_{task}_{head}", f"fold{k}-select")
+    if run is None and not folder.exists():
+        folder = pathlib.Path(f"runs/audioset_{task}_ensemble/fold{k}-select/members/{head}")
+    return json.loads((folder / "metrics.json").read_text())["valid_score"]
 
 
 def nested_choice(results, recorded):
     """Cross-validated tasks: choose among every candidate (each head with and without mixup) on each outer fold's
     selection fold, score the choice on that held-out fold, which chose nothing (the nested analogue of the
-    split-half check); the recipe's own runs are ``runs/audioset_<task>_<head>``, or the same members of the
-    task's ensemble run."""
+    split-half check)."""
     out = {}
     for task in sorted({e["task"] for e in _runs(results) if e["ablation"]["std"] is not None}):
-        runs = {}
+        runs = {}  # candidate -> [(selection-fold score, held-out score) per outer fold]
         for e in (e for e in _runs(results) if e["task"] == task):
-            own = f"runs/audioset_{task}_{e['head']}"
+            held = recorded[task]["heads"][e["head"]]["fold_scores"]
             runs[f"{e['head']} (mixup {e['recipe']['mixup']:g})"] = [
-                _fold_scores(own, k)
-                or (
-                    json.loads(
-                        pathlib.Path(
-                            f"runs/audioset_{task}_ensemble/fold{k}-select/members/{e['head']}/metrics.json"
-                        ).read_text()
-                    )["valid_score"],
-                    recorded[task]["heads"][e["head"]]["fold_scores"][k],
-                )
-                for k in range(5)
+                (_select_score(task, e["head"], k), score) for k, score in enumerate(held)
             ]
+            run = e["ablation"]["run"]
+            held = json.loads(pathlib.Path(run, "metrics.json").read_text())["fold_scores"]
             runs[f"{e['head']} (mixup {e['ablation']['mixup']:g})"] = [
-                _fold_scores(e["ablation"]["run"], k) for k in range(5)
+                (_select_score(task, e["head"], k, run), score) for k, score in enumerate(held)
             ]
-        chosen = [max(runs, key=lambda n: runs[n][k][0]) for k in range(5)]
+        folds = range(len(next(iter(runs.values()))))
+        chosen = [max(runs, key=lambda n: runs[n][k][0]) for k in folds]
         held = [runs[n][k][1] for k, n in enumerate(chosen)]
         out[task] = {
             "candidates": sorted(runs),
