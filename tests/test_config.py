@@ -19,6 +19,7 @@ BAD = [
     ({"mux": {"n_active": 4, "rates": 2}}, "unknown config key mux.'rates'"),
     ({"head": {"name": "transformer"}}, "unknown head"),
     ({"head": {"name": "dense", "depth": 3}}, "head.'depth'"),
+    ({"head": {"name": "dense", "dropuot": 0.2}}, "head.'dropuot' for head 'dense' (did you mean head.'dropout'?)"),
     # values of the wrong type or out of range
     ({"optimizer": {"learning_rate": "0.01"}}, 'optimizer.learning_rate="0.01"'),
     ({"optimizer": {"learning_rate": -1}}, "optimizer.learning_rate=-1"),

@@ -90,13 +90,19 @@ _FREE_SECTIONS = {"head", "search"}  # keys checked by the head builder, and by 
 _PATH_KEYS = ("index", "cache", "vocabulary")
 
 
+def _did_you_mean(key, valid, where=""):
+    """`` (did you mean <where>'<nearest valid key>'?)`` for an unknown config key, or ``''`` where none is near."""
+    near = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6) or [k for k in sorted(valid) if k in key]
+    return f" (did you mean {where}{near[0]!r}?)" if near else ""
+
+
 def _merge(defaults, given, where):
     out = copy.deepcopy(defaults)
     for key, value in given.items():
         if key not in defaults:
-            near = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6) or [k for k in defaults if k in key]
-            hint = f" (did you mean {where}{near[0]!r}?)" if near else ""
-            raise ParameterError(f"unknown config key {where}{key!r}{hint}; valid keys: {', '.join(sorted(defaults))}")
+            raise ParameterError(
+                f"unknown config key {where}{key!r}{_did_you_mean(key, defaults, where)}; valid keys: {', '.join(sorted(defaults))}"
+            )
         if isinstance(defaults[key], dict) and not isinstance(value, dict):
             raise ParameterError(f"config key {where}{key!r} must be a mapping")
         if key in _FREE_SECTIONS:
@@ -244,7 +250,8 @@ def validate(config, *, base_dir=".", check_paths=True):
             continue
         if key not in accepted:
             raise ParameterError(
-                f"unknown config key head.{key!r} for head {head['name']!r}; valid: {', '.join(sorted(accepted))}"
+                f"unknown config key head.{key!r} for head {head['name']!r}{_did_you_mean(key, accepted, 'head.')};"
+                f" valid: {', '.join(sorted(accepted))}"
             )
         if key == "members":
             continue
@@ -272,7 +279,10 @@ def _check_ensemble(cfg, *, base_dir, check_paths):
     head = cfg["head"]
     for key in head:
         if key not in _ENSEMBLE_KEYS:
-            raise ParameterError(f"unknown config key head.{key!r} for an ensemble; valid: {', '.join(_ENSEMBLE_KEYS)}")
+            raise ParameterError(
+                f"unknown config key head.{key!r} for an ensemble{_did_you_mean(key, _ENSEMBLE_KEYS, 'head.')};"
+                f" valid: {', '.join(_ENSEMBLE_KEYS)}"
+            )
     select = head.setdefault("select", "all")
     if select not in SELECTIONS:
         _fail("head.select", select, f"one of {', '.join(json.dumps(s) for s in SELECTIONS)}")
