@@ -106,11 +106,11 @@ def attention_head(
 
     x, mask, h = inputs(embedding_size, standardize, input_stats)
     h = dense_stack(h, hidden=hidden, n_layers=n_layers, dropout=dropout, prefix="patch")
-    if task == "multilabel":
-        out = _decision_attention(h, mask, n_outputs, task, output_bias=output_bias, pool_name="output")
-    else:
-        pooled = _decision_attention(h, mask, n_outputs, task, output_bias=output_bias, pool_name="attention")
-        out = layers.Activation("softmax", name="output")(pooled)
+    multilabel = task == "multilabel"  # pooled probabilities are the output; pooled logits go through a softmax
+    pooled = _decision_attention(
+        h, mask, n_outputs, task, output_bias=output_bias, pool_name="output" if multilabel else "attention"
+    )
+    out = pooled if multilabel else layers.Activation("softmax", name="output")(pooled)
     return keras.Model([x, mask], out, name="attention")
 
 
