@@ -111,6 +111,7 @@ def stages(tracks, weights, fastest):
     import soundfile as sf
     import soxr
     from common import cpu_name
+    from handover import PAYLOADS, transfer_rate
 
     from tagger.embedding.vggish import device_frontend, frontend, params
     from tagger.embedding.vggish.extractor import Embedder
@@ -145,8 +146,6 @@ def stages(tracks, weights, fastest):
         batch = np.concatenate([mel] * 3)
         emb.run(batch)  # traced
         per[f"network ({dtype})"] = [_ms(lambda: emb.run(batch)) / 3 * 30.0 / (len(y) / sr)]
-    from handover import PAYLOADS, transfer_rate
-
     for what, payload in (("log-mel patches", "log-mel patches, float32"), ("float32 audio", "patch audio, float32")):
         # one spawned producer to this process through the pipeline's kind of queue (31 patches a 30-s clip)
         per[f"hand-over: transfer {what} (queue)"] = [1000 * 31 / 32 / transfer_rate(*PAYLOADS[payload], 300)]
