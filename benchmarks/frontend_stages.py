@@ -4,8 +4,8 @@ the network alone (VGGish on precomputed patches; with the device frontend, on e
 frontend is part of it). First, each stage of one 30-s clip timed apart in this process: read (soundfile, at the
 file's rate), resample (soxr to 16 kHz), the reference log-mel (NumPy), the device log-mel (keras.ops, the clip's
 patches in one batch), the hand-over's pickling (dumps + loads of one clip's patches: log-mel, or float32 audio for
-the device frontend), their transfer through the pipeline's queue from a spawned process (benchmarks/handover.py),
-and the network per clip in each precision; milliseconds, median over the ten tracks. The end-to-end rows mark
+the device frontend), their transfer from a spawned process through the pipeline's hand-over, by the queue alone
+and with shared memory, the default on Linux (benchmarks/handover.py), and the network per clip in each precision; milliseconds, median over the ten tracks. The end-to-end rows mark
 the frontend each precision runs by default.
 
     python benchmarks/frontend_stages.py [--clips 24] [--weights CKPT]
@@ -111,7 +111,7 @@ def stages(tracks, weights, fastest):
     import soundfile as sf
     import soxr
     from common import cpu_name
-    from handover import PAYLOADS, transfer_rate
+    from handover import PAYLOADS, TRANSPORTS, transfer_rate
 
     from tagger.embedding.vggish import device_frontend, frontend, params
     from tagger.embedding.vggish.extractor import Embedder
@@ -147,8 +147,10 @@ def stages(tracks, weights, fastest):
         emb.run(batch)  # traced
         per[f"network ({dtype})"] = [_ms(lambda: emb.run(batch)) / 3 * 30.0 / (len(y) / sr)]
     for what, payload in (("log-mel patches", "log-mel patches, float32"), ("float32 audio", "patch audio, float32")):
-        # one spawned producer to this process through the pipeline's kind of queue (31 patches a 30-s clip)
-        per[f"hand-over: transfer {what} (queue)"] = [1000 * 31 / 32 / transfer_rate(*PAYLOADS[payload], 300)]
+        # one spawned producer to this process through the pipeline's hand-over (31 patches a 30-s clip)
+        for transport, shared in TRANSPORTS.items():
+            rate = transfer_rate(*PAYLOADS[payload], 1000, shared_memory=shared)
+            per[f"hand-over: transfer {what} ({transport})"] = [1000 * 31 / 32 / rate]
     print(f"CPU: {cpu_name()}; per stage, ms per 30-s clip (median of {len(tracks)} GTZAN tracks; this process)")
     for stage, values in per.items():
         print(f"  {stage:44s} {float(np.median(values)):8.1f}")

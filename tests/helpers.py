@@ -223,3 +223,16 @@ def run_in_process(args, *, cwd):
     finally:
         os.chdir(here)
     return subprocess.CompletedProcess(["tagger", *args], status, out.getvalue(), err.getvalue())
+
+
+def array_messages(index, path, *, n):
+    """A decode worker's job (the pipeline's message contract) for the hand-over tests: ``n`` messages of arrays
+    that differ by file and message, in the sizes and kinds a worker sends (patch audio of up to 79 patches, some
+    larger than a slot; log-mel; float64), then done."""
+    rng = np.random.default_rng(index)
+    for k in range(n):
+        rows = int(rng.integers(1, 80))
+        shape = (rows, 15600) if k % 3 else (rows, 96, 64)
+        dtype = np.float32 if k % 2 else np.float64
+        yield ("patches", index, rng.standard_normal(shape).astype(dtype), np.arange(rows) * 0.96)
+    yield ("done", index, float(n), [])

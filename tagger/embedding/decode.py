@@ -74,7 +74,7 @@ def _exit_with_parent():
     threading.Thread(target=watch, name="tagger-parent-watch", daemon=True).start()
 
 
-def worker_loop(tasks, results, options, target):
+def worker_loop(tasks, results, options, target, slots=None):
     """Process entry point: take ``(index, path)`` tasks until ``None``; put the messages of ``target(index, path, **options)``.
 
     ``target`` is a module-level generator function (it travels to the spawned
@@ -85,6 +85,8 @@ def worker_loop(tasks, results, options, target):
     Before each file it puts ``("start", index)`` so the parent knows which
     file a crashed worker held. A worker whose parent died (killed, even with
     SIGKILL) exits at once instead of lingering on a queue nobody reads.
+    With ``slots`` (:class:`tagger.embedding.slots.SharedSlots`), a message's large arrays travel through shared
+    memory instead of the queue's pipe.
     """
     _exit_with_parent()
     # one BLAS thread per worker: the network owns the other cores, and a
@@ -102,4 +104,4 @@ def worker_loop(tasks, results, options, target):
         index, path = task
         results.put(("start", index))
         for message in target(index, path, **options):
-            results.put(message)
+            results.put(message if slots is None else slots.pack(message))

@@ -18,6 +18,7 @@ import numpy as np
 from ..exceptions import ParameterError, TaggerError, TaggerWarning
 from .augment import Augmented
 from .decode import worker_loop
+from .slots import make_slots
 
 __all__ = ["TrackResult", "iter_embeddings", "iter_messages", "default_workers", "refuse_in_bootstrapping_child"]
 
@@ -227,7 +228,7 @@ def iter_embeddings(paths, run, *, target, target_options, row_shape, batch_size
     yield from assembly.end()
 
 
-def iter_messages(paths, target, options, *, workers=None, prefetch=8):
+def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_memory=True):
     """Run ``target(index, path, **options)`` for every path in worker processes; yield its messages.
 
     The engine under :func:`iter_embeddings` and :func:`tagger.embedding.features.iter_features`:
@@ -250,6 +251,9 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8):
         Processes; 0 runs ``target`` in this process. Default :func:`default_workers`.
     prefetch : int
         Messages buffered per worker (bounds memory).
+    shared_memory : bool
+        Large arrays travel from the workers in shared memory (:mod:`tagger.embedding.slots`, Linux), the rest
+        of each message through the queue; ``False``: whole messages pickled through the queue.
 
     Yields
     ------
@@ -277,8 +281,11 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8):
     n_workers = min(workers, len(paths))
     for _ in range(n_workers):
         tasks.put(None)
+    # large arrays travel in shared memory: a slot for every message that can be queued or being put
+    slots = make_slots(ctx, max(2, prefetch * workers) + n_workers) if shared_memory else None
     procs = [
-        ctx.Process(target=worker_loop, args=(tasks, results, options, target), daemon=True) for _ in range(n_workers)
+        ctx.Process(target=worker_loop, args=(tasks, results, options, target, slots), daemon=True)
+        for _ in range(n_workers)
     ]
     for proc in procs:
         proc.start()
@@ -305,6 +312,8 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8):
                         yield ("error", index, "not decoded: every decoder process crashed")
                 break
             heard = True
+            if slots is not None:
+                message = slots.unpack(message)
             if message[0] == "start":
                 started.add(message[1])
                 continue
@@ -318,6 +327,8 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8):
                 proc.terminate()
         for proc in procs:
             proc.join(timeout=5)
+        if slots is not None:
+            slots.close()
     if fallback:
         warnings.warn(
             f"decode worker processes could not start ({_MAIN_GUARD_HELP}); decoding in this process instead",
