@@ -153,7 +153,7 @@ def stages(tracks, weights, fastest):
             per[f"hand-over: transfer {what} ({transport})"] = [1000 * 31 / 32 / rate]
     print(f"CPU: {cpu_name()}; per stage, ms per 30-s clip (median of {len(tracks)} GTZAN tracks; this process)")
     for stage, values in per.items():
-        print(f"  {stage:44s} {float(np.median(values)):8.1f}")
+        print(f"  {stage:52s} {float(np.median(values)):8.1f}")
 
 
 if __name__ == "__main__":

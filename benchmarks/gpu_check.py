@@ -142,12 +142,33 @@ def measure_network(part, weights, patches, size):
             )
 
 
+def decode_rate(files, output, batch, workers):
+    """Decoding alone: ``tagger embed``'s pipeline with a network that costs nothing; (clips/s, patches per clip).
+
+    ``output``: what the workers send, ``'log_mel'`` (the reference frontend runs in them) or ``'audio'`` (they only
+    read and resample; the device frontend runs with the network).
+    """
+    from tagger.embedding.pipeline import iter_embeddings
+    from tagger.embedding.vggish.frontend import decode_messages, decode_options
+
+    started = time.perf_counter()
+    results = iter_embeddings(
+        files,
+        lambda p: np.zeros((len(p), 128), np.float32),
+        target=decode_messages,
+        target_options=decode_options(hop_seconds=0.96, short_policy="pad", output=output),
+        row_shape=(128,),
+        batch_size=batch,
+        workers=workers,
+    )
+    n_patches = sum(len(r.embedding) for r in results)
+    return len(files) / (time.perf_counter() - started), n_patches / len(files)
+
+
 def measure_end_to_end(part, backend, weights, clips, work, size):
     from tagger.embedding.audio import load
     from tagger.embedding.embed import embed_files
-    from tagger.embedding.pipeline import iter_embeddings
     from tagger.embedding.vggish.extractor import Embedder
-    from tagger.embedding.vggish.frontend import decode_messages
     from tagger.embedding.vggish.params import PATCH_SAMPLES
 
     workers = os.cpu_count()
@@ -159,43 +180,50 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
     e2e_s = time.perf_counter() - started
     if summary["failed"]:
         raise RuntimeError(f"tagger embed failed on {summary['failed']} synthetic clips")
-    started = time.perf_counter()  # decode + frontend alone: the same pipeline with a network that costs nothing
-    n_patches = sum(
-        len(r.embedding)
-        for r in iter_embeddings(
-            clips,
-            lambda p: np.zeros((len(p), 128), np.float32),
-            target=decode_messages,
-            target_options=dict(hop_seconds=0.96, short_policy="pad", chunk_patches=32),
-            row_shape=(128,),
-            batch_size=best["batch"],
-            workers=workers,
-        )
-    )
-    decode_s = time.perf_counter() - started
-    per_clip = n_patches / len(clips)
-    batch = np.random.default_rng(0).standard_normal((best["batch"], 96, 64)).astype(np.float32)
+    # decoding alone, per format (WAV at 22,050 Hz, resampled; MP3 at 16 kHz mono, as MagnaTagATune's clips are) and
+    # per what the workers send (the reference frontend's log-mel, or the device frontend's patch audio)
+    mp3s = sorted(str(p) for p in (work / "clips").glob("*.mp3"))
+    decode = {
+        (fmt, output): decode_rate(files, output, best["batch"], workers)
+        for fmt, files in (("wav", clips), ("mp3", mp3s))
+        if files
+        for output in ("log_mel", "audio")
+    }
+    per_clip = decode[("wav", "log_mel")][1]
+    rng = np.random.default_rng(0)
+    batch = rng.standard_normal((best["batch"], 96, 64)).astype(np.float32)
     calls, seconds = timed(to_device_and_back(backend, batch), size["min_s"])
     slowest = len(clips) / e2e_s
     rates = {  # clips per second each stage alone could sustain
-        "decode + frontend": len(clips) / decode_s,
+        "decode + frontend": decode[("wav", "log_mel")][0],
         "transfer": calls * best["batch"] / seconds / per_clip,
         "network": best["patches_per_s"] / per_clip,
     }
     # the device frontend (tagger embed --frontend device): the same run with the log-mel on the network's device,
-    # and its float32 embeddings of the first clip against the reference frontend's (issue 40: within 1e-4)
+    # its stages, and its float32 embeddings of the first clip against the reference frontend's (within 1e-4)
     dev = Embedder(str(weights), batch_size=best["batch"], dtype=best["dtype"], frontend_kind="device")
-    dev.run(np.zeros((best["batch"], PATCH_SAMPLES), np.float32))
+    audio = (0.1 * rng.standard_normal((best["batch"], PATCH_SAMPLES))).astype(np.float32)
+    dev.run(audio)
     started = time.perf_counter()
     summary = embed_files(clips, work / f"cache-{backend}-device", extractor=dev, workers=workers, overwrite=True)
     device_s = time.perf_counter() - started
     if summary["failed"]:
         raise RuntimeError(f"tagger embed --frontend device failed on {summary['failed']} synthetic clips")
+    calls, seconds = timed(to_device_and_back(backend, audio), size["min_s"])
+    net_calls, net_seconds = timed(lambda: dev.run(audio), size["min_s"])
+    device_rates = {
+        "decode": decode[("wav", "audio")][0],
+        "transfer": calls * best["batch"] / seconds / per_clip,
+        "frontend + network": net_calls * best["batch"] / net_seconds / per_clip,
+    }
     y = load(str(clips[0]), sample_rate=16000)
     want = Embedder(str(weights), batch_size=64, dtype="float32").embed(y, 16000)[0]
     have = Embedder(str(weights), batch_size=64, dtype="float32", frontend_kind="device").embed(y, 16000)[0]
     device_frontend = {
         "clips_per_s": round(len(clips) / device_s, 2),
+        "stage_clips_per_s": {k: round(v, 2) for k, v in device_rates.items()},
+        "limit": min(device_rates, key=device_rates.get),
+        "overhead_s": round(device_s - len(clips) / min(device_rates.values()), 2),
         "float32_difference": float(np.max(np.abs(have - want)) / np.max(np.abs(want))),
     }
     part.add(
@@ -212,6 +240,8 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
             "limit": min(rates, key=rates.get),
             # what the slowest stage does not explain: starting the decode workers, compiling, the cache writes
             "overhead_s": round(e2e_s - len(clips) / min(rates.values()), 2),
+            # decoding alone, clips/s: "wav log_mel", "wav audio", "mp3 log_mel", "mp3 audio" (no mp3: no writer)
+            "decode_clips_per_s": {f"{fmt} {output}": round(r[0], 2) for (fmt, output), r in decode.items()},
         },
     )
 
@@ -283,15 +313,19 @@ def prepare(work, size):
 
     np.savez(work / "vggish.npz", **random_weights(0))  # the plain weights file: no TensorFlow to write or read it
     (work / "clips").mkdir(exist_ok=True)
+    # WAV at 22,050 Hz (resampled on the way in), and where soundfile can write it, the same as MP3 at 16 kHz mono,
+    # as MagnaTagATune's clips are (the projection's decode cost)
+    formats = [("wav", 22050)] + ([("mp3", 16000)] if "MP3" in sf.available_formats() else [])
     for i in range(size["clips"]):
-        rng = np.random.default_rng(i)
-        n = int(size["seconds"] * 22050)
-        tone = np.sin(2 * np.pi * (110 + 7 * i) * np.arange(n) / 22050)
-        sf.write(
-            str(work / "clips" / f"clip{i:04d}.wav"),
-            (0.3 * tone + 0.05 * rng.standard_normal(n)).astype(np.float32),
-            22050,
-        )
+        for fmt, rate in formats:
+            rng = np.random.default_rng(i)
+            n = int(size["seconds"] * rate)
+            tone = np.sin(2 * np.pi * (110 + 7 * i) * np.arange(n) / rate)
+            sf.write(
+                str(work / "clips" / f"clip{i:04d}.{fmt}"),
+                (0.3 * tone + 0.05 * rng.standard_normal(n)).astype(np.float32),
+                rate,
+            )
 
 
 def parity(report, dumps):
@@ -313,21 +347,41 @@ def parity(report, dumps):
 
 
 def projection(report):
-    """All of MagnaTagATune at each backend's measured end-to-end rate (on this machine: a measurement-based projection)."""
+    """All of MagnaTagATune at each backend's measured stage rates, per frontend (a measurement-based projection).
+
+    Per frontend, the slowest of its stages, with decoding measured on MP3 clips at 16 kHz (MagnaTagATune's own
+    format) where the machine could write them, scaled to MagnaTagATune's clip length (every stage's cost grows
+    with the audio), plus the run's fixed overhead once: a small run's end-to-end rate would count its start-up
+    25,863 / n times.
+    """
     rows = {}
     for backend, part in report.data.get("backends", {}).items():
         e2e = part.get("end_to_end")
-        if e2e:
-            # the slowest stage's rate, scaled to MTT's clip length (every stage's cost grows with the audio), plus
-            # the run's fixed overhead once: a small run's end-to-end rate would count its start-up 25,863 / n times
-            slowest = min(e2e["stage_clips_per_s"].values())
-            clip_rate = slowest * e2e["clip_seconds"] / MTT_SECONDS
-            rows[backend] = {
+        if not e2e:
+            continue
+        decode = e2e.get("decode_clips_per_s", {})
+        dev = e2e.get("device_frontend", {})
+        routes = {
+            "reference": (e2e["stage_clips_per_s"], "decode + frontend", "log_mel", e2e["overhead_s"]),
+            "device": (dev.get("stage_clips_per_s"), "decode", "audio", dev.get("overhead_s")),
+        }
+        for frontend, (stages, decode_stage, output, overhead) in routes.items():
+            if not stages:
+                continue
+            stages = dict(stages)
+            fmt = "mp3" if f"mp3 {output}" in decode else "wav"
+            stages[decode_stage] = decode.get(f"{fmt} {output}", stages[decode_stage])
+            limit = min(stages, key=stages.get)
+            clip_rate = stages[limit] * e2e["clip_seconds"] / MTT_SECONDS
+            seconds = MTT_CLIPS / clip_rate + max(0.0, overhead)
+            rows.setdefault(backend, {})[frontend] = {
                 "mtt_clips_per_s": round(clip_rate, 2),
-                "hours": round((MTT_CLIPS / clip_rate + e2e["overhead_s"]) / 3600, 2),
-                "basis": f"measured on this machine: its slowest stage ({e2e['limit']}, {slowest:.2f} clips/s of"
-                f" {e2e['clip_seconds']} s) plus {e2e['overhead_s']} s start-up; assumes the stages overlap (decode on"
-                " the CPU cores, the network on the device), optimistic where both share a CPU",
+                "seconds": round(seconds, 1),
+                "hours": round(seconds / 3600, 2),
+                "limit": limit,
+                "basis": f"measured on this machine: the slowest stage ({limit}, {stages[limit]:.2f} clips/s of"
+                f" {e2e['clip_seconds']} s; decoding {fmt.upper()}) plus {overhead} s start-up; assumes the stages"
+                " overlap (decode on the CPU cores, the network on the device), optimistic where both share a CPU",
             }
     report.add("mtt_projection", rows)
 
@@ -358,20 +412,24 @@ def table(report):
             if "device_frontend" in e:
                 d = e["device_frontend"]
                 lines.append(
-                    f"    tagger embed --frontend device: {d['clips_per_s']} clips/s; float32 embeddings within"
+                    f"    tagger embed --frontend device: {d['clips_per_s']} clips/s; limit: {d.get('limit')}"
+                    f" {d.get('stage_clips_per_s')}, overhead {d.get('overhead_s')} s; float32 embeddings within"
                     f" {d['float32_difference']:.2e} of the reference frontend's"
                 )
+            if e.get("decode_clips_per_s"):
+                lines.append(f"    decoding alone, clips/s ({e['workers']} workers): {e['decode_clips_per_s']}")
         if "training" in part:
             t = part["training"]
             lines.append(
                 f"    head training: {t['steps_per_s']} steps/s ({t['head']}, batch {t['batch']} x window {t['window']})"
             )
     lines.append(f"  parity: {report.data.get('parity')}")
-    for backend, row in report.data.get("mtt_projection", {}).items():
-        lines.append(
-            f"  MagnaTagATune ({MTT_CLIPS} clips) on {backend}: {row['hours']} h at {row['mtt_clips_per_s']} clips/s"
-            f" ({row['basis']})"
-        )
+    for backend, routes in report.data.get("mtt_projection", {}).items():
+        for frontend, row in routes.items():
+            lines.append(
+                f"  MagnaTagATune ({MTT_CLIPS} clips) on {backend}, {frontend} frontend: {row['seconds']} s"
+                f" ({row['hours']} h) at {row['mtt_clips_per_s']} clips/s ({row['basis']})"
+            )
     return "\n".join(lines)
 
 
