@@ -1,5 +1,6 @@
 """The reference frontend (NumPy, in the decode workers) against the device frontend (keras.ops, with the network),
-per precision: `tagger embed`'s clips/s end to end, the CPU seconds it spends per clip over all its processes, and
+per precision: `tagger embed`'s clips/s end to end, the CPU seconds it spends per clip over all its processes (and
+apart: the network's process, the decode workers, whose start-up counts too), and
 the network alone (VGGish on precomputed patches; with the device frontend, on each patch's samples, so the
 frontend is part of it). First, each stage of one 30-s clip timed apart in this process: read (soundfile, at the
 file's rate), resample (soxr to 16 kHz), the reference log-mel (NumPy), the device log-mel (keras.ops, the clip's
@@ -31,9 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def cpu_seconds():
-    """User + system seconds of this process and of its finished children (the decode workers)."""
+    """User + system seconds of this process (the network's) and of its finished children (the decode workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return np.array([own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime])
 
 
 def main():
@@ -83,12 +84,16 @@ def main():
                 assert summary["embedded"] == args.clips, summary
                 rows.append((dtype, kind, args.clips / wall, cpu / args.clips, network))
         print(f"CPU: {cpu_name()}; {args.clips} GTZAN clips of 30 s; backend {backend.name()}")
-        print(f"{'precision':10s} {'frontend':10s} {'embed clips/s':>14s} {'CPU s/clip':>11s} {'network clips/s':>16s}")
+        print(
+            f"{'precision':10s} {'frontend':10s} {'embed clips/s':>14s} {'CPU s/clip':>11s} {'(network, workers)':>19s}"
+            f" {'network clips/s':>16s}"
+        )
         for dtype, kind, rate, cpu, network in rows:
             default = "  (the default)" if kind == device_frontend.default_kind(dtype) else ""
+            split = f"({cpu[0]:.3f}, {cpu[1]:.3f})"
             print(
-                f"{dtype:10s} {kind:10s} {rate:14.2f} {cpu:11.3f} {network:16.2f}   ({rate / network:.0%} of network)"
-                + default
+                f"{dtype:10s} {kind:10s} {rate:14.2f} {cpu.sum():11.3f} {split:>19s} {network:16.2f}"
+                f"   ({rate / network:.0%} of network)" + default
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
