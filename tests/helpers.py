@@ -236,3 +236,11 @@ def array_messages(index, path, *, n):
         dtype = np.float32 if k % 2 else np.float64
         yield ("patches", index, rng.standard_normal(shape).astype(dtype), np.arange(rows) * 0.96)
     yield ("done", index, float(n), [])
+
+
+def crashing_messages(index, path, *, n):
+    """:func:`array_messages`, except that the worker given the path ``"crash"`` dies at once (``os._exit``, as in a
+    decoder's segfault): the ``("start", index)`` it has just put is most often still in its queue's buffer."""
+    if path == "crash":
+        os._exit(3)
+    yield from array_messages(index, path, n=n)

@@ -4,7 +4,7 @@ import multiprocessing as mp
 
 import numpy as np
 import pytest
-from helpers import array_messages
+from helpers import array_messages, crashing_messages
 
 from tagger.embedding import pipeline, slots
 
@@ -83,3 +83,16 @@ def test_spawned_workers_hand_over_the_same_messages_either_way(monkeypatch):
         if m[0] == "patches" and m[2].nbytes <= slots.SLOT_BYTES
     )
     assert 0 < made[0].n_in_slots <= fits
+
+
+@pytest.mark.integration
+def test_a_worker_that_dies_on_a_file_fails_that_file_and_the_others_arrive_whole():
+    paths = ["a", "crash", "b", "c", "d"]
+    messages = list(pipeline.iter_messages(paths, crashing_messages, {"n": 6}, workers=2))
+    ends = {m[1]: m for m in messages if m[0] in ("done", "error")}
+    assert sorted(ends) == list(range(len(paths)))
+    assert ends[1] == ("error", 1, "decoder process crashed on this file")
+    for i, path in enumerate(paths):
+        if path != "crash":
+            for e, g in zip(array_messages(i, path, n=6), [m for m in messages if m[1] == i], strict=True):
+                _same(e, g)

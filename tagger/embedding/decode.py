@@ -74,7 +74,7 @@ def _exit_with_parent():
     threading.Thread(target=watch, name="tagger-parent-watch", daemon=True).start()
 
 
-def worker_loop(tasks, results, options, target, slots=None):
+def worker_loop(tasks, results, options, target, slots=None, holding=None):
     """Process entry point: take ``(index, path)`` tasks until ``None``; put the messages of ``target(index, path, **options)``.
 
     ``target`` is a module-level generator function (it travels to the spawned
@@ -86,7 +86,9 @@ def worker_loop(tasks, results, options, target, slots=None):
     file a crashed worker held. A worker whose parent died (killed, even with
     SIGKILL) exits at once instead of lingering on a queue nobody reads.
     With ``slots`` (:class:`tagger.embedding.slots.SharedSlots`), a message's large arrays travel through shared
-    memory instead of the queue's pipe.
+    memory instead of the queue's pipe. ``holding``: ``(shared int array, this worker's position)``; the worker
+    writes the index of the file it holds there (-1 when it holds none), at once and in memory the parent reads,
+    because a message put just before a hard crash can die with the worker in the queue's buffer.
     """
     _exit_with_parent()
     # one BLAS thread per worker: the network owns the other cores, and a
@@ -100,8 +102,12 @@ def worker_loop(tasks, results, options, target, slots=None):
         except (EOFError, OSError):
             return
         if task is None:
+            if holding is not None:
+                holding[0][holding[1]] = -1
             return
         index, path = task
+        if holding is not None:
+            holding[0][holding[1]] = index
         results.put(("start", index))
         for message in target(index, path, **options):
             results.put(message if slots is None else slots.pack(message))

@@ -283,9 +283,10 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
         tasks.put(None)
     # large arrays travel in shared memory: a slot for every message that can be queued or being put
     slots = make_slots(ctx, max(2, prefetch * workers) + n_workers) if shared_memory else None
+    holding = ctx.Array("q", [-1] * n_workers, lock=False)  # the file each worker holds: blamed if it dies
     procs = [
-        ctx.Process(target=worker_loop, args=(tasks, results, options, target, slots), daemon=True)
-        for _ in range(n_workers)
+        ctx.Process(target=worker_loop, args=(tasks, results, options, target, slots, (holding, k)), daemon=True)
+        for k in range(n_workers)
     ]
     for proc in procs:
         proc.start()
@@ -302,8 +303,8 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
                 if not heard:
                     fallback = True  # no worker ever started (an unguarded script): run here
                     break
-                # every worker is gone: whatever was started and unfinished crashed them
-                for index in sorted(started - finished):
+                # every worker is gone: whatever was started or held and is unfinished crashed them
+                for index in sorted((started | {i for i in holding if i >= 0}) - finished):
                     finished.add(index)
                     yield ("error", index, "decoder process crashed on this file")
                 for index in range(len(paths)):
