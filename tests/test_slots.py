@@ -96,3 +96,14 @@ def test_a_worker_that_dies_on_a_file_fails_that_file_and_the_others_arrive_whol
         if path != "crash":
             for e, g in zip(array_messages(i, path, n=6), [m for m in messages if m[1] == i], strict=True):
                 _same(e, g)
+
+
+@pytest.mark.integration
+def test_the_only_worker_dying_on_the_first_file_is_not_taken_for_workers_that_never_started():
+    """Its start message may be lost with it; the files are then failed, never decoded in this process (which the
+    same decoder would kill)."""
+    messages = list(pipeline.iter_messages(["crash", "a"], crashing_messages, {"n": 2}, workers=1))
+    assert messages == [
+        ("error", 0, "decoder process crashed on this file"),
+        ("error", 1, "not decoded: every decoder process crashed"),
+    ]

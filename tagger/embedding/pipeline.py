@@ -300,7 +300,7 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
             except queue.Empty:
                 if any(p.is_alive() for p in procs):
                     continue
-                if not heard:
+                if not heard and all(i < 0 for i in holding):
                     fallback = True  # no worker ever started (an unguarded script): run here
                     break
                 # every worker is gone: whatever was started or held and is unfinished crashed them
