@@ -5,9 +5,10 @@ the network alone (VGGish on precomputed patches; with the device frontend, on e
 frontend is part of it). First, each stage of one 30-s clip timed apart in this process: read (soundfile, at the
 file's rate), resample (soxr to 16 kHz), the reference log-mel (NumPy), the device log-mel (keras.ops, the clip's
 patches in one batch), the hand-over's pickling (dumps + loads of one clip's patches: log-mel, or float32 audio for
-the device frontend), their transfer from a spawned process through the pipeline's hand-over, by the queue alone
-and with shared memory, the default on Linux (benchmarks/handover.py), and the network per clip in each precision; milliseconds, median over the ten tracks. The end-to-end rows mark
-the frontend each precision runs by default.
+the device frontend), their transfer from a spawned process through the pipeline's hand-over, pickled through the
+pipe alone and with shared memory, the default on Linux (benchmarks/handover.py), and the network per clip in each
+precision; milliseconds, median over the ten tracks. The end-to-end rows mark the frontend each precision runs by
+default.
 
     python benchmarks/frontend_stages.py [--clips 24] [--weights CKPT]
 

@@ -6,9 +6,10 @@ and transport.
 
 Payloads: the reference frontend's log-mel patches (32 x 96 x 64 float32), the device frontend's patch audio
 (32 x 15,600 float32, 2.5x the bytes), and the same audio as int16 (what a 16-bit source holds before any
-resampling; not what tagger sends). Transports: ``queue``, every message pickled through the multiprocessing
-queue (tagger's hand-over until 2026-12-07, and where there is no ``memfd_create``), and ``shared memory``, the
-arrays in slots of shared memory (:mod:`tagger.embedding.slots`, the default on Linux). Prints messages/s, MB/s
+resampling; not what tagger sends). Transports: ``pipe``, every message pickled through the worker's own pipe
+(where there is no ``memfd_create``; until 2026-12-07 tagger pickled them through one shared multiprocessing
+queue), and ``shared memory``, the arrays in slots of shared memory (:mod:`tagger.embedding.slots`, the default on
+Linux). Prints messages/s, MB/s
 and the 30-s clips/s each sustains (31 patches a clip), with the CPU: the ceiling one consumer puts on `tagger
 embed`, whatever the network's speed.
 """
@@ -23,7 +24,7 @@ PAYLOADS = {
     "patch audio, float32": ((32, 15600), np.float32),
     "patch audio, int16": ((32, 15600), np.int16),
 }
-TRANSPORTS = {"queue": False, "shared memory": True}
+TRANSPORTS = {"pipe": False, "shared memory": True}
 
 
 def payload_messages(index, path, *, shape, dtype, messages):

@@ -10,6 +10,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import numpy as np
@@ -239,8 +240,11 @@ def array_messages(index, path, *, n):
 
 
 def crashing_messages(index, path, *, n):
-    """:func:`array_messages`, except that the worker given the path ``"crash"`` dies at once (``os._exit``, as in a
-    decoder's segfault): the ``("start", index)`` it has just put is most often still in its queue's buffer."""
+    """:func:`array_messages`, except that the worker given the path ``"crash"`` dies (``os._exit``, as in a
+    decoder's segfault) 10 ms after handing its sender a 128 MB message, in the middle of writing it (a pipe does
+    not carry 128 MB in 10 ms)."""
     if path == "crash":
+        yield ("patches", index, np.zeros((2048, 15600), np.float32), np.zeros(2048))
+        time.sleep(0.01)
         os._exit(3)
     yield from array_messages(index, path, n=n)

@@ -1,6 +1,7 @@
 """The decode workers' hand-over through shared memory (tagger.embedding.slots): the same messages as the queue."""
 
 import multiprocessing as mp
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.skipif(not hasattr(slots.os, "memfd_create"), reason="s
 
 @pytest.fixture
 def shared():
-    made = slots.SharedSlots(mp.get_context("spawn"), 2, slot_bytes=1 << 20)
+    made = slots.SharedSlots(mp.get_context("spawn"), 2, slot_bytes=1 << 20, wait_s=0.01)
     yield made
     made.close()
 
@@ -85,13 +86,24 @@ def test_spawned_workers_hand_over_the_same_messages_either_way(monkeypatch):
     assert 0 < made[0].n_in_slots <= fits
 
 
+def _within(seconds, *args, **kwargs):
+    """``list(pipeline.iter_messages(*args, **kwargs))``, failing instead of hanging past ``seconds``."""
+    out = []
+    thread = threading.Thread(target=lambda: out.extend(pipeline.iter_messages(*args, **kwargs)), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the hand-over hung for {seconds} s on a worker that died"
+    return out
+
+
 @pytest.mark.integration
 def test_a_worker_that_dies_on_a_file_fails_that_file_and_the_others_arrive_whole():
     paths = ["a", "crash", "b", "c", "d"]
-    messages = list(pipeline.iter_messages(paths, crashing_messages, {"n": 6}, workers=2))
+    messages = _within(120, paths, crashing_messages, {"n": 6}, workers=2)
     ends = {m[1]: m for m in messages if m[0] in ("done", "error")}
     assert sorted(ends) == list(range(len(paths)))
     assert ends[1] == ("error", 1, "decoder process crashed on this file")
+    assert [m for m in messages if m[1] == 1] == [ends[1]]  # its half-written message read as the pipe's end
     for i, path in enumerate(paths):
         if path != "crash":
             for e, g in zip(array_messages(i, path, n=6), [m for m in messages if m[1] == i], strict=True):
@@ -100,9 +112,9 @@ def test_a_worker_that_dies_on_a_file_fails_that_file_and_the_others_arrive_whol
 
 @pytest.mark.integration
 def test_the_only_worker_dying_on_the_first_file_is_not_taken_for_workers_that_never_started():
-    """Its start message may be lost with it; the files are then failed, never decoded in this process (which the
-    same decoder would kill)."""
-    messages = list(pipeline.iter_messages(["crash", "a"], crashing_messages, {"n": 2}, workers=1))
+    """It leaves half a message; its files are failed, never decoded in this process (which the same decoder would
+    kill)."""
+    messages = _within(120, ["crash", "a"], crashing_messages, {"n": 2}, workers=1)
     assert messages == [
         ("error", 0, "decoder process crashed on this file"),
         ("error", 1, "not decoded: every decoder process crashed"),

@@ -8,7 +8,9 @@ file stays bounded.
 
 import multiprocessing as mp
 import os
+import queue
 import threading
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 
@@ -74,21 +76,52 @@ def _exit_with_parent():
     threading.Thread(target=watch, name="tagger-parent-watch", daemon=True).start()
 
 
-def worker_loop(tasks, results, options, target, slots=None, holding=None):
-    """Process entry point: take ``(index, path)`` tasks until ``None``; put the messages of ``target(index, path, **options)``.
+class _Sender:
+    """A worker's messages to its parent through the worker's own pipe, written by a thread so that decoding goes
+    on meanwhile; at most ``prefetch`` wait to be written.
+
+    Pickled at :meth:`put` (a message may not change later). Only this worker holds the pipe's write end, so if it
+    dies in the middle of a message the parent reads an end of file, not a wait for bytes that will not come.
+    """
+
+    def __init__(self, conn, prefetch):
+        self.conn = conn
+        self.waiting = queue.Queue(maxsize=max(1, int(prefetch)))
+        self.thread = threading.Thread(target=self._write, name="tagger-sender", daemon=True)
+        self.thread.start()
+
+    def _write(self):
+        while (data := self.waiting.get()) is not None:
+            try:
+                self.conn.send_bytes(data)
+            except OSError:  # the parent closed its end (it stopped reading, or it is gone): nothing left to do
+                os._exit(0)
+
+    def put(self, message):
+        self.waiting.put(ForkingPickler.dumps(message))
+
+    def close(self):
+        """Write what waits, then close the pipe."""
+        self.waiting.put(None)
+        self.thread.join()
+        self.conn.close()
+
+
+def worker_loop(tasks, conn, options, target, *, slots=None, holding=None, prefetch=8):
+    """Process entry point: take ``(index, path)`` tasks until ``None``; send the messages of ``target(index, path,
+    **options)`` through ``conn`` (this worker's pipe to its parent).
 
     ``target`` is a module-level generator function (it travels to the spawned
     process by name): a model's decode job (:func:`tagger.embedding.vggish.frontend.decode_messages`), or another job with the same
     message contract (``"done"`` or ``"error"`` last), such as the handcrafted
     features of :func:`tagger.embedding.features.feature_messages`.
 
-    Before each file it puts ``("start", index)`` so the parent knows which
-    file a crashed worker held. A worker whose parent died (killed, even with
-    SIGKILL) exits at once instead of lingering on a queue nobody reads.
-    With ``slots`` (:class:`tagger.embedding.slots.SharedSlots`), a message's large arrays travel through shared
-    memory instead of the queue's pipe. ``holding``: ``(shared int array, this worker's position)``; the worker
-    writes the index of the file it holds there (-1 when it holds none), at once and in memory the parent reads,
-    because a message put just before a hard crash can die with the worker in the queue's buffer.
+    ``holding`` is ``(shared int array, this worker's position)``: before each file the worker writes its index
+    there, so that the parent knows which file a crashed worker held (the last it began: a message sent just
+    before a hard crash can die with the worker). With ``slots`` (:class:`tagger.embedding.slots.SharedSlots`), a
+    message's large arrays travel through shared memory instead of the pipe. ``prefetch``: messages made and not
+    yet written. A worker whose parent died (killed, even with SIGKILL) exits at once instead of lingering on a
+    pipe nobody reads.
     """
     _exit_with_parent()
     # one BLAS thread per worker: the network owns the other cores, and a
@@ -96,18 +129,17 @@ def worker_loop(tasks, results, options, target, slots=None, holding=None):
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    sender = _Sender(conn, prefetch)
     while True:
         try:
             task = tasks.get()
         except (EOFError, OSError):
-            return
+            break
         if task is None:
-            if holding is not None:
-                holding[0][holding[1]] = -1
-            return
+            break
         index, path = task
         if holding is not None:
             holding[0][holding[1]] = index
-        results.put(("start", index))
         for message in target(index, path, **options):
-            results.put(message if slots is None else slots.pack(message))
+            sender.put(message if slots is None else slots.pack(message))
+    sender.close()

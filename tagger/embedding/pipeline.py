@@ -1,15 +1,15 @@
 """Files -> embeddings, in input order: parallel decoding, full network batches.
 
-Worker processes (spawned, TensorFlow-free) decode and patch files into a
-bounded queue; the parent packs patches from several files into batches of
+Worker processes (spawned, TensorFlow-free) decode and patch files and send
+them back, each through its own pipe; the parent packs patches from several files into batches of
 exactly ``batch_size`` for the network and hands each finished track back in
 input order. Bad files come back as failures; the run goes on.
 """
 
 import collections
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue
 import warnings
 from dataclasses import dataclass, field
 
@@ -232,11 +232,11 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
     """Run ``target(index, path, **options)`` for every path in worker processes; yield its messages.
 
     The engine under :func:`iter_embeddings` and :func:`tagger.embedding.features.iter_features`:
-    spawned, TensorFlow-free workers (:func:`tagger.embedding.decode.worker_loop`), a
-    bounded result queue, and one guarantee: every index ends with exactly one
+    spawned, TensorFlow-free workers (:func:`tagger.embedding.decode.worker_loop`), each with its own pipe
+    back (and on Linux shared memory for large arrays), and one guarantee: every index ends with exactly one
     ``("done", index, ...)`` or ``("error", index, reason)`` message, also when
-    a worker crashes on a file (that file, and any that no worker is left to
-    take, get an error). Messages of different files interleave; a file's own
+    a worker crashes on a file (that file at once, and any that no worker is left to
+    take, get an error; the other workers go on). Messages of different files interleave; a file's own
     messages keep their order.
 
     Parameters
@@ -250,10 +250,10 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
     workers : int, optional
         Processes; 0 runs ``target`` in this process. Default :func:`default_workers`.
     prefetch : int
-        Messages buffered per worker (bounds memory).
+        Messages each worker may have made and not yet handed over (bounds memory).
     shared_memory : bool
         Large arrays travel from the workers in shared memory (:mod:`tagger.embedding.slots`, Linux), the rest
-        of each message through the queue; ``False``: whole messages pickled through the queue.
+        of each message through the worker's pipe; ``False``: whole messages pickled through the pipe.
 
     Yields
     ------
@@ -275,59 +275,68 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
 
     ctx = mp.get_context("spawn")
     tasks = ctx.Queue()
-    results = ctx.Queue(maxsize=max(2, prefetch * workers))
     for item in enumerate(paths):
         tasks.put(item)
     n_workers = min(workers, len(paths))
     for _ in range(n_workers):
         tasks.put(None)
-    # large arrays travel in shared memory: a slot for every message that can be queued or being put
-    slots = make_slots(ctx, max(2, prefetch * workers) + n_workers) if shared_memory else None
+    # large arrays travel in shared memory: a slot for every message that can be waiting or being sent
+    slots = make_slots(ctx, max(2, prefetch * n_workers) + n_workers) if shared_memory else None
     holding = ctx.Array("q", [-1] * n_workers, lock=False)  # the file each worker holds: blamed if it dies
+    # one pipe per worker, whose write end only that worker keeps: a worker that dies in the middle of a message
+    # leaves an end of file to read, never a wait for bytes that will not come (a shared queue would hang)
+    pipes = [ctx.Pipe(duplex=False) for _ in range(n_workers)]
     procs = [
-        ctx.Process(target=worker_loop, args=(tasks, results, options, target, slots, (holding, k)), daemon=True)
-        for k in range(n_workers)
+        ctx.Process(
+            target=worker_loop,
+            args=(tasks, send, options, target),
+            kwargs=dict(slots=slots, holding=(holding, k), prefetch=prefetch),
+            daemon=True,
+        )
+        for k, (_, send) in enumerate(pipes)
     ]
     for proc in procs:
         proc.start()
-    started = set()  # files a worker began and has not finished: blamed if workers crash
+    readers = {}
+    for k, (receive, send) in enumerate(pipes):
+        send.close()
+        readers[receive] = k
     heard = False  # whether any worker ever reported
     fallback = False
     try:
-        while len(finished) < len(paths):
-            try:
-                message = results.get(timeout=0.5)
-            except queue.Empty:
-                if any(p.is_alive() for p in procs):
+        while len(finished) < len(paths) and readers:
+            for reader in mp_connection.wait(list(readers)):
+                try:
+                    message = reader.recv()
+                except (EOFError, OSError):  # that worker is gone: the file it held (if unfinished) crashed it
+                    index = holding[readers.pop(reader)]
+                    reader.close()
+                    if index >= 0 and index not in finished:
+                        finished.add(index)
+                        yield ("error", index, "decoder process crashed on this file")
                     continue
-                if not heard and all(i < 0 for i in holding):
-                    fallback = True  # no worker ever started (an unguarded script): run here
-                    break
-                # every worker is gone: whatever was started or held and is unfinished crashed them
-                for index in sorted((started | {i for i in holding if i >= 0}) - finished):
-                    finished.add(index)
-                    yield ("error", index, "decoder process crashed on this file")
+                heard = True
+                if slots is not None:
+                    message = slots.unpack(message)
+                if message[0] in ("done", "error"):
+                    finished.add(message[1])
+                yield message
+        if len(finished) < len(paths):
+            if not heard and all(i < 0 for i in holding):
+                fallback = True  # no worker ever started (an unguarded script): run here
+            else:
                 for index in range(len(paths)):
                     if index not in finished:
                         finished.add(index)
                         yield ("error", index, "not decoded: every decoder process crashed")
-                break
-            heard = True
-            if slots is not None:
-                message = slots.unpack(message)
-            if message[0] == "start":
-                started.add(message[1])
-                continue
-            if message[0] in ("done", "error"):
-                started.discard(message[1])
-                finished.add(message[1])
-            yield message
     finally:
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
         for proc in procs:
             proc.join(timeout=5)
+        for reader in readers:
+            reader.close()
         if slots is not None:
             slots.close()
     if fallback:

@@ -1,14 +1,16 @@
 """The decode workers' hand-over through shared memory: a message's large arrays travel in slots of memory that the
-workers and the network's process both map, and the queue carries only where they are.
+workers and the network's process both map, and the worker's pipe carries only where they are.
 
 A worker's message of 32 patches is 0.8 MB of log-mel, or 2 MB of the audio the device frontend takes. Pickled
-through a multiprocessing queue, it is copied four times and written through a pipe in 64 KB pieces, which holds one
-consumer to a few hundred clips a second (``benchmarks/handover.py``): less than a GPU embeds. In a slot it is copied
-twice (into the slot, out of it) and the queue carries a few dozen bytes.
+through a pipe, it is copied four times and written in 64 KB pieces, which holds one consumer to a few hundred
+clips a second (``benchmarks/handover.py``): less than a GPU embeds. In a slot it is copied twice (into the slot,
+out of it) and the pipe carries a few dozen bytes. The free slots are also the workers' back-pressure: a worker
+waits for one while the network's process is busy.
 
 The slots live in one anonymous shared file (``memfd_create``): it does not count against ``/dev/shm`` (64 MB by
 default in a Docker container), it needs no name, and it is gone once the last process that maps it ends, killed
-or not. Where there is no ``memfd_create`` (not Linux), :func:`make_slots` gives ``None`` and messages travel pickled.
+or not. Where there is no ``memfd_create`` (not Linux), :func:`make_slots` gives ``None`` and messages travel pickled
+through the pipe.
 """
 
 import mmap
@@ -19,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SharedSlots", "make_slots", "MIN_SLOT_ARRAY_BYTES", "SLOT_BYTES"]
+__all__ = ["SharedSlots", "make_slots", "FREE_SLOT_WAIT_S", "MIN_SLOT_ARRAY_BYTES", "SLOT_BYTES"]
 
 SLOT_BYTES = 4 << 20
 """Bytes per slot: a message of up to 64 patches of patch audio (64 x 15,600 float32 = 4.0 MB) fits one."""
@@ -27,9 +29,10 @@ SLOT_BYTES = 4 << 20
 MIN_SLOT_ARRAY_BYTES = 64 << 10
 """Arrays smaller than this travel pickled: below a pipe's buffer a slot saves nothing."""
 
-_FREE_SLOT_WAIT_S = 0.01
-"""How long a worker waits for a free slot before it sends the array pickled instead (slots a crashed worker held
-are never freed; a slow consumer bounds the queue either way)."""
+FREE_SLOT_WAIT_S = 1.0
+"""How long a worker waits for a free slot before it sends the array pickled instead. Waiting is the workers'
+back-pressure while the network's process is busy; the limit is for slots that never come back (those of messages
+that died with a crashed worker)."""
 
 
 class _InSlot(NamedTuple):
@@ -45,7 +48,7 @@ class SharedSlots:
 
     Made in the network's process before the workers start; it travels to spawned workers as their arguments do
     (its file descriptor is passed the way multiprocessing passes its pipes). A worker :meth:`pack` s a message
-    before it puts it on the results queue; the network's process :meth:`unpack` s it after the get, which copies
+    before it sends it; the network's process :meth:`unpack` s it after it receives it, which copies
     the arrays out and frees their slots.
 
     Parameters
@@ -53,14 +56,16 @@ class SharedSlots:
     ctx : multiprocessing context
         The workers' (``spawn``).
     n : int
-        Slots: at least the messages that can be in flight (queued, plus one being put per worker), so that a
-        worker finds a free one unless a crashed worker took some with it.
+        Slots: the messages that may be on their way at once (made, not yet taken by the network's process);
+        a worker that finds none free waits for one, up to ``wait_s``.
     slot_bytes : int
         Bytes per slot; a larger array travels pickled.
+    wait_s : float
+        Seconds a worker waits for a free slot before it sends an array pickled.
     """
 
-    def __init__(self, ctx, n, slot_bytes=SLOT_BYTES):
-        self.n, self.slot_bytes = int(n), int(slot_bytes)
+    def __init__(self, ctx, n, slot_bytes=SLOT_BYTES, *, wait_s=FREE_SLOT_WAIT_S):
+        self.n, self.slot_bytes, self.wait_s = int(n), int(slot_bytes), float(wait_s)
         self._fd = os.memfd_create("tagger-handover", os.MFD_CLOEXEC)
         os.ftruncate(self._fd, self.n * self.slot_bytes)  # pages are only taken as slots are written
         self._map = mmap.mmap(self._fd, self.n * self.slot_bytes)
@@ -70,7 +75,7 @@ class SharedSlots:
         self.n_in_slots = 0  # arrays that came through a slot (this process's count)
 
     def __reduce__(self):
-        return _attach, (reduction.DupFd(self._fd), self.n, self.slot_bytes, self.free)
+        return _attach, (reduction.DupFd(self._fd), self.n, self.slot_bytes, self.wait_s, self.free)
 
     def _view(self, slot, shape, dtype):
         count = int(np.prod(shape, dtype=np.int64))
@@ -95,7 +100,7 @@ class SharedSlots:
         -------
         tuple
             The same message; arrays of :data:`MIN_SLOT_ARRAY_BYTES` up to ``slot_bytes`` bytes are in slots
-            when one is free within a few milliseconds, the rest as they were.
+            when one is free within ``wait_s``, the rest as they were.
         """
         if not any(self._fits(value) for value in message):
             return message
@@ -103,7 +108,7 @@ class SharedSlots:
         for value in message:
             if self._fits(value):
                 try:
-                    slot = self.free.get(timeout=_FREE_SLOT_WAIT_S)
+                    slot = self.free.get(timeout=self.wait_s)
                 except queue.Empty:
                     out.append(value)
                     continue
@@ -134,20 +139,20 @@ class SharedSlots:
         self.free.close()
 
 
-def _attach(dup_fd, n, slot_bytes, free):
+def _attach(dup_fd, n, slot_bytes, wait_s, free):
     """The slots in a spawned worker: map the file descriptor that came with the process."""
     slots = SharedSlots.__new__(SharedSlots)
-    slots.n, slots.slot_bytes, slots.free, slots.n_in_slots = n, slot_bytes, free, 0
+    slots.n, slots.slot_bytes, slots.wait_s, slots.free, slots.n_in_slots = n, slot_bytes, wait_s, free, 0
     slots._fd = dup_fd.detach()
     slots._map = mmap.mmap(slots._fd, n * slot_bytes)
     return slots
 
 
-def make_slots(ctx, n, slot_bytes=SLOT_BYTES):
+def make_slots(ctx, n, slot_bytes=SLOT_BYTES, *, wait_s=FREE_SLOT_WAIT_S):
     """:class:`SharedSlots` where the platform has ``memfd_create`` and can make the file, else ``None``."""
     if not hasattr(os, "memfd_create"):
         return None
     try:
-        return SharedSlots(ctx, n, slot_bytes)
-    except OSError:  # no memory for the file's table, or memfd refused (a seccomp profile): the queue alone
+        return SharedSlots(ctx, n, slot_bytes, wait_s=wait_s)
+    except OSError:  # no memory for the file's table, or memfd refused (a seccomp profile): pipes alone
         return None
