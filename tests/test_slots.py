@@ -9,7 +9,7 @@ from helpers import array_messages, crashing_messages
 
 from tagger.embedding import pipeline, slots
 
-pytestmark = pytest.mark.skipif(not hasattr(slots.os, "memfd_create"), reason="shared slots need memfd_create (Linux)")
+needs_memfd = pytest.mark.skipif(not hasattr(slots.os, "memfd_create"), reason="shared slots need memfd_create (Linux)")
 
 
 @pytest.fixture
@@ -28,6 +28,7 @@ def _same(a, b):
             assert x == y
 
 
+@needs_memfd
 def test_large_arrays_go_through_a_slot_and_the_rest_as_they_are(shared):
     rng = np.random.default_rng(0)
     large = rng.standard_normal((8, 15600)).astype(np.float32)  # 0.5 MB: a slot
@@ -44,6 +45,7 @@ def test_large_arrays_go_through_a_slot_and_the_rest_as_they_are(shared):
     assert shared.unpack(("done", 3, 1.0, [])) == ("done", 3, 1.0, [])
 
 
+@needs_memfd
 def test_without_a_free_slot_the_array_travels_pickled(shared):
     block = np.ones((4, 15600), np.float32)
     held = [shared.pack(("patches", i, block)) for i in range(2)]  # both slots taken, none freed yet
@@ -55,6 +57,7 @@ def test_without_a_free_slot_the_array_travels_pickled(shared):
     assert fourth[2].slot == held[1][2].slot and np.array_equal(shared.unpack(fourth)[2], block * 4)
 
 
+@needs_memfd
 @pytest.mark.integration
 def test_spawned_workers_hand_over_the_same_messages_either_way(monkeypatch):
     made = []
