@@ -9,11 +9,15 @@ clips are synthetic. Each backend runs in a process of its own (Keras fixes the 
 TensorFlow blocked from importing. It measures, per backend:
 
 - VGGish network-only patches/s in float32, bfloat16 and float16 at batch 256 to 2048;
-- ``tagger embed`` end to end (decode, frontend, network, cache write) with one decode worker per CPU core, and
-  where its limit is: decode + frontend alone, the host-to-device transfer, or the network;
+- ``tagger embed`` end to end (decode, frontend, network, cache write) with one decode worker per CPU core, with
+  the reference frontend and with the device frontend, and where each one's limit is: decoding alone (with the
+  reference frontend's log-mel, or only reading and resampling for the device frontend), the host-to-device
+  transfer, or the network (with the device frontend: frontend + network); decoding alone is also timed on MP3
+  copies of the clips at 16 kHz, as MagnaTagATune's clips are;
 - a head's training steps/s (dense head, batch 512 x window 10);
 - then the parity of JAX and PyTorch (embeddings, a head's outputs, a few training steps from the same weights),
-  and the projected wall time of embedding all 25,863 MagnaTagATune clips at the measured end-to-end rate.
+  and the projected wall time of embedding all 25,863 MagnaTagATune clips with each frontend, from its slowest
+  stage with MP3 decoding.
 
 It prints one table and writes ``gpu_check.json`` (updated after every measurement, so a run cut short still
 reports) to ``--out`` (default ``$OUT`` when set, else ``gpu_check/``). ``--quick`` is the rehearsal size: on a machine with
