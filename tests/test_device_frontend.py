@@ -61,6 +61,18 @@ def test_device_patches_start_where_the_reference_patches_start(hop_seconds):
     assert np.max(np.abs(got - reference)) <= LOG_MEL_TOLERANCE
 
 
+@pytest.mark.backends
+@pytest.mark.parametrize("samples", [400, 401, 559, 560, 719, 15600, 15601, 48000])
+def test_frames_are_cut_without_a_gather_exactly_as_slices(samples):
+    from keras import ops
+
+    audio = (np.random.default_rng(samples).standard_normal((2, samples)) * 0.3).astype(np.float32)
+    n = device_frontend.n_frames(samples)
+    framed = ops.convert_to_numpy(device_frontend._frames(ops.convert_to_tensor(audio), n))
+    expected = np.stack([audio[:, i * 160 : i * 160 + 400] for i in range(n)], axis=1)
+    assert framed.shape == expected.shape and np.array_equal(framed, expected)
+
+
 def test_too_little_audio_is_refused_naming_the_need():
     from tagger.exceptions import ParameterError
 
