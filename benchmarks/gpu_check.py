@@ -169,6 +169,17 @@ def decode_rate(files, output, batch, workers):
     return len(files) / (time.perf_counter() - started), n_patches / len(files)
 
 
+def stage_summary(rates, n_clips, wall_s):
+    """One ``tagger embed`` run against the rates its stages alone sustain (clips/s): its own rate, the stages, the
+    slowest one, and what that stage does not explain (starting the decode workers, compiling, the cache writes)."""
+    return {
+        "clips_per_s": round(n_clips / wall_s, 2),
+        "stage_clips_per_s": {k: round(v, 2) for k, v in rates.items()},
+        "limit": min(rates, key=rates.get),
+        "overhead_s": round(wall_s - n_clips / min(rates.values()), 2),
+    }
+
+
 def measure_end_to_end(part, backend, weights, clips, work, size):
     from tagger.embedding.audio import load
     from tagger.embedding.embed import embed_files
@@ -197,7 +208,6 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
     rng = np.random.default_rng(0)
     batch = rng.standard_normal((best["batch"], 96, 64)).astype(np.float32)
     calls, seconds = timed(to_device_and_back(backend, batch), size["min_s"])
-    slowest = len(clips) / e2e_s
     rates = {  # clips per second each stage alone could sustain
         "decode + frontend": decode[("wav", "log_mel")][0],
         "transfer": calls * best["batch"] / seconds / per_clip,
@@ -224,10 +234,7 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
     want = Embedder(str(weights), batch_size=64, dtype="float32").embed(y, 16000)[0]
     have = Embedder(str(weights), batch_size=64, dtype="float32", frontend_kind="device").embed(y, 16000)[0]
     device_frontend = {
-        "clips_per_s": round(len(clips) / device_s, 2),
-        "stage_clips_per_s": {k: round(v, 2) for k, v in device_rates.items()},
-        "limit": min(device_rates, key=device_rates.get),
-        "overhead_s": round(device_s - len(clips) / min(device_rates.values()), 2),
+        **stage_summary(device_rates, len(clips), device_s),
         "float32_difference": float(np.max(np.abs(have - want)) / np.max(np.abs(want))),
     }
     part.add(
@@ -239,11 +246,7 @@ def measure_end_to_end(part, backend, weights, clips, work, size):
             "workers": workers,
             "dtype": best["dtype"],
             "batch": best["batch"],
-            "clips_per_s": round(slowest, 2),
-            "stage_clips_per_s": {k: round(v, 2) for k, v in rates.items()},
-            "limit": min(rates, key=rates.get),
-            # what the slowest stage does not explain: starting the decode workers, compiling, the cache writes
-            "overhead_s": round(e2e_s - len(clips) / min(rates.values()), 2),
+            **stage_summary(rates, len(clips), e2e_s),
             # decoding alone, clips/s: "wav log_mel", "wav audio", "mp3 log_mel", "mp3 audio" (no mp3: no writer)
             "decode_clips_per_s": {f"{fmt} {output}": round(r[0], 2) for (fmt, output), r in decode.items()},
         },

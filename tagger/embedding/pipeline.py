@@ -301,7 +301,6 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
     for k, (receive, send) in enumerate(pipes):
         send.close()
         readers[receive] = k
-    heard = False  # whether any worker ever reported
     fallback = False
     try:
         while len(finished) < len(paths) and readers:
@@ -315,15 +314,14 @@ def iter_messages(paths, target, options, *, workers=None, prefetch=8, shared_me
                         finished.add(index)
                         yield ("error", index, "decoder process crashed on this file")
                     continue
-                heard = True
                 if slots is not None:
                     message = slots.unpack(message)
                 if message[0] in ("done", "error"):
                     finished.add(message[1])
                 yield message
         if len(finished) < len(paths):
-            if not heard and all(i < 0 for i in holding):
-                fallback = True  # no worker ever started (an unguarded script): run here
+            if all(i < 0 for i in holding):
+                fallback = True  # no worker ever began a file (an unguarded script): run here
             else:
                 for index in range(len(paths)):
                     if index not in finished:

@@ -102,8 +102,6 @@ class SharedSlots:
             The same message; arrays of :data:`MIN_SLOT_ARRAY_BYTES` up to ``slot_bytes`` bytes are in slots
             when one is free within ``wait_s``, the rest as they were.
         """
-        if not any(self._fits(value) for value in message):
-            return message
         out = []
         for value in message:
             if self._fits(value):
@@ -119,8 +117,6 @@ class SharedSlots:
 
     def unpack(self, message):
         """The message as the worker made it: each array in a slot copied out, and its slot freed."""
-        if not any(isinstance(value, _InSlot) for value in message):
-            return message
         out = []
         for value in message:
             if isinstance(value, _InSlot):
