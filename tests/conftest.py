@@ -10,12 +10,14 @@ Tiers (markers registered in pyproject.toml; ``docs``: docs/development.md's Tes
 - ``slow``: whole jobs (kill and resume, cloud, wheels, Beam, backends compared, training on AudioSet).
 """
 
+import atexit
 import collections
 import importlib.metadata
 import json
 import multiprocessing.util
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 os.environ["TAGGER_PRECISION"] = "float32"
 # the weights-id memo (tagger.embedding.weights) of this run's own, not the user's ~/.cache/tagger
 os.environ["TAGGER_CACHE_HOME"] = tempfile.mkdtemp(prefix="tagger-cache-home-")
+atexit.register(shutil.rmtree, os.environ["TAGGER_CACHE_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -182,7 +183,12 @@ def load_in_fresh_interpreter(entry, folders):
     body = ENTRY_POINTS[entry].replace("; ", "\n    ")
     paths = {name: str(path) for name, path in folders.items()}
     code = f"for name, B in {paths!r}.items():\n    {body}\n    print(name, m.count_params())"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # the entry points that write a folder (export, training resume) write it under a TMPDIR removed afterwards
+    with tempfile.TemporaryDirectory(prefix="tagger-entry-") as tmp:
+        env = {**os.environ, "TMPDIR": tmp}
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
     counts = dict(line.split() for line in done.stdout.split("\n") if line.split()[:1] and line.split()[0] in paths)
     assert done.returncode == 0 and sorted(counts) == sorted(paths), done.stderr[-2000:]
     return {name: int(n) for name, n in counts.items()}
