@@ -246,6 +246,7 @@ def test_setup_states_ranges_and_the_lock_holds_every_package():
     """setup.py gives ranges (no exact pin: tagger installs beside other packages); the lock (.ci/constraints.txt,
     made by .ci/lock.sh) fixes an allowed version of each requirement of every extra."""
     from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
 
     tree = ast.parse((ROOT / "setup.py").read_text())
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
@@ -254,13 +255,9 @@ def test_setup_states_ranges_and_the_lock_holds_every_package():
     pinned = [str(r) for r in wanted if any(s.operator == "==" for s in r.specifier)]
     assert not pinned, f"exact pins in setup.py (they belong in the lock): {pinned}"
     assert all(r.specifier for r in wanted), [str(r) for r in wanted if not r.specifier]  # a tested lower bound each
-    lock = {}
-    for line in (ROOT / ".ci/constraints.txt").read_text().splitlines():
-        if "==" in line and not line.startswith(("#", " ")):
-            name, version = line.split("==")
-            lock[re.sub(r"[-_.]+", "-", name).lower()] = version.strip()
+    lock = read_lock((ROOT / ".ci/constraints.txt").read_text())
     for r in wanted:
-        name = re.sub(r"[-_.]+", "-", r.name).lower()
+        name = canonicalize_name(r.name)
         assert name in lock and lock[name] in r.specifier, f"{r}: the lock holds {lock.get(name)}; run .ci/lock.sh"
 
 
@@ -302,14 +299,13 @@ def lock_problems(lock, extras, *, root="vggish-tagger"):
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    reached, problems, todo, seen = set(), [], [(root, frozenset(extras), "the root")], set()
+    problems, todo, seen = [], [(root, frozenset(extras), "the root")], set()
     while todo:
         name, wanted, via = todo.pop()
         key = canonicalize_name(name)
         if (key, wanted) in seen:
             continue
         seen.add((key, wanted))
-        reached.add(key)
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
@@ -327,7 +323,7 @@ def lock_problems(lock, extras, *, root="vggish-tagger"):
             elif not req.specifier.contains(lock[dep], prereleases=True):
                 problems.append(f"{name} requires {req}: the lock's {lock[dep]} is outside it")
             todo.append((req.name, frozenset(req.extras), name))
-    return reached - {root}, problems
+    return {key for key, _ in seen} - {root}, problems
 
 
 def test_with_the_lock_adding_an_extra_changes_nothing():
